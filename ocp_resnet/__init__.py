@@ -1,0 +1,36 @@
+"""ocp_resnet: residual networks trained as optimal control problems (arXiv 2506.21453).
+
+Public API::
+
+    from ocp_resnet import load_dataset, Problem, solve, IpoptOptions
+    problem = Problem.build(load_dataset("spirals"), blocks=10, width=2, loss="mse", gamma=1.0)
+    sol = solve(problem, method="multiple-shooting", options=IpoptOptions(tol=1e-8))
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .architecture import ArchSpec, BlockSpec
+from .data import Dataset, load_dataset
+from .errors import ValidationError
+from .objective import ObjectiveSpec
+from .problem import Evaluation, Problem
+from .solution import Solution, SolveError, Status
+from .solvers import IpoptOptions, solve
+
+__all__ = [
+    "ArchSpec",
+    "BlockSpec",
+    "Dataset",
+    "Evaluation",
+    "IpoptOptions",
+    "ObjectiveSpec",
+    "Problem",
+    "Solution",
+    "SolveError",
+    "Status",
+    "ValidationError",
+    "load_dataset",
+    "solve",
+    "__version__",
+]

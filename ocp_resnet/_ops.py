@@ -1,0 +1,209 @@
+"""Array back-ends for the formulas in :mod:`architecture` and :mod:`objective`.
+
+Every formula of the model is written once, against the small interface below, and evaluated
+with numpy (numeric analysis), CasADi SX (the NLP) or torch (SGD training). Layout: features
+on rows, samples on columns, so a state batch is ``(d, n)`` and one CasADi sample is ``(d, 1)``.
+Biases are 1-D ``(d,)`` arrays (numpy/torch) or ``(d, 1)`` CasADi columns.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+class NumpyOps:
+    """numpy back-end: batched, columns are samples."""
+
+    name = "numpy"
+
+    @staticmethod
+    def affine(W: Any, x: Any, b: Any | None) -> Any:
+        y = W @ x
+        return y if b is None else y + b.reshape(-1, 1)
+
+    @staticmethod
+    def matmul(W: Any, x: Any) -> Any:
+        return W @ x
+
+    @staticmethod
+    def pad_rows(x: Any, rows: int) -> Any:
+        if x.shape[0] == rows:
+            return x
+        return np.concatenate([x, np.zeros((rows - x.shape[0], x.shape[1]), x.dtype)], 0)
+
+    tanh = staticmethod(np.tanh)
+    exp = staticmethod(np.exp)
+    log = staticmethod(np.log)
+    sqrt = staticmethod(np.sqrt)
+
+    @staticmethod
+    def softplus(z: Any) -> Any:
+        return np.logaddexp(0.0, z)
+
+    @staticmethod
+    def relu(z: Any) -> Any:
+        return np.maximum(z, 0.0)
+
+    @staticmethod
+    def logsumexp(z: Any) -> Any:
+        """log Σ_rows exp(z), shape (1, n)."""
+        m = np.max(z, axis=0, keepdims=True)
+        return m + np.log(np.sum(np.exp(z - m), axis=0, keepdims=True))
+
+    @staticmethod
+    def colsum(z: Any) -> Any:
+        """Σ over rows, shape (1, n)."""
+        return np.sum(z, axis=0, keepdims=True)
+
+    @staticmethod
+    def sumsqr(w: Any) -> Any:
+        return float(np.sum(np.square(w)))
+
+
+class CasadiOps:
+    """CasADi back-end: one sample as a (d, 1) column of SX/MX; mapped over samples."""
+
+    name = "casadi"
+
+    @staticmethod
+    def affine(W: Any, x: Any, b: Any | None) -> Any:
+        import casadi as ca
+
+        y = ca.mtimes(W, x)
+        return y if b is None else y + b
+
+    @staticmethod
+    def matmul(W: Any, x: Any) -> Any:
+        import casadi as ca
+
+        return ca.mtimes(W, x)
+
+    @staticmethod
+    def pad_rows(x: Any, rows: int) -> Any:
+        import casadi as ca
+
+        if x.shape[0] == rows:
+            return x
+        return ca.vertcat(x, ca.DM.zeros(rows - x.shape[0], x.shape[1]))
+
+    @staticmethod
+    def tanh(z: Any) -> Any:
+        import casadi as ca
+
+        return ca.tanh(z)
+
+    @staticmethod
+    def exp(z: Any) -> Any:
+        import casadi as ca
+
+        return ca.exp(z)
+
+    @staticmethod
+    def log(z: Any) -> Any:
+        import casadi as ca
+
+        return ca.log(z)
+
+    @staticmethod
+    def sqrt(z: Any) -> Any:
+        import casadi as ca
+
+        return ca.sqrt(z)
+
+    @staticmethod
+    def softplus(z: Any) -> Any:
+        import casadi as ca
+
+        # Stable form; the kinks of fmax/fabs cancel, so derivatives of all orders are exact.
+        return ca.fmax(z, 0) + ca.log1p(ca.exp(-ca.fabs(z)))
+
+    @staticmethod
+    def relu(z: Any) -> Any:
+        raise NotImplementedError  # guarded by the spec: IPOPT needs C2 activations
+
+    @staticmethod
+    def logsumexp(z: Any) -> Any:
+        import casadi as ca
+
+        # Shift by the max for stability; its (non-smooth) derivative cancels exactly.
+        m = ca.mmax(z)
+        return m + ca.log(ca.sum1(ca.exp(z - m)))
+
+    @staticmethod
+    def colsum(z: Any) -> Any:
+        import casadi as ca
+
+        return ca.sum1(z)
+
+    @staticmethod
+    def sumsqr(w: Any) -> Any:
+        import casadi as ca
+
+        return ca.sumsqr(w)
+
+
+class TorchOps:
+    """torch back-end: batched, columns are samples (transpose of torch's usual layout)."""
+
+    name = "torch"
+
+    @staticmethod
+    def affine(W: Any, x: Any, b: Any | None) -> Any:
+        y = W @ x
+        return y if b is None else y + b.reshape(-1, 1)
+
+    @staticmethod
+    def matmul(W: Any, x: Any) -> Any:
+        return W @ x
+
+    @staticmethod
+    def pad_rows(x: Any, rows: int) -> Any:
+        import torch
+
+        if x.shape[0] == rows:
+            return x
+        return torch.nn.functional.pad(x, (0, 0, 0, rows - x.shape[0]))
+
+    @staticmethod
+    def tanh(z: Any) -> Any:
+        return z.tanh()
+
+    @staticmethod
+    def exp(z: Any) -> Any:
+        return z.exp()
+
+    @staticmethod
+    def log(z: Any) -> Any:
+        return z.log()
+
+    @staticmethod
+    def sqrt(z: Any) -> Any:
+        return z.sqrt()
+
+    @staticmethod
+    def softplus(z: Any) -> Any:
+        import torch
+
+        return torch.nn.functional.softplus(z)
+
+    @staticmethod
+    def relu(z: Any) -> Any:
+        return z.clamp_min(0.0)
+
+    @staticmethod
+    def logsumexp(z: Any) -> Any:
+        return z.logsumexp(dim=0, keepdim=True)
+
+    @staticmethod
+    def colsum(z: Any) -> Any:
+        return z.sum(dim=0, keepdim=True)
+
+    @staticmethod
+    def sumsqr(w: Any) -> Any:
+        return (w * w).sum()
+
+
+NUMPY = NumpyOps()
+CASADI = CasadiOps()
+TORCH = TorchOps()

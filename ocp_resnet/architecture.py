@@ -1,0 +1,307 @@
+"""One architecture spec for both back-ends: stem E, blocks (branch F_k, skip S_k), head H.
+
+The network (DESIGN.md §1), with states as columns::
+
+    x_0     = E(u)                               pad: zero-pad u to the width; linear: W u + b
+    x_{k+1} = S_k(x_k) + F_k(x_k)                S_k = identity, or a linear map when the width changes
+    F_k(x)  = h σ(W x + b)                       branch "single" (an explicit Euler step)
+    F_k(x)  = W2 σ(W1 x + b1) + b2               branch "basic"
+    ŷ       = H(x_N) = W_H x_N + b_H
+
+Every formula takes an ``ops`` back-end (:mod:`ocp_resnet._ops`), so numpy, CasADi and torch
+evaluate the very same code. Parameters live in an ordered ``dict`` with stable names
+(``stem.W``, ``block3.W1``, ``block3.S``, ``head.b`` ...), flattened row-major.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .errors import ValidationError, check_choice, check_float, check_int
+
+BRANCHES = ("single", "basic")
+STEMS = ("pad", "linear")
+#: Activations IPOPT can use (twice differentiable); ``relu`` is for the torch back-end only.
+SMOOTH_ACTIVATIONS = ("tanh", "softplus", "smooth_relu")
+ACTIVATIONS = SMOOTH_ACTIVATIONS + ("relu",)
+#: Smoothing width of the smooth ReLU ½(z + sqrt(z² + β²)) − β/2 (zero at zero).
+SMOOTH_RELU_BETA = 0.1
+
+
+def activation(name: str, z: Any, ops: Any) -> Any:
+    """σ(z) for the activation ``name``."""
+    if name == "tanh":
+        return ops.tanh(z)
+    if name == "softplus":
+        return ops.softplus(z)
+    if name == "smooth_relu":
+        b = SMOOTH_RELU_BETA
+        return 0.5 * (z + ops.sqrt(z * z + b * b)) - 0.5 * b
+    if name == "relu":
+        return ops.relu(z)
+    raise ValidationError(f"unknown activation {name!r}: use one of {', '.join(ACTIVATIONS)}")
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One residual block: output width, branch type and hidden width (``basic`` only)."""
+
+    width: int
+    branch: str = "single"
+    hidden: int | None = None
+
+    def __post_init__(self) -> None:
+        check_int("block width", self.width, 1)
+        check_choice("branch", self.branch, BRANCHES)
+        if self.hidden is not None:
+            check_int("hidden width", self.hidden, 1)
+
+    @property
+    def hidden_width(self) -> int:
+        return self.width if self.hidden is None else self.hidden
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """Validated architecture: input dim, stem, state width x_0, blocks, head outputs.
+
+    Build the common case with :meth:`uniform`.
+    """
+
+    input_dim: int
+    n_outputs: int
+    stem_width: int
+    blocks: tuple[BlockSpec, ...] = ()
+    stem: str = "pad"
+    activation: str = "tanh"
+    step: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_int("input_dim", self.input_dim, 1)
+        check_int("n_outputs", self.n_outputs, 1)
+        check_int("width", self.stem_width, 1)
+        check_choice("stem", self.stem, STEMS)
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_float("step", self.step, 0.0, strict=True)
+        blocks = tuple(
+            b if isinstance(b, BlockSpec) else BlockSpec(**dict(b)) for b in self.blocks
+        )
+        object.__setattr__(self, "blocks", blocks)
+        if self.stem == "pad" and self.stem_width < self.input_dim:
+            raise ValidationError(
+                f"width {self.stem_width} is smaller than the input dimension {self.input_dim}: "
+                f"use --width >= {self.input_dim} or --stem linear"
+            )
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def uniform(
+        cls,
+        input_dim: int,
+        n_outputs: int,
+        n_blocks: int,
+        width: int | Sequence[int],
+        branch: str = "single",
+        hidden: int | None = None,
+        stem: str = "pad",
+        activation: str = "tanh",
+        step: float = 1.0,
+    ) -> "ArchSpec":
+        """``width`` is one int, or a list of N+1 widths of x_0..x_N (projections where it changes)."""
+        n_blocks = check_int("blocks", n_blocks, 0)
+        if isinstance(width, (list, tuple)):
+            widths = [check_int("width", w, 1) for w in width]
+            if len(widths) == 1:
+                widths = widths * (n_blocks + 1)
+            if len(widths) != n_blocks + 1:
+                raise ValidationError(
+                    f"a width list needs N+1 = {n_blocks + 1} entries (x_0..x_N), got {len(widths)}"
+                )
+        else:
+            widths = [check_int("width", width, 1)] * (n_blocks + 1)
+        blocks = tuple(BlockSpec(w, branch, hidden) for w in widths[1:])
+        return cls(input_dim, n_outputs, widths[0], blocks, stem, activation, step)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["blocks"] = [asdict(b) for b in self.blocks]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ArchSpec":
+        d = dict(d)
+        d["blocks"] = tuple(BlockSpec(**b) for b in d.get("blocks", ()))
+        return cls(**d)
+
+    # ----------------------------------------------------------------- shapes
+    @property
+    def n_blocks(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def widths(self) -> list[int]:
+        """Widths of x_0 .. x_N."""
+        return [self.stem_width] + [b.width for b in self.blocks]
+
+    def has_projection(self, k: int) -> bool:
+        return self.widths[k + 1] != self.widths[k]
+
+    def branch_names(self, k: int) -> list[str]:
+        """Names of the residual-branch parameters of block k (the ones that may vanish)."""
+        if self.blocks[k].branch == "single":
+            return [f"block{k}.W", f"block{k}.b"]
+        return [f"block{k}.W1", f"block{k}.b1", f"block{k}.W2", f"block{k}.b2"]
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Ordered parameter names and shapes (this order is the flat vector's order)."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        if self.stem == "linear":
+            shapes["stem.W"] = (self.stem_width, self.input_dim)
+            shapes["stem.b"] = (self.stem_width,)
+        w = self.widths
+        for k, blk in enumerate(self.blocks):
+            din, dout = w[k], w[k + 1]
+            if blk.branch == "single":
+                shapes[f"block{k}.W"] = (dout, din)
+                shapes[f"block{k}.b"] = (dout,)
+            else:
+                hid = blk.hidden_width
+                shapes[f"block{k}.W1"] = (hid, din)
+                shapes[f"block{k}.b1"] = (hid,)
+                shapes[f"block{k}.W2"] = (dout, hid)
+                shapes[f"block{k}.b2"] = (dout,)
+            if din != dout:
+                shapes[f"block{k}.S"] = (dout, din)
+        shapes["head.W"] = (self.n_outputs, w[-1])
+        shapes["head.b"] = (self.n_outputs,)
+        return shapes
+
+    @property
+    def n_params(self) -> int:
+        return sum(math.prod(s) for s in self.param_shapes().values())
+
+    # ----------------------------------------------------------------- parameters
+    def flatten(self, params: Mapping[str, Any]) -> np.ndarray:
+        """Concatenate named numeric parameters (row-major) into one float64 vector."""
+        shapes = self.param_shapes()
+        missing = [k for k in shapes if k not in params]
+        if missing:
+            raise ValidationError(
+                f"weights are missing {', '.join(missing[:5])}: they do not match this "
+                "architecture; check --blocks/--width/--branch against the weights file"
+            )
+        out = []
+        for name, shape in shapes.items():
+            a = np.asarray(params[name], dtype=float)
+            if a.shape != shape:
+                raise ValidationError(
+                    f"weight {name} has shape {a.shape}, the spec needs {shape}: the weights "
+                    "do not match this architecture"
+                )
+            out.append(a.ravel())
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def unflatten(self, w: Any, ops: Any = None) -> dict[str, Any]:
+        """Split a flat vector (numpy, CasADi or torch) into named parameters.
+
+        CasADi matrices are column-major, so a (r, c) block is read as the transpose of a
+        (c, r) reshape to keep one (row-major) flat order for all back-ends.
+        """
+        params: dict[str, Any] = {}
+        off = 0
+        casadi = ops is not None and getattr(ops, "name", "") == "casadi"
+        for name, shape in self.param_shapes().items():
+            size = math.prod(shape)
+            chunk = w[off : off + size]
+            if casadi:
+                import casadi as ca
+
+                params[name] = chunk if len(shape) == 1 else ca.reshape(chunk, shape[1], shape[0]).T
+            else:
+                params[name] = chunk.reshape(shape)
+            off += size
+        return params
+
+    def init_params(self, method: str = "random", seed: int = 0, scale: float = 0.1) -> dict[str, np.ndarray]:
+        """Initial weights: ``random`` (seeded) or ``zeros``.
+
+        Random: residual-branch weights N(0, scale²) (small, so the net starts near the
+        identity), stem/projection/head weights N(0, 1/fan_in), biases zero.
+        """
+        check_choice("init", method, ("random", "zeros"))
+        rng = np.random.default_rng(seed)
+        params = {}
+        for name, shape in self.param_shapes().items():
+            if method == "zeros" or len(shape) == 1:
+                params[name] = np.zeros(shape)
+            elif name.startswith("block") and not name.endswith(".S"):
+                params[name] = scale * rng.standard_normal(shape)
+            else:
+                params[name] = rng.standard_normal(shape) / math.sqrt(shape[1])
+        return params
+
+
+# --------------------------------------------------------------------------- forward pieces
+def stem(spec: ArchSpec, p: Mapping[str, Any], u: Any, ops: Any) -> Any:
+    """x_0 = E(u)."""
+    if spec.stem == "linear":
+        return ops.affine(p["stem.W"], u, p["stem.b"])
+    return ops.pad_rows(u, spec.stem_width)
+
+
+def branch(spec: ArchSpec, k: int, p: Mapping[str, Any], x: Any, ops: Any) -> Any:
+    """Residual branch F_k(x)."""
+    blk = spec.blocks[k]
+    if blk.branch == "single":
+        return spec.step * activation(spec.activation, ops.affine(p[f"block{k}.W"], x, p[f"block{k}.b"]), ops)
+    hid = activation(spec.activation, ops.affine(p[f"block{k}.W1"], x, p[f"block{k}.b1"]), ops)
+    return ops.affine(p[f"block{k}.W2"], hid, p[f"block{k}.b2"])
+
+
+def skip(spec: ArchSpec, k: int, p: Mapping[str, Any], x: Any, ops: Any) -> Any:
+    """Skip S_k(x): identity, or the projection where the width changes."""
+    if spec.has_projection(k):
+        return ops.matmul(p[f"block{k}.S"], x)
+    return x
+
+
+def block(spec: ArchSpec, k: int, p: Mapping[str, Any], x: Any, ops: Any) -> Any:
+    """x_{k+1} = S_k(x_k) + F_k(x_k)."""
+    return skip(spec, k, p, x, ops) + branch(spec, k, p, x, ops)
+
+
+def head(spec: ArchSpec, p: Mapping[str, Any], x: Any, ops: Any) -> Any:
+    """ŷ = H(x)."""
+    return ops.affine(p["head.W"], x, p["head.b"])
+
+
+def trajectory(spec: ArchSpec, p: Mapping[str, Any], u: Any, ops: Any) -> list[Any]:
+    """States x_0 .. x_N for inputs ``u`` (columns are samples)."""
+    xs = [stem(spec, p, u, ops)]
+    for k in range(spec.n_blocks):
+        xs.append(block(spec, k, p, xs[-1], ops))
+    return xs
+
+
+def stage_outputs(spec: ArchSpec, p: Mapping[str, Any], xs: Sequence[Any], ops: Any) -> list[Any]:
+    """ŷ_k = H(S_{N-1}(… S_k(x_k))) for k = 0..N: x_k sent through every later skip and the head.
+
+    Identity skips drop out, so ŷ_k is the output of the same network with every residual
+    branch from block k on switched off. Walking backwards, the chain S_{N-1}∘…∘S_k is applied once per stage by accumulating the
+    projection matrices, so identity stretches cost nothing and each projection is used once.
+    """
+    N = spec.n_blocks
+    # M_k = S_{N-1} ⋯ S_k as a matrix, or None while it is the identity.
+    M = None
+    outs: list[Any] = [None] * (N + 1)
+    outs[N] = head(spec, p, xs[N], ops)
+    for k in range(N - 1, -1, -1):
+        if spec.has_projection(k):
+            S = p[f"block{k}.S"]
+            M = S if M is None else ops.matmul(M, S)
+        z = xs[k] if M is None else ops.matmul(M, xs[k])
+        outs[k] = head(spec, p, z, ops)
+    return outs

@@ -1,0 +1,76 @@
+"""``ocp-resnet solve``: the stage-cost training problem solved by IPOPT."""
+from __future__ import annotations
+
+import argparse
+import time
+
+from . import _common as c
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def register(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("solve", help="solve the training problem with CasADi + IPOPT",
+                       description="Solve the stage-cost ResNet training problem with IPOPT and write a run directory.")
+    c.add_problem_args(p)
+    s = p.add_argument_group("solver")
+    s.add_argument("--method", default="multiple-shooting", help="multiple-shooting (default) or single-shooting")
+    s.add_argument("--hessian", default="exact", help="exact (default) or lbfgs")
+    s.add_argument("--tol", type=float, default=1e-8, help="IPOPT KKT tolerance (default 1e-8)")
+    s.add_argument("--max-iter", type=int, default=3000, help="IPOPT iteration limit (default 3000)")
+    s.add_argument("--print-level", type=int, default=5, help="IPOPT print level 0..12 (default 5: one line per iteration)")
+    s.add_argument("--ipopt", action="append", default=[], metavar="NAME=VALUE",
+                   help="pass an IPOPT option through, e.g. --ipopt mumps_pivot_order=0 (repeatable)")
+    s.add_argument("--init", default="random", help="random (default), zeros, or a run directory / solution.npz to warm-start from")
+    s.add_argument("--quiet", action="store_true", help="print only the final table")
+    c.add_output_args(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def parse_ipopt(items: list[str]) -> dict:
+    """``["name=value", ...]`` → {name: int | float | str}."""
+    from ..errors import ValidationError
+
+    out: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise ValidationError(f"--ipopt needs NAME=VALUE, got {item!r} (e.g. --ipopt mumps_pivot_order=0)")
+        k, v = item.split("=", 1)
+        for conv in (int, float):
+            try:
+                out[k.strip()] = conv(v)
+                break
+            except ValueError:
+                continue
+        else:
+            out[k.strip()] = v.strip()
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..runs import write_run
+    from ..solvers import IpoptOptions, solve
+
+    t_start = time.perf_counter()
+    problem = c.problem_from_args(args)
+    options = IpoptOptions(tol=args.tol, max_iter=args.max_iter, print_level=0 if args.quiet else args.print_level,
+                           hessian=args.hessian, ipopt=parse_ipopt(args.ipopt))
+    out = c.output_dir(args, f"{args.dataset.replace('/', '_')}-solve")
+    c.echo(f"problem: {problem.data.name} n={problem.n_samples}, N={problem.spec.n_blocks} blocks, widths "
+           f"{problem.spec.widths}, loss {problem.objective.loss}, gamma {problem.objective.gamma}, "
+           f"lambda {problem.objective.weight_decay}", args.quiet)
+    sol = solve(problem, method=args.method, options=options, init=args.init, seed=args.seed,
+                log=None if args.quiet else c.echo)
+    metrics = sol.metrics()
+    config = c.run_config(args, problem, "solve", {
+        "backend": "casadi", "method": args.method, **options.to_dict(), "init": str(args.init), "seed": args.seed,
+    })
+    write_run(out, config=config, weights=sol.weights, metrics=metrics, data=problem.data, stats=sol.stats,
+              overwrite=args.overwrite)
+    print(c.format_table(metrics))
+    print(f"status: {sol.status.value} ({sol.status.message})")
+    print(f"objective {sol.objective:.10g}  grad norm {sol.grad_norm:.2e}  iterations {sol.iterations}  "
+          f"build {sol.build_time_s:.2f}s  solve {sol.solve_time_s:.2f}s  total {time.perf_counter() - t_start:.2f}s")
+    print(f"run directory: {out}")
+    return EXIT_OK if sol.success else EXIT_FAILED

@@ -1,0 +1,58 @@
+"""The project's error type: every user mistake raises :class:`ValidationError`.
+
+The message always names the fix, so the CLI can print it as one line (exit code 2).
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+
+class ValidationError(ValueError):
+    """Bad user input (spec, option, data or file). The message says how to fix it."""
+
+
+def check_choice(name: str, value: object, allowed: Iterable[str]) -> str:
+    """Return ``value`` if it is one of ``allowed``; else raise naming the allowed values."""
+    allowed = list(allowed)
+    if not isinstance(value, str) or value not in allowed:
+        raise ValidationError(
+            f"unknown {name} {value!r}: use one of {', '.join(map(str, allowed))}"
+        )
+    return value
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_int(name: str, value: object, minimum: int = 0) -> int:
+    """Return ``value`` as int if it is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int,)) and not (
+        _is_number(value) and float(value).is_integer()
+    ):
+        raise ValidationError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    value = int(value)  # type: ignore[arg-type]
+    if value < minimum:
+        raise ValidationError(f"{name} must be an integer >= {minimum}, got {value}")
+    return value
+
+
+def check_float(
+    name: str,
+    value: object,
+    minimum: float = 0.0,
+    strict: bool = False,
+    maximum: float | None = None,
+) -> float:
+    """Return ``value`` as float if it is finite and >= ``minimum`` (> if ``strict``)."""
+    import math
+
+    if not _is_number(value) or not math.isfinite(float(value)):  # type: ignore[arg-type]
+        raise ValidationError(f"{name} must be a finite number, got {value!r}")
+    value = float(value)  # type: ignore[arg-type]
+    if value < minimum or (strict and value == minimum):
+        op = ">" if strict else ">="
+        raise ValidationError(f"{name} must be {op} {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValidationError(f"{name} must be <= {maximum}, got {value}")
+    return value

@@ -1,0 +1,201 @@
+"""Run directories: written atomically, never silently overwritten, readable by every command.
+
+A run directory holds::
+
+    config.json    the full resolved configuration + library versions
+    solution.npz   the weights, by stable name
+    data.npz       the exact data the run used (X, y, n_classes), so any command can re-evaluate
+    metrics.json   objective, stage losses/accuracies, block norms, status, timings, sizes
+    stats.json     the solver's statistics (IPOPT) or training history summary
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .errors import ValidationError
+
+RUN_FILES = ("config.json", "solution.npz", "data.npz", "metrics.json")
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries that decide the numbers."""
+    from . import __version__
+
+    out = {"ocp_resnet": __version__, "numpy": np.__version__, "python": platform.python_version()}
+    try:
+        import casadi
+
+        out["casadi"] = casadi.__version__
+        # IPOPT's version is only visible in the name of the library CasADi ships.
+        libs = sorted(Path(casadi.__file__).parent.glob("libipopt.so.*.*"))
+        if libs:
+            out["ipopt"] = libs[-1].name.split(".so.")[-1]
+    except ImportError:
+        pass
+    return out
+
+
+def default_run_dir(label: str, root: str | os.PathLike = "runs") -> Path:
+    """``runs/<timestamp>-<label>``, with a counter suffix if that name is taken."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{stamp}-{label}"
+    path, i = base, 2
+    while path.exists():
+        path = Path(f"{base}-{i}")
+        i += 1
+    return path
+
+
+def check_target(out: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Refuse an existing ``out`` unless ``overwrite``; call before any long work."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ValidationError(f"{out} already exists: choose another --out, or pass --overwrite to replace it")
+    if out.exists() and not out.is_dir():
+        raise ValidationError(f"{out} exists and is not a directory: choose another --out")
+    return out
+
+
+def _dump_json(path: Path, obj: Any) -> None:
+    with open(path, "w") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=False, default=_json_default)
+        fh.write("\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer, np.floating)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def write_run(
+    out: str | os.PathLike,
+    *,
+    config: Mapping[str, Any],
+    weights: Mapping[str, np.ndarray],
+    metrics: Mapping[str, Any],
+    data: Any,
+    stats: Mapping[str, Any] | None = None,
+    extra_files: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a run directory atomically: into a temporary sibling, then rename into place.
+
+    ``extra_files`` maps a file name to bytes/str, to a dict (JSON), or to a callable
+    ``f(path)`` that writes the file (e.g. a figure or a torch state_dict).
+    """
+    out = check_target(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        cfg = dict(config)
+        cfg.setdefault("versions", versions())
+        _dump_json(tmp / "config.json", cfg)
+        np.savez(tmp / "solution.npz", **{k: np.asarray(v) for k, v in weights.items()})
+        np.savez(tmp / "data.npz", X=data.X, y=data.y, n_classes=data.n_classes)
+        _dump_json(tmp / "metrics.json", dict(metrics))
+        if stats is not None:
+            _dump_json(tmp / "stats.json", dict(stats))
+        for name, content in (extra_files or {}).items():
+            target = tmp / name
+            if callable(content):
+                content(target)
+            elif isinstance(content, Mapping):
+                _dump_json(target, content)
+            elif isinstance(content, bytes):
+                target.write_bytes(content)
+            else:
+                target.write_text(str(content))
+        if out.exists():  # overwrite: swap, then remove the old one only once the new is in place
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+# ------------------------------------------------------------------------------ reading
+def _run_path(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise ValidationError(f"{p} does not exist: give a run directory written by 'ocp-resnet solve' or 'train'")
+    return p
+
+
+def load_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Weights from a ``solution.npz`` file or a run directory."""
+    p = _run_path(path)
+    f = p / "solution.npz" if p.is_dir() else p
+    if not f.exists():
+        raise ValidationError(f"{p} has no solution.npz: it is not a complete run directory")
+    try:
+        with np.load(f, allow_pickle=False) as z:
+            return {k: np.asarray(z[k], dtype=float) for k in z.files}
+    except Exception as exc:
+        raise ValidationError(f"{f}: cannot read the weights ({exc}); the file is corrupt or not an .npz") from None
+
+
+def read_json(path: Path) -> dict:
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise ValidationError(f"{path} is missing: the run directory is incomplete") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValidationError(f"{path}: cannot read ({exc}); the file is corrupt") from None
+
+
+class Run:
+    """A run directory read back: ``config``, ``metrics``, ``weights`` and the rebuilt ``problem``."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = _run_path(path)
+        if not self.path.is_dir():
+            raise ValidationError(f"{self.path} is not a directory: give a run directory")
+        self.config = read_json(self.path / "config.json")
+        self.metrics = read_json(self.path / "metrics.json") if (self.path / "metrics.json").exists() else {}
+        self.weights = load_weights(self.path)
+
+    def data(self):
+        from .data import Dataset
+
+        f = self.path / "data.npz"
+        if not f.exists():
+            raise ValidationError(f"{f} is missing: the run directory is incomplete")
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                return Dataset(np.asarray(z["X"], float), np.asarray(z["y"], int), int(z["n_classes"]),
+                               str(self.config.get("data", {}).get("dataset", "data")))
+        except Exception as exc:
+            raise ValidationError(f"{f}: cannot read the data ({exc}); the file is corrupt") from None
+
+    def problem(self):
+        """The run's problem (spec + objective + its own data)."""
+        from .architecture import ArchSpec
+        from .objective import ObjectiveSpec
+        from .problem import Problem
+
+        try:
+            spec = ArchSpec.from_dict(self.config["architecture"])
+            obj = ObjectiveSpec.from_dict(self.config["objective"])
+        except (KeyError, TypeError) as exc:
+            raise ValidationError(f"{self.path}/config.json lacks a valid architecture/objective ({exc})") from None
+        return Problem(spec, obj, self.data())

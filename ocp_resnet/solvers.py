@@ -1,0 +1,164 @@
+"""IPOPT (through CasADi's nlpsol) on a transcribed problem, returning a :class:`Solution`.
+
+Problem, transcription and solver are independent choices::
+
+    sol = solve(problem, method="multiple-shooting", options=IpoptOptions(tol=1e-8))
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from .errors import ValidationError, check_choice, check_float, check_int
+from .problem import Problem
+from .solution import SolveError, Solution, Status
+
+HESSIANS = ("exact", "lbfgs")
+
+
+@dataclass
+class IpoptOptions:
+    """Options of the IPOPT solve, validated when set.
+
+    ``ipopt`` passes any other IPOPT option through verbatim (e.g. ``{"mumps_pivot_order": 0}``).
+    """
+
+    tol: float = 1e-8
+    max_iter: int = 3000
+    print_level: int = 0
+    hessian: str = "exact"
+    ipopt: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_float("tol", self.tol, 0.0, strict=True)
+        check_int("max_iter", self.max_iter, 0)
+        check_int("print_level", self.print_level, 0)
+        if self.print_level > 12:
+            raise ValidationError(f"print_level must be 0..12, got {self.print_level}")
+        check_choice("hessian", self.hessian, HESSIANS)
+        if not isinstance(self.ipopt, Mapping):
+            raise ValidationError("ipopt options must be a mapping name -> value, e.g. {'mumps_pivot_order': 0}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def ipopt_dict(self) -> dict[str, Any]:
+        opts: dict[str, Any] = {
+            "tol": self.tol,
+            "max_iter": self.max_iter,
+            "print_level": self.print_level,
+            "sb": "yes",
+            "print_timing_statistics": "no",
+        }
+        if self.hessian == "lbfgs":
+            opts["hessian_approximation"] = "limited-memory"
+        opts.update(self.ipopt)
+        return opts
+
+
+def initial_weights(problem: Problem, init: Any = "random", seed: int = 0) -> np.ndarray:
+    """Flat initial weights: ``"random"`` (seeded), ``"zeros"``, a flat array, a name → array
+    mapping, or a path to a ``solution.npz`` / run directory (warm start)."""
+    spec = problem.spec
+    if isinstance(init, str) and init in ("random", "zeros"):
+        return spec.flatten(spec.init_params(init, seed))
+    if isinstance(init, Mapping):
+        return spec.flatten(init)
+    if isinstance(init, np.ndarray):
+        w = np.asarray(init, dtype=float).ravel()
+        if w.size != spec.n_params:
+            raise ValidationError(f"initial weights have {w.size} entries, this spec needs {spec.n_params}")
+        return w
+    if isinstance(init, (str,)) or hasattr(init, "__fspath__"):
+        from .runs import load_weights
+
+        return spec.flatten(load_weights(init))
+    raise ValidationError(f"init must be 'random', 'zeros', an array or a path, got {type(init).__name__}")
+
+
+def solve(
+    problem: Problem,
+    method: str = "multiple-shooting",
+    options: IpoptOptions | None = None,
+    init: Any = "random",
+    seed: int = 0,
+    throw: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> Solution:
+    """Solve ``problem`` with IPOPT after transcribing it with ``method``.
+
+    A failed solve returns its last iterate with its status (``throw=True`` raises
+    :class:`SolveError` instead, with the solution attached).
+    """
+    import casadi as ca
+
+    from .transcription import objective_and_gradient, transcribe
+
+    options = options or IpoptOptions()
+    w0 = initial_weights(problem, init, seed)
+    t0 = time.perf_counter()
+    nlp = transcribe(problem, method)
+    if log is not None:
+        log(
+            f"NLP ({nlp.method}): {nlp.n_variables} variables ({nlp.n_weights} weights), "
+            f"{nlp.n_constraints} constraints, {nlp.jacobian_nnz()} Jacobian non-zeros"
+        )
+    solver = ca.nlpsol(
+        "ocp_resnet",
+        "ipopt",
+        {"x": nlp.x, "f": nlp.f, "g": nlp.g},
+        {"ipopt": options.ipopt_dict(), "print_time": False, "error_on_fail": False},
+    )
+    x0 = nlp.initial_guess(w0)
+    t1 = time.perf_counter()
+    try:
+        res = solver(x0=x0, lbg=nlp.lbg, ubg=nlp.ubg)
+        xopt = np.asarray(res["x"]).ravel()
+        stats = solver.stats()
+    except KeyboardInterrupt:
+        # CasADi aborts the solve; keep the start point rather than lose the run.
+        xopt, stats = x0, {"return_status": "User_Requested_Stop", "iter_count": 0}
+    t2 = time.perf_counter()
+    w = nlp.weights(xopt)
+    status = Status.from_ipopt(str(stats.get("return_status", "")))
+    ev = problem.evaluate(w)
+    grad_norm = float(np.linalg.norm(objective_and_gradient(problem, w)[1])) if np.all(np.isfinite(w)) else float("nan")
+    sol = Solution(
+        weights=problem.params(w),
+        w=w,
+        evaluation=ev,
+        grad_norm=grad_norm,
+        status=status,
+        iterations=int(stats.get("iter_count", 0)),
+        build_time_s=t1 - t0,
+        solve_time_s=t2 - t1,
+        n_variables=nlp.n_variables,
+        n_constraints=nlp.n_constraints,
+        method=nlp.method,
+        stats=_jsonable(stats),
+        x=xopt,
+    )
+    if throw and not sol.success:
+        raise SolveError(sol)
+    return sol
+
+
+def _jsonable(obj: Any) -> Any:
+    """IPOPT stats as plain JSON types (drops what cannot be represented)."""
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (bool, int, str)) or obj is None:
+        return obj
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, (np.integer, np.floating)):
+        return _jsonable(obj.item())
+    try:
+        return _jsonable(np.asarray(obj, dtype=float).tolist())
+    except Exception:
+        return str(obj)

@@ -1,0 +1,25 @@
+"""Transcriptions of a :class:`~ocp_resnet.problem.Problem` into an NLP (one file each).
+
+* ``single-shooting``: the weights are the only variables; states are simulated.
+* ``multiple-shooting``: the states x_k^i are variables too, tied by x_{k+1}^i = f_k(x_k^i, w).
+
+Both produce the same :class:`NLP` interface, so the solver does not care which was chosen.
+"""
+from __future__ import annotations
+
+from ._common import NLP
+from .multiple_shooting import multiple_shooting
+from .single_shooting import objective_and_gradient, single_shooting
+
+METHODS = {"single-shooting": single_shooting, "multiple-shooting": multiple_shooting}
+
+
+def transcribe(problem, method: str = "multiple-shooting") -> NLP:
+    """Build the NLP of ``problem`` with the named transcription."""
+    from ..errors import check_choice
+
+    check_choice("method", method, METHODS)
+    return METHODS[method](problem)
+
+
+__all__ = ["NLP", "METHODS", "transcribe", "single_shooting", "multiple_shooting", "objective_and_gradient"]

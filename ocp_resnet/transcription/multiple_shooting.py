@@ -1,0 +1,60 @@
+"""Multiple shooting: states x_1..x_N of every sample are variables, tied by the dynamics.
+
+Variables are ordered sample by sample (all states of sample 1, then sample 2, …) with the
+shared weights last, and each sample's constraints likewise, so the KKT matrix is an
+arrowhead: independent per-sample blocks bordered by the weights.
+"""
+from __future__ import annotations
+
+import casadi as ca
+import numpy as np
+
+from .. import architecture as arch
+from .. import objective as objective_mod
+from .._ops import CASADI, NUMPY
+from ._common import NLP, check_smooth, sample_symbols
+
+
+def multiple_shooting(problem) -> NLP:
+    """Transcribe ``problem`` by multiple shooting."""
+    check_smooth(problem)
+    spec, obj = problem.spec, problem.objective
+    u, t, w, P = sample_symbols(problem)
+    widths = spec.widths
+    ns = sum(widths[1:])  # state entries per sample
+    s = ca.SX.sym("s", ns)
+    xs = [arch.stem(spec, P, u, CASADI)]
+    off = 0
+    for d in widths[1:]:
+        xs.append(s[off : off + d])
+        off += d
+    defects = [arch.block(spec, k, P, xs[k], CASADI) - xs[k + 1] for k in range(spec.n_blocks)]
+    cost = objective_mod.sample_cost(spec, obj, P, xs, t, CASADI)
+    per_sample = ca.Function("ms_sample", [u, t, s, w], [cost, ca.vertcat(*defects) if defects else ca.SX(0, 1)])
+
+    n, nw = problem.n_samples, spec.n_params
+    x = ca.SX.sym("x", ns * n + nw)
+    S = ca.reshape(x[: ns * n], ns, n)  # column i = states of sample i
+    wv = x[ns * n :]
+    C, G = per_sample.map(n)(problem.U, problem.T, S, wv)
+    f = ca.sum2(C) / n + objective_mod.regularization(obj, wv, CASADI)
+    g = ca.vec(G)
+
+    def initial_guess(w0: np.ndarray) -> np.ndarray:
+        w0 = np.asarray(w0, dtype=float).ravel()
+        traj = arch.trajectory(spec, spec.unflatten(w0), problem.U, NUMPY)
+        states = np.concatenate(traj[1:], axis=0) if spec.n_blocks else np.zeros((0, n))
+        return np.concatenate([states.ravel(order="F"), w0])
+
+    return NLP(
+        method="multiple-shooting",
+        x=x,
+        f=f,
+        g=g,
+        lbg=np.zeros(g.numel()),
+        ubg=np.zeros(g.numel()),
+        n_weights=nw,
+        initial_guess=initial_guess,
+        weights=lambda xv: np.asarray(xv, dtype=float).ravel()[ns * n :],
+        meta={"states_per_sample": ns},
+    )
