@@ -22,7 +22,9 @@ import numpy as np
 
 from .errors import ValidationError, check_choice, check_float, check_int
 
-BRANCHES = ("single", "basic")
+#: ``none``: a projection-only block, F_k ≡ 0 with no parameters (what pruning leaves of a
+#: vanished block whose skip is a projection).
+BRANCHES = ("single", "basic", "none")
 STEMS = ("pad", "linear")
 #: Activations IPOPT can use (twice differentiable); ``relu`` is for the torch back-end only.
 SMOOTH_ACTIVATIONS = ("tanh", "softplus", "smooth_relu")
@@ -153,6 +155,8 @@ class ArchSpec:
         """Names of the residual-branch parameters of block k (the ones that may vanish)."""
         if self.blocks[k].branch == "single":
             return [f"block{k}.W", f"block{k}.b"]
+        if self.blocks[k].branch == "none":
+            return []
         return [f"block{k}.W1", f"block{k}.b1", f"block{k}.W2", f"block{k}.b2"]
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -167,7 +171,7 @@ class ArchSpec:
             if blk.branch == "single":
                 shapes[f"block{k}.W"] = (dout, din)
                 shapes[f"block{k}.b"] = (dout,)
-            else:
+            elif blk.branch == "basic":
                 hid = blk.hidden_width
                 shapes[f"block{k}.W1"] = (hid, din)
                 shapes[f"block{k}.b1"] = (hid,)
@@ -255,6 +259,8 @@ def stem(spec: ArchSpec, p: Mapping[str, Any], u: Any, ops: Any) -> Any:
 def branch(spec: ArchSpec, k: int, p: Mapping[str, Any], x: Any, ops: Any) -> Any:
     """Residual branch F_k(x)."""
     blk = spec.blocks[k]
+    if blk.branch == "none":  # F_k ≡ 0: a (d_{k+1}, n) zero array of the back-end's type
+        return ops.pad_rows(x[:0], spec.widths[k + 1])
     if blk.branch == "single":
         return spec.step * activation(spec.activation, ops.affine(p[f"block{k}.W"], x, p[f"block{k}.b"]), ops)
     hid = activation(spec.activation, ops.affine(p[f"block{k}.W1"], x, p[f"block{k}.b1"]), ops)
