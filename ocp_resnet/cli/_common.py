@@ -19,7 +19,7 @@ DEFAULTS = dict(
     step=1.0,
     loss="mse",
     label_smoothing=0.1,
-    gamma="1.0",
+    gamma="0.1",
     weight_decay=1e-3,
 )
 
@@ -66,7 +66,7 @@ def add_problem_args(p: argparse.ArgumentParser) -> None:
     o.add_argument("--label-smoothing", type=float, default=DEFAULTS["label_smoothing"],
                    help="label smoothing ε of the sce loss (default 0.1)")
     o.add_argument("--gamma", default=DEFAULTS["gamma"],
-                   help="stage-cost weight γ: one number, or N comma-separated values (default 1; 0 = ordinary training)")
+                   help="stage-cost weight γ: one number, or N comma-separated values (default 0.1; 0 = ordinary training)")
     o.add_argument("--weight-decay", type=float, default=DEFAULTS["weight_decay"], help="weight decay λ (default 1e-3)")
     p.add_argument("--seed", type=int, default=0, help="seed of data generation and initial weights (default 0)")
 
