@@ -1,0 +1,276 @@
+"""Physical pruning of vanished blocks, and the ``ocp-resnet prune`` pipeline.
+
+A pruned identity-skip block disappears (x_{k+1} = x_k once F_k ≡ 0); a pruned projection
+block keeps its S_k as a plain linear layer (``BlockSpec(branch="none")``: F_k ≡ 0, no
+branch parameters). Stem and head are kept; the remaining blocks are renumbered, and a
+per-block γ list loses the entries of the removed blocks. If the removed branches are
+exactly zero, every output of the pruned network equals the original one.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from .. import architecture as arch
+from ..errors import ValidationError
+from ..objective import ObjectiveSpec
+from .blocks import DEFAULT_TOL, analyze
+
+
+@dataclass
+class PrunedNetwork:
+    """A smaller spec + objective + weights, and where its blocks came from."""
+
+    spec: arch.ArchSpec
+    objective: ObjectiveSpec
+    weights: dict[str, np.ndarray]
+    removed: list[int]
+    projection_only: list[int]
+    origin: list[int]  # original index of every block of the pruned network
+
+
+def prune_network(
+    spec: arch.ArchSpec, objective: ObjectiveSpec, weights: Mapping[str, Any], blocks: Iterable[int]
+) -> PrunedNetwork:
+    """Remove the residual branches of ``blocks`` (original indices) physically."""
+    cut = sorted(set(int(k) for k in blocks))
+    bad = [k for k in cut if not 0 <= k < spec.n_blocks]
+    if bad:
+        raise ValidationError(f"blocks {bad} do not exist: the network has blocks 0..{spec.n_blocks - 1}")
+    params = spec.unflatten(spec.flatten(weights))  # checked against the spec
+    new_blocks: list[arch.BlockSpec] = []
+    origin: list[int] = []
+    removed: list[int] = []
+    proj_only: list[int] = []
+    for k, blk in enumerate(spec.blocks):
+        if k in cut and not spec.has_projection(k):
+            removed.append(k)
+            continue
+        if k in cut:
+            proj_only.append(k)
+            blk = arch.BlockSpec(blk.width, "none")
+        new_blocks.append(blk)
+        origin.append(k)
+    new_spec = replace(spec, blocks=tuple(new_blocks))
+    new_params: dict[str, np.ndarray] = {}
+    for name in new_spec.param_shapes():
+        if name.startswith("block"):
+            idx, rest = name[len("block"):].split(".", 1)
+            src = f"block{origin[int(idx)]}.{rest}"
+        else:
+            src = name
+        new_params[name] = np.array(params[src], dtype=float, copy=True)
+    gamma = objective.gamma
+    if isinstance(gamma, tuple):
+        gamma = tuple(gamma[k] for k in origin)
+    new_obj = replace(objective, gamma=gamma)
+    return PrunedNetwork(new_spec, new_obj, new_params, removed, proj_only, origin)
+
+
+def prune_problem(problem: Any, weights: Mapping[str, Any] | np.ndarray, blocks: Iterable[int]) -> tuple[Any, PrunedNetwork]:
+    """The pruned :class:`~ocp_resnet.problem.Problem` (same data) and the pruned network."""
+    from ..problem import Problem
+
+    net = prune_network(problem.spec, problem.objective, problem.params(weights), blocks)
+    return Problem(net.spec, net.objective, problem.data), net
+
+
+def max_output_change(problem: Any, weights: Any, pruned_problem: Any, pruned_weights: Any) -> float:
+    """max_i,j |ŷ_N(pruned) − ŷ_N(original)| over the problem's data."""
+    a = problem.stage_outputs(weights)[-1]
+    b = pruned_problem.stage_outputs(pruned_weights)[-1]
+    return float(np.max(np.abs(a - b))) if a.size else 0.0
+
+
+@dataclass
+class PruneReport:
+    """What ``prune`` did and what it cost."""
+
+    tol: float
+    blocks_before: int
+    blocks_after: int
+    removed: list[int]
+    projection_only: list[int]
+    objective_before: float
+    objective_after: float
+    accuracy_before: float
+    accuracy_after: float
+    final_loss_before: float
+    final_loss_after: float
+    max_output_change: float
+    resolve: dict[str, Any] | None = None
+    out: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def format(self) -> str:
+        lines = [
+            f"blocks_before {self.blocks_before}  blocks_after {self.blocks_after}  "
+            f"(removed {self.removed or 'none'}; reduced to projection {self.projection_only or 'none'})",
+            f"objective_before {self.objective_before:.10g}  objective_after {self.objective_after:.10g}",
+            f"accuracy_before {self.accuracy_before:.4f}  accuracy_after {self.accuracy_after:.4f}",
+            f"final_loss_before {self.final_loss_before:.6g}  final_loss_after {self.final_loss_after:.6g}",
+            f"max output change on the data {self.max_output_change:.3e}",
+        ]
+        if self.resolve:
+            r = self.resolve
+            lines.append(
+                f"re-solved ({r['backend']}): status {r['status']}, objective {r['objective']:.10g}, "
+                f"accuracy {r['accuracy']:.4f}, {r.get('iterations', 0)} iterations, {r['time_s']:.2f}s"
+            )
+        lines += [f"note: {n}" for n in self.notes]
+        if self.out:
+            lines.append(f"run directory: {self.out}")
+        return "\n".join(lines)
+
+
+def _metrics(ev: Any, **extra: Any) -> dict[str, Any]:
+    return {
+        "objective": ev.objective,
+        "final_loss": ev.final_loss,
+        "stage_losses": ev.stage_losses,
+        "stage_accuracy": ev.stage_accuracy,
+        "train_accuracy": ev.stage_accuracy[-1],
+        "block_norms": ev.block_norms,
+        "residual_norms": ev.residual_norms,
+        **extra,
+    }
+
+
+def torch_available() -> bool:
+    """Whether the torch back-end (``ocp_resnet.torch``) exists in this installation."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("ocp_resnet.torch") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _resolve_casadi(pruned: Any, weights: Mapping[str, Any], solver_cfg: Mapping[str, Any], log: Any) -> tuple[dict, Any, dict]:
+    from ..solvers import IpoptOptions, solve
+
+    opts = IpoptOptions(
+        tol=float(solver_cfg.get("tol", 1e-8)),
+        max_iter=int(solver_cfg.get("max_iter", 3000)),
+        hessian=str(solver_cfg.get("hessian", "exact")),
+        ipopt=dict(solver_cfg.get("ipopt", {}) or {}),
+    )
+    method = str(solver_cfg.get("method", "multiple-shooting"))
+    sol = solve(pruned, method=method, options=opts, init=dict(weights), log=log)
+    info = {
+        "backend": "casadi",
+        "method": sol.method,
+        "status": sol.status.value,
+        "status_message": sol.status.message,
+        "objective": sol.objective,
+        "accuracy": sol.evaluation.stage_accuracy[-1],
+        "grad_norm": sol.grad_norm,
+        "iterations": sol.iterations,
+        "time_s": sol.build_time_s + sol.solve_time_s,
+    }
+    solver = {"backend": "casadi", "method": method, **opts.to_dict(), "init": "pruned weights"}
+    return info, sol, solver
+
+
+def _resolve_torch(pruned: Any, weights: Mapping[str, Any], solver_cfg: Mapping[str, Any], log: Any) -> tuple[dict, Any, dict]:
+    """Fine-tune through the torch back-end, warm-started from the pruned weights."""
+    from . import _torch_bridge
+
+    return _torch_bridge.fine_tune(pruned, weights, solver_cfg, log)
+
+
+def prune_run(
+    run_dir: str | os.PathLike,
+    tol: float = DEFAULT_TOL,
+    resolve: bool = False,
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    write: bool = True,
+    log: Any = None,
+) -> tuple[PruneReport, Any, dict[str, np.ndarray]]:
+    """Prune the vanished blocks of a run directory; optionally re-solve; write a new run.
+
+    Returns the report, the pruned problem and the final (pruned, possibly re-solved) weights.
+    """
+    from ..runs import Run, check_target, write_run
+
+    run = Run(run_dir)
+    problem = run.problem()
+    cfg = run.config
+    backend = str(cfg.get("solver", {}).get("backend", "casadi"))
+    if out is None and write:
+        out = Path(str(run.path).rstrip("/") + "-pruned")
+    if write:
+        check_target(out, overwrite)
+    w = problem.params(run.weights)
+    an = analyze(problem, w, tol)
+    pruned, net = prune_problem(problem, w, an.vanished)
+    ev0, ev1 = problem.evaluate(w), pruned.evaluate(net.weights)
+    report = PruneReport(
+        tol=an.tol,
+        blocks_before=problem.spec.n_blocks,
+        blocks_after=net.spec.n_blocks,
+        removed=net.removed,
+        projection_only=net.projection_only,
+        objective_before=ev0.objective,
+        objective_after=ev1.objective,
+        accuracy_before=ev0.stage_accuracy[-1],
+        accuracy_after=ev1.stage_accuracy[-1],
+        final_loss_before=ev0.final_loss,
+        final_loss_after=ev1.final_loss,
+        max_output_change=max_output_change(problem, w, pruned, net.weights),
+    )
+    if any(g > 0 for g in problem.objective.stage_weights(problem.spec.n_blocks)[:-1]) and net.removed:
+        report.notes.append(
+            "objective_after has fewer stage-cost terms (one per remaining block), so it is lower than "
+            "objective_before even when the outputs are unchanged"
+        )
+    final_w = net.weights
+    ev_final = ev1
+    solver_cfg = dict(cfg.get("solver", {}))
+    stats: dict[str, Any] = {}
+    status = str(run.metrics.get("status", "unknown"))
+    if resolve:
+        t0 = time.perf_counter()
+        if backend == "torch":
+            if not torch_available():
+                raise ValidationError(
+                    "--resolve of a torch run needs the torch back-end (ocp_resnet.torch), which is not "
+                    "installed here; prune without --resolve, or re-solve the pruned run with "
+                    "'ocp-resnet solve --init PRUNED_RUN_DIR' and matching flags"
+                )
+            info, sol, solver_cfg = _resolve_torch(pruned, net.weights, solver_cfg, log)
+        else:
+            info, sol, solver_cfg = _resolve_casadi(pruned, net.weights, solver_cfg, log)
+        info.setdefault("time_s", time.perf_counter() - t0)
+        report.resolve = info
+        final_w = pruned.params(sol.weights if hasattr(sol, "weights") else sol)
+        ev_final = pruned.evaluate(final_w)
+        status = info["status"]
+        stats = getattr(sol, "stats", {}) or {}
+    if write:
+        report.out = str(out)
+        config = dict(cfg)
+        config.update(
+            command="prune",
+            architecture=net.spec.to_dict(),
+            objective=net.objective.to_dict(),
+            solver=solver_cfg,
+            pruned_from=str(run.path),
+            pruning={"tol": an.tol, "removed": net.removed, "projection_only": net.projection_only,
+                     "origin": net.origin, "resolve": bool(resolve)},
+        )
+        config.pop("versions", None)
+        metrics = _metrics(ev_final, status=status, pruned=True, pruned_from=str(run.path),
+                           backend=solver_cfg.get("backend", backend))
+        write_run(out, config=config, weights=final_w, metrics=metrics, data=problem.data, stats=stats,
+                  extra_files={"prune.json": report.to_dict()}, overwrite=overwrite)
+    return report, pruned, final_w

@@ -1,0 +1,238 @@
+"""Sweeps over γ × depth × seed: one run directory per grid point and ``sweep.csv``.
+
+The data set is drawn once (the base problem's); ``seeds`` are the seeds of the initial
+weights. Every grid point writes ``runs/gamma{γ}-N{N}-seed{s}`` inside the sweep directory,
+so any of them can be analysed, plotted or pruned later.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .. import architecture as arch
+from ..errors import ValidationError, check_choice, check_float, check_int
+from .blocks import DEFAULT_TOL, analyze
+
+BACKENDS = ("casadi", "torch")
+#: Columns of ``sweep.csv`` (lists are ';'-joined).
+COLUMNS = (
+    "gamma", "blocks", "seed", "backend", "status", "objective", "final_loss", "train_accuracy",
+    "n_vanished", "n_active", "tail_to_head", "recommended_depth", "grad_norm", "iterations", "time_s",
+    "stage_losses", "block_norms", "run_dir",
+)
+LIST_COLUMNS = ("stage_losses", "block_norms")
+
+
+def grid_problem(base: Any, gamma: float, n_blocks: int) -> Any:
+    """The base problem with one stage weight γ for all stages and ``n_blocks`` uniform blocks."""
+    from ..problem import Problem
+
+    spec = base.spec
+    if len(set(spec.widths)) != 1:
+        raise ValidationError("a depth sweep needs one state width (no projections): give --width as one number")
+    blk = spec.blocks[0] if spec.blocks else arch.BlockSpec(spec.stem_width)
+    new_spec = replace(spec, blocks=tuple(arch.BlockSpec(spec.stem_width, blk.branch, blk.hidden) for _ in range(n_blocks)))
+    return Problem(new_spec, replace(base.objective, gamma=float(gamma)), base.data)
+
+
+def run_name(gamma: float, n_blocks: int, seed: int) -> str:
+    return f"gamma{gamma:g}-N{n_blocks}-seed{seed}"
+
+
+def _fmt(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return ";".join(f"{float(x):.10g}" for x in v)
+    if isinstance(v, float):
+        return f"{v:.12g}"
+    return v
+
+
+def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = COLUMNS) -> Path:
+    """Write rows atomically (temporary file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as fh:
+        wr = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
+        wr.writeheader()
+        for r in rows:
+            wr.writerow({k: _fmt(r.get(k, "")) for k in columns})
+    os.replace(tmp, path)
+    return path
+
+
+def read_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read ``sweep.csv`` back with numbers parsed and list columns as lists."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "sweep.csv"
+    if not path.exists():
+        raise ValidationError(f"{path} does not exist: give a sweep directory written by 'ocp-resnet sweep'")
+    out = []
+    with open(path, newline="") as fh:
+        for r in csv.DictReader(fh):
+            row: dict[str, Any] = {}
+            for k, v in r.items():
+                if k in LIST_COLUMNS:
+                    row[k] = [float(x) for x in v.split(";")] if v else []
+                elif k in ("blocks", "seed", "n_vanished", "n_active", "recommended_depth", "iterations"):
+                    row[k] = int(v) if v not in ("", None) else 0
+                elif k in ("status", "backend", "run_dir"):
+                    row[k] = v
+                else:
+                    try:
+                        row[k] = float(v)
+                    except (TypeError, ValueError):
+                        row[k] = v
+            out.append(row)
+    return out
+
+
+def row_from_run(run_dir: str | os.PathLike, gamma: float, n_blocks: int, seed: int, backend: str,
+                 tol: float = DEFAULT_TOL) -> dict[str, Any]:
+    """The ``sweep.csv`` row of a finished run directory."""
+    from ..runs import Run
+
+    run = Run(run_dir)
+    an = analyze(run.problem(), run.weights, tol)
+    m = run.metrics
+    return {
+        "gamma": float(gamma), "blocks": int(n_blocks), "seed": int(seed), "backend": backend,
+        "status": str(m.get("status", "unknown")), "objective": an.objective, "final_loss": an.final_loss,
+        "train_accuracy": an.stage_accuracy[-1], "n_vanished": an.n_vanished, "n_active": an.n_active,
+        "tail_to_head": an.tail_to_head, "recommended_depth": an.recommended_depth,
+        "grad_norm": float(m.get("grad_norm", float("nan")) if m.get("grad_norm") is not None else float("nan")),
+        "iterations": int(m.get("iterations", 0) or 0),
+        "time_s": float(m.get("build_time_s", 0.0) or 0.0) + float(m.get("solve_time_s", 0.0) or 0.0),
+        "stage_losses": an.stage_losses, "block_norms": an.block_norms, "run_dir": str(Path(run_dir)),
+    }
+
+
+def _solve_point(problem: Any, seed: int, backend: str, solver: Mapping[str, Any], log: Any) -> tuple[dict, dict, dict]:
+    """Solve one grid point; returns (weights, metrics, stats)."""
+    if backend == "torch":
+        from . import _torch_bridge
+
+        return _torch_bridge.train(problem, seed, solver, log)
+    from ..solvers import IpoptOptions, solve
+
+    opts = IpoptOptions(**{k: solver[k] for k in ("tol", "max_iter", "hessian", "ipopt") if k in solver})
+    sol = solve(problem, method=solver.get("method", "multiple-shooting"), options=opts, init="random", seed=seed)
+    return sol.weights, sol.metrics(), sol.stats
+
+
+def run_sweep(
+    base: Any,
+    gammas: Iterable[float],
+    blocks: Iterable[int],
+    seeds: Iterable[int],
+    out: str | os.PathLike,
+    backend: str = "casadi",
+    solver: Mapping[str, Any] | None = None,
+    tol: float = DEFAULT_TOL,
+    resume: bool = False,
+    overwrite: bool = False,
+    config: Mapping[str, Any] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run the grid γ × N × seed and write ``sweep.csv`` (rewritten after every point).
+
+    ``solver`` holds the solve options (CasADi: ``method, tol, max_iter, hessian, ipopt``;
+    torch: whatever the torch trainer takes). With ``resume``, grid points whose run
+    directory is complete are read back instead of solved again.
+    """
+    from ..runs import write_run
+
+    gammas = [check_float("gamma", g, 0.0) for g in gammas]
+    blocks = [check_int("blocks", n, 1) for n in blocks]
+    seeds = [check_int("seed", s, 0) for s in seeds]
+    if not gammas or not blocks or not seeds:
+        raise ValidationError("a sweep needs at least one --gamma, one --blocks and one --seeds value")
+    check_choice("backend", backend, BACKENDS)
+    if backend == "torch":
+        from . import _torch_bridge
+
+        _torch_bridge.require()
+    solver = dict(solver or {})
+    out = Path(out)
+    if out.exists() and not (resume or overwrite):
+        raise ValidationError(f"{out} already exists: pass --resume to continue that sweep, --overwrite, or another --out")
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    with open(out / "sweep.json", "w") as fh:
+        json.dump({"gammas": gammas, "blocks": blocks, "seeds": seeds, "backend": backend, "solver": solver,
+                   "tol": tol, **(dict(config) if config else {})}, fh, indent=2, default=str)
+    rows: list[dict[str, Any]] = []
+    grid = [(g, n, s) for g in gammas for n in blocks for s in seeds]
+    for i, (g, n, s) in enumerate(grid, 1):
+        rd = out / "runs" / run_name(g, n, s)
+        if resume and (rd / "metrics.json").exists() and (rd / "solution.npz").exists():
+            row = row_from_run(rd, g, n, s, backend, tol)
+        else:
+            problem = grid_problem(base, g, n)
+            t0 = time.perf_counter()
+            weights, metrics, stats = _solve_point(problem, s, backend, solver, log)
+            wall = time.perf_counter() - t0
+            cfg = dict(config or {})
+            cfg.update(command="sweep", architecture=problem.spec.to_dict(), objective=problem.objective.to_dict(),
+                       solver={"backend": backend, **solver, "init": "random", "seed": s})
+            write_run(rd, config=cfg, weights=weights, metrics=metrics, data=problem.data, stats=stats, overwrite=True)
+            row = row_from_run(rd, g, n, s, backend, tol)
+            row["time_s"] = wall
+        rows.append(row)
+        write_csv(out / "sweep.csv", rows)
+        if log is not None:
+            log(f"[{i}/{len(grid)}] gamma {g:g} N {n} seed {s}: {row['status']}, J {row['objective']:.6g}, "
+                f"vanished {row['n_vanished']}/{n}, tail/head {row['tail_to_head']:.2e}, {row['time_s']:.1f}s")
+    return rows
+
+
+def summarize(rows: Sequence[Mapping[str, Any]], keys: Sequence[str] = ("gamma", "blocks")) -> list[dict[str, Any]]:
+    """Mean / std / min / max over seeds of the tail-to-head ratio, vanished count and objective.
+
+    The tail-to-head ratio is summarised on log10 (it spans decades): ``log10_tail_to_head_mean``
+    and ``..._std``; also its median.
+    """
+    groups: dict[tuple, list] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    out = []
+    for key, rs in groups.items():
+        ok = [r for r in rs if str(r["status"]) in ("success", "acceptable")]
+        th = np.array([float(r["tail_to_head"]) for r in rs])
+        lth = np.log10(np.clip(th, 1e-300, None))
+        nv = np.array([float(r["n_vanished"]) for r in rs])
+        J = np.array([float(r["objective"]) for r in rs])
+        acc = np.array([float(r["train_accuracy"]) for r in rs])
+        out.append({
+            **dict(zip(keys, key)), "runs": len(rs), "converged": len(ok),
+            "tail_to_head_median": float(np.median(th)),
+            "log10_tail_to_head_mean": float(np.mean(lth)), "log10_tail_to_head_std": float(np.std(lth)),
+            "tail_to_head_min": float(np.min(th)), "tail_to_head_max": float(np.max(th)),
+            "n_vanished_mean": float(np.mean(nv)), "n_vanished_std": float(np.std(nv)),
+            "n_vanished_min": int(np.min(nv)), "n_vanished_max": int(np.max(nv)),
+            "objective_mean": float(np.mean(J)), "objective_min": float(np.min(J)),
+            "train_accuracy_mean": float(np.mean(acc)),
+        })
+    return out
+
+
+def format_summary(summary: Sequence[Mapping[str, Any]]) -> str:
+    """A text table of :func:`summarize` output."""
+    lines = [f"{'gamma':>6} {'N':>3} {'runs':>4} {'conv':>4} {'tail/head median':>16} {'log10 mean±std':>15} "
+             f"{'vanished mean±std':>17} {'[min,max]':>9} {'J min':>10} {'acc':>6}"]
+    for s in summary:
+        lines.append(
+            f"{s['gamma']:>6g} {s['blocks']:>3} {s['runs']:>4} {s['converged']:>4} {s['tail_to_head_median']:>16.2e} "
+            f"{s['log10_tail_to_head_mean']:>7.2f}±{s['log10_tail_to_head_std']:<7.2f} "
+            f"{s['n_vanished_mean']:>8.2f}±{s['n_vanished_std']:<8.2f} "
+            f"[{s['n_vanished_min']},{s['n_vanished_max']}]".ljust(9)
+            + f" {s['objective_min']:>10.5g} {s['train_accuracy_mean']:>6.3f}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,34 @@
+"""``ocp-resnet prune RUN_DIR``: remove vanished blocks physically and write a smaller run."""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "prune", help="remove vanished blocks and write the smaller network as a new run directory",
+        description="Remove every block whose relative norm is <= --tol: identity-skip blocks disappear, "
+                    "projection blocks keep their S_k as a plain linear layer. Reports blocks_before/after, "
+                    "objective_before/after, accuracy_before/after and the largest output change on the data.")
+    p.add_argument("run_dir", help="a run directory written by solve, train or sweep")
+    p.add_argument("--tol", type=float, default=1e-3, help="vanishing tolerance on relative block norms (default 1e-3)")
+    p.add_argument("--resolve", action="store_true",
+                   help="re-solve the pruned problem with IPOPT warm-started from the pruned weights "
+                        "(torch runs: fine-tune with the torch back-end)")
+    p.add_argument("--out", default=None, help="run directory to write (default RUN_DIR-pruned)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..analysis.prune import prune_run
+
+    report, _, _ = prune_run(args.run_dir, tol=args.tol, resolve=args.resolve, out=args.out,
+                             overwrite=args.overwrite, log=None)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
+    if report.resolve and report.resolve.get("status") not in ("success", "acceptable"):
+        return 1
+    return 0

@@ -1,0 +1,105 @@
+"""``ocp-resnet sweep``: γ × depth × seed grids, sweep.csv, plots and the sub-network bound."""
+from __future__ import annotations
+
+import argparse
+import copy
+
+from . import _common as c
+
+
+def _retarget(p: argparse.ArgumentParser, flag: str, default: str, help: str) -> None:
+    """Turn a shared problem flag into a list flag of this command."""
+    for action in p._actions:
+        if flag in action.option_strings:
+            action.type, action.default, action.help = str, default, help
+            return
+
+
+def register(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "sweep", help="solve a grid of stage weights x depths x seeds; write sweep.csv, plots, bound check",
+        description="Solve the problem for every gamma in --gamma, N in --blocks and initial-weight seed in "
+                    "--seeds (the data set is drawn once, with --seed). Writes DIR/runs/<point>/ run "
+                    "directories, DIR/sweep.csv (one row per run), DIR/summary.csv, plots, and DIR/bound.csv "
+                    "comparing every J_N with the padded shallower optima J_M* + sum_k gamma_k L_M.")
+    c.add_problem_args(p)
+    _retarget(p, "--blocks", "2,4,6,8,10", "comma list of depths N (default 2,4,6,8,10)")
+    _retarget(p, "--gamma", "0,1", "comma list of stage weights gamma, one per sweep line (default 0,1)")
+    g = p.add_argument_group("sweep")
+    g.add_argument("--seeds", default="0,1,2", help="comma list of initial-weight seeds (default 0,1,2)")
+    g.add_argument("--backend", default="casadi", help="casadi (IPOPT, default) or torch")
+    g.add_argument("--method", default="multiple-shooting", help="IPOPT transcription (default multiple-shooting)")
+    g.add_argument("--hessian", default="exact", help="exact (default) or lbfgs")
+    g.add_argument("--tol", type=float, default=1e-8, help="IPOPT KKT tolerance (default 1e-8)")
+    g.add_argument("--max-iter", type=int, default=3000, help="IPOPT iteration limit (default 3000)")
+    g.add_argument("--vanish-tol", type=float, default=1e-3, help="vanishing tolerance on relative block norms (default 1e-3)")
+    g.add_argument("--bound-rtol", type=float, default=1e-6, help="relative allowance of the bound check (default 1e-6)")
+    g.add_argument("--resume", action="store_true", help="continue an existing sweep directory, reusing finished runs")
+    g.add_argument("--no-plots", action="store_true", help="do not write the sweep plots")
+    g.add_argument("--quiet", action="store_true", help="no progress lines")
+    c.add_output_args(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def _floats(name: str, text: str) -> list[float]:
+    from ..errors import ValidationError
+
+    try:
+        vals = [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise ValidationError(f"{name} must be a comma list of numbers, e.g. 0,0.1,1; got {text!r}") from None
+    if not vals:
+        raise ValidationError(f"{name} is empty: give a comma list, e.g. 0,1")
+    return vals
+
+
+def _ints(name: str, text: str) -> list[int]:
+    from ..errors import ValidationError
+
+    try:
+        vals = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise ValidationError(f"{name} must be a comma list of integers, e.g. 2,4,8; got {text!r}") from None
+    if not vals:
+        raise ValidationError(f"{name} is empty: give a comma list, e.g. 2,4,8")
+    return vals
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..analysis.bound import check_bound
+    from ..analysis.sweep import format_summary, run_sweep, summarize, write_csv
+    from ..errors import ValidationError, check_choice
+    from ..runs import default_run_dir
+
+    gammas = _floats("--gamma", args.gamma)
+    blocks = _ints("--blocks", args.blocks)
+    seeds = _ints("--seeds", args.seeds)
+    check_choice("backend", args.backend, ("casadi", "torch"))
+    if "," in str(args.width):
+        raise ValidationError("a depth sweep needs one state width: give --width as one number")
+    base_args = copy.copy(args)
+    base_args.blocks, base_args.gamma = blocks[0], str(gammas[0])
+    base = c.problem_from_args(base_args)  # validates every problem flag once
+    out = Path(args.out) if args.out is not None else default_run_dir(f"{args.dataset.replace('/', '_')}-sweep")
+    solver = {"method": args.method, "tol": args.tol, "max_iter": args.max_iter, "hessian": args.hessian}
+    config = {"argv": c.run_config(base_args, base, "sweep", {})["argv"], "data": c.data_config(args)}
+    rows = run_sweep(base, gammas, blocks, seeds, out, backend=args.backend, solver=solver, tol=args.vanish_tol,
+                     resume=args.resume, overwrite=args.overwrite, config=config,
+                     log=None if args.quiet else c.echo)
+    summary = summarize(rows)
+    write_csv(out / "summary.csv", summary, columns=list(summary[0].keys()))
+    print(format_summary(summary))
+    report = check_bound(rows, rtol=args.bound_rtol)
+    write_csv(out / "bound.csv", report.to_rows(), columns=list(report.to_rows()[0].keys()) if report.checks
+              else ["gamma", "N", "seed", "M"])
+    print(report.format())
+    if not args.no_plots:
+        from ..plotting import plot_sweep
+
+        for path in plot_sweep(rows, out, title=args.dataset):
+            print(f"wrote {path}")
+    print(f"sweep directory: {out} ({len(rows)} runs, sweep.csv)")
+    return 0

@@ -1,0 +1,208 @@
+"""matplotlib figures (Agg back-end) of runs and sweeps. Imported lazily, never by ``solve``.
+
+* :func:`plot_turnpike` — block weight norms and RMS residual outputs against k (log scale);
+* :func:`plot_stages` — stage loss and stage accuracy against k;
+* :func:`plot_decision_regions` — decision regions of ŷ_k at a few k (2-D inputs);
+* :func:`plot_trajectories` — sample trajectories x_0..x_N in the state plane;
+* :func:`plot_sweep` — objective and non-vanished blocks against depth, one line per γ.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+_FLOOR = 1e-16  # log plots: exact zeros are drawn at this floor
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    return path
+
+
+def _title(title: str | None, default: str) -> str:
+    return default if title is None else title
+
+
+def plot_turnpike(analysis: Any, path: str | os.PathLike, title: str | None = None) -> Path:
+    """Block norms ‖w_k‖ and RMS residual outputs ‖F_k(x_k)‖ against k, log scale."""
+    plt = _plt()
+    k = np.arange(analysis.n_blocks)
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    bn = np.maximum(np.asarray(analysis.block_norms, float), _FLOOR)
+    rn = np.maximum(np.asarray(analysis.residual_norms, float), _FLOOR)
+    ax.semilogy(k, bn, "o-", label=r"weight norm $\|w_k\|$")
+    ax.semilogy(k, rn, "s--", label=r"RMS residual $\|F_k(x_k)\|$")
+    top = max(float(np.max(bn)) if bn.size else 1.0, _FLOOR)
+    ax.axhline(top * analysis.tol, color="gray", lw=0.8, ls=":", label=f"vanishing threshold (tol {analysis.tol:g})")
+    for j in analysis.vanished:
+        ax.axvspan(j - 0.5, j + 0.5, color="tab:green", alpha=0.08, lw=0)
+    ax.set_xlabel("block k")
+    ax.set_ylabel("norm")
+    ax.set_xticks(k)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(_title(title, f"turnpike: {analysis.n_vanished} of {analysis.n_blocks} blocks vanished (shaded)"))
+    return _save(fig, path)
+
+
+def plot_stages(analysis: Any, path: str | os.PathLike, title: str | None = None) -> Path:
+    """Stage loss (log) and stage accuracy of ŷ_k against k = 0..N."""
+    plt = _plt()
+    k = np.arange(analysis.n_blocks + 1)
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    ax.semilogy(k, np.maximum(np.asarray(analysis.stage_losses, float), _FLOOR), "o-", color="tab:blue")
+    ax.set_xlabel("stage k (output ŷ_k of the network truncated after block k)")
+    ax.set_ylabel("stage loss", color="tab:blue")
+    ax.set_xticks(k)
+    ax.axvline(analysis.recommended_depth, color="gray", ls=":", lw=1)
+    ax.text(analysis.recommended_depth, 0.5, " recommended depth", transform=ax.get_xaxis_transform(),
+            rotation=90, va="center", ha="right", fontsize=8, color="gray")
+    ax2 = ax.twinx()
+    ax2.plot(k, analysis.stage_accuracy, "s--", color="tab:orange")
+    ax2.set_ylabel("stage accuracy", color="tab:orange")
+    ax2.set_ylim(-0.02, 1.02)
+    ax.grid(True, alpha=0.3)
+    ax.set_title(_title(title, "stage loss and accuracy"))
+    return _save(fig, path)
+
+
+def _stages_to_show(n_blocks: int, count: int = 4) -> list[int]:
+    return sorted(set(int(round(v)) for v in np.linspace(0, n_blocks, min(count, n_blocks + 1))))
+
+
+def plot_decision_regions(
+    problem: Any, weights: Any, path: str | os.PathLike, stages: Sequence[int] | None = None, resolution: int = 150
+) -> Path:
+    """Decision regions of ŷ_k over the (2-D) input plane at a few stages k, with the data."""
+    from . import architecture as arch
+    from ._ops import NUMPY
+    from .errors import ValidationError
+    from .objective import predictions
+
+    if problem.spec.input_dim != 2:
+        raise ValidationError("decision regions need 2-D inputs; this data set has "
+                              f"{problem.spec.input_dim} features")
+    plt = _plt()
+    p = problem.params(weights)
+    N = problem.spec.n_blocks
+    stages = _stages_to_show(N) if stages is None else [int(s) for s in stages]
+    X, y = problem.data.X, problem.data.y
+    lo, hi = X.min(0), X.max(0)
+    pad = 0.1 * (hi - lo + 1e-12)
+    g0, g1 = np.meshgrid(np.linspace(lo[0] - pad[0], hi[0] + pad[0], resolution),
+                         np.linspace(lo[1] - pad[1], hi[1] + pad[1], resolution))
+    U = np.vstack([g0.ravel(), g1.ravel()])
+    outs = arch.stage_outputs(problem.spec, p, arch.trajectory(problem.spec, p, U, NUMPY), NUMPY)
+    acc = problem.evaluate(p).stage_accuracy
+    fig, axes = plt.subplots(1, len(stages), figsize=(3.2 * len(stages), 3.3), squeeze=False)
+    C = max(problem.data.n_classes, 2)
+    for ax, k in zip(axes[0], stages):
+        pred = predictions(problem.objective, outs[k]).reshape(g0.shape)
+        ax.contourf(g0, g1, pred, levels=np.arange(C + 1) - 0.5, cmap="coolwarm" if C == 2 else "tab10", alpha=0.35)
+        ax.scatter(X[:, 0], X[:, 1], c=y, s=6, cmap="coolwarm" if C == 2 else "tab10", vmin=0, vmax=C - 1,
+                   edgecolors="none")
+        ax.set_title(f"ŷ_{k}  (acc {acc[k]:.2f})", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("decision regions of the stage outputs", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_trajectories(problem: Any, weights: Any, path: str | os.PathLike, max_samples: int = 200) -> Path:
+    """Sample trajectories x_0..x_N in the state plane (first two principal axes if width > 2)."""
+    plt = _plt()
+    xs = problem.states(weights)
+    widths = {x.shape[0] for x in xs}
+    y = problem.data.y
+    n = xs[0].shape[1]
+    idx = np.linspace(0, n - 1, min(n, max_samples)).astype(int)
+    if widths == {2}:
+        P = [x for x in xs]
+        label = ("x[0]", "x[1]")
+    else:
+        # project every state onto the top two principal axes of the final states (padding to the max width)
+        d = max(widths)
+        Z = [np.vstack([x, np.zeros((d - x.shape[0], n))]) for x in xs]
+        c = Z[-1].mean(axis=1, keepdims=True)
+        _, _, vt = np.linalg.svd((Z[-1] - c).T, full_matrices=False)
+        V = vt[:2]
+        P = [V @ (z - c) for z in Z]
+        label = ("PC 1 of x_N", "PC 2 of x_N")
+    fig, ax = plt.subplots(figsize=(5.0, 4.6))
+    C = max(problem.data.n_classes, 2)
+    cmap = plt.get_cmap("coolwarm" if C == 2 else "tab10")
+    traj = np.stack([q[:, idx] for q in P])  # (N+1, 2, m)
+    for j, i in enumerate(idx):
+        ax.plot(traj[:, 0, j], traj[:, 1, j], "-", lw=0.5, alpha=0.5, color=cmap(y[i] / max(C - 1, 1)))
+    ax.scatter(traj[0, 0], traj[0, 1], s=5, c="k", marker=".", label="x_0")
+    ax.scatter(traj[-1, 0], traj[-1, 1], s=12, c=[cmap(v / max(C - 1, 1)) for v in y[idx]], marker="o",
+               edgecolors="k", linewidths=0.3, label="x_N")
+    ax.set_xlabel(label[0])
+    ax.set_ylabel(label[1])
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title("sample trajectories x_k through the blocks", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_run(run_dir: str | os.PathLike, tol: float = 1e-3, out_dir: str | os.PathLike | None = None) -> list[Path]:
+    """All figures of a run directory (written into it, or into ``out_dir``)."""
+    from .analysis.blocks import analyze
+    from .runs import Run
+
+    run = Run(run_dir)
+    problem = run.problem()
+    an = analyze(problem, run.weights, tol)
+    d = Path(out_dir) if out_dir is not None else run.path
+    paths = [plot_turnpike(an, d / "turnpike.png"), plot_stages(an, d / "stages.png"),
+             plot_trajectories(problem, run.weights, d / "trajectories.png")]
+    if problem.spec.input_dim == 2:
+        paths.append(plot_decision_regions(problem, run.weights, d / "decision_regions.png"))
+    return paths
+
+
+def plot_sweep(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike, title: str = "") -> list[Path]:
+    """objective_vs_depth.png and active_blocks_vs_depth.png: per γ, every seed (dots) and the mean."""
+    plt = _plt()
+    out_dir = Path(out_dir)
+    gammas = sorted({float(r["gamma"]) for r in rows})
+    paths = []
+    for key, fname, ylabel, logy in (
+        ("objective", "objective_vs_depth.png", "objective J", True),
+        ("n_active", "active_blocks_vs_depth.png", "non-vanished blocks", False),
+    ):
+        fig, ax = plt.subplots(figsize=(6.0, 4.0))
+        for i, g in enumerate(gammas):
+            rs = [r for r in rows if float(r["gamma"]) == g]
+            Ns = sorted({int(r["blocks"]) for r in rs})
+            color = f"C{i}"
+            xs = [int(r["blocks"]) + 0.08 * (i - (len(gammas) - 1) / 2) for r in rs]
+            ax.scatter(xs, [float(r[key]) for r in rs], s=14, color=color, alpha=0.5)
+            ax.plot(Ns, [np.mean([float(r[key]) for r in rs if int(r["blocks"]) == n]) for n in Ns], "-o",
+                    color=color, label=f"γ = {g:g}")
+        if key == "n_active":
+            allN = sorted({int(r["blocks"]) for r in rows})
+            ax.plot(allN, allN, ":", color="gray", lw=1, label="all blocks")
+        if logy:
+            ax.set_yscale("log")
+        ax.set_xlabel("depth N (blocks)")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.set_title(f"{ylabel} vs depth (dots: seeds, line: mean){(' — ' + title) if title else ''}", fontsize=9)
+        paths.append(_save(fig, out_dir / fname))
+    return paths
