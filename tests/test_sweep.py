@@ -1,0 +1,108 @@
+"""Sweeps write one row per grid point; the sub-network bound flags bad deep solutions."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from ocp_resnet.analysis.bound import check_bound, pad_weights, padded_bound
+from ocp_resnet.analysis.sweep import COLUMNS, grid_problem, read_csv, run_sweep, summarize
+from ocp_resnet.data import load_dataset
+from ocp_resnet.errors import ValidationError
+from ocp_resnet.problem import Problem
+from ocp_resnet.solvers import IpoptOptions, solve
+
+FAST = {"method": "multiple-shooting", "tol": 1e-8, "max_iter": 500}
+
+
+def _base(n: int = 20, **kw) -> Problem:
+    ds = load_dataset("spirals", n_samples=n, seed=0)
+    return Problem.build(ds, **{"blocks": 1, "width": 2, "loss": "mse", "gamma": 0.0, "weight_decay": 1e-3, **kw})
+
+
+def test_sweep_writes_one_row_per_grid_point(tmp_path) -> None:
+    out = tmp_path / "sw"
+    rows = run_sweep(_base(), [0.0, 0.5], [1, 2], [0, 1], out, solver=FAST)
+    assert len(rows) == 8
+    with open(out / "sweep.csv", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == 8 and tuple(table[0].keys()) == COLUMNS
+    assert {(float(r["gamma"]), int(r["blocks"]), int(r["seed"])) for r in table} == {
+        (g, n, s) for g in (0.0, 0.5) for n in (1, 2) for s in (0, 1)}
+    back = read_csv(out)
+    assert len(back[3]["stage_losses"]) == back[3]["blocks"] + 1
+    assert all((out / "runs" / f"gamma{r['gamma']:g}-N{r['blocks']}-seed{r['seed']}" / "solution.npz").exists()
+               for r in back)
+    # resume reads the finished runs back instead of solving again (same numbers)
+    again = run_sweep(_base(), [0.0, 0.5], [1, 2], [0, 1], out, solver=FAST, resume=True)
+    assert [r["objective"] for r in again] == pytest.approx([r["objective"] for r in rows], rel=1e-12)
+    with pytest.raises(ValidationError, match="already exists"):
+        run_sweep(_base(), [0.0], [1], [0], out, solver=FAST)
+    s = summarize(rows)
+    assert len(s) == 4 and all(x["runs"] == 2 for x in s)
+
+
+def test_sweep_cli(tmp_path, capsys) -> None:
+    from ocp_resnet.cli import main
+
+    out = tmp_path / "cli"
+    code = main(["sweep", "--n-samples", "20", "--gamma", "0,1", "--blocks", "1,2", "--seeds", "0",
+                 "--out", str(out), "--quiet"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "comparisons" in text
+    assert len(read_csv(out)) == 4
+    for f in ("summary.csv", "bound.csv", "objective_vs_depth.png", "active_blocks_vs_depth.png"):
+        assert (out / f).exists()
+    assert main(["sweep", "--blocks", "2,x", "--out", str(tmp_path / "bad")]) == 2
+    assert main(["sweep", "--width", "2,3", "--blocks", "1", "--out", str(tmp_path / "bad")]) == 2
+    assert main(["sweep", "--backend", "jax", "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_padded_solution_meets_the_bound_exactly() -> None:
+    base = _base(n=20)
+    g = 0.5
+    shallow = grid_problem(base, g, 1)
+    sol = solve(shallow, options=IpoptOptions(tol=1e-10), seed=0)
+    assert sol.success
+    deep = grid_problem(base, g, 3)
+    padded = pad_weights(shallow.spec, sol.weights, deep.spec)
+    ev = deep.evaluate(padded)
+    bound = padded_bound(sol.objective, sol.evaluation.final_loss, [g] * 3, 1, 3)
+    assert ev.objective == pytest.approx(bound, rel=1e-12)
+
+
+def test_bound_flags_a_bad_deep_solution() -> None:
+    base = _base(n=20)
+    g = 0.5
+    shallow = grid_problem(base, g, 1)
+    sol = solve(shallow, options=IpoptOptions(tol=1e-10), seed=0)
+    deep = grid_problem(base, g, 3)
+    bad = deep.evaluate(deep.spec.init_params("random", seed=4, scale=2.0))  # not optimised at all
+    good = deep.evaluate(pad_weights(shallow.spec, sol.weights, deep.spec))  # feasible, meets the bound
+    rows = [
+        {"gamma": g, "blocks": 1, "seed": 0, "objective": sol.objective, "final_loss": sol.evaluation.final_loss,
+         "status": sol.status.value},
+        {"gamma": g, "blocks": 3, "seed": 0, "objective": bad.objective, "final_loss": bad.final_loss, "status": "success"},
+        {"gamma": g, "blocks": 3, "seed": 1, "objective": good.objective, "final_loss": good.final_loss, "status": "success"},
+    ]
+    report = check_bound(rows)
+    assert len(report.checks) == 2
+    assert [(c.N, c.seed, c.M) for c in report.violations] == [(3, 0, 1)]
+    assert report.violations[0].excess > 0
+    assert "1 violations" in report.format()
+
+
+def test_bound_rows_need_columns() -> None:
+    with pytest.raises(ValidationError, match="lacks"):
+        check_bound([{"gamma": 0.0}])
+    assert check_bound([]).checks == []
+
+
+def test_failed_shallow_runs_are_not_references() -> None:
+    rows = [
+        {"gamma": 1.0, "blocks": 1, "seed": 0, "objective": 0.1, "final_loss": 0.1, "status": "max_iter"},
+        {"gamma": 1.0, "blocks": 2, "seed": 0, "objective": 5.0, "final_loss": 1.0, "status": "success"},
+    ]
+    assert check_bound(rows).checks == []
