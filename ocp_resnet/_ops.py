@@ -189,7 +189,7 @@ class TorchOps:
 
     @staticmethod
     def relu(z: Any) -> Any:
-        return z.clamp_min(0.0)
+        return z.relu()
 
     @staticmethod
     def logsumexp(z: Any) -> Any:

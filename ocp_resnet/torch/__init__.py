@@ -1,0 +1,46 @@
+"""PyTorch back-end: the same spec and objective as the CasADi solver, for larger models.
+
+::
+
+    from ocp_resnet.torch import ResNetMLP, ResNetV2, ConvSpec, Trainer, TrainOptions
+    model = ResNetMLP.from_spec(problem.spec, dtype=torch.float64)   # twin of the CasADi model
+    Trainer(problem.objective, problem.data.n_classes, TrainOptions(optimizer="adam")).fit(
+        model, problem.data.X, problem.data.y)
+    model.weights()   # {"block0.W": ndarray, ...}: the names of solution.npz
+
+* :class:`ResNetMLP` — the MLP ResNet, formulas from :mod:`ocp_resnet.architecture` evaluated
+  with the torch ops; ``state_dict`` keys are the spec's parameter names.
+* :class:`ResNetV2` / :class:`ConvSpec` — a pre-activation conv ResNet with 1x1 strided
+  projection skips and all stage outputs ŷ_k in one forward pass.
+* :class:`StageCostLoss`, :func:`objective_and_gradient` — the objective of
+  :mod:`ocp_resnet.objective` in torch (float64 parity with CasADi).
+* :class:`Trainer`, :class:`TrainOptions` — SGD/Adam/AdamW/L-BFGS, cosine schedule, tqdm.
+"""
+from __future__ import annotations
+
+from .conv import ConvSpec, ResNetV2, images_of
+from .evaluate import conv_evaluation, mlp_evaluation
+from .loss import StageCostLoss, objective_and_gradient, predictions, targets, weighted_stage_cost
+from .mlp import ResNetMLP
+from .train import OPTIMIZERS, SCHEDULES, TrainOptions, Trainer, resolve_device, resolve_dtype, split
+
+__all__ = [
+    "ConvSpec",
+    "OPTIMIZERS",
+    "ResNetMLP",
+    "ResNetV2",
+    "SCHEDULES",
+    "StageCostLoss",
+    "TrainOptions",
+    "Trainer",
+    "conv_evaluation",
+    "images_of",
+    "mlp_evaluation",
+    "objective_and_gradient",
+    "predictions",
+    "resolve_device",
+    "resolve_dtype",
+    "split",
+    "targets",
+    "weighted_stage_cost",
+]

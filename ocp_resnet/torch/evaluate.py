@@ -1,0 +1,106 @@
+"""Numbers of trained weights in the ``metrics.json`` schema of ``solve`` (one schema for all back-ends)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import objective as objective_mod
+from .._ops import TORCH
+from ..errors import ValidationError
+from ..objective import ObjectiveSpec
+from .conv import ConvSpec, ResNetV2
+from .loss import objective_and_gradient, predictions, targets
+
+
+def mlp_evaluation(problem: Any, weights: Any) -> dict[str, Any]:
+    """Problem.evaluate (numpy) plus the float64 torch-autograd gradient norm."""
+    w = problem.spec.flatten(weights)
+    ev = problem.evaluate(w).to_dict()
+    ev["grad_norm"] = float(np.linalg.norm(objective_and_gradient(problem, w)[1]))
+    return ev
+
+
+def conv_evaluation(model: ResNetV2, images: np.ndarray, y: np.ndarray, objective: ObjectiveSpec,
+                    n_classes: int, chunk: int = 512) -> dict[str, Any]:
+    """Objective, stage losses/accuracies, branch and residual norms, gradient norm of a conv net.
+
+    In eval mode (batch norm with running statistics), so J is a function of the weights alone;
+    the gradient is accumulated over chunks of the data.
+    """
+    model.eval()
+    dtype, device = model.dtype, model.device
+    X = torch.as_tensor(np.asarray(images, dtype=np.float64), dtype=dtype)
+    T = targets(objective, y, n_classes, dtype)
+    Y = torch.as_tensor(np.asarray(y, dtype=int))
+    n, N = X.shape[0], model.spec.n_blocks
+    const = objective.target_entropy(n_classes)
+    loss_sum = np.zeros(N + 1)
+    correct = np.zeros(N + 1)
+    res_sq = np.zeros(N)
+    with torch.no_grad():
+        for i in range(0, n, chunk):
+            xb, tb, yb = X[i:i + chunk].to(device), T[i:i + chunk].to(device).T, Y[i:i + chunk].to(device)
+            xs = model.trajectory(xb)
+            for k, z in enumerate(model.stage_outputs_from(xs)):
+                loss_sum[k] += float(objective_mod.loss(objective, z, tb, const, TORCH).sum())
+                correct[k] += int((predictions(objective, z) == yb).sum())
+            for k, blk in enumerate(model.blocks):
+                F = xs[k + 1] - blk.skip(xs[k])
+                res_sq[k] += float((F * F).sum())
+    stage_losses = (loss_sum / n).tolist()
+    gammas = objective.stage_weights(N)
+    model.zero_grad(set_to_none=True)
+    for i in range(0, n, chunk):
+        xb, tb = X[i:i + chunk].to(device), T[i:i + chunk].to(device).T
+        cost, _ = model.cost(xb, tb, objective)
+        (cost.sum() / n).backward()
+    reg = model.regularization(objective)
+    reg.backward()
+    grads = [p.grad.reshape(-1) for p in model.parameters() if p.grad is not None]
+    grad_norm = float(torch.linalg.vector_norm(torch.cat(grads)).cpu()) if grads else 0.0
+    model.zero_grad(set_to_none=True)
+    J = sum(g * l for g, l in zip(gammas, stage_losses)) + float(reg.detach())
+    block_norms = [float(torch.sqrt(sum((p.detach() ** 2).sum() for p in model.branch_parameters(k)))) for k in range(N)]
+    return {
+        "objective": float(J),
+        "final_loss": stage_losses[-1],
+        "stage_losses": stage_losses,
+        "stage_accuracy": (correct / n).tolist(),
+        "block_norms": block_norms,
+        "residual_norms": np.sqrt(res_sq / n).tolist(),
+        "grad_norm": grad_norm,
+    }
+
+
+def conv_model_from_run(run: Any, dtype: torch.dtype = torch.float64, device: Any = None) -> ResNetV2:
+    """The conv net of a ``train --arch conv`` run directory, weights loaded."""
+    spec = ConvSpec.from_dict(run.config["architecture"])
+    model = ResNetV2(spec, dtype=dtype, device=device)
+    return model.load_weights(run.weights)
+
+
+def evaluate_conv_run(run: Any, backend: str = "torch") -> dict[str, Any]:
+    """``ocp-resnet evaluate`` for a conv run (torch back-end only), float64."""
+    if backend != "torch":
+        raise ValidationError("a conv run can only be evaluated with --backend torch (CasADi has no conv nets)")
+    model = conv_model_from_run(run)
+    obj = ObjectiveSpec.from_dict(run.config["objective"])
+    data = run.data()
+    images = data.X.reshape(-1, *model_input_shape(model.spec))
+    ev = conv_evaluation(model, images, data.y, obj, data.n_classes)
+    return {"backend": backend, **{k: ev[k] for k in ("objective", "grad_norm", "stage_losses", "stage_accuracy",
+                                                      "final_loss", "block_norms")}}
+
+
+def model_input_shape(spec: ConvSpec) -> tuple[int, int, int]:
+    return (spec.in_channels, *spec.image_size)
+
+
+def evaluate_mlp_run(run: Any) -> dict[str, Any]:
+    """``ocp-resnet evaluate --backend torch`` for an MLP run (any back-end wrote it)."""
+    problem = run.problem()
+    ev = mlp_evaluation(problem, run.weights)
+    return {"backend": "torch", **{k: ev[k] for k in ("objective", "grad_norm", "stage_losses", "stage_accuracy",
+                                                      "final_loss", "block_norms")}}

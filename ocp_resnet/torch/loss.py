@@ -1,0 +1,87 @@
+"""The stage-cost objective in torch (DESIGN.md §1), for any model of this package::
+
+    J(w) = (1/n) Σ_i [ Σ_{k<N} γ_k ℓ(ŷ_k^i, y^i) + ℓ(ŷ_N^i, y^i) ] + λ Σ ||w||²
+
+The losses ℓ, the γ_k and λ come from :mod:`ocp_resnet.objective` (evaluated with the torch
+back-end); a model supplies the per-sample stage cost through ``model.cost`` and its weights'
+penalty through ``model.regularization``.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .. import objective as objective_mod
+from .._ops import TORCH
+from ..objective import ObjectiveSpec
+
+
+def weighted_stage_cost(obj: ObjectiveSpec, outs: Sequence[Any], t: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Σ_k γ_k ℓ(ŷ_k, t) per sample, (1, n), from stage outputs ``outs`` (None where γ_k = 0).
+
+    The same sum as :func:`ocp_resnet.objective.sample_cost`, for models whose ŷ_k are not
+    produced by :func:`ocp_resnet.architecture.stage_outputs` (the conv net).
+    """
+    gammas = obj.stage_weights(len(outs) - 1)
+    const = obj.target_entropy(n_classes)
+    total: Any = 0
+    for g, z in zip(gammas, outs):
+        if g != 0.0:
+            total = total + g * objective_mod.loss(obj, z, t, const, TORCH)
+    return total
+
+
+def predictions(obj: ObjectiveSpec, z: torch.Tensor) -> torch.Tensor:
+    """Predicted class per sample from head outputs (outputs, n) — torch twin of ``objective.predictions``."""
+    if obj.loss == "bce":
+        return (z[0] > 0).long()
+    return z.argmax(dim=0)
+
+
+def targets(obj: ObjectiveSpec, y: Any, n_classes: int, dtype: torch.dtype, device: Any = None) -> torch.Tensor:
+    """Target rows (n, outputs) from integer labels (``ObjectiveSpec.targets`` transposed).
+
+    Rows, so a mini-batch is ``T[idx].T``.
+    """
+    y = np.asarray(y.cpu() if torch.is_tensor(y) else y, dtype=int)
+    return torch.as_tensor(obj.targets(y, n_classes).T.copy(), dtype=dtype, device=device)
+
+
+class StageCostLoss:
+    """``loss(model, inputs, t_rows)`` → (J on the batch, final logits (outputs, n)).
+
+    ``regularization=False`` leaves λ Σ||w||² out (for AdamW, whose decoupled decay replaces it).
+    ``all_stages`` asks the model for every ŷ_k, also those with γ_k = 0 (for evaluation).
+    """
+
+    def __init__(self, objective: ObjectiveSpec, n_classes: int, regularization: bool = True) -> None:
+        self.objective = objective
+        self.n_classes = n_classes
+        self.regularization = regularization
+
+    def __call__(self, model: Any, inputs: torch.Tensor, t_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cost, logits = model.cost(inputs, t_rows.T, self.objective)
+        J = cost.mean()
+        if self.regularization:
+            J = J + model.regularization(self.objective)
+        return J, logits
+
+
+def objective_and_gradient(problem: Any, w: Any, device: Any = None) -> tuple[float, np.ndarray]:
+    """J(w) and ∇J(w) of an MLP :class:`~ocp_resnet.problem.Problem` by torch autograd, float64.
+
+    The torch twin of :func:`ocp_resnet.transcription.objective_and_gradient` (same flat order).
+    """
+    from .mlp import ResNetMLP
+
+    model = ResNetMLP(problem.spec, init=problem.params(w), dtype=torch.float64, device=device)
+    X = torch.as_tensor(problem.U.T, dtype=torch.float64, device=device)
+    T = torch.as_tensor(problem.T, dtype=torch.float64, device=device)
+    J, _ = StageCostLoss(problem.objective, problem.data.n_classes)(model, X, T.T)
+    model.zero_grad()
+    J.backward()
+    g = torch.cat([p.grad.reshape(-1) if p.grad is not None else torch.zeros_like(p).reshape(-1)
+                   for p in model.params().values()])
+    return float(J.detach().cpu()), g.detach().cpu().numpy().astype(np.float64)

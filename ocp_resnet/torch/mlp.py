@@ -1,0 +1,145 @@
+"""The MLP ResNet as a torch ``nn.Module``: the exact twin of the CasADi model.
+
+Every formula (stem, branches, skips, head, intermediate outputs ŷ_k, losses) is the one in
+:mod:`ocp_resnet.architecture` / :mod:`ocp_resnet.objective`, evaluated with the torch back-end
+:data:`ocp_resnet._ops.TORCH`. Parameters carry the spec's names: ``state_dict`` keys are
+exactly the names in ``solution.npz`` (``stem.W``, ``block3.W1``, ``block3.S``, ``head.b`` …),
+because each ``stem``/``block{k}``/``head`` is a ``ParameterDict`` sub-module.
+
+Layout: the public methods take inputs as rows ``(n, p)`` (torch's convention) and hand
+them to the formulas as columns ``(p, n)`` (the spec's convention).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import architecture as arch
+from .. import objective as objective_mod
+from .._ops import TORCH
+from ..architecture import ArchSpec
+from ..errors import ValidationError
+from ..objective import ObjectiveSpec
+
+
+class ResNetMLP(nn.Module):
+    """MLP ResNet built from an :class:`~ocp_resnet.architecture.ArchSpec`.
+
+    Parameters
+    ----------
+    spec:
+        The architecture (the same object the CasADi transcriptions use).
+    init:
+        ``"random"`` / ``"zeros"`` (``spec.init_params``, so torch and IPOPT start from the
+        same seeded weights) or a mapping name → array.
+    seed, dtype, device:
+        Seed of ``"random"``; torch dtype and device of the parameters.
+    """
+
+    def __init__(
+        self,
+        spec: ArchSpec,
+        init: str | Mapping[str, Any] = "random",
+        seed: int = 0,
+        dtype: torch.dtype = torch.float64,
+        device: str | torch.device | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(spec, ArchSpec):
+            raise ValidationError(f"ResNetMLP needs an ArchSpec, got {type(spec).__name__}")
+        self.spec = spec
+        values = spec.init_params(init, seed) if isinstance(init, str) else spec.unflatten(spec.flatten(init))
+        groups: dict[str, dict[str, nn.Parameter]] = {}
+        for name in spec.param_shapes():
+            mod, leaf = name.split(".", 1)
+            t = torch.as_tensor(np.asarray(values[name], dtype=np.float64), dtype=dtype, device=device)
+            groups.setdefault(mod, {})[leaf] = nn.Parameter(t.clone())
+        for mod, ps in groups.items():
+            self.add_module(mod, nn.ParameterDict(ps))
+
+    # ------------------------------------------------------------------ construction / weights
+    @classmethod
+    def from_spec(cls, spec: ArchSpec, **kw: Any) -> "ResNetMLP":
+        """Same as the constructor (keyword options as there)."""
+        return cls(spec, **kw)
+
+    def params(self) -> dict[str, torch.Tensor]:
+        """Parameters by the spec's names, in the spec's (flat-vector) order."""
+        return {name: self.get_parameter(name) for name in self.spec.param_shapes()}
+
+    def flat_params(self) -> torch.Tensor:
+        """All parameters as one vector in the spec's row-major flat order."""
+        ps = [p.reshape(-1) for p in self.params().values()]
+        if not ps:
+            return torch.zeros(0, dtype=self.dtype, device=self.device)
+        return torch.cat(ps)
+
+    def load_weights(self, weights: Mapping[str, Any]) -> "ResNetMLP":
+        """Copy named numpy weights (e.g. a ``solution.npz``) into the module; checked by name and shape."""
+        values = self.spec.unflatten(self.spec.flatten(weights))
+        with torch.no_grad():
+            for name, p in self.params().items():
+                p.copy_(torch.as_tensor(values[name], dtype=p.dtype, device=p.device))
+        return self
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """Named float64 numpy weights: what ``solution.npz`` stores, identical across back-ends."""
+        return {name: p.detach().to("cpu", torch.float64).numpy().copy() for name, p in self.params().items()}
+
+    @property
+    def dtype(self) -> torch.dtype:
+        p = next(self.parameters(), None)
+        return torch.float64 if p is None else p.dtype
+
+    @property
+    def device(self) -> torch.device:
+        p = next(self.parameters(), None)
+        return torch.device("cpu") if p is None else p.device
+
+    # ------------------------------------------------------------------ forward
+    def _cols(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 2 or x.shape[1] != self.spec.input_dim:
+            raise ValidationError(
+                f"inputs must have shape (n, {self.spec.input_dim}), got {tuple(x.shape)}"
+            )
+        return x.to(self.dtype).T
+
+    def trajectory(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """States x_0..x_N as columns, each ``(d_k, n)``, for inputs ``x`` of shape (n, p)."""
+        return arch.trajectory(self.spec, self.params(), self._cols(x), TORCH)
+
+    def stage_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """ŷ_0..ŷ_N, each ``(outputs, n)`` (columns are samples)."""
+        p = self.params()
+        return arch.stage_outputs(self.spec, p, arch.trajectory(self.spec, p, self._cols(x), TORCH), TORCH)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Final logits ŷ_N, shape (n, outputs)."""
+        p = self.params()
+        xs = arch.trajectory(self.spec, p, self._cols(x), TORCH)
+        return arch.head(self.spec, p, xs[-1], TORCH).T
+
+    def cost(
+        self, x: torch.Tensor, t: torch.Tensor, objective: ObjectiveSpec, all_stages: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample stage cost Σ_k γ_k ℓ(ŷ_k) as a (1, n) row, and the final logits (outputs, n).
+
+        ``t``: target columns (outputs, n) as from ``ObjectiveSpec.targets``. ``all_stages`` is
+        accepted for interface parity with the conv net (the MLP's ŷ_k are always cheap).
+        """
+        p = self.params()
+        xs = arch.trajectory(self.spec, p, self._cols(x), TORCH)
+        c = objective_mod.sample_cost(self.spec, objective, p, xs, t, TORCH)
+        if not torch.is_tensor(c):  # every γ_k and the final weight are never all 0, but be safe
+            c = torch.zeros(1, x.shape[0], dtype=self.dtype, device=self.device)
+        return c, arch.head(self.spec, p, xs[-1], TORCH)
+
+    def regularization(self, objective: ObjectiveSpec) -> torch.Tensor:
+        """λ Σ ||w||² over the flat weights (objective.regularization)."""
+        return objective_mod.regularization(objective, self.flat_params(), TORCH)
+
+    def extra_repr(self) -> str:
+        return f"widths={self.spec.widths}, branch={[b.branch for b in self.spec.blocks]}, act={self.spec.activation}"

@@ -1,0 +1,258 @@
+"""Mini-batch / full-batch training of the stage-cost objective with torch.
+
+::
+
+    trainer = Trainer(objective, n_classes, TrainOptions(optimizer="adam", lr=1e-2, epochs=100))
+    trainer.fit(model, X, y, val=(X_val, y_val))
+    trainer.history_          # one dict per epoch: loss, accuracy, val_loss, val_accuracy, lr, time_s
+
+Optimizers: SGD with (Nesterov-free) momentum, Adam, AdamW and full-batch L-BFGS (strong-Wolfe
+line search). The objective always contains λ Σ||w||², except for AdamW, where the penalty is
+replaced by decoupled weight decay of the same strength (2λ per unit learning rate, the
+gradient of λ||w||²). Same seed on the CPU → identical numbers.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import ValidationError, check_choice, check_float, check_int
+from ..objective import ObjectiveSpec
+from .loss import StageCostLoss, predictions, targets
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "lbfgs")
+SCHEDULES = ("cosine", "constant")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: Learning rate used when none is given.
+DEFAULT_LR = {"sgd": 0.05, "adam": 1e-2, "adamw": 1e-2, "lbfgs": 1.0}
+
+
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` → cuda when present, else cpu; ``cuda[:i]`` fails clearly without a GPU."""
+    if isinstance(name, torch.device):
+        return name
+    name = "auto" if name is None else str(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValidationError(f"device {name!r}: no CUDA device is available here; use --device cpu or auto")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ValidationError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
+
+
+def resolve_dtype(name: str | torch.dtype) -> torch.dtype:
+    if isinstance(name, torch.dtype):
+        return name
+    check_choice("dtype", name, DTYPES)
+    return DTYPES[name]
+
+
+@dataclass
+class TrainOptions:
+    """Training hyper-parameters, validated when set.
+
+    ``batch_size`` 0 or None means full batch (L-BFGS is always full batch);
+    ``lr`` None picks :data:`DEFAULT_LR`; ``lbfgs_iter`` is L-BFGS iterations per epoch.
+    """
+
+    optimizer: str = "adam"
+    lr: float | None = None
+    epochs: int = 100
+    batch_size: int | None = 64
+    momentum: float = 0.9
+    schedule: str = "cosine"
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "float64"
+    lbfgs_iter: int = 20
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        if self.lr is not None:
+            check_float("lr", self.lr, 0.0, strict=True)
+        check_int("epochs", self.epochs, 1)
+        if self.batch_size is not None:
+            check_int("batch_size", self.batch_size, 0)
+        check_float("momentum", self.momentum, 0.0, maximum=1.0)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_int("seed", self.seed, 0)
+        check_choice("dtype", self.dtype, DTYPES)
+        check_int("lbfgs_iter", self.lbfgs_iter, 1)
+        resolve_device(self.device)
+
+    @property
+    def learning_rate(self) -> float:
+        return DEFAULT_LR[self.optimizer] if self.lr is None else float(self.lr)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["lr"] = self.learning_rate
+        return d
+
+
+def _optimizer(opts: TrainOptions, params: list, objective: ObjectiveSpec) -> torch.optim.Optimizer:
+    lr = opts.learning_rate
+    if opts.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=opts.momentum)
+    if opts.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if opts.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=2.0 * objective.weight_decay)
+    return torch.optim.LBFGS(params, lr=lr, max_iter=opts.lbfgs_iter, history_size=50,
+                             line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-15)
+
+
+def history_csv(history: Sequence[dict]) -> str:
+    """Per-epoch history as CSV text."""
+    buf = io.StringIO()
+    if history:
+        w = csv.DictWriter(buf, fieldnames=list(history[0]))
+        w.writeheader()
+        for row in history:
+            w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+class Trainer:
+    """Trains a model of this package (``ResNetMLP`` or ``ResNetV2``) on the stage-cost objective.
+
+    ``fit`` returns ``self``; learned attributes: ``model_``, ``history_`` (list of per-epoch
+    dicts), ``steps_`` (optimizer steps), ``train_time_s_``, ``stopped_`` (None, or why training
+    stopped early: ``"nan"``).
+    """
+
+    def __init__(self, objective: ObjectiveSpec, n_classes: int, options: TrainOptions | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.objective = objective
+        self.n_classes = n_classes
+        self.options = options or TrainOptions()
+        self.log = log
+
+    def _tensors(self, inputs: Any, y: Any, dtype: torch.dtype, device: torch.device):
+        X = torch.as_tensor(np.asarray(inputs, dtype=np.float64), dtype=dtype).to(device)
+        yy = np.asarray(y, dtype=int)
+        T = targets(self.objective, yy, self.n_classes, dtype, device)
+        return X, T, torch.as_tensor(yy).to(device)
+
+    @torch.no_grad()
+    def score(self, model: Any, X: torch.Tensor, T: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> tuple[float, float]:
+        """(objective J incl. λ-term, final-stage accuracy) of ``model`` in eval mode."""
+        was = model.training
+        model.eval()
+        loss = StageCostLoss(self.objective, self.n_classes, regularization=False)
+        n = X.shape[0]
+        tot, correct = 0.0, 0
+        for i in range(0, n, chunk):
+            J, logits = loss(model, X[i:i + chunk], T[i:i + chunk])
+            tot += float(J) * (min(n, i + chunk) - i)
+            correct += int((predictions(self.objective, logits) == y[i:i + chunk]).sum())
+        reg = float(model.regularization(self.objective))
+        model.train(was)
+        return tot / n + reg, correct / n
+
+    def fit(self, model: Any, inputs: Any, y: Any, val: tuple[Any, Any] | None = None) -> "Trainer":
+        """Train ``model`` in place on ``inputs`` (n, …) with labels ``y``; ``val`` = (inputs, labels)."""
+        from tqdm import tqdm
+
+        opts = self.options
+        device, dtype = resolve_device(opts.device), resolve_dtype(opts.dtype)
+        model.to(device=device, dtype=dtype)
+        X, T, Y = self._tensors(inputs, y, dtype, device)
+        n = X.shape[0]
+        if n == 0:
+            raise ValidationError("no training samples: lower --val-fraction or give more data")
+        Xv = Tv = Yv = None
+        if val is not None and len(val[1]) > 0:
+            Xv, Tv, Yv = self._tensors(val[0], val[1], dtype, device)
+        full = opts.optimizer == "lbfgs" or not opts.batch_size or opts.batch_size >= n
+        bs = n if full else int(opts.batch_size)
+        steps_per_epoch = math.ceil(n / bs)
+        adamw = opts.optimizer == "adamw"
+        loss_fn = StageCostLoss(self.objective, self.n_classes, regularization=not adamw)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = _optimizer(opts, params, self.objective)
+        sched = None
+        if opts.schedule == "cosine" and opts.optimizer != "lbfgs":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=opts.epochs * steps_per_epoch)
+        gen = torch.Generator().manual_seed(opts.seed)
+        self.history_: list[dict] = []
+        self.steps_ = 0
+        self.stopped_: str | None = None
+        t0 = time.perf_counter()
+        bar = tqdm(range(opts.epochs), desc="train", unit="epoch", disable=not opts.progress, leave=False,
+                   dynamic_ncols=True)
+        for epoch in bar:
+            model.train()
+            lr = opt.param_groups[0]["lr"]
+            loss_sum = torch.zeros((), dtype=dtype, device=device)
+            correct = torch.zeros((), dtype=torch.long, device=device)
+            if opts.optimizer == "lbfgs":
+
+                def closure() -> torch.Tensor:
+                    opt.zero_grad(set_to_none=True)
+                    J, _ = loss_fn(model, X, T)
+                    J.backward()
+                    return J
+
+                opt.step(closure)
+                self.steps_ = int(next(iter(opt.state.values()), {}).get("n_iter", 0))
+                with torch.no_grad():  # the record is at the accepted iterate, not a line-search trial
+                    J, logits = loss_fn(model, X, T)
+                loss_sum, correct = J * n, (predictions(self.objective, logits) == Y).sum()
+            else:
+                perm = torch.randperm(n, generator=gen).to(device) if not full else None
+                for i in range(0, n, bs):
+                    idx = perm[i:i + bs] if perm is not None else slice(None)
+                    xb, tb, yb = X[idx], T[idx], Y[idx]
+                    opt.zero_grad(set_to_none=True)
+                    J, logits = loss_fn(model, xb, tb)
+                    J.backward()
+                    opt.step()
+                    if sched is not None:
+                        sched.step()
+                    self.steps_ += 1
+                    m = yb.shape[0]
+                    loss_sum = loss_sum + J.detach() * m
+                    correct = correct + (predictions(self.objective, logits.detach()) == yb).sum()
+            train_loss = float(loss_sum) / n
+            if adamw:  # report the objective J, whose λ-term AdamW's decoupled decay replaces
+                train_loss += float(model.regularization(self.objective).detach())
+            row = {"epoch": epoch + 1, "loss": train_loss, "accuracy": int(correct) / n, "lr": lr}
+            if Xv is not None:
+                row["val_loss"], row["val_accuracy"] = self.score(model, Xv, Tv, Yv)
+            row["time_s"] = time.perf_counter() - t0
+            self.history_.append(row)
+            post = {"loss": f"{train_loss:.4g}", "acc": f"{row['accuracy']:.3f}"}
+            if "val_accuracy" in row:
+                post["val_acc"] = f"{row['val_accuracy']:.3f}"
+            bar.set_postfix(post)
+            if not math.isfinite(train_loss):
+                self.stopped_ = "nan"
+                break
+        bar.close()
+        self.train_time_s_ = time.perf_counter() - t0
+        self.model_ = model
+        model.eval()
+        return self
+
+
+def split(n: int, val_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded random (train, val) index split; ``val_fraction`` in [0, 1)."""
+    check_float("val_fraction", val_fraction, 0.0)
+    if val_fraction >= 1.0:
+        raise ValidationError(f"val_fraction must be < 1, got {val_fraction}: use e.g. 0.2")
+    n_val = int(round(val_fraction * n))
+    if n_val >= n - 1 and val_fraction > 0:
+        raise ValidationError(f"val_fraction {val_fraction} leaves fewer than 2 training samples of {n}: lower it")
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
