@@ -199,6 +199,11 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike, ti
             ax.plot(allN, allN, ":", color="gray", lw=1, label="all blocks")
         if logy:
             ax.set_yscale("log")
+        else:
+            from matplotlib.ticker import MaxNLocator
+
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xticks(sorted({int(r["blocks"]) for r in rows}))
         ax.set_xlabel("depth N (blocks)")
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
@@ -206,3 +211,21 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike, ti
         ax.set_title(f"{ylabel} vs depth (dots: seeds, line: mean){(' — ' + title) if title else ''}", fontsize=9)
         paths.append(_save(fig, out_dir / fname))
     return paths
+
+
+def plot_norm_profiles(profiles: Mapping[str, Sequence[float]], path: str | os.PathLike, title: str = "",
+                       relative: bool = True) -> Path:
+    """Block-norm profiles of several solutions against k (log), one line per label."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for i, (label, norms) in enumerate(profiles.items()):
+        b = np.asarray(norms, float)
+        if relative and b.size and b.max() > 0:
+            b = b / b.max()
+        ax.semilogy(np.arange(b.size), np.maximum(b, _FLOOR), "o-", color=f"C{i}", label=label, ms=4)
+    ax.set_xlabel("block k")
+    ax.set_ylabel("‖w_k‖ / max_j ‖w_j‖" if relative else "‖w_k‖")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title or "block-norm profiles", fontsize=10)
+    return _save(fig, path)

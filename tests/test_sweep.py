@@ -106,3 +106,20 @@ def test_failed_shallow_runs_are_not_references() -> None:
         {"gamma": 1.0, "blocks": 2, "seed": 0, "objective": 5.0, "final_loss": 1.0, "status": "success"},
     ]
     assert check_bound(rows).checks == []
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("ocp_resnet.torch") is None,
+                    reason="the torch back-end (ocp_resnet.torch) is not installed")
+def test_torch_sweep_and_fine_tune(tmp_path) -> None:
+    from ocp_resnet.analysis.prune import prune_run
+    from ocp_resnet.runs import Run
+
+    out = tmp_path / "t"
+    rows = run_sweep(_base(), [0.5], [2], [0], out, backend="torch",
+                     solver={"optimizer": "lbfgs", "epochs": 5})
+    assert len(rows) == 1 and rows[0]["backend"] == "torch" and rows[0]["status"] in ("success", "max_iter")
+    rd = out / "runs" / "gamma0.5-N2-seed0"
+    assert Run(rd).config["solver"]["backend"] == "torch"
+    report, pruned, w = prune_run(rd, tol=1.0, resolve=True, out=tmp_path / "p")  # tol 1: prune every block
+    assert report.blocks_after == 0 and report.resolve["backend"] == "torch"
+    assert Run(tmp_path / "p").problem().spec.n_blocks == 0

@@ -115,6 +115,20 @@ def row_from_run(run_dir: str | os.PathLike, gamma: float, n_blocks: int, seed: 
     }
 
 
+def _check_same(run_dir: Path, problem: Any) -> None:
+    """A resumed run must be of the same problem (architecture, objective, data size)."""
+    from ..runs import Run
+
+    run = Run(run_dir)
+    old = run.problem()
+    if (old.spec.to_dict() != problem.spec.to_dict() or old.objective.to_dict() != problem.objective.to_dict()
+            or old.data.X.shape != problem.data.X.shape or not np.array_equal(old.data.X, problem.data.X)):
+        raise ValidationError(
+            f"{run_dir} was solved with other problem flags than this sweep: use the original flags "
+            "with --resume, or another --out"
+        )
+
+
 def _solve_point(problem: Any, seed: int, backend: str, solver: Mapping[str, Any], log: Any) -> tuple[dict, dict, dict]:
     """Solve one grid point; returns (weights, metrics, stats)."""
     if backend == "torch":
@@ -172,10 +186,11 @@ def run_sweep(
     grid = [(g, n, s) for g in gammas for n in blocks for s in seeds]
     for i, (g, n, s) in enumerate(grid, 1):
         rd = out / "runs" / run_name(g, n, s)
+        problem = grid_problem(base, g, n)
         if resume and (rd / "metrics.json").exists() and (rd / "solution.npz").exists():
+            _check_same(rd, problem)
             row = row_from_run(rd, g, n, s, backend, tol)
         else:
-            problem = grid_problem(base, g, n)
             t0 = time.perf_counter()
             weights, metrics, stats = _solve_point(problem, s, backend, solver, log)
             wall = time.perf_counter() - t0
@@ -223,16 +238,25 @@ def summarize(rows: Sequence[Mapping[str, Any]], keys: Sequence[str] = ("gamma",
     return out
 
 
-def format_summary(summary: Sequence[Mapping[str, Any]]) -> str:
-    """A text table of :func:`summarize` output."""
-    lines = [f"{'gamma':>6} {'N':>3} {'runs':>4} {'conv':>4} {'tail/head median':>16} {'log10 mean±std':>15} "
-             f"{'vanished mean±std':>17} {'[min,max]':>9} {'J min':>10} {'acc':>6}"]
+def format_summary(summary: Sequence[Mapping[str, Any]], markdown: bool = False) -> str:
+    """A text (or markdown) table of :func:`summarize` output."""
+    head = ["gamma", "N", "runs", "converged", "tail/head median", "log10 tail/head mean ± std",
+            "vanished mean ± std", "vanished min–max", "J best", "accuracy mean"]
+    body = []
     for s in summary:
-        lines.append(
-            f"{s['gamma']:>6g} {s['blocks']:>3} {s['runs']:>4} {s['converged']:>4} {s['tail_to_head_median']:>16.2e} "
-            f"{s['log10_tail_to_head_mean']:>7.2f}±{s['log10_tail_to_head_std']:<7.2f} "
-            f"{s['n_vanished_mean']:>8.2f}±{s['n_vanished_std']:<8.2f} "
-            f"[{s['n_vanished_min']},{s['n_vanished_max']}]".ljust(9)
-            + f" {s['objective_min']:>10.5g} {s['train_accuracy_mean']:>6.3f}"
-        )
+        body.append([
+            f"{s['gamma']:g}", f"{s['blocks']}", f"{s['runs']}", f"{s['converged']}",
+            f"{s['tail_to_head_median']:.2e}",
+            f"{s['log10_tail_to_head_mean']:.2f} ± {s['log10_tail_to_head_std']:.2f}",
+            f"{s['n_vanished_mean']:.2f} ± {s['n_vanished_std']:.2f}",
+            f"{s['n_vanished_min']}–{s['n_vanished_max']}",
+            f"{s['objective_min']:.5g}", f"{s['train_accuracy_mean']:.3f}",
+        ])
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---:" for _ in head) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in body]
+        return "\n".join(lines)
+    widths = [max(len(h), *(len(r[j]) for r in body)) if body else len(h) for j, h in enumerate(head)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(head, widths))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in body]
     return "\n".join(lines)

@@ -32,9 +32,15 @@ def register(sub) -> argparse.ArgumentParser:
     g.add_argument("--hessian", default="exact", help="exact (default) or lbfgs")
     g.add_argument("--tol", type=float, default=1e-8, help="IPOPT KKT tolerance (default 1e-8)")
     g.add_argument("--max-iter", type=int, default=3000, help="IPOPT iteration limit (default 3000)")
+    t = p.add_argument_group("torch back-end (--backend torch)")
+    t.add_argument("--optimizer", default="lbfgs", help="adam, adamw, sgd or lbfgs (default lbfgs, full batch)")
+    t.add_argument("--epochs", type=int, default=200, help="training epochs per run (default 200)")
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's)")
+    t.add_argument("--batch-size", type=int, default=0, help="mini-batch size, 0 = full batch (default 0)")
     g.add_argument("--vanish-tol", type=float, default=1e-3, help="vanishing tolerance on relative block norms (default 1e-3)")
     g.add_argument("--bound-rtol", type=float, default=1e-6, help="relative allowance of the bound check (default 1e-6)")
     g.add_argument("--resume", action="store_true", help="continue an existing sweep directory, reusing finished runs")
+    g.add_argument("--markdown", action="store_true", help="print the summary table as markdown")
     g.add_argument("--no-plots", action="store_true", help="do not write the sweep plots")
     g.add_argument("--quiet", action="store_true", help="no progress lines")
     c.add_output_args(p)
@@ -84,14 +90,17 @@ def run(args: argparse.Namespace) -> int:
     base_args.blocks, base_args.gamma = blocks[0], str(gammas[0])
     base = c.problem_from_args(base_args)  # validates every problem flag once
     out = Path(args.out) if args.out is not None else default_run_dir(f"{args.dataset.replace('/', '_')}-sweep")
-    solver = {"method": args.method, "tol": args.tol, "max_iter": args.max_iter, "hessian": args.hessian}
+    if args.backend == "torch":
+        solver = {"optimizer": args.optimizer, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
+    else:
+        solver = {"method": args.method, "tol": args.tol, "max_iter": args.max_iter, "hessian": args.hessian}
     config = {"argv": c.run_config(base_args, base, "sweep", {})["argv"], "data": c.data_config(args)}
     rows = run_sweep(base, gammas, blocks, seeds, out, backend=args.backend, solver=solver, tol=args.vanish_tol,
                      resume=args.resume, overwrite=args.overwrite, config=config,
                      log=None if args.quiet else c.echo)
     summary = summarize(rows)
     write_csv(out / "summary.csv", summary, columns=list(summary[0].keys()))
-    print(format_summary(summary))
+    print(format_summary(summary, markdown=args.markdown))
     report = check_bound(rows, rtol=args.bound_rtol)
     write_csv(out / "bound.csv", report.to_rows(), columns=list(report.to_rows()[0].keys()) if report.checks
               else ["gamma", "N", "seed", "M"])
