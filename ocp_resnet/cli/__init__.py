@@ -14,7 +14,7 @@ from typing import Sequence
 from ..errors import ValidationError
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMANDS = ("solve", "evaluate", "analyze", "prune", "sweep")
+COMMANDS = ("solve", "train", "evaluate", "analyze", "prune", "sweep")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 import argparse
 import json
 
-BACKENDS = ("casadi",)
+BACKENDS = ("casadi", "torch")
 
 
 def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate a run directory's weights on its problem",
                        description="Print JSON with objective, grad_norm, stage_losses and stage_accuracy.")
     p.add_argument("run_dir", help="a run directory written by solve or train")
-    p.add_argument("--backend", default="casadi", help="evaluation back-end (default casadi)")
+    p.add_argument("--backend", default="casadi", help="evaluation back-end: casadi (default) or torch (float64 autograd; conv runs need torch)")
     p.set_defaults(func=run)
     return p
 
@@ -25,9 +25,18 @@ def evaluate_run(run_dir: str, backend: str = "casadi") -> dict:
 
     check_choice("backend", backend, BACKENDS)
     run = Run(run_dir)
+    if run.config.get("architecture", {}).get("kind") == "conv":
+        from ..torch.evaluate import evaluate_conv_run
+
+        return evaluate_conv_run(run, backend)
     problem = run.problem()
     w = problem.spec.flatten(run.weights)
-    J, g = objective_and_gradient(problem, w)
+    if backend == "torch":
+        from ..torch.loss import objective_and_gradient as torch_objective_and_gradient
+
+        J, g = torch_objective_and_gradient(problem, w)
+    else:
+        J, g = objective_and_gradient(problem, w)
     ev = problem.evaluate(w)
     return {
         "backend": backend,

@@ -48,6 +48,17 @@ def parse_ipopt(items: list[str]) -> dict:
     return out
 
 
+def _init_report(problem, init) -> dict:
+    """Objective and gradient norm of the warm-start weights (``init_*`` fields of metrics.json)."""
+    import numpy as np
+
+    from ..solvers import initial_weights
+    from ..transcription import objective_and_gradient
+
+    J0, g0 = objective_and_gradient(problem, initial_weights(problem, init))
+    return {"init_from": str(init), "init_objective": J0, "init_grad_norm": float(np.linalg.norm(g0))}
+
+
 def run(args: argparse.Namespace) -> int:
     from ..runs import write_run
     from ..solvers import IpoptOptions, solve
@@ -63,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     sol = solve(problem, method=args.method, options=options, init=args.init, seed=args.seed,
                 log=None if args.quiet else c.echo)
     metrics = sol.metrics()
+    if str(args.init) not in ("random", "zeros"):  # warm start (e.g. a torch run): how far did IPOPT move it?
+        metrics.update(_init_report(problem, args.init))
     config = c.run_config(args, problem, "solve", {
         "backend": "casadi", "method": args.method, **options.to_dict(), "init": str(args.init), "seed": args.seed,
     })
@@ -72,5 +85,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"status: {sol.status.value} ({sol.status.message})")
     print(f"objective {sol.objective:.10g}  grad norm {sol.grad_norm:.2e}  iterations {sol.iterations}  "
           f"build {sol.build_time_s:.2f}s  solve {sol.solve_time_s:.2f}s  total {time.perf_counter() - t_start:.2f}s")
+    if "init_objective" in metrics:
+        print(f"warm start from {metrics['init_from']}: objective {metrics['init_objective']:.10g} -> "
+              f"{sol.objective:.10g} (moved {metrics['init_objective'] - sol.objective:.3e}), grad norm "
+              f"{metrics['init_grad_norm']:.2e} -> {sol.grad_norm:.2e}")
     print(f"run directory: {out}")
     return EXIT_OK if sol.success else EXIT_FAILED
