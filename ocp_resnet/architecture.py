@@ -260,7 +260,7 @@ def branch(spec: ArchSpec, k: int, p: Mapping[str, Any], x: Any, ops: Any) -> An
     """Residual branch F_k(x)."""
     blk = spec.blocks[k]
     if blk.branch == "none":  # F_k ≡ 0: a (d_{k+1}, n) zero array of the back-end's type
-        return ops.pad_rows(x[:0], spec.widths[k + 1])
+        return ops.pad_rows(x[:0, :], spec.widths[k + 1])  # [:0, :]: CasADi reads x[:0] of a 1x1 as (1, 0)
     if blk.branch == "single":
         return spec.step * activation(spec.activation, ops.affine(p[f"block{k}.W"], x, p[f"block{k}.b"]), ops)
     hid = activation(spec.activation, ops.affine(p[f"block{k}.W1"], x, p[f"block{k}.b1"]), ops)

@@ -4,7 +4,7 @@ Every formula (stem, branches, skips, head, intermediate outputs ŷ_k, losses) i
 :mod:`ocp_resnet.architecture` / :mod:`ocp_resnet.objective`, evaluated with the torch back-end
 :data:`ocp_resnet._ops.TORCH`. Parameters carry the spec's names: ``state_dict`` keys are
 exactly the names in ``solution.npz`` (``stem.W``, ``block3.W1``, ``block3.S``, ``head.b`` …),
-because each ``stem``/``block{k}``/``head`` is a ``ParameterDict`` sub-module.
+because each ``stem``/``block{k}``/``head`` is a sub-module holding its parameters.
 
 Layout: the public methods take inputs as rows ``(n, p)`` (torch's convention) and hand
 them to the formulas as columns ``(p, n)`` (the spec's convention).
@@ -58,7 +58,10 @@ class ResNetMLP(nn.Module):
             t = torch.as_tensor(np.asarray(values[name], dtype=np.float64), dtype=dtype, device=device)
             groups.setdefault(mod, {})[leaf] = nn.Parameter(t.clone())
         for mod, ps in groups.items():
-            self.add_module(mod, nn.ParameterDict(ps))
+            holder = nn.Module()  # keeps the spec's order (ParameterDict would sort the keys)
+            for leaf, param in ps.items():
+                holder.register_parameter(leaf, param)
+            self.add_module(mod, holder)
 
     # ------------------------------------------------------------------ construction / weights
     @classmethod
