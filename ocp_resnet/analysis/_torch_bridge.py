@@ -38,6 +38,8 @@ def _fit(problem: Any, init: Any, seed: int, solver: Mapping[str, Any], log: Any
 
     opts = TrainOptions(**{k: solver[k] for k in TRAIN_KEYS if k in solver and solver[k] is not None},
                         seed=seed, progress=False)
+    if solver.get("threads"):
+        torch.set_num_threads(int(solver["threads"]))
     torch.manual_seed(seed)
     model = ResNetMLP(problem.spec, init=init, seed=seed, dtype=torch.float64)
     t0 = time.perf_counter()
@@ -76,7 +78,7 @@ class _Tuned:
 
 def fine_tune(problem: Any, weights: Mapping[str, Any], solver: Mapping[str, Any], log: Any) -> tuple[dict, Any, dict]:
     """Fine-tune pruned weights with the torch back-end; returns (info, result, solver config)."""
-    cfg = {k: v for k, v in dict(solver).items() if k in TRAIN_KEYS + ("grad_tol",)}
+    cfg = {k: v for k, v in dict(solver).items() if k in TRAIN_KEYS + ("grad_tol", "threads")}
     cfg.setdefault("epochs", 50)
     seed = int(solver.get("seed", 0) or 0)
     w, metrics, stats, solver_cfg = _fit(problem, dict(weights), seed, cfg, log)
