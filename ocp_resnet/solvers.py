@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from ._iteration import IterCallback, IterationMonitor, IterInfo
 from .errors import ValidationError, check_choice, check_float, check_int
 from .problem import Problem
 from .solution import SolveError, Solution, Status
@@ -87,11 +88,17 @@ def solve(
     seed: int = 0,
     throw: bool = False,
     log: Callable[[str], None] | None = None,
+    callback: IterCallback | None = None,
+    interruptible: bool = True,
 ) -> Solution:
     """Solve ``problem`` with IPOPT after transcribing it with ``method``.
 
     A failed solve returns its last iterate with its status (``throw=True`` raises
     :class:`SolveError` instead, with the solution attached).
+
+    ``callback(info: IterInfo)`` is called after every IPOPT iteration (return ``True`` to
+    stop). With ``interruptible`` (the default, main thread only) Ctrl-C stops IPOPT at the
+    end of the current iteration and the last iterate is returned with status ``interrupted``.
     """
     import casadi as ca
 
@@ -106,22 +113,28 @@ def solve(
             f"NLP ({nlp.method}): {nlp.n_variables} variables ({nlp.n_weights} weights), "
             f"{nlp.n_constraints} constraints, {nlp.jacobian_nnz()} Jacobian non-zeros"
         )
+    monitor = IterationMonitor(nlp.n_variables, nlp.lbg, nlp.ubg, nlp.weights, callback, interruptible)
     solver = ca.nlpsol(
         "ocp_resnet",
         "ipopt",
         {"x": nlp.x, "f": nlp.f, "g": nlp.g},
-        {"ipopt": options.ipopt_dict(), "print_time": False, "error_on_fail": False},
+        {"ipopt": options.ipopt_dict(), "print_time": False, "error_on_fail": False, **monitor.nlpsol_options()},
     )
     x0 = nlp.initial_guess(w0)
     t1 = time.perf_counter()
     try:
-        res = solver(x0=x0, lbg=nlp.lbg, ubg=nlp.ubg)
+        with monitor:
+            res = solver(x0=x0, lbg=nlp.lbg, ubg=nlp.ubg)
         xopt = np.asarray(res["x"]).ravel()
         stats = solver.stats()
     except KeyboardInterrupt:
         # CasADi aborts the solve; keep the start point rather than lose the run.
         xopt, stats = x0, {"return_status": "User_Requested_Stop", "iter_count": 0}
     t2 = time.perf_counter()
+    if monitor.error is not None:  # the user callback failed: that is a bug to see, not a status
+        raise monitor.error
+    if monitor.interrupted or monitor.stopped_by_callback:
+        stats = {**stats, "stopped_by": "SIGINT" if monitor.interrupted else "callback"}
     w = nlp.weights(xopt)
     status = Status.from_ipopt(str(stats.get("return_status", "")))
     ev = problem.evaluate(w)

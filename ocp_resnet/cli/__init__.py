@@ -1,57 +1,88 @@
 """``ocp-resnet``: a thin command-line layer over the API.
 
 Each sub-command lives in its own module with ``register(subparsers)``; the module sets
-``func`` on its parser. User errors (:class:`ValidationError`) print one line and exit 2;
-``--debug`` shows the traceback instead.
+``func`` on its parser. Exit codes (docs/cli.md):
+
+* 0 — done; 1 — the solve/training ran but failed (its run directory keeps the last iterate
+  and says why); 2 — bad input: one line on stderr naming the fix, nothing written;
+  130 — interrupted (Ctrl-C; an interrupted solve still writes its run directory).
+
+``--debug`` (before or after the command name) shows the traceback instead of the one line.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from ..errors import ValidationError
 
 #: Sub-command modules, in the order ``--help`` lists them.
 COMMANDS = ("solve", "train", "evaluate", "analyze", "prune", "sweep")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``prog: error: message (see prog --help)``, exit 2."""
+
+    def error(self, message: str) -> "NoReturn":  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ocp-resnet",
         description="Train residual networks as optimal control problems (CasADi + IPOPT, PyTorch).",
+        epilog="exit codes: 0 done, 1 solve/training failed (run directory kept), 2 bad input, 130 interrupted",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"ocp-resnet {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(sub)
+    for sp in sub.choices.values():  # also accept --debug after the command name
+        if "--debug" not in sp._option_string_actions:
+            sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                            help="show tracebacks of errors")
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 1 solve/training failed, 2 bad input)."""
+    """Run the CLI; returns the exit code (0 ok, 1 failed, 2 bad input, 130 interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)  # argparse itself exits 2 on bad flags
+    args = parser.parse_args(argv)  # argparse itself exits 2 on bad flags, with one line
+    debug = bool(getattr(args, "debug", False))
+    prefix = f"ocp-resnet {args.command}: error:"
     try:
         return int(args.func(args) or 0)
     except ValidationError as exc:
-        if args.debug:
+        if debug:
             raise
-        print(f"ocp-resnet {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prefix} {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # a file or directory the user named: unreadable, not writable, disk full
+        if debug:
+            raise
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"{prefix} {exc.strerror or _one_line(exc)}{where}: check the path and its permissions "
+              "(--debug shows the traceback)", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        if args.debug:
+        if debug:
             raise
-        print(f"ocp-resnet {args.command}: interrupted", file=sys.stderr)
-        return 130
+        print(f"ocp-resnet {args.command}: interrupted (Ctrl-C)",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def entry() -> None:  # console script

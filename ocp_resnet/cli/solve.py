@@ -6,7 +6,7 @@ import time
 
 from . import _common as c
 
-EXIT_OK, EXIT_FAILED = 0, 1
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 
 def register(sub) -> argparse.ArgumentParser:
@@ -90,4 +90,8 @@ def run(args: argparse.Namespace) -> int:
               f"{sol.objective:.10g} (moved {metrics['init_objective'] - sol.objective:.3e}), grad norm "
               f"{metrics['init_grad_norm']:.2e} -> {sol.grad_norm:.2e}")
     print(f"run directory: {out}")
-    return EXIT_OK if sol.success else EXIT_FAILED
+    if sol.success:
+        return EXIT_OK
+    # One line on stderr says why; the run directory holds the last iterate and its status.
+    c.warn(f"ocp-resnet solve: {sol.status.value}: {sol.status.message} (last iterate saved in {out})")
+    return EXIT_INTERRUPTED if sol.status.value == "interrupted" else EXIT_FAILED
