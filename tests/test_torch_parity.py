@@ -50,7 +50,7 @@ def problems(draw):
     return Problem(spec, obj, data), w
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problems())
 def test_casadi_and_torch_give_the_same_objective_and_gradient(case):
     problem, w = case
