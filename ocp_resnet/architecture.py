@@ -15,12 +15,12 @@ evaluate the very same code. Parameters live in an ordered ``dict`` with stable 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import ValidationError, check_choice, check_float, check_int
+from .errors import ValidationError, check_choice, check_float, check_int, check_mapping
 
 #: ``none``: a projection-only block, F_k ≡ 0 with no parameters (what pruning leaves of a
 #: vanished block whose skip is a projection).
@@ -88,8 +88,11 @@ class ArchSpec:
         check_choice("stem", self.stem, STEMS)
         check_choice("activation", self.activation, ACTIVATIONS)
         check_float("step", self.step, 0.0, strict=True)
+        if isinstance(self.blocks, (str, bytes)) or not hasattr(self.blocks, "__iter__"):
+            raise ValidationError(f"blocks must be a sequence of BlockSpec or dicts, got {type(self.blocks).__name__}")
         blocks = tuple(
-            b if isinstance(b, BlockSpec) else BlockSpec(**dict(b)) for b in self.blocks
+            b if isinstance(b, BlockSpec) else BlockSpec(**check_mapping("block", b, [f.name for f in fields(BlockSpec)]))
+            for b in self.blocks
         )
         object.__setattr__(self, "blocks", blocks)
         if self.stem == "pad" and self.stem_width < self.input_dim:
@@ -134,8 +137,8 @@ class ArchSpec:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ArchSpec":
-        d = dict(d)
-        d["blocks"] = tuple(BlockSpec(**b) for b in d.get("blocks", ()))
+        d = check_mapping("architecture", d, [f.name for f in fields(cls)])
+        d.setdefault("blocks", ())  # entries are checked in __post_init__
         return cls(**d)
 
     # ----------------------------------------------------------------- shapes

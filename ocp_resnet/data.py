@@ -216,6 +216,9 @@ def load_dataset(
         n_samples = check_int("n_samples", n_samples, 1)
     if noise is not None:
         noise = check_float("noise", noise, 0.0)
+    if dim is not None:
+        dim = check_int("dim (number of PCA components)", dim, 1)
+    seed = check_int("seed", seed, 0)
     if name in GENERATORS:
         gen = {"spirals": spirals, "moons": moons, "circles": circles, "xor": xor}[name]
         kw: dict[str, Any] = {"n_samples": 200 if n_samples is None else n_samples, "seed": seed}
@@ -259,7 +262,12 @@ def _subset_meta(meta: dict, idx: np.ndarray) -> dict:
 
 def check_dataset(ds: Dataset) -> Dataset:
     """Reject data no solver should see, with a message that names the fix."""
-    X, y = ds.X, ds.y
+    X, y = np.asarray(ds.X), np.asarray(ds.y)
+    y_ok = y.dtype.kind in "iu" or (y.dtype.kind == "f" and bool(np.all(np.isfinite(y) & (y == np.round(y)))))
+    if X.dtype.kind not in "fiu" or not y_ok:
+        raise ValidationError(
+            f"{ds.name}: X must be a numeric array and y integer labels 0..C-1 (got dtypes {X.dtype}, {y.dtype})"
+        )
     if X.ndim != 2:
         raise ValidationError(f"{ds.name}: X must be 2-D (n_samples, n_features), got shape {X.shape}")
     if X.shape[0] == 0:
@@ -268,6 +276,8 @@ def check_dataset(ds: Dataset) -> Dataset:
         raise ValidationError(
             f"{ds.name}: y must be 1-D with one label per row of X ({X.shape[0]}), got shape {y.shape}"
         )
+    if X.shape[1] == 0:
+        raise ValidationError(f"{ds.name}: X has no feature columns; give at least one feature per sample")
     if not np.all(np.isfinite(X)):
         raise ValidationError(f"{ds.name}: X contains NaN or inf; clean or impute the data first")
     if y.min() < 0:
@@ -276,4 +286,5 @@ def check_dataset(ds: Dataset) -> Dataset:
         raise ValidationError(f"{ds.name}: label {int(y.max())} is out of range 0..{ds.n_classes - 1}")
     if np.unique(y).size < 2:
         raise ValidationError(f"{ds.name}: the labels have fewer than two classes; a classifier needs at least two")
+    check_int("n_classes", ds.n_classes, 2)
     return ds

@@ -4,6 +4,8 @@ The message always names the fix, so the CLI can print it as one line (exit code
 """
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Iterable
 
 
@@ -21,14 +23,19 @@ def check_choice(name: str, value: object, allowed: Iterable[str]) -> str:
     return value
 
 
+def _is_bool(value: object) -> bool:
+    return isinstance(value, bool) or type(value).__name__ == "bool_"  # numpy.bool_
+
+
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A real number (Python or numpy), not a bool."""
+    return isinstance(value, numbers.Real) and not _is_bool(value)
 
 
 def check_int(name: str, value: object, minimum: int = 0) -> int:
-    """Return ``value`` as int if it is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int,)) and not (
-        _is_number(value) and float(value).is_integer()
+    """Return ``value`` as int if it is an integer >= ``minimum`` (2.0 counts, 2.5 does not)."""
+    if not _is_number(value) or not (
+        isinstance(value, numbers.Integral) or (math.isfinite(float(value)) and float(value).is_integer())  # type: ignore[arg-type]
     ):
         raise ValidationError(f"{name} must be an integer >= {minimum}, got {value!r}")
     value = int(value)  # type: ignore[arg-type]
@@ -45,8 +52,6 @@ def check_float(
     maximum: float | None = None,
 ) -> float:
     """Return ``value`` as float if it is finite and >= ``minimum`` (> if ``strict``)."""
-    import math
-
     if not _is_number(value) or not math.isfinite(float(value)):  # type: ignore[arg-type]
         raise ValidationError(f"{name} must be a finite number, got {value!r}")
     value = float(value)  # type: ignore[arg-type]
@@ -56,3 +61,18 @@ def check_float(
     if maximum is not None and value > maximum:
         raise ValidationError(f"{name} must be <= {maximum}, got {value}")
     return value
+
+
+def check_mapping(name: str, value: object, allowed: Iterable[str]) -> dict:
+    """Return ``value`` as a dict if it is a mapping whose keys are all in ``allowed``."""
+    from collections.abc import Mapping
+
+    allowed = list(allowed)
+    if not isinstance(value, Mapping):
+        raise ValidationError(f"{name} must be a mapping with keys {', '.join(allowed)}, got {type(value).__name__}")
+    unknown = [k for k in value if k not in allowed]
+    if unknown:
+        raise ValidationError(
+            f"unknown {name} field(s) {', '.join(map(repr, unknown))}: use only {', '.join(allowed)}"
+        )
+    return dict(value)

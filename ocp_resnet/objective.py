@@ -13,13 +13,13 @@ Losses ℓ (``z`` = head output, ``t`` = target column):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from . import architecture as arch
-from .errors import ValidationError, check_choice, check_float
+from .errors import ValidationError, check_choice, check_float, check_mapping
 
 LOSSES = ("ce", "bce", "mse", "sce")
 
@@ -94,7 +94,7 @@ class ObjectiveSpec:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ObjectiveSpec":
-        d = dict(d)
+        d = check_mapping("objective", d, [f.name for f in fields(cls)])
         if isinstance(d.get("gamma"), list):
             d["gamma"] = tuple(d["gamma"])
         return cls(**d)

@@ -62,6 +62,14 @@ def check_target(out: str | os.PathLike, overwrite: bool = False) -> Path:
         raise ValidationError(f"{out} already exists: choose another --out, or pass --overwrite to replace it")
     if out.exists() and not out.is_dir():
         raise ValidationError(f"{out} exists and is not a directory: choose another --out")
+    # The nearest existing ancestor must be a writable directory, or the run would be lost at the end.
+    anc = out.absolute().parent
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise ValidationError(f"cannot create {out}: {anc} is a file, not a directory; choose another --out")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise ValidationError(f"cannot create {out}: {anc} is not writable; choose another --out")
     return out
 
 
@@ -171,6 +179,11 @@ class Run:
         if not self.path.is_dir():
             raise ValidationError(f"{self.path} is not a directory: give a run directory")
         self.config = read_json(self.path / "config.json")
+        if not isinstance(self.config, dict) or not isinstance(self.config.get("architecture"), dict):
+            raise ValidationError(
+                f"{self.path}/config.json has no 'architecture' section: it is not a run directory written by "
+                "'ocp-resnet solve' or 'train' (or it was edited); re-run the command that wrote it"
+            )
         self.metrics = read_json(self.path / "metrics.json") if (self.path / "metrics.json").exists() else {}
         self.weights = load_weights(self.path)
 
@@ -196,6 +209,58 @@ class Run:
         try:
             spec = ArchSpec.from_dict(self.config["architecture"])
             obj = ObjectiveSpec.from_dict(self.config["objective"])
-        except (KeyError, TypeError) as exc:
-            raise ValidationError(f"{self.path}/config.json lacks a valid architecture/objective ({exc})") from None
-        return Problem(spec, obj, self.data())
+        except ValidationError as exc:
+            raise ValidationError(f"{self.path}/config.json: {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValidationError(
+                f"{self.path}/config.json lacks a valid architecture/objective ({type(exc).__name__}: {exc}); "
+                "the run directory is corrupt: re-run the command that wrote it"
+            ) from None
+        try:
+            return Problem(spec, obj, self.data())
+        except ValidationError as exc:
+            raise ValidationError(f"{self.path}: data.npz does not match config.json: {exc}") from None
+
+    def flat_weights(self, problem=None) -> np.ndarray:
+        """The weights as one flat vector, checked against the run's own architecture."""
+        problem = problem or self.problem()
+        try:
+            return problem.spec.flatten(self.weights)
+        except ValidationError as exc:
+            raise ValidationError(
+                f"{self.path}: solution.npz does not match the architecture in config.json ({exc}); "
+                "the run directory is corrupt or was edited: re-run the command that wrote it"
+            ) from None
+
+
+def write_directory(out: str | os.PathLike, files: Mapping[str, Any], overwrite: bool = False) -> Path:
+    """Write a directory of result files atomically (temp sibling, then rename into place).
+
+    ``files`` maps a file name to bytes/str, to a dict (JSON), or to a callable ``f(path)``
+    that writes the file. An existing ``out`` is refused unless ``overwrite``.
+    """
+    out = check_target(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        for name, content in files.items():
+            target = tmp / name
+            if callable(content):
+                content(target)
+            elif isinstance(content, Mapping):
+                _dump_json(target, content)
+            elif isinstance(content, bytes):
+                target.write_bytes(content)
+            else:
+                target.write_text(str(content))
+        if out.exists():  # overwrite: swap, then remove the old one only once the new is in place
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

@@ -42,6 +42,8 @@ class IpoptOptions:
         check_choice("hessian", self.hessian, HESSIANS)
         if not isinstance(self.ipopt, Mapping):
             raise ValidationError("ipopt options must be a mapping name -> value, e.g. {'mumps_pivot_order': 0}")
+        if self.ipopt:
+            _check_ipopt_options(self.ipopt_dict(), self.ipopt)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,10 +62,33 @@ class IpoptOptions:
         return opts
 
 
+def _check_ipopt_options(opts: Mapping[str, Any], given: Mapping[str, Any]) -> None:
+    """Let IPOPT itself vet pass-through options on a one-variable problem (milliseconds)."""
+    import casadi as ca
+
+    x = ca.SX.sym("x")
+    try:
+        ca.nlpsol("check_options", "ipopt", {"x": x, "f": x * x}, {"ipopt": dict(opts), "print_time": False})
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[-1].split(": ", 1)[-1]
+        raise ValidationError(
+            f"IPOPT rejects the options {dict(given)!r}: {reason}; check the names and value types "
+            "against IPOPT's option list (https://coin-or.github.io/Ipopt/OPTIONS.html)"
+        ) from None
+
+
 def initial_weights(problem: Problem, init: Any = "random", seed: int = 0) -> np.ndarray:
     """Flat initial weights: ``"random"`` (seeded), ``"zeros"``, a flat array, a name → array
     mapping, or a path to a ``solution.npz`` / run directory (warm start)."""
+    w = _initial_weights(problem, init, seed)
+    if not np.all(np.isfinite(w)):
+        raise ValidationError("the initial weights contain NaN or inf: warm-start from a finite run, or use --init random/zeros")
+    return w
+
+
+def _initial_weights(problem: Problem, init: Any, seed: int) -> np.ndarray:
     spec = problem.spec
+    seed = check_int("seed", seed, 0)
     if isinstance(init, str) and init in ("random", "zeros"):
         return spec.flatten(spec.init_params(init, seed))
     if isinstance(init, Mapping):
@@ -74,7 +99,14 @@ def initial_weights(problem: Problem, init: Any = "random", seed: int = 0) -> np
             raise ValidationError(f"initial weights have {w.size} entries, this spec needs {spec.n_params}")
         return w
     if isinstance(init, (str,)) or hasattr(init, "__fspath__"):
+        from pathlib import Path
+
         from .runs import load_weights
+
+        if not Path(init).exists():
+            raise ValidationError(
+                f"unknown init {str(init)!r}: use random, zeros, or the path of a run directory / solution.npz"
+            )
 
         return spec.flatten(load_weights(init))
     raise ValidationError(f"init must be 'random', 'zeros', an array or a path, got {type(init).__name__}")

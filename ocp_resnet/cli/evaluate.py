@@ -30,7 +30,7 @@ def evaluate_run(run_dir: str, backend: str = "casadi") -> dict:
 
         return evaluate_conv_run(run, backend)
     problem = run.problem()
-    w = problem.spec.flatten(run.weights)
+    w = run.flat_weights(problem)
     if backend == "torch":
         from ..torch.loss import objective_and_gradient as torch_objective_and_gradient
 
