@@ -233,6 +233,8 @@ def summarize(rows: Sequence[Mapping[str, Any]], keys: Sequence[str] = ("gamma",
             "n_vanished_mean": float(np.mean(nv)), "n_vanished_std": float(np.std(nv)),
             "n_vanished_min": int(np.min(nv)), "n_vanished_max": int(np.max(nv)),
             "objective_mean": float(np.mean(J)), "objective_min": float(np.min(J)),
+            "best_seed": int(rs[int(np.argmin(J))]["seed"]), "best_n_vanished": int(nv[int(np.argmin(J))]),
+            "best_train_accuracy": float(acc[int(np.argmin(J))]),
             "train_accuracy_mean": float(np.mean(acc)),
         })
     return out
@@ -241,7 +243,7 @@ def summarize(rows: Sequence[Mapping[str, Any]], keys: Sequence[str] = ("gamma",
 def format_summary(summary: Sequence[Mapping[str, Any]], markdown: bool = False) -> str:
     """A text (or markdown) table of :func:`summarize` output."""
     head = ["gamma", "N", "runs", "converged", "tail/head median", "log10 tail/head mean ± std",
-            "vanished mean ± std", "vanished min–max", "J best", "accuracy mean"]
+            "vanished mean ± std", "vanished min–max", "accuracy mean", "J best", "best: vanished", "best: accuracy"]
     body = []
     for s in summary:
         body.append([
@@ -250,7 +252,8 @@ def format_summary(summary: Sequence[Mapping[str, Any]], markdown: bool = False)
             f"{s['log10_tail_to_head_mean']:.2f} ± {s['log10_tail_to_head_std']:.2f}",
             f"{s['n_vanished_mean']:.2f} ± {s['n_vanished_std']:.2f}",
             f"{s['n_vanished_min']}–{s['n_vanished_max']}",
-            f"{s['objective_min']:.5g}", f"{s['train_accuracy_mean']:.3f}",
+            f"{s['train_accuracy_mean']:.3f}", f"{s['objective_min']:.5g}", f"{s['best_n_vanished']}",
+            f"{s['best_train_accuracy']:.3f}",
         ])
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---:" for _ in head) + "|"]
