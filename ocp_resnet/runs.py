@@ -225,6 +225,9 @@ class Run:
         """The weights as one flat vector, checked against the run's own architecture."""
         problem = problem or self.problem()
         try:
+            extra = sorted(set(self.weights) - set(problem.spec.param_shapes()))
+            if extra:
+                raise ValidationError(f"weights {', '.join(extra[:5])} are not in this architecture")
             return problem.spec.flatten(self.weights)
         except ValidationError as exc:
             raise ValidationError(

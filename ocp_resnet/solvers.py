@@ -108,7 +108,14 @@ def _initial_weights(problem: Problem, init: Any, seed: int) -> np.ndarray:
                 f"unknown init {str(init)!r}: use random, zeros, or the path of a run directory / solution.npz"
             )
 
-        return spec.flatten(load_weights(init))
+        weights = load_weights(init)
+        extra = sorted(set(weights) - set(spec.param_shapes()))
+        if extra:
+            raise ValidationError(
+                f"{init}: weights {', '.join(extra[:5])} are not in this architecture: the weights do not match "
+                "this spec; check --blocks/--width/--branch against the weights file"
+            )
+        return spec.flatten(weights)
     raise ValidationError(f"init must be 'random', 'zeros', an array or a path, got {type(init).__name__}")
 
 
@@ -150,7 +157,8 @@ def solve(
         "ocp_resnet",
         "ipopt",
         {"x": nlp.x, "f": nlp.f, "g": nlp.g},
-        {"ipopt": options.ipopt_dict(), "print_time": False, "error_on_fail": False, **monitor.nlpsol_options()},
+        {"ipopt": options.ipopt_dict(), "print_time": False, "error_on_fail": False, **monitor.nlpsol_options(),
+         **nlp.nlpsol_options(options.hessian)},
     )
     x0 = nlp.initial_guess(w0)
     t1 = time.perf_counter()
@@ -169,8 +177,9 @@ def solve(
         stats = {**stats, "stopped_by": "SIGINT" if monitor.interrupted else "callback"}
     w = nlp.weights(xopt)
     status = Status.from_ipopt(str(stats.get("return_status", "")))
-    ev = problem.evaluate(w)
-    grad_norm = float(np.linalg.norm(objective_and_gradient(problem, w)[1])) if np.all(np.isfinite(w)) else float("nan")
+    with np.errstate(all="ignore"):  # a failed iterate may overflow: its numbers say so (inf/nan)
+        ev = problem.evaluate(w)
+        grad_norm = float(np.linalg.norm(objective_and_gradient(problem, w)[1])) if np.all(np.isfinite(w)) else float("nan")
     sol = Solution(
         weights=problem.params(w),
         w=w,
