@@ -161,11 +161,11 @@ def plot_trajectories(problem: Any, weights: Any, path: str | os.PathLike, max_s
 
 def plot_run(run_dir: str | os.PathLike, tol: float = 1e-3, out_dir: str | os.PathLike | None = None) -> list[Path]:
     """All figures of a run directory (written into it, or into ``out_dir``)."""
-    from .analysis.blocks import analyze
+    from .analysis.blocks import analyze, run_problem
     from .runs import Run
 
     run = Run(run_dir)
-    problem = run.problem()
+    problem, _ = run_problem(run)
     an = analyze(problem, run.weights, tol)
     d = Path(out_dir) if out_dir is not None else run.path
     paths = [plot_turnpike(an, d / "turnpike.png"), plot_stages(an, d / "stages.png"),

@@ -103,3 +103,16 @@ def test_trajectory_plot_wide_states(tmp_path) -> None:
     ds = load_dataset("spirals", n_samples=30, seed=0)
     prob = Problem.build(ds, blocks=2, width=[2, 3, 4], loss="mse")
     assert plot_trajectories(prob, prob.spec.init_params(), tmp_path / "t.png").stat().st_size > 1000
+
+
+def test_conv_runs_are_refused(tmp_path, capsys) -> None:
+    from ocp_resnet.cli import main
+
+    ds = load_dataset("spirals", n_samples=20, seed=0)
+    prob = Problem.build(ds, blocks=2, width=2)
+    cfg = {"arch": "conv", "architecture": prob.spec.to_dict(), "objective": prob.objective.to_dict(),
+           "solver": {"backend": "torch", "arch": "conv"}}
+    rd = write_run(tmp_path / "c", config=cfg, weights=prob.spec.init_params(), metrics={}, data=prob.data)
+    assert main(["analyze", str(rd)]) == 2
+    assert "conv ResNet-v2 run" in capsys.readouterr().err
+    assert main(["prune", str(rd)]) == 2

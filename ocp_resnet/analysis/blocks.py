@@ -18,7 +18,6 @@ outputs ``r_k`` = sqrt(mean_i ‖F_k(x_k^i)‖²)):
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
@@ -190,16 +189,25 @@ def analyze(
     )
 
 
-def analyze_run(
-    run: Any, tol: float = DEFAULT_TOL, loss_rtol: float = DEFAULT_LOSS_RTOL, loss_atol: float = DEFAULT_LOSS_ATOL
-) -> BlockAnalysis:
-    """Analyse a run directory (a path or a :class:`~ocp_resnet.runs.Run`) of either back-end."""
+def run_problem(run: Any) -> tuple[Any, dict[str, np.ndarray]]:
+    """(problem, weights) of a run directory (path or :class:`~ocp_resnet.runs.Run`); MLP runs only."""
+    from ..errors import ValidationError
     from ..runs import Run
 
     if isinstance(run, (str, os.PathLike)):
         run = Run(run)
-    return analyze(run.problem(), run.weights, tol, loss_rtol, loss_atol)
+    if run.config.get("arch", run.config.get("solver", {}).get("arch", "mlp")) != "mlp":
+        raise ValidationError(
+            f"{run.path} is a conv ResNet-v2 run: the block analysis and pruning support MLP runs "
+            "(ocp-resnet solve, sweep, or train --arch mlp)"
+        )
+    return run.problem(), run.weights
 
 
-def is_finite(x: float) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
+def analyze_run(
+    run: Any, tol: float = DEFAULT_TOL, loss_rtol: float = DEFAULT_LOSS_RTOL, loss_atol: float = DEFAULT_LOSS_ATOL
+) -> BlockAnalysis:
+    """Analyse a run directory (a path or a :class:`~ocp_resnet.runs.Run`) of either back-end."""
+    problem, weights = run_problem(run)
+    return analyze(problem, weights, tol, loss_rtol, loss_atol)
+

@@ -19,7 +19,7 @@ import numpy as np
 from .. import architecture as arch
 from ..errors import ValidationError
 from ..objective import ObjectiveSpec
-from .blocks import DEFAULT_TOL, analyze
+from .blocks import DEFAULT_TOL, analyze, run_problem
 
 
 @dataclass
@@ -203,7 +203,7 @@ def prune_run(
     from ..runs import Run, check_target, write_run
 
     run = Run(run_dir)
-    problem = run.problem()
+    problem, _ = run_problem(run)
     cfg = run.config
     backend = str(cfg.get("solver", {}).get("backend", "casadi"))
     if out is None and write:

@@ -25,11 +25,12 @@ def register(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis.blocks import analyze
+    from ..analysis.blocks import analyze, run_problem
     from ..runs import Run
 
     run_ = Run(args.run_dir)
-    an = analyze(run_.problem(), run_.weights, args.tol, loss_rtol=args.loss_rtol)
+    problem, weights = run_problem(run_)
+    an = analyze(problem, weights, args.tol, loss_rtol=args.loss_rtol)
     if args.json:
         print(json.dumps(an.to_dict(), indent=2))
     else:
