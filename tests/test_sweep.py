@@ -123,3 +123,10 @@ def test_torch_sweep_and_fine_tune(tmp_path) -> None:
     report, pruned, w = prune_run(rd, tol=1.0, resolve=True, out=tmp_path / "p")  # tol 1: prune every block
     assert report.blocks_after == 0 and report.resolve["backend"] == "torch"
     assert Run(tmp_path / "p").problem().spec.n_blocks == 0
+
+
+def test_resume_refuses_other_flags(tmp_path) -> None:
+    out = tmp_path / "r"
+    run_sweep(_base(), [0.0], [1], [0], out, solver=FAST)
+    with pytest.raises(ValidationError, match="other problem flags"):
+        run_sweep(_base(loss="sce"), [0.0], [1], [0], out, solver=FAST, resume=True)
