@@ -56,10 +56,10 @@ class BlockSpec:
     hidden: int | None = None
 
     def __post_init__(self) -> None:
-        check_int("block width", self.width, 1)
+        object.__setattr__(self, "width", check_int("block width", self.width, 1))
         check_choice("branch", self.branch, BRANCHES)
         if self.hidden is not None:
-            check_int("hidden width", self.hidden, 1)
+            object.__setattr__(self, "hidden", check_int("hidden width", self.hidden, 1))
 
     @property
     def hidden_width(self) -> int:
@@ -82,12 +82,13 @@ class ArchSpec:
     step: float = 1.0
 
     def __post_init__(self) -> None:
-        check_int("input_dim", self.input_dim, 1)
-        check_int("n_outputs", self.n_outputs, 1)
-        check_int("width", self.stem_width, 1)
+        # stored as plain int/float, so numpy scalars or 2.0 never leak into shapes or JSON
+        object.__setattr__(self, "input_dim", check_int("input_dim", self.input_dim, 1))
+        object.__setattr__(self, "n_outputs", check_int("n_outputs", self.n_outputs, 1))
+        object.__setattr__(self, "stem_width", check_int("width", self.stem_width, 1))
         check_choice("stem", self.stem, STEMS)
         check_choice("activation", self.activation, ACTIVATIONS)
-        check_float("step", self.step, 0.0, strict=True)
+        object.__setattr__(self, "step", check_float("step", self.step, 0.0, strict=True))
         if isinstance(self.blocks, (str, bytes)) or not hasattr(self.blocks, "__iter__"):
             raise ValidationError(f"blocks must be a sequence of BlockSpec or dicts, got {type(self.blocks).__name__}")
         blocks = tuple(

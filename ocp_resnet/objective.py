@@ -35,8 +35,8 @@ class ObjectiveSpec:
 
     def __post_init__(self) -> None:
         check_choice("loss", self.loss, LOSSES)
-        check_float("weight_decay", self.weight_decay, 0.0)
-        check_float("label_smoothing", self.label_smoothing, 0.0, maximum=1.0)
+        object.__setattr__(self, "weight_decay", check_float("weight_decay", self.weight_decay, 0.0))
+        object.__setattr__(self, "label_smoothing", check_float("label_smoothing", self.label_smoothing, 0.0, maximum=1.0))
         if self.loss == "sce" and self.label_smoothing <= 0.0:
             raise ValidationError("loss sce needs --label-smoothing > 0 (e.g. 0.1); use --loss ce for hard labels")
         if isinstance(self.gamma, (list, tuple)):

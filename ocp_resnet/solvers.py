@@ -34,9 +34,9 @@ class IpoptOptions:
     ipopt: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check_float("tol", self.tol, 0.0, strict=True)
-        check_int("max_iter", self.max_iter, 0)
-        check_int("print_level", self.print_level, 0)
+        self.tol = check_float("tol", self.tol, 0.0, strict=True)
+        self.max_iter = check_int("max_iter", self.max_iter, 0)
+        self.print_level = check_int("print_level", self.print_level, 0)
         if self.print_level > 12:
             raise ValidationError(f"print_level must be 0..12, got {self.print_level}")
         check_choice("hessian", self.hessian, HESSIANS)
