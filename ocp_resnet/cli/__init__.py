@@ -19,7 +19,7 @@ from typing import NoReturn, Sequence
 from ..errors import ValidationError
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMANDS = ("solve", "train", "evaluate", "analyze", "prune", "sweep")
+COMMANDS = ("solve", "train", "evaluate", "analyze", "prune", "sweep", "compare")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 

@@ -1,0 +1,100 @@
+"""Solver vs SGD comparison (issue 5)."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from ocp_resnet import ValidationError
+from ocp_resnet.cli import main
+from ocp_resnet.compare import Trace, compare, function_space_distance
+
+from problems import problem, tiny_spirals
+
+
+@pytest.fixture(scope="module")
+def cmp():
+    prob = problem(tiny_spirals(24), blocks=3, width=2, loss="mse", gamma=0.5, weight_decay=1e-2)
+    return prob, compare(prob, epochs=60, targets=(1e-3, 1e-6))
+
+
+def test_every_optimizer_starts_from_the_same_weights(cmp):
+    prob, c = cmp
+    starts = {name: r.trace.objective[0] for name, r in c.results.items()}
+    # IPOPT's first callback is the start point; torch records J before its first step.
+    assert max(starts.values()) - min(starts.values()) < 1e-12
+
+
+def test_ipopt_rows_are_stationary_and_best(cmp):
+    prob, c = cmp
+    for name in ("ipopt-ms", "ipopt-ss"):
+        assert c.results[name].final_grad_norm <= 1e-6
+        assert c.results[name].status == "success"
+    assert c.best_objective <= min(r.final_objective for r in c.results.values()) + 1e-15
+
+
+def test_time_to_target_semantics(cmp):
+    prob, c = cmp
+    for r in c.results.values():
+        for tgt, t in r.time_to_target.items():
+            reached = [tt for tt, f in zip(r.trace.time_s, r.trace.objective) if f <= c.best_objective + tgt]
+            assert t == (reached[0] if reached else None)
+    # whoever found the best objective reached every target
+    best = min(c.results.values(), key=lambda r: min(r.trace.objective))
+    assert all(v is not None for v in best.time_to_target.values())
+
+
+def test_trace_time_to():
+    tr = Trace([0.1, 0.2, 0.3], [3.0, 2.0, 1.0], [1, 1, 1])
+    assert tr.time_to(2.5) == 0.2 and tr.time_to(0.5) is None
+
+
+def test_function_space_distance(cmp):
+    prob, c = cmp
+    names = list(c.results)
+    for a in names:
+        assert c.distances[a][a] == 0.0
+        for b in names:
+            assert c.distances[a][b] == pytest.approx(c.distances[b][a])
+    wa = c.results["adam"].w
+    za = prob.stage_outputs(wa)[-1]
+    shifted = prob.params(wa)
+    shifted["head.b"] = shifted["head.b"] + 0.5  # every output moves by exactly 0.5
+    assert function_space_distance(prob, wa, prob.spec.flatten(shifted)) == pytest.approx(0.5)
+    assert za.shape[1] == prob.n_samples
+
+
+def test_polish_improves_the_adam_solution(cmp):
+    prob, c = cmp
+    p = c.polish
+    assert p["objective_after"] <= p["objective_before"]
+    assert p["grad_norm_after"] <= 1e-6 < p["grad_norm_before"]
+
+
+def test_bad_optimizer_is_rejected():
+    prob = problem(tiny_spirals(10), blocks=1)
+    with pytest.raises(ValidationError, match="ipopt-ms"):
+        compare(prob, ["newton"])
+
+
+def test_cli_compare_writes_json_csv_and_figures(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    rc = main(["compare", "--n-samples", "20", "--blocks", "2", "--optimizers", "ipopt-ms,adam,lbfgs",
+               "--epochs", "30", "--out", str(out)])
+    assert rc == 0
+    data = json.loads((out / "compare.json").read_text())
+    assert set(data["optimizers"]) == {"ipopt-ms", "adam", "lbfgs"}
+    row = data["optimizers"]["ipopt-ms"]
+    for key in ("final_objective", "final_grad_norm", "train_accuracy", "wall_time_s", "iterations",
+                "time_to_target", "block_norms", "stage_losses"):
+        assert key in row
+    assert set(row["time_to_target"]) == {"0.001", "1e-06"}
+    rows = list(csv.DictReader(open(out / "compare.csv")))
+    assert [r["optimizer"] for r in rows] == ["ipopt-ms", "adam", "lbfgs"]
+    assert (out / "objective_gap.png").stat().st_size > 0 and (out / "profiles.png").stat().st_size > 0
+    assert "polish" in capsys.readouterr().out
+    # a second run into the same directory is refused
+    assert main(["compare", "--n-samples", "20", "--blocks", "2", "--optimizers", "adam", "--epochs", "2",
+                 "--out", str(out)]) == 2
