@@ -123,6 +123,15 @@ class Solution:
         )
 
 
+def without_timings(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` without its wall-clock fields (every key ending in ``_s``, e.g. ``solve_time_s``).
+
+    Everything else in ``metrics.json`` is deterministic: two runs with the same seed on the same
+    CPU build write identical numbers (tests/test_determinism.py).
+    """
+    return {k: v for k, v in metrics.items() if not k.endswith("_s")}
+
+
 class SolveError(RuntimeError):
     """Raised by ``solve(..., throw=True)`` on failure; ``.solution`` holds the last iterate."""
 
