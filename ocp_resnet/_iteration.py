@@ -68,14 +68,12 @@ class IterationMonitor:
         self.weights = weights
         self.callback = callback
         self.catch_sigint = catch_sigint
-        self.interrupted = False  # set by SIGINT
+        self._sigint = StopOnSigint()  # sets .requested on Ctrl-C while the solve runs
         self.stopped_by_callback = False
         self.error: BaseException | None = None  # an exception raised by the user callback
         self.iterations = 0
         self.last_x: np.ndarray | None = None
         self._t0 = time.perf_counter()
-        self._old_handler: Any = None
-        self._installed = False
         self._function = _CasadiCallback(self) if (callback is not None or catch_sigint) else None
 
     # ------------------------------------------------------------------ casadi side
@@ -106,22 +104,55 @@ class IterationMonitor:
         return int(self.interrupted or self.stopped_by_callback or self.error is not None)
 
     # ------------------------------------------------------------------ SIGINT
-    def _handle_sigint(self, signum: int, frame: Any) -> None:
-        self.interrupted = True
+    @property
+    def interrupted(self) -> bool:
+        return self._sigint.requested
 
     def __enter__(self) -> "IterationMonitor":
         self._t0 = time.perf_counter()
-        if self.catch_sigint and threading.current_thread() is threading.main_thread():
+        if self.catch_sigint:
+            self._sigint.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._sigint.__exit__(*exc)
+
+
+class StopOnSigint:
+    """While active (main thread only), Ctrl-C sets ``requested`` instead of raising KeyboardInterrupt.
+
+    A loop that can stop cleanly checks ``requested`` once per step (an IPOPT iteration, a
+    torch optimizer step), keeps its current iterate and reports status ``interrupted``::
+
+        with StopOnSigint() as stop:
+            for step in range(n):
+                ...
+                if stop.requested:
+                    break
+
+    Elsewhere (another thread, or where handlers cannot be installed) it does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: Any = None
+        self._installed = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def __enter__(self) -> "StopOnSigint":
+        if threading.current_thread() is threading.main_thread():
             try:
-                self._old_handler = signal.signal(signal.SIGINT, self._handle_sigint)
+                self._old = signal.signal(signal.SIGINT, self._handle)
                 self._installed = True
-            except (ValueError, OSError):  # not allowed here (e.g. embedded interpreter)
+            except (ValueError, OSError):  # not allowed here (e.g. an embedded interpreter)
                 self._installed = False
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self._installed:
-            signal.signal(signal.SIGINT, self._old_handler)
+            signal.signal(signal.SIGINT, self._old)
             self._installed = False
 
 

@@ -123,3 +123,18 @@ def test_not_interruptible_in_a_worker_thread():
     t.start()
     t.join()
     assert result["sol"].status in (Status.MAX_ITER, Status.SUCCESS)
+
+
+def test_stop_on_sigint_flag_for_python_loops():
+    """The reusable flag (for loops such as torch training): Ctrl-C is recorded, not raised."""
+    from ocp_resnet._iteration import StopOnSigint
+
+    before = signal.getsignal(signal.SIGINT)
+    with StopOnSigint() as stop:
+        assert not stop.requested
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):  # the handler runs at the next bytecode boundary
+            if stop.requested:
+                break
+        assert stop.requested
+    assert signal.getsignal(signal.SIGINT) is before
