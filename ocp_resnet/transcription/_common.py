@@ -1,4 +1,14 @@
-"""What every transcription shares: the NLP container and the per-sample symbols."""
+"""What every transcription shares: the NLP container, the per-sample symbols and the
+structured (per-sample, mapped) derivative functions handed to IPOPT.
+
+Performance design (issue 7, docs/performance.md): the NLP is an MX graph that maps one small
+SX function per sample over the data. Its derivatives are *not* generated from the big graph
+(that took ~1 s for two spirals and grew with n); instead gradient, constraint Jacobian and
+Lagrangian Hessian are differentiated symbolically for **one** sample, mapped over the samples,
+and their non-zeros scattered into the global sparsity with a fixed permutation. The per-sample
+functions depend only on the structure (spec, objective, transcription), so they are cached
+and reused across data sets and sample counts.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,17 +17,18 @@ from typing import Any, Callable
 import casadi as ca
 import numpy as np
 
-from .. import architecture as arch
 from ..architecture import SMOOTH_ACTIVATIONS
 from ..errors import ValidationError
 
 
 @dataclass
 class NLP:
-    """min f(x) s.t. lbg <= g(x) <= ubg, as CasADi SX expressions.
+    """min f(x) s.t. lbg <= g(x) <= ubg, as CasADi expressions (MX).
 
     ``initial_guess(w)`` lifts weights to a full x0 (simulating states where needed) and
-    ``weights(x)`` extracts the flat weight vector from a solution vector.
+    ``weights(x)`` extracts the flat weight vector from a solution vector. ``functions`` holds
+    the structured derivative Functions (``grad_f``, ``jac_g``, ``hess_lag``) passed to
+    ``nlpsol`` (:meth:`nlpsol_options`).
     """
 
     method: str
@@ -30,6 +41,7 @@ class NLP:
     initial_guess: Callable[[np.ndarray], np.ndarray]
     weights: Callable[[np.ndarray], np.ndarray]
     meta: dict = field(default_factory=dict)
+    functions: dict = field(default_factory=dict)
 
     @property
     def n_variables(self) -> int:
@@ -43,7 +55,22 @@ class NLP:
         """Non-zeros of the constraint Jacobian (from the sparsity pattern, no derivatives built)."""
         if self.n_constraints == 0:
             return 0
+        jac = self.functions.get("jac_g")
+        if jac is not None:
+            return int(jac.sparsity_out(1).nnz())
         return int(ca.jacobian_sparsity(self.g, self.x).nnz())
+
+    def nlpsol_options(self, hessian: str = "exact") -> dict:
+        """The ``nlpsol`` options that install the structured derivatives.
+
+        With L-BFGS the oracle is only expanded to SX and CasADi derives gradient and Jacobian
+        itself: that reproduces the previous L-BFGS iterates exactly (with the mapped functions
+        installed, IPOPT's quasi-Newton path changed and needed ~40% more iterations on the
+        test problems, though the derivatives agree to 1e-16).
+        """
+        if hessian == "exact":
+            return dict(self.functions)
+        return {"expand": True}
 
 
 def check_smooth(problem) -> None:
@@ -64,3 +91,123 @@ def sample_symbols(problem) -> tuple[Any, Any, Any, dict]:
     from .._ops import CASADI
 
     return u, t, w, spec.unflatten(w, CASADI)
+
+
+# --------------------------------------------------------------------------- structured NLP
+@dataclass
+class SampleFunctions:
+    """One sample's SX functions and the local sparsity of its derivatives.
+
+    Local variables are z = [s; w] (``ns`` own states, then the shared weights).
+    """
+
+    ns: int
+    nw: int
+    value: Any  # (u, t, s, w) -> (cost, G)
+    grad: Any  # (u, t, s, w) -> (cost, dcost/ds, dcost/dw)
+    jac: Any  # (u, t, s, w) -> (G, nz of dG/dz)
+    hess: Any  # (u, t, s, w, lam, sig_c, sig_r) -> (own nz, shared nz) of triu ∇²(sig_c cost + lam·G + sig_r |w|²)
+    jac_rows: np.ndarray
+    jac_cols: np.ndarray
+    h_rows_own: np.ndarray
+    h_cols_own: np.ndarray
+    h_rows_sh: np.ndarray
+    h_cols_sh: np.ndarray
+
+
+_SAMPLE_CACHE: dict = {}
+
+
+def sample_functions(key: Any, make: Callable[[], tuple]) -> SampleFunctions:
+    """Per-sample functions for the structure ``key`` (built once per process by ``make()``,
+    which returns the SX symbols and expressions ``(u, t, s, w, cost, G)``)."""
+    hit = _SAMPLE_CACHE.get(key)
+    if hit is None:
+        hit = _SAMPLE_CACHE[key] = _build_sample_functions(*make())
+    return hit
+
+
+def _build_sample_functions(u, t, s, w, cost, G) -> SampleFunctions:
+    ns, nw = int(s.numel()), int(w.numel())
+    z = ca.vertcat(s, w)
+    lam = ca.SX.sym("lam", G.numel())
+    sig_c, sig_r = ca.SX.sym("sig_c"), ca.SX.sym("sig_r")
+    value = ca.Function("sample_value", [u, t, s, w], [cost, G])
+    gz = ca.gradient(cost, z)
+    grad = ca.Function("sample_grad", [u, t, s, w], [cost, gz[:ns], gz[ns:]])
+    J = ca.jacobian(G, z)
+    jr, jc = (np.asarray(a, dtype=np.int64) for a in J.sparsity().get_triplet())
+    jac = ca.Function("sample_jac", [u, t, s, w], [G, _nz(J, range(J.nnz()))])
+    L = sig_c * cost + ca.dot(lam, G) + sig_r * ca.sumsqr(w)
+    H = ca.triu(ca.hessian(L, z)[0])
+    hr, hc = (np.asarray(a, dtype=np.int64) for a in H.sparsity().get_triplet())
+    own = np.flatnonzero(hr < ns)  # upper triangle (r <= c): a row in s makes the entry per-sample
+    sh = np.flatnonzero(hr >= ns)  # the (w, w) block: summed over the samples
+    hess = ca.Function("sample_hess", [u, t, s, w, lam, sig_c, sig_r], [_nz(H, own), _nz(H, sh)])
+    return SampleFunctions(ns, nw, value, grad, jac, hess, jr, jc, hr[own], hc[own], hr[sh], hc[sh])
+
+
+def _nz(M: Any, idx) -> Any:
+    nz = M.nonzeros()
+    idx = list(idx)
+    return ca.vertcat(*[nz[i] for i in idx]) if idx else ca.SX(0, 1)
+
+
+def _scatter(nrow: int, ncol: int, rows: np.ndarray, cols: np.ndarray, vals: Any) -> Any:
+    """MX matrix with the (distinct) entries ``vals[k]`` at ``(rows[k], cols[k])``."""
+    order = np.lexsort((rows, cols))  # column-major, as CasADi stores non-zeros
+    sp = ca.Sparsity.triplet(nrow, ncol, rows[order].tolist(), cols[order].tolist())
+    if sp.nnz() != len(rows):
+        raise AssertionError("structured derivative has duplicate entries")  # a bug, not a user error
+    if vals.numel() == 0:
+        return ca.MX(sp)
+    return ca.MX(sp, vals[order.tolist()])
+
+
+def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, weight_decay: float) -> dict:
+    """x, f, g and the nlpsol derivative Functions of
+
+        min_x (1/n) Σ_i cost(u_i, t_i, s_i, w) + λ |w|²   s.t.  G(u_i, t_i, s_i, w) = 0,
+
+    with x = [s_1; …; s_n; w] (sample by sample, weights last: an arrowhead KKT).
+    """
+    n, ns, nw = U.shape[1], sf.ns, sf.nw
+    nx, ng = ns * n + nw, int(sf.value.size1_out(1)) * n
+    U, T = ca.DM(U), ca.DM(T)
+    x = ca.MX.sym("x", nx)
+    p = ca.MX.sym("p", 0, 1)
+    S = ca.reshape(x[: ns * n], ns, n)
+    w = x[ns * n :]
+    lam_f = ca.MX.sym("lam_f")
+    lam_g = ca.MX.sym("lam_g", ng)
+    reg = weight_decay * ca.sumsqr(w)
+
+    C, G = sf.value.map(n)(U, T, S, w)
+    f = ca.sum2(C) / n + reg
+    g = ca.vec(G)
+
+    C2, gs, gw = sf.grad.map(n)(U, T, S, w)
+    grad_f = ca.Function("nlp_grad_f", [x, p], [ca.sum2(C2) / n + reg, ca.vertcat(ca.vec(gs) / n, ca.sum2(gw) / n + 2 * weight_decay * w)],
+                         ["x", "p"], ["f", "grad_f_x"])
+
+    I = np.arange(n, dtype=np.int64)[:, None]
+
+    def glob(loc: np.ndarray) -> np.ndarray:  # local z index of sample i -> global x index, (n, k)
+        return np.where(loc[None, :] < ns, I * ns + loc[None, :], ns * n + loc[None, :] - ns)
+
+    out = {"grad_f": grad_f}
+    if ng:
+        G2, jv = sf.jac.map(n)(U, T, S, w)
+        ngs = ng // n
+        rows = (I * ngs + sf.jac_rows[None, :]).ravel()
+        cols = glob(sf.jac_cols).ravel()
+        out["jac_g"] = ca.Function("nlp_jac_g", [x, p], [ca.vec(G2), _scatter(ng, nx, rows, cols, ca.vec(jv))],
+                                   ["x", "p"], ["g", "jac_g_x"])
+    L = ca.reshape(lam_g, ng // n, n) if ng else ca.MX(0, n)
+    ho, hs = sf.hess.map(n)(U, T, S, w, L, lam_f / n, lam_f * weight_decay / n)
+    rows = np.concatenate([glob(sf.h_rows_own).ravel(), ns * n + sf.h_rows_sh - ns])
+    cols = np.concatenate([glob(sf.h_cols_own).ravel(), ns * n + sf.h_cols_sh - ns])
+    vals = ca.vertcat(ca.vec(ho), ca.sum2(hs))
+    out["hess_lag"] = ca.Function("nlp_hess_l", [x, p, lam_f, lam_g], [_scatter(nx, nx, rows, cols, vals)],
+                                  ["x", "p", "lam_f", "lam_g"], ["hess_gamma_x_x"])
+    return {"x": x, "f": f, "g": g, "functions": out}

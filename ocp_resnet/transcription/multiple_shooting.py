@@ -2,7 +2,8 @@
 
 Variables are ordered sample by sample (all states of sample 1, then sample 2, …) with the
 shared weights last, and each sample's constraints likewise, so the KKT matrix is an
-arrowhead: independent per-sample blocks bordered by the weights.
+arrowhead: independent per-sample blocks bordered by the weights. The derivatives are built
+for one sample and mapped (:func:`~._common.structured_nlp`).
 """
 from __future__ import annotations
 
@@ -12,17 +13,15 @@ import numpy as np
 from .. import architecture as arch
 from .. import objective as objective_mod
 from .._ops import CASADI, NUMPY
-from ._common import NLP, check_smooth, sample_symbols
+from ._common import NLP, check_smooth, sample_functions, sample_symbols, structured_nlp
 
 
-def multiple_shooting(problem) -> NLP:
-    """Transcribe ``problem`` by multiple shooting."""
-    check_smooth(problem)
+def _sample_problem(problem):
+    """One sample's symbols (u, t, s, w), its cost and its dynamics defects G(s, w) = 0."""
     spec, obj = problem.spec, problem.objective
     u, t, w, P = sample_symbols(problem)
     widths = spec.widths
-    ns = sum(widths[1:])  # state entries per sample
-    s = ca.SX.sym("s", ns)
+    s = ca.SX.sym("s", sum(widths[1:]))
     xs = [arch.stem(spec, P, u, CASADI)]
     off = 0
     for d in widths[1:]:
@@ -30,15 +29,18 @@ def multiple_shooting(problem) -> NLP:
         off += d
     defects = [arch.block(spec, k, P, xs[k], CASADI) - xs[k + 1] for k in range(spec.n_blocks)]
     cost = objective_mod.sample_cost(spec, obj, P, xs, t, CASADI)
-    per_sample = ca.Function("ms_sample", [u, t, s, w], [cost, ca.vertcat(*defects) if defects else ca.SX(0, 1)])
+    return u, t, s, w, cost, ca.vertcat(*defects) if defects else ca.SX(0, 1)
 
-    n, nw = problem.n_samples, spec.n_params
-    x = ca.SX.sym("x", ns * n + nw)
-    S = ca.reshape(x[: ns * n], ns, n)  # column i = states of sample i
-    wv = x[ns * n :]
-    C, G = per_sample.map(n)(problem.U, problem.T, S, wv)
-    f = ca.sum2(C) / n + objective_mod.regularization(obj, wv, CASADI)
-    g = ca.vec(G)
+
+def multiple_shooting(problem) -> NLP:
+    """Transcribe ``problem`` by multiple shooting."""
+    check_smooth(problem)
+    spec = problem.spec
+    key = ("multiple-shooting", repr(spec), repr(problem.objective), problem.T.shape[0])
+    sf = sample_functions(key, lambda: _sample_problem(problem))
+    ns, n, nw = sf.ns, problem.n_samples, spec.n_params
+    parts = structured_nlp(sf, problem.U, problem.T, problem.objective.weight_decay)
+    g = parts["g"]
 
     def initial_guess(w0: np.ndarray) -> np.ndarray:
         w0 = np.asarray(w0, dtype=float).ravel()
@@ -48,8 +50,8 @@ def multiple_shooting(problem) -> NLP:
 
     return NLP(
         method="multiple-shooting",
-        x=x,
-        f=f,
+        x=parts["x"],
+        f=parts["f"],
         g=g,
         lbg=np.zeros(g.numel()),
         ubg=np.zeros(g.numel()),
@@ -57,4 +59,5 @@ def multiple_shooting(problem) -> NLP:
         initial_guess=initial_guess,
         weights=lambda xv: np.asarray(xv, dtype=float).ravel()[ns * n :],
         meta={"states_per_sample": ns},
+        functions=parts["functions"],
     )

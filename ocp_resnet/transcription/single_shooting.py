@@ -1,11 +1,12 @@
 """Single shooting: the weights are the decision variables; states are simulated forward.
 
-The per-sample cost (trajectory + stage costs) is one SX Function, mapped over the samples and
-inlined, so the NLP has ``n_params`` variables, no constraints and a dense Hessian.
+The per-sample cost (trajectory + stage costs) is one SX Function, mapped over the samples
+(not inlined), so the NLP has ``n_params`` variables, no constraints and a dense Hessian; its
+gradient and Hessian are differentiated for one sample and mapped
+(:func:`~._common.structured_nlp`).
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 import casadi as ca
@@ -14,7 +15,7 @@ import numpy as np
 from .. import architecture as arch
 from .. import objective as objective_mod
 from .._ops import CASADI
-from ._common import NLP, check_smooth, sample_symbols
+from ._common import NLP, check_smooth, sample_functions, sample_symbols, structured_nlp
 
 
 def _sample_cost_function(problem) -> tuple[Any, Any, Any, Any]:
@@ -31,26 +32,31 @@ def _objective(problem, cost: Any, w: Any) -> Any:
     return ca.sum2(cost.map(n)(problem.U, problem.T, w)) / n + objective_mod.regularization(problem.objective, w, CASADI)
 
 
-def _objective_expr(problem) -> tuple[Any, Any]:
-    u, t, w, cost = _sample_cost_function(problem)
-    return w, _objective(problem, cost, w)
+def _sample_problem(problem):
+    spec, obj = problem.spec, problem.objective
+    u, t, w, P = sample_symbols(problem)
+    xs = arch.trajectory(spec, P, u, CASADI)
+    return u, t, ca.SX(0, 1), w, objective_mod.sample_cost(spec, obj, P, xs, t, CASADI), ca.SX(0, 1)
 
 
 def single_shooting(problem) -> NLP:
     """Transcribe ``problem`` by single shooting."""
     check_smooth(problem)
-    w, J = _objective_expr(problem)
+    key = ("single-shooting", repr(problem.spec), repr(problem.objective), problem.T.shape[0])
+    sf = sample_functions(key, lambda: _sample_problem(problem))
+    parts = structured_nlp(sf, problem.U, problem.T, problem.objective.weight_decay)
     nw = problem.spec.n_params
     return NLP(
         method="single-shooting",
-        x=w,
-        f=J,
-        g=ca.SX(0, 1),
+        x=parts["x"],
+        f=parts["f"],
+        g=parts["g"],
         lbg=np.zeros(0),
         ubg=np.zeros(0),
         n_weights=nw,
         initial_guess=lambda w0: np.asarray(w0, dtype=float).ravel(),
         weights=lambda x: np.asarray(x, dtype=float).ravel()[:nw],
+        functions=parts["functions"],
     )
 
 
