@@ -44,7 +44,7 @@ _MESSAGES = {
     Status.RESTORATION_FAILED: "IPOPT's restoration phase failed (usually a poor start or bad scaling); try another --seed, --init zeros, or --hessian lbfgs",
     Status.INFEASIBLE: "IPOPT judged the constraints infeasible, which should not happen for this problem; report it",
     Status.NAN: "an evaluation produced NaN or inf; lower --step or the initial scale, or standardise the data",
-    Status.INTERRUPTED: "interrupted by the user; the last iterate was kept",
+    Status.INTERRUPTED: "interrupted by the user (Ctrl-C or a callback); the last iterate was kept: continue with --init RUN_DIR",
     Status.ERROR: "the solver stopped with an error; see stats.json for IPOPT's return status",
 }
 
