@@ -162,14 +162,18 @@ def solve(
     )
     x0 = nlp.initial_guess(w0)
     t1 = time.perf_counter()
+    res = None
     try:
         with monitor:
             res = solver(x0=x0, lbg=nlp.lbg, ubg=nlp.ubg)
         xopt = np.asarray(res["x"]).ravel()
         stats = solver.stats()
     except KeyboardInterrupt:
-        # CasADi aborts the solve; keep the start point rather than lose the run.
-        xopt, stats = x0, {"return_status": "User_Requested_Stop", "iter_count": 0}
+        # Ctrl-C outside the monitored IPOPT loop (not interruptible, or just after it): keep
+        # IPOPT's result if it exists; before IPOPT returned there is nothing to keep.
+        if res is None:
+            raise
+        xopt, stats = np.asarray(res["x"]).ravel(), dict(solver.stats())
     t2 = time.perf_counter()
     if monitor.error is not None:  # the user callback failed: that is a bug to see, not a status
         raise monitor.error
