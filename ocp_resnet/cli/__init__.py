@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import NoReturn, Sequence
 
@@ -22,6 +23,7 @@ from ..errors import ValidationError
 COMMANDS = ("solve", "train", "evaluate", "analyze", "prune", "sweep", "compare")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a closed pipe
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,6 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"{prefix} {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # stdout closed early (e.g. piped into head): not an error of the command
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        except (OSError, ValueError):
+            pass
+        return EXIT_BROKEN_PIPE
     except OSError as exc:  # a file or directory the user named: unreadable, not writable, disk full
         if debug:
             raise
