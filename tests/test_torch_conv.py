@@ -164,3 +164,17 @@ def test_images_from_mnist_idx_and_npz(tmp_path):
     assert images_of(load_dataset(str(f))).shape == (12, 3, 5, 5)
     with pytest.raises(ValidationError, match="needs image data"):
         images_of(load_dataset("moons", n_samples=10))
+
+
+@pytest.mark.parametrize("loss", ["ce", "sce", "mse", "bce"])
+def test_batched_stage_cost_equals_the_sum_of_stage_losses_for_every_loss(loss):
+    C = 2 if loss == "bce" else 3
+    obj = ObjectiveSpec(loss=loss, gamma=(0.3, 0.0, 1.5))
+    spec = ConvSpec(1, (6, 6), obj.n_outputs(C), channels=(3, 5), stage_blocks=(2, 1))
+    m = ResNetV2(spec, seed=0, dtype=torch.float64)
+    x = torch.rand(7, 1, 6, 6, dtype=torch.float64)
+    t = targets(obj, np.arange(7) % C, C, torch.float64).T
+    cost, _ = m.cost(x, t, obj)
+    outs = m.stage_outputs_from(m.trajectory(x))
+    assert cost.shape == (1, 7)
+    assert torch.allclose(cost, weighted_stage_cost(obj, outs, t, C), rtol=1e-12, atol=1e-13)

@@ -39,6 +39,7 @@ from .. import objective as objective_mod
 from .._ops import TORCH
 from ..errors import ValidationError, check_choice, check_int
 from ..objective import ObjectiveSpec
+from .loss import stacked_stage_cost
 
 NORMS = ("batch", "group", "none")
 
@@ -257,8 +258,9 @@ class ResNetV2(nn.Module):
             xs.append(blk(xs[-1]))
         return xs
 
-    def _stage_logits(self, xs: Sequence[torch.Tensor], ks: Sequence[int]) -> torch.Tensor:
-        """Logits of the truncated stages ``ks`` (all < N), stacked: (outputs, len(ks)·n).
+    def _stage_logits(self, xs: Sequence[torch.Tensor], ks: Sequence[int]) -> tuple[torch.Tensor, list[int]]:
+        """Logits of the truncated stages ``ks`` (all < N), stacked (outputs, K, n), and the
+        stage of each slice (the order of the backward walk).
 
         One pass backwards accumulates S_{N-1}∘…∘S_k as one strided 1x1 convolution (subsample
         by the product of the strides, then the product of the channel matrices). Stages that
@@ -287,9 +289,8 @@ class ResNetV2(nn.Module):
         zs, order = [], []
         for M, s, ks_g in groups:
             G = len(ks_g)
-            X = torch.cat([xs[k] for k in ks_g], dim=1) if G > 1 else xs[ks_g[0]]
-            if s > 1:
-                X = X[:, :, ::s, ::s]
+            parts = [xs[k][:, :, ::s, ::s] if s > 1 else xs[k] for k in ks_g]  # subsample before stacking
+            X = torch.cat(parts, dim=1) if G > 1 else parts[0]
             if M is not None:
                 W = (M.repeat(G, 1) if G > 1 else M)[:, :, None, None]
                 X = F.conv2d(X, W, groups=G)
@@ -312,11 +313,7 @@ class ResNetV2(nn.Module):
         Z = arch.activation(self.head.activation, Z, TORCH)
         n = Z.shape[0]
         pooled = Z.mean(dim=(2, 3)).view(n, K, -1)
-        logits = self.head.linear(pooled).permute(2, 1, 0)  # (outputs, K, n), stages in `order`
-        if order != list(ks):
-            pos = {k: i for i, k in enumerate(order)}
-            logits = logits[:, [pos[k] for k in ks]]
-        return logits.reshape(logits.shape[0], K * n)
+        return self.head.linear(pooled).permute(2, 1, 0), order  # (outputs, K, n), stages in `order`
 
     def stage_outputs_from(self, xs: Sequence[torch.Tensor], need: Sequence[bool] | None = None) -> list[Any]:
         """ŷ_k (outputs, n) for k = 0..N from the states x_0..x_N (None where ``need[k]`` is false)."""
@@ -326,10 +323,9 @@ class ResNetV2(nn.Module):
         outs[N] = self.head(xs[N]).T
         ks = [k for k in range(N) if need[k]]
         if ks:
-            n = xs[0].shape[0]
-            logits = self._stage_logits(xs, ks)
-            for i, k in enumerate(ks):
-                outs[k] = logits[:, i * n:(i + 1) * n]
+            logits, order = self._stage_logits(xs, ks)
+            for i, k in enumerate(order):
+                outs[k] = logits[:, i]
         return outs
 
     def stage_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -353,14 +349,9 @@ class ResNetV2(nn.Module):
         final = self.head(xs[N]).T
         n_classes = self.spec.n_outputs if objective.loss != "bce" else 2
         const = objective.target_entropy(n_classes)
-        cost = objective_mod.loss(objective, final, t, const, TORCH)
         ks = [k for k in range(N) if gammas[k] != 0.0]
-        if ks:
-            n = x.shape[0]
-            Z = self._stage_logits(xs, ks)
-            per = objective_mod.loss(objective, Z, t.repeat(1, len(ks)), const, TORCH).view(len(ks), n)
-            g = torch.tensor([gammas[k] for k in ks], dtype=per.dtype, device=per.device)
-            cost = cost + (g[:, None] * per).sum(dim=0, keepdim=True)
+        Z, order = self._stage_logits(xs, ks) if ks else (None, [])  # (outputs, K, n)
+        cost = stacked_stage_cost(objective, final, Z, [gammas[k] for k in order], t, const)
         return cost, final
 
     def regularization(self, objective: ObjectiveSpec) -> torch.Tensor:

@@ -33,6 +33,35 @@ def weighted_stage_cost(obj: ObjectiveSpec, outs: Sequence[Any], t: torch.Tensor
     return total
 
 
+_GAMMA_CACHE: dict = {}
+
+
+def _gamma_column(values: tuple[float, ...], dtype: torch.dtype, device: Any) -> torch.Tensor:
+    """γ values as a cached (K, 1) tensor (no host-to-device copy per training step)."""
+    key = (values, dtype, str(device))
+    g = _GAMMA_CACHE.get(key)
+    if g is None:
+        if len(_GAMMA_CACHE) > 256:
+            _GAMMA_CACHE.clear()
+        g = _GAMMA_CACHE[key] = torch.tensor(values, dtype=dtype, device=device)[:, None]
+    return g
+
+
+def stacked_stage_cost(obj: ObjectiveSpec, final: torch.Tensor, Z: torch.Tensor | None, gammas: Sequence[float],
+                       t: torch.Tensor, const: float) -> torch.Tensor:
+    """ℓ(ŷ_N) + Σ_j γ_j ℓ(Z[:, j]) per sample, (1, n), with the stage logits stacked as Z (outputs, K, n).
+
+    One call of ``objective.loss`` for all K stages (its formulas reduce over dim 0, so they
+    apply unchanged to the stacked logits) instead of K calls: the same sum as
+    :func:`ocp_resnet.objective.sample_cost`, with fewer, larger operations.
+    """
+    cost = objective_mod.loss(obj, final, t, const, TORCH)
+    if Z is not None and len(gammas):
+        per = objective_mod.loss(obj, Z, t[:, None, :], const, TORCH)[0]  # (K, n)
+        cost = cost + (_gamma_column(tuple(gammas), per.dtype, per.device) * per).sum(dim=0, keepdim=True)
+    return cost
+
+
 def predictions(obj: ObjectiveSpec, z: torch.Tensor) -> torch.Tensor:
     """Predicted class per sample from head outputs (outputs, n) — torch twin of ``objective.predictions``."""
     if obj.loss == "bce":

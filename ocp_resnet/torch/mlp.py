@@ -23,6 +23,7 @@ from .._ops import TORCH
 from ..architecture import ArchSpec
 from ..errors import ValidationError
 from ..objective import ObjectiveSpec
+from .loss import stacked_stage_cost
 
 
 class ResNetMLP(nn.Module):
@@ -130,15 +131,41 @@ class ResNetMLP(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample stage cost Σ_k γ_k ℓ(ŷ_k) as a (1, n) row, and the final logits (outputs, n).
 
-        ``t``: target columns (outputs, n) as from ``ObjectiveSpec.targets``. ``all_stages`` is
-        accepted for interface parity with the conv net (the MLP's ŷ_k are always cheap).
+        ``t``: target columns (outputs, n) as from ``ObjectiveSpec.targets``. Stages with γ_k = 0 are not
+        built (``all_stages`` builds them anyway); the others are computed stacked, in one pass
+        (:meth:`_stacked_stage_logits`), and their losses in one call
+        (:func:`~ocp_resnet.torch.loss.stacked_stage_cost`).
         """
         p = self.params()
-        xs = arch.trajectory(self.spec, p, self._cols(x), TORCH)
-        c = objective_mod.sample_cost(self.spec, objective, p, xs, t, TORCH)
-        if not torch.is_tensor(c):  # every γ_k and the final weight are never all 0, but be safe
-            c = torch.zeros(1, x.shape[0], dtype=self.dtype, device=self.device)
-        return c, arch.head(self.spec, p, xs[-1], TORCH)
+        spec = self.spec
+        xs = arch.trajectory(spec, p, self._cols(x), TORCH)
+        gammas = objective.stage_weights(spec.n_blocks)
+        ks = [k for k in range(spec.n_blocks) if gammas[k] != 0.0 or all_stages]
+        final = arch.head(spec, p, xs[-1], TORCH)
+        Z = self._stacked_stage_logits(p, xs, ks) if ks else None
+        const = objective.target_entropy(spec.n_outputs if objective.loss != "bce" else 2)
+        return stacked_stage_cost(objective, final, Z, [gammas[k] for k in ks], t, const), final
+
+    def _stacked_stage_logits(self, p: Mapping[str, Any], xs: list, ks: list[int]) -> torch.Tensor:
+        """ŷ_k for the stages ``ks`` (< N), stacked (outputs, K, n).
+
+        DESIGN.md §1 sends x_k through every later skip and the head. Done for all stages at
+        once: walking forward, the pending states are stacked side by side and each projection
+        skip ``architecture.skip`` is applied once to the stack; identity stretches cost
+        nothing; one ``architecture.head`` call at the end. Same values as
+        ``architecture.stage_outputs``, with K-fold fewer, larger operations.
+        """
+        spec, n = self.spec, xs[0].shape[1]
+        want, pending = set(ks), []
+        for k in range(spec.n_blocks):
+            if k in want:
+                pending.append(xs[k])
+            if pending and spec.has_projection(k):
+                Z = torch.cat(pending, dim=1) if len(pending) > 1 else pending[0]
+                pending = [arch.skip(spec, k, p, Z, TORCH)]
+        Z = torch.cat(pending, dim=1) if len(pending) > 1 else pending[0]
+        out = arch.head(spec, p, Z, TORCH)  # (outputs, K·n), stages in increasing k
+        return out.view(out.shape[0], len(ks), n)
 
     def regularization(self, objective: ObjectiveSpec) -> torch.Tensor:
         """λ Σ ||w||² over the flat weights (objective.regularization)."""
