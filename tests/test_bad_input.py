@@ -273,9 +273,7 @@ OTHER_CASES = [
     ("sweep", ["--blocks", "-1"], "blocks must be an integer >= 0"),
     ("sweep", ["--gamma", "-1"], "gamma must be >= 0"),
     ("sweep", ["--backend", "jax"], "use one of casadi, torch"),
-    pytest.param("sweep", ["--max-iter", "-1"], "max_iter must be an integer >= 0",
-                 marks=pytest.mark.xfail(strict=True, reason="sweep creates its --out before checking the IPOPT "
-                                         "options, so a typo leaves a directory behind (analysis/sweep.py)")),
+    ("sweep", ["--max-iter", "-1"], "max_iter must be an integer >= 0"),
     ("compare", ["--optimizers", "newton"], "use one of ipopt-ms"),
     ("compare", ["--targets", "-1"], "target must be > 0"),
     ("compare", ["--lr", "adam=x"], "must be a number"),

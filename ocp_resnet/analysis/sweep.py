@@ -129,6 +129,22 @@ def _check_same(run_dir: Path, problem: Any) -> None:
         )
 
 
+def _check_solver(backend: str, solver: Mapping[str, Any]) -> None:
+    """Validate the solve options once, so a typo fails before the sweep writes anything."""
+    if backend == "torch":
+        from ocp_resnet.torch import TrainOptions
+
+        from ._torch_bridge import TRAIN_KEYS
+
+        TrainOptions(**{k: solver[k] for k in TRAIN_KEYS if k in solver and solver[k] is not None}, progress=False)
+        return
+    from ..solvers import IpoptOptions
+    from ..transcription import METHODS
+
+    check_choice("method", solver.get("method", "multiple-shooting"), METHODS)
+    IpoptOptions(**{k: solver[k] for k in ("tol", "max_iter", "hessian", "ipopt") if k in solver})
+
+
 def _solve_point(problem: Any, seed: int, backend: str, solver: Mapping[str, Any], log: Any) -> tuple[dict, dict, dict]:
     """Solve one grid point; returns (weights, metrics, stats)."""
     if backend == "torch":
@@ -175,6 +191,7 @@ def run_sweep(
 
         _torch_bridge.require()
     solver = dict(solver or {})
+    _check_solver(backend, solver)  # before anything is written
     out = Path(out)
     if out.exists() and not (resume or overwrite):
         raise ValidationError(f"{out} already exists: pass --resume to continue that sweep, --overwrite, or another --out")
