@@ -39,7 +39,9 @@ def _fit(problem: Any, init: Any, seed: int, solver: Mapping[str, Any], log: Any
     opts = TrainOptions(**{k: solver[k] for k in TRAIN_KEYS if k in solver and solver[k] is not None},
                         seed=seed, progress=False)
     if solver.get("threads"):
-        torch.set_num_threads(int(solver["threads"]))
+        from ..errors import check_int
+
+        torch.set_num_threads(check_int("threads", solver["threads"], 1))
     torch.manual_seed(seed)
     model = ResNetMLP(problem.spec, init=init, seed=seed, dtype=torch.float64)
     t0 = time.perf_counter()

@@ -137,6 +137,8 @@ def _check_solver(backend: str, solver: Mapping[str, Any]) -> None:
         from ._torch_bridge import TRAIN_KEYS
 
         TrainOptions(**{k: solver[k] for k in TRAIN_KEYS if k in solver and solver[k] is not None}, progress=False)
+        if solver.get("threads") is not None:
+            check_int("threads", solver["threads"], 1)
         return
     from ..solvers import IpoptOptions
     from ..transcription import METHODS

@@ -37,6 +37,7 @@ def register(sub) -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=200, help="training epochs per run (default 200)")
     t.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's)")
     t.add_argument("--batch-size", type=int, default=0, help="mini-batch size, 0 = full batch (default 0)")
+    t.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: fastest for small MLPs)")
     g.add_argument("--vanish-tol", type=float, default=1e-3, help="vanishing tolerance on relative block norms (default 1e-3)")
     g.add_argument("--bound-rtol", type=float, default=1e-6, help="relative allowance of the bound check (default 1e-6)")
     g.add_argument("--resume", action="store_true", help="continue an existing sweep directory, reusing finished runs")
@@ -91,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     base = c.problem_from_args(base_args)  # validates every problem flag once
     out = Path(args.out) if args.out is not None else default_run_dir(f"{args.dataset.replace('/', '_')}-sweep")
     if args.backend == "torch":
-        solver = {"optimizer": args.optimizer, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
+        solver = {"optimizer": args.optimizer, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
+                  "threads": args.threads}
     else:
         solver = {"method": args.method, "tol": args.tol, "max_iter": args.max_iter, "hessian": args.hessian}
     config = {"argv": c.run_config(base_args, base, "sweep", {})["argv"], "data": c.data_config(args)}
