@@ -13,9 +13,10 @@ from ocp_resnet.cli import main
 from ocp_resnet.cli.evaluate import evaluate_run
 from ocp_resnet.torch import ResNetMLP
 
-MOONS = ["--dataset", "moons", "--n-samples", "60", "--blocks", "3", "--epochs", "15", "--threads", "1", "--quiet"]
+MOONS = ["--dataset", "moons", "--n-samples", "60", "--blocks", "3", "--epochs", "15", "--threads", "1", "--device", "cpu",
+         "--quiet"]
 CONV = ["--dataset", "digits", "--arch", "conv", "--n-samples", "200", "--epochs", "2", "--channels", "4,8",
-        "--stage-blocks", "1,1", "--threads", "1", "--quiet"]
+        "--stage-blocks", "1,1", "--threads", "1", "--device", "cpu", "--quiet"]
 SOLVE_KEYS = {
     "objective", "final_loss", "stage_losses", "stage_accuracy", "train_accuracy", "block_norms", "residual_norms",
     "grad_norm", "status", "status_message", "success", "iterations", "build_time_s", "solve_time_s", "n_variables",

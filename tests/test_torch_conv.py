@@ -111,7 +111,8 @@ def test_same_seed_gives_identical_training():
 
     def fit(seed):
         m = ResNetV2(spec, seed=seed)
-        tr = Trainer(obj, 10, TrainOptions(epochs=2, batch_size=16, dtype="float32", seed=seed, progress=False))
+        tr = Trainer(obj, 10, TrainOptions(epochs=2, batch_size=16, dtype="float32", seed=seed, device="cpu",
+                                            progress=False))
         tr.fit(m, imgs, ds.y, val=(imgs[:20], ds.y[:20]))
         return tr.history_, m.weights()
 
