@@ -228,6 +228,9 @@ def prune_run(
         final_loss_after=ev1.final_loss,
         max_output_change=max_output_change(problem, w, pruned, net.weights),
     )
+    if not an.vanished:
+        report.notes.append(f"no block has vanished at tol {an.tol:g}: the pruned network is the original one "
+                            "(see 'ocp-resnet analyze' for the relative norms, or raise --tol)")
     if any(g > 0 for g in problem.objective.stage_weights(problem.spec.n_blocks)[:-1]) and net.removed:
         report.notes.append(
             "objective_after has fewer stage-cost terms (one per remaining block), so it is lower than "
