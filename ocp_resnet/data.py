@@ -137,13 +137,19 @@ def load_csv(path: str | os.PathLike) -> Dataset:
             [float(v) for v in first.strip().split(",")]
         except ValueError:
             skip = 1
-        A = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
+            A = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
     except OSError as exc:
         raise ValidationError(f"{path}: cannot read ({exc.strerror}); check the path") from None
     except ValueError as exc:
         raise ValidationError(
             f"{path}: not a numeric CSV ({exc}); write numbers only, last column = label"
         ) from None
+    if A.size == 0:
+        raise ValidationError(f"{path}: the CSV has no data rows; give at least two samples, last column = label")
     if A.shape[1] < 2:
         raise ValidationError(f"{path}: a CSV needs feature columns and a last label column")
     return _from_arrays(A[:, :-1], A[:, -1], Path(path).name, {})
@@ -185,10 +191,12 @@ def load_mnist_idx(directory: str | os.PathLike, split: str = "train", n_samples
     if n_samples is not None and n_samples < len(labels):
         idx = np.sort(np.random.default_rng(seed).choice(len(labels), n_samples, replace=False))
         images, labels = images[idx], labels[idx]
-    return _from_arrays(images.reshape(len(images), -1), labels, "mnist", {"images": images})
+    return _from_arrays(images.reshape(len(images), -1), labels, "mnist", {"images": images},
+                        whole=n_samples is None)
 
 
-def _from_arrays(X: Any, y: Any, name: str, meta: dict) -> Dataset:
+def _from_arrays(X: Any, y: Any, name: str, meta: dict, whole: bool = True) -> Dataset:
+    """``whole``: the arrays are a whole user file, so every class 0..C-1 must occur in it."""
     X = np.asarray(X)
     y = np.asarray(y)
     if X.dtype.kind not in "fiub" or y.dtype.kind not in "fiub":
@@ -199,6 +207,12 @@ def _from_arrays(X: Any, y: Any, name: str, meta: dict) -> Dataset:
     y = y.astype(int)
     labels = np.unique(y)
     n_classes = int(labels.max()) + 1 if labels.size else 0
+    if whole and labels.size and labels.min() >= 0 and labels.size != n_classes:  # e.g. 1-based, or digits 3 and 8
+        shown = ", ".join(map(str, labels[:10])) + (", …" if labels.size > 10 else "")
+        raise ValidationError(
+            f"{name}: labels must be 0..C-1 with every class present, found {shown}: relabel them, "
+            "e.g. y = numpy.unique(y, return_inverse=True)[1]"
+        )
     return Dataset(X.astype(float), y, n_classes, name, meta)
 
 

@@ -33,6 +33,8 @@ BAD_FILES = {
     "nofeatures.npz": dict(X=np.zeros((4, 0)), y=np.array([0, 1, 0, 1])),
     "x1d.npz": dict(X=np.zeros(4), y=np.array([0, 1, 0, 1])),
     "ylength.npz": dict(X=np.arange(8.0).reshape(4, 2), y=np.array([0, 1, 0])),
+    "onebased.npz": dict(X=np.arange(12.0).reshape(6, 2), y=np.array([1, 2, 1, 2, 1, 2])),
+    "hugelabel.npz": dict(X=np.arange(8.0).reshape(4, 2), y=np.array([0, 10**9, 0, 1])),
 }
 
 
@@ -45,6 +47,7 @@ def files(tmp_path, monkeypatch):
     Path("corrupt.npz").write_bytes(b"this is not a zip archive")
     Path("text.csv").write_text("a,b,label\n1,2,x\n")
     Path("onecolumn.csv").write_text("1\n2\n")
+    Path("headeronly.csv").write_text("x1,x2,label\n")
     Path("data.txt").write_text("1,2,0\n")
     Path("afile").write_text("not a directory\n")
     from ocp_resnet.architecture import ArchSpec
@@ -90,6 +93,9 @@ SOLVE_CASES = [
     (["--dataset", "corrupt.npz"], "numpy.savez"),
     (["--dataset", "text.csv"], "numbers only"),
     (["--dataset", "onecolumn.csv"], "last label column"),
+    (["--dataset", "headeronly.csv"], "no data rows"),
+    (["--dataset", "onebased.npz"], "relabel them"),
+    (["--dataset", "hugelabel.npz"], "every class present"),
     (["--dataset", "data.txt"], "use .npz, .csv"),
     (["--dataset", "missing.npz"], "use one of spirals"),
     (["--dataset", "spirale"], "use one of spirals, moons"),
