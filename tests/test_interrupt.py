@@ -141,8 +141,6 @@ def test_stop_on_sigint_flag_for_python_loops():
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-@pytest.mark.xfail(strict=True, reason="torch training does not yet stop cleanly on Ctrl-C: Trainer.fit should "
-                   "check ocp_resnet._iteration.StopOnSigint once per step and cli/train.py map it to 'interrupted'")
 def test_sigint_during_training_keeps_the_model(tmp_path):
     pytest.importorskip("torch")
     out = tmp_path / "run"

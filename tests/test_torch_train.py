@@ -63,3 +63,24 @@ def test_options_are_validated():
         split(10, 1.0)
     tr, va = split(10, 0.3, seed=0)
     assert len(va) == 3 and len(tr) == 7 and not set(tr) & set(va)
+
+
+def test_ctrl_c_stops_after_the_current_step_and_keeps_the_model(problem):
+    import signal
+
+    model = ResNetMLP(problem.spec, seed=0)
+    calls = []
+    orig = model.cost
+
+    def cost(*a, **kw):
+        calls.append(1)
+        if len(calls) == 5:
+            signal.raise_signal(signal.SIGINT)  # the handler of StopOnSigint only sets a flag
+        return orig(*a, **kw)
+
+    model.cost = cost
+    tr = Trainer(problem.objective, 2, TrainOptions(epochs=100, batch_size=10, progress=False)).fit(
+        model, problem.data.X, problem.data.y)
+    assert tr.stopped_ == "interrupted" and tr.steps_ == 5
+    assert len(tr.history_) == 0  # 6 steps per epoch: the unfinished first epoch is not recorded
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _common as c
 
-EXIT_OK, EXIT_FAILED = 0, 1
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 ARCHS = ("mlp", "conv")
 #: Per-architecture defaults of flags left unset (MLP: those of ``solve``).
 ARCH_DEFAULTS = {
@@ -154,8 +154,13 @@ def run(args: argparse.Namespace) -> int:
         model64 = ResNetV2(spec, dtype=torch.float64, device=device).load_weights(model.weights())
         ev = conv_evaluation(model64, imgs[tr_idx], ds.y[tr_idx], obj, ds.n_classes)
         weights = model.weights()
-    finite = bool(np.isfinite(ev["objective"])) and trainer.stopped_ is None
-    status = Status.NAN if not finite else (Status.SUCCESS if ev["grad_norm"] <= GRAD_TOL else Status.MAX_ITER)
+    finite = bool(np.isfinite(ev["objective"])) and trainer.stopped_ != "nan"
+    if not finite:
+        status = Status.NAN
+    elif trainer.stopped_ == "interrupted":
+        status = Status.INTERRUPTED
+    else:
+        status = Status.SUCCESS if ev["grad_norm"] <= GRAD_TOL else Status.MAX_ITER
     last = hist[-1] if hist else {}
     metrics = {
         "objective": ev["objective"], "final_loss": ev["final_loss"], "stage_losses": ev["stage_losses"],
@@ -191,4 +196,4 @@ def run(args: argparse.Namespace) -> int:
           f"{metrics['train_accuracy']:.3f}{val}  steps {trainer.steps_}  train {trainer.train_time_s_:.2f}s  "
           f"total {time.perf_counter() - t_start:.2f}s")
     print(f"run directory: {out}")
-    return EXIT_FAILED if status == Status.NAN else EXIT_OK
+    return {Status.NAN: EXIT_FAILED, Status.INTERRUPTED: EXIT_INTERRUPTED}.get(status, EXIT_OK)

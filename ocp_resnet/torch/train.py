@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from .._iteration import StopOnSigint
 from ..errors import ValidationError, check_choice, check_float, check_int
 from ..objective import ObjectiveSpec
 from .loss import StageCostLoss, predictions, targets
@@ -128,7 +129,8 @@ class Trainer:
 
     ``fit`` returns ``self``; learned attributes: ``model_``, ``history_`` (list of per-epoch
     dicts), ``steps_`` (optimizer steps), ``train_time_s_``, ``stopped_`` (None, or why training
-    stopped early: ``"nan"``).
+    stopped early: ``"nan"``, or ``"interrupted"`` by Ctrl-C, checked once per step; the model
+    keeps its weights of that step).
     """
 
     def __init__(self, objective: ObjectiveSpec, n_classes: int, options: TrainOptions | None = None,
@@ -191,54 +193,60 @@ class Trainer:
         t0 = time.perf_counter()
         bar = tqdm(range(opts.epochs), desc="train", unit="epoch", disable=not opts.progress, leave=False,
                    dynamic_ncols=True)
-        for epoch in bar:
-            model.train()
-            lr = opt.param_groups[0]["lr"]
-            loss_sum = torch.zeros((), dtype=dtype, device=device)
-            correct = torch.zeros((), dtype=torch.long, device=device)
-            if opts.optimizer == "lbfgs":
+        with StopOnSigint() as stop:  # Ctrl-C ends training after the current step
+            for epoch in bar:
+                model.train()
+                lr = opt.param_groups[0]["lr"]
+                loss_sum = torch.zeros((), dtype=dtype, device=device)
+                correct = torch.zeros((), dtype=torch.long, device=device)
+                if opts.optimizer == "lbfgs":
 
-                def closure() -> torch.Tensor:
-                    opt.zero_grad(set_to_none=True)
-                    J, _ = loss_fn(model, X, T)
-                    J.backward()
-                    return J
+                    def closure() -> torch.Tensor:
+                        opt.zero_grad(set_to_none=True)
+                        J, _ = loss_fn(model, X, T)
+                        J.backward()
+                        return J
 
-                opt.step(closure)
-                self.steps_ = int(next(iter(opt.state.values()), {}).get("n_iter", 0))
-                with torch.no_grad():  # the record is at the accepted iterate, not a line-search trial
-                    J, logits = loss_fn(model, X, T)
-                loss_sum, correct = J * n, (predictions(self.objective, logits) == Y).sum()
-            else:
-                perm = torch.randperm(n, generator=gen).to(device) if not full else None
-                for i in range(0, n, bs):
-                    idx = perm[i:i + bs] if perm is not None else slice(None)
-                    xb, tb, yb = X[idx], T[idx], Y[idx]
-                    opt.zero_grad(set_to_none=True)
-                    J, logits = loss_fn(model, xb, tb)
-                    J.backward()
-                    opt.step()
-                    if sched is not None:
-                        sched.step()
-                    self.steps_ += 1
-                    m = yb.shape[0]
-                    loss_sum = loss_sum + J.detach() * m
-                    correct = correct + (predictions(self.objective, logits.detach()) == yb).sum()
-            train_loss = float(loss_sum) / n
-            if adamw:  # report the objective J, whose λ-term AdamW's decoupled decay replaces
-                train_loss += float(model.regularization(self.objective).detach())
-            row = {"epoch": epoch + 1, "loss": train_loss, "accuracy": int(correct) / n, "lr": lr}
-            if Xv is not None:
-                row["val_loss"], row["val_accuracy"] = self.score(model, Xv, Tv, Yv)
-            row["time_s"] = time.perf_counter() - t0
-            self.history_.append(row)
-            post = {"loss": f"{train_loss:.4g}", "acc": f"{row['accuracy']:.3f}"}
-            if "val_accuracy" in row:
-                post["val_acc"] = f"{row['val_accuracy']:.3f}"
-            bar.set_postfix(post)
-            if not math.isfinite(train_loss):
-                self.stopped_ = "nan"
-                break
+                    opt.step(closure)
+                    self.steps_ = int(next(iter(opt.state.values()), {}).get("n_iter", 0))
+                    with torch.no_grad():  # the record is at the accepted iterate, not a line-search trial
+                        J, logits = loss_fn(model, X, T)
+                    loss_sum, correct = J * n, (predictions(self.objective, logits) == Y).sum()
+                else:
+                    perm = torch.randperm(n, generator=gen).to(device) if not full else None
+                    for i in range(0, n, bs):
+                        idx = perm[i:i + bs] if perm is not None else slice(None)
+                        xb, tb, yb = X[idx], T[idx], Y[idx]
+                        opt.zero_grad(set_to_none=True)
+                        J, logits = loss_fn(model, xb, tb)
+                        J.backward()
+                        opt.step()
+                        if sched is not None:
+                            sched.step()
+                        self.steps_ += 1
+                        m = yb.shape[0]
+                        loss_sum = loss_sum + J.detach() * m
+                        correct = correct + (predictions(self.objective, logits.detach()) == yb).sum()
+                        if stop.requested:
+                            break
+                if stop.requested:  # Ctrl-C: keep the model as it is, drop the unfinished epoch's record
+                    self.stopped_ = "interrupted"
+                    break
+                train_loss = float(loss_sum) / n
+                if adamw:  # report the objective J, whose λ-term AdamW's decoupled decay replaces
+                    train_loss += float(model.regularization(self.objective).detach())
+                row = {"epoch": epoch + 1, "loss": train_loss, "accuracy": int(correct) / n, "lr": lr}
+                if Xv is not None:
+                    row["val_loss"], row["val_accuracy"] = self.score(model, Xv, Tv, Yv)
+                row["time_s"] = time.perf_counter() - t0
+                self.history_.append(row)
+                post = {"loss": f"{train_loss:.4g}", "acc": f"{row['accuracy']:.3f}"}
+                if "val_accuracy" in row:
+                    post["val_acc"] = f"{row['val_accuracy']:.3f}"
+                bar.set_postfix(post)
+                if not math.isfinite(train_loss):
+                    self.stopped_ = "nan"
+                    break
         bar.close()
         self.train_time_s_ = time.perf_counter() - t0
         self.model_ = model
