@@ -123,3 +123,25 @@ def test_bad_input_exits_2_naming_the_fix(tmp_path, capsys, argv, msg):
     assert main(["train", *argv, "--out", str(tmp_path / "x")]) == 2
     assert msg in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_train_conv_on_a_local_mnist_idx_directory(tmp_path):
+    import gzip
+    import struct
+
+    def write_idx(path, arr):
+        arr = np.asarray(arr, dtype=np.uint8)
+        with gzip.open(path, "wb") as fh:
+            fh.write(bytes([0, 0, 0x08, arr.ndim]) + struct.pack(">" + "I" * arr.ndim, *arr.shape) + arr.tobytes())
+
+    d = tmp_path / "mnist"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    write_idx(d / "train-images-idx3-ubyte.gz", rng.integers(0, 256, size=(40, 12, 12)))
+    write_idx(d / "train-labels-idx1-ubyte.gz", np.arange(40) % 4)
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", str(d), "--arch", "conv", "--epochs", "1", "--channels", "4,8",
+                 "--stage-blocks", "1,1", "--threads", "1", "--device", "cpu", "--quiet", "--out", str(out)]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["architecture"]["image_size"] == [12, 12] and cfg["architecture"]["n_outputs"] == 4
+    assert np.load(out / "data.npz")["X"].shape == (32, 144)
