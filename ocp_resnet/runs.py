@@ -217,13 +217,15 @@ class Run:
                 "the run directory is corrupt: re-run the command that wrote it"
             ) from None
         try:
-            return Problem(spec, obj, self.data())
+            problem = Problem(spec, obj, self.data())
         except ValidationError as exc:
             raise ValidationError(f"{self.path}: data.npz does not match config.json: {exc}") from None
+        self.flat_weights(problem)  # every reader of the weights gets them checked against the spec
+        return problem
 
     def flat_weights(self, problem=None) -> np.ndarray:
         """The weights as one flat vector, checked against the run's own architecture."""
-        problem = problem or self.problem()
+        problem = problem if problem is not None else self.problem()
         try:
             extra = sorted(set(self.weights) - set(problem.spec.param_shapes()))
             if extra:

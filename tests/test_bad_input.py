@@ -271,6 +271,8 @@ OTHER_CASES = [
     ("analyze", ["missing"], "does not exist"),
     ("analyze", ["RUN", "--tol", "-1"], "tol must be >= 0"),
     ("analyze", ["afile"], "is not a directory"),
+    ("analyze", ["MISMATCH"], "does not match the architecture"),
+    ("prune", ["MISMATCH", "--out", "pruned"], "does not match the architecture"),
     ("prune", ["missing"], "does not exist"),
     ("prune", ["RUN", "--tol", "-1"], "tol must be >= 0"),
     ("prune", ["RUN", "--out", "afile/x"], "is a file, not a directory"),
@@ -298,7 +300,10 @@ def test_other_commands_bad_input(files, good_run, capsys, command, argv, hint):
 
     if command not in COMMANDS:
         pytest.skip(f"no {command} command yet")
-    argv = [str(good_run) if a == "RUN" else a for a in argv]
+    if "MISMATCH" in argv:  # a run whose solution.npz holds the weights of a deeper net
+        shutil.copytree(good_run, "mismatch")
+        _swap_weights(Path("mismatch"))
+    argv = [str(good_run) if a == "RUN" else "mismatch" if a == "MISMATCH" else a for a in argv]
     writes = command in ("train", "sweep", "compare")
     before = sorted(os.listdir("."))
     rc, _, err = run_cli([command, *argv, *(["--out", "run", "--quiet"] if writes and command != "compare" else []),
