@@ -96,3 +96,15 @@ def test_float32_model_matches_float64_closely():
     x = torch.randn(7, 2, dtype=torch.float64)
     assert m32(x).dtype == torch.float32
     assert torch.allclose(m32(x).double(), m64(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("loss,activation", [("bce", "softplus"), ("ce", "softplus")])
+def test_parity_holds_for_large_softplus_arguments(loss, activation):
+    """torch's F.softplus returns z above z = 20 (error e^-20); the back-end must not."""
+    problem = Problem.build(load_dataset("moons", n_samples=20), blocks=2, width=2, loss=loss, activation=activation,
+                            gamma=0.5)
+    w = 30.0 * np.random.default_rng(0).standard_normal(problem.spec.n_params)
+    Jc, gc = casadi_jg(problem, w)
+    Jt, gt = torch_jg(problem, w)
+    assert abs(Jt - Jc) <= 1e-10 * abs(Jc)
+    assert np.linalg.norm(gt - gc) <= 1e-10 * np.linalg.norm(gc)
