@@ -108,3 +108,15 @@ def test_parity_holds_for_large_softplus_arguments(loss, activation):
     Jt, gt = torch_jg(problem, w)
     assert abs(Jt - Jc) <= 1e-10 * abs(Jc)
     assert np.linalg.norm(gt - gc) <= 1e-10 * np.linalg.norm(gc)
+
+
+def test_torch_softplus_is_exact_for_large_arguments():
+    from ocp_resnet._ops import NUMPY, TORCH
+
+    z = torch.tensor([-800.0, -30.0, -1.0, 0.0, 1.0, 19.0, 21.0, 25.0, 800.0], dtype=torch.float64,
+                     requires_grad=True)
+    y = TORCH.softplus(z)
+    y.sum().backward()
+    zn = z.detach().numpy()
+    assert np.allclose(y.detach().numpy(), NUMPY.softplus(zn), rtol=1e-15, atol=0)
+    assert np.allclose(z.grad.numpy(), 1.0 / (1.0 + np.exp(-zn)), rtol=1e-15, atol=0)  # σ(25) ≠ 1 in float64
