@@ -70,6 +70,8 @@ class NLP:
         """
         if hessian == "exact":
             return dict(self.functions)
+        if self.n_constraints == 0:  # single shooting: every weight enters nonlinearly anyway,
+            return {"grad_f": self.functions["grad_f"]}  # so skip the (n-sized) expansion
         return {"expand": True}
 
 
