@@ -219,7 +219,7 @@ class Run:
         try:
             problem = Problem(spec, obj, self.data())
         except ValidationError as exc:
-            raise ValidationError(f"{self.path}: data.npz does not match config.json: {exc}") from None
+            raise ValidationError(f"{self.path}: config.json and data.npz do not fit together: {exc}") from None
         self.flat_weights(problem)  # every reader of the weights gets them checked against the spec
         return problem
 
