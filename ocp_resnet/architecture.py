@@ -118,6 +118,7 @@ class ArchSpec:
     ) -> "ArchSpec":
         """``width`` is one int, or a list of N+1 widths of x_0..x_N (projections where it changes)."""
         n_blocks = check_int("blocks", n_blocks, 0)
+        BlockSpec(1, branch, hidden)  # checks branch and hidden even when there are no blocks
         if isinstance(width, (list, tuple)):
             widths = [check_int("width", w, 1) for w in width]
             if len(widths) == 1:
