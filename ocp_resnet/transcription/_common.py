@@ -69,7 +69,7 @@ class NLP:
         test problems, though the derivatives agree to 1e-16).
         """
         if hessian == "exact":
-            return dict(self.functions)
+            return {k: self.functions[k] for k in self.functions}
         if self.n_constraints == 0:  # single shooting: every weight enters nonlinearly anyway,
             return {"grad_f": self.functions["grad_f"]}  # so skip the (n-sized) expansion
         return {"expand": True}
@@ -96,25 +96,64 @@ def sample_symbols(problem) -> tuple[Any, Any, Any, dict]:
 
 
 # --------------------------------------------------------------------------- structured NLP
-@dataclass
 class SampleFunctions:
-    """One sample's SX functions and the local sparsity of its derivatives.
+    """One sample's SX functions and the local sparsity of their derivatives.
 
-    Local variables are z = [s; w] (``ns`` own states, then the shared weights).
+    Local variables are z = [s; w] (``ns`` own states, then the shared weights). The Hessian
+    is built on first use only: single shooting's per-sample Hessian is large (dense in the
+    weights) and L-BFGS never needs it.
     """
 
-    ns: int
-    nw: int
-    value: Any  # (u, t, s, w) -> (cost, G)
-    grad: Any  # (u, t, s, w) -> (cost, dcost/ds, dcost/dw)
-    jac: Any  # (u, t, s, w) -> (G, nz of dG/dz)
-    hess: Any  # (u, t, s, w, lam, sig_c, sig_r) -> (own nz, shared nz) of triu ∇²(sig_c cost + lam·G + sig_r |w|²)
-    jac_rows: np.ndarray
-    jac_cols: np.ndarray
-    h_rows_own: np.ndarray
-    h_cols_own: np.ndarray
-    h_rows_sh: np.ndarray
-    h_cols_sh: np.ndarray
+    def __init__(self, u, t, s, w, cost, G) -> None:
+        self._sym = (u, t, s, w, cost, G)
+        self.ns, self.nw = int(s.numel()), int(w.numel())
+        z = ca.vertcat(s, w)
+        #: (u, t, s, w) -> (cost, G)
+        self.value = ca.Function("sample_value", [u, t, s, w], [cost, G])
+        gz = ca.gradient(cost, z)
+        #: (u, t, s, w) -> (cost, dcost/ds, dcost/dw)
+        self.grad = ca.Function("sample_grad", [u, t, s, w], [cost, gz[: self.ns], gz[self.ns :]])
+        J = ca.jacobian(G, z)
+        self.jac_rows, self.jac_cols = (np.asarray(a, dtype=np.int64) for a in J.sparsity().get_triplet())
+        #: (u, t, s, w) -> (G, non-zeros of dG/dz)
+        self.jac = ca.Function("sample_jac", [u, t, s, w], [G, _nz(J, range(J.nnz()))])
+        self._hess = None
+
+    @property
+    def hess(self) -> tuple:
+        """(Function (u, t, s, w, lam, sig_c, sig_r) -> (own nz, shared nz) of the upper triangle
+        of ∇²_z (sig_c cost + lam·G + sig_r |w|²), rows/cols of the own and the shared entries)."""
+        if self._hess is None:
+            u, t, s, w, cost, G = self._sym
+            ns = self.ns
+            z = ca.vertcat(s, w)
+            lam = ca.SX.sym("lam", G.numel())
+            sig_c, sig_r = ca.SX.sym("sig_c"), ca.SX.sym("sig_r")
+            L = sig_c * cost + ca.dot(lam, G) + sig_r * ca.sumsqr(w)
+            H = ca.triu(ca.hessian(L, z)[0])
+            hr, hc = (np.asarray(a, dtype=np.int64) for a in H.sparsity().get_triplet())
+            own = np.flatnonzero(hr < ns)  # upper triangle (r <= c): a row in s makes the entry per-sample
+            sh = np.flatnonzero(hr >= ns)  # the (w, w) block: summed over the samples
+            fn = ca.Function("sample_hess", [u, t, s, w, lam, sig_c, sig_r], [_nz(H, own), _nz(H, sh)])
+            self._hess = (fn, hr[own], hc[own], hr[sh], hc[sh])
+        return self._hess
+
+
+class LazyFunctions(dict):
+    """A dict whose values may be zero-argument builders, called (once) on first access."""
+
+    def __getitem__(self, key):
+        v = super().__getitem__(key)
+        if callable(v) and not isinstance(v, ca.Function):
+            v = v()
+            self[key] = v
+        return v
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+    def materialized(self) -> dict:
+        return {k: self[k] for k in self}
 
 
 _SAMPLE_CACHE: dict = {}
@@ -125,28 +164,8 @@ def sample_functions(key: Any, make: Callable[[], tuple]) -> SampleFunctions:
     which returns the SX symbols and expressions ``(u, t, s, w, cost, G)``)."""
     hit = _SAMPLE_CACHE.get(key)
     if hit is None:
-        hit = _SAMPLE_CACHE[key] = _build_sample_functions(*make())
+        hit = _SAMPLE_CACHE[key] = SampleFunctions(*make())
     return hit
-
-
-def _build_sample_functions(u, t, s, w, cost, G) -> SampleFunctions:
-    ns, nw = int(s.numel()), int(w.numel())
-    z = ca.vertcat(s, w)
-    lam = ca.SX.sym("lam", G.numel())
-    sig_c, sig_r = ca.SX.sym("sig_c"), ca.SX.sym("sig_r")
-    value = ca.Function("sample_value", [u, t, s, w], [cost, G])
-    gz = ca.gradient(cost, z)
-    grad = ca.Function("sample_grad", [u, t, s, w], [cost, gz[:ns], gz[ns:]])
-    J = ca.jacobian(G, z)
-    jr, jc = (np.asarray(a, dtype=np.int64) for a in J.sparsity().get_triplet())
-    jac = ca.Function("sample_jac", [u, t, s, w], [G, _nz(J, range(J.nnz()))])
-    L = sig_c * cost + ca.dot(lam, G) + sig_r * ca.sumsqr(w)
-    H = ca.triu(ca.hessian(L, z)[0])
-    hr, hc = (np.asarray(a, dtype=np.int64) for a in H.sparsity().get_triplet())
-    own = np.flatnonzero(hr < ns)  # upper triangle (r <= c): a row in s makes the entry per-sample
-    sh = np.flatnonzero(hr >= ns)  # the (w, w) block: summed over the samples
-    hess = ca.Function("sample_hess", [u, t, s, w, lam, sig_c, sig_r], [_nz(H, own), _nz(H, sh)])
-    return SampleFunctions(ns, nw, value, grad, jac, hess, jr, jc, hr[own], hc[own], hr[sh], hc[sh])
 
 
 def _nz(M: Any, idx) -> Any:
@@ -197,7 +216,7 @@ def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, weight_dec
     def glob(loc: np.ndarray) -> np.ndarray:  # local z index of sample i -> global x index, (n, k)
         return np.where(loc[None, :] < ns, I * ns + loc[None, :], ns * n + loc[None, :] - ns)
 
-    out = {"grad_f": grad_f}
+    out = LazyFunctions(grad_f=grad_f)
     if ng:
         G2, jv = sf.jac.map(n)(U, T, S, w)
         ngs = ng // n
@@ -205,11 +224,16 @@ def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, weight_dec
         cols = glob(sf.jac_cols).ravel()
         out["jac_g"] = ca.Function("nlp_jac_g", [x, p], [ca.vec(G2), _scatter(ng, nx, rows, cols, ca.vec(jv))],
                                    ["x", "p"], ["g", "jac_g_x"])
-    L = ca.reshape(lam_g, ng // n, n) if ng else ca.MX(0, n)
-    ho, hs = sf.hess.map(n)(U, T, S, w, L, lam_f / n, lam_f * weight_decay / n)
-    rows = np.concatenate([glob(sf.h_rows_own).ravel(), ns * n + sf.h_rows_sh - ns])
-    cols = np.concatenate([glob(sf.h_cols_own).ravel(), ns * n + sf.h_cols_sh - ns])
-    vals = ca.vertcat(ca.vec(ho), ca.sum2(hs))
-    out["hess_lag"] = ca.Function("nlp_hess_l", [x, p, lam_f, lam_g], [_scatter(nx, nx, rows, cols, vals)],
-                                  ["x", "p", "lam_f", "lam_g"], ["hess_gamma_x_x"])
+
+    def hess_lag() -> Any:
+        fn, r_own, c_own, r_sh, c_sh = sf.hess
+        L = ca.reshape(lam_g, ng // n, n) if ng else ca.MX(0, n)
+        ho, hs = fn.map(n)(U, T, S, w, L, lam_f / n, lam_f * weight_decay / n)
+        rows = np.concatenate([glob(r_own).ravel(), ns * n + r_sh - ns])
+        cols = np.concatenate([glob(c_own).ravel(), ns * n + c_sh - ns])
+        vals = ca.vertcat(ca.vec(ho), ca.sum2(hs))
+        return ca.Function("nlp_hess_l", [x, p, lam_f, lam_g], [_scatter(nx, nx, rows, cols, vals)],
+                           ["x", "p", "lam_f", "lam_g"], ["hess_gamma_x_x"])
+
+    out["hess_lag"] = hess_lag  # built on first use (not for L-BFGS)
     return {"x": x, "f": f, "g": g, "functions": out}
