@@ -34,9 +34,10 @@ def _problem(n=40, blocks=3):
 def test_sigint_during_solve_keeps_the_last_iterate(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-u", "-c", "from ocp_resnet.cli import entry; entry()", "solve",
-           "--n-samples", "200", "--blocks", "10", "--width", "2", "--loss", "bce", "--gamma", "0.1",
+           "--n-samples", "500", "--blocks", "12", "--width", "2", "--loss", "bce", "--gamma", "0.1",
            "--weight-decay", "1e-4", "--tol", "1e-14", "--max-iter", "3000", "--print-level", "5",
-           "--out", str(out)]
+           # no early 'acceptable' exit: this solve runs for minutes unless interrupted
+           "--ipopt", "acceptable_iter=0", "--out", str(out)]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
     killer = threading.Timer(300, p.kill)  # a safety net only; the test does not time anything
     killer.start()
