@@ -14,7 +14,8 @@ Rows
 * ``canonical ms/ss``: build / solve / iterations / time per iteration / peak RSS through the API.
 * ``baseline ms/ss``: ../shared/baselines/naive_opti_resnet.py on the same problem (its objective
   weights the terminal loss by γ too, ours by 1: the problems differ slightly, the sizes do not).
-* ``series``: n × N with ``--series-iters`` IPOPT iterations each (time per iteration vs n·N).
+* ``series``: n × N with ``--series-iters`` IPOPT iterations each (time per iteration vs n·N), for
+  the P2 path (single shooting + L-BFGS, width 4) and exact-Hessian multiple shooting (width 2).
 * ``torch adam``: full-batch Adam (lr ``--adam-lr``) on the same objective from the same initial
   weights until J ≤ J_ipopt + 1e-3: wall time, steps, ratio to the IPOPT end-to-end time.
 * P3 (torch stage-cost step overhead): benchmarks/torch_step.py, owned by the torch back-end.
@@ -170,9 +171,7 @@ def main(argv=None) -> int:
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true", help="a few minutes: small series, one repeat, no P3")
     ap.add_argument("--repeats", type=int, default=None, help="repeats of the canonical rows (min CPU kept; default 3, quick 1)")
-    ap.add_argument("--series-iters", type=int, default=10, help="IPOPT iterations per series point (default 10)")
-    ap.add_argument("--series-method", default="multiple-shooting")
-    ap.add_argument("--series-width", type=int, default=4, help="width of the series points (default 4, as P2)")
+    ap.add_argument("--series-iters", type=int, default=20, help="IPOPT iterations per series point (default 20)")
     ap.add_argument("--point-timeout", type=float, default=300.0, help="seconds per subprocess (default 300)")
     ap.add_argument("--p2", action="store_true", help="also solve P2 (n=2000, N=20, width 4, tol 1e-6) to the end")
     ap.add_argument("--p2-method", default="single-shooting", help="transcription of the P2 solve (default single-shooting)")
@@ -197,9 +196,9 @@ def main(argv=None) -> int:
     runs = []
     for _ in range(reps):
         runs.append(run_timed(P1_CMD + ["--out", f"/tmp/ocp_resnet_bench_p1_{os.getpid()}"], args.point_timeout))
-    wall, cpu, text = min(runs, key=lambda r: r[1] if r[1] == r[1] else 1e9)
+    p1_wall, p1_cpu, text = min(runs, key=lambda r: r[1] if r[1] == r[1] else 1e9)
     last = [l for l in text.splitlines() if l.startswith("objective")]
-    print(f"best of {reps}: wall {wall:.2f} s, CPU {cpu:.2f} s  ({last[0] if last else text[-200:]})\n", flush=True)
+    print(f"best of {reps}: wall {p1_wall:.2f} s, CPU {p1_cpu:.2f} s  ({last[0] if last else text[-200:]})\n", flush=True)
 
     # canonical problem through the API, single and multiple shooting
     print("## Canonical problem (n=200, N=10, width 2, tol 1e-8), best of", reps, "by CPU time\n")
@@ -221,25 +220,27 @@ def main(argv=None) -> int:
     ours_ms = canon["multiple-shooting"]
     if "ms" in base and "error" not in ours_ms:
         print(f"ratio baseline ms / ours ms (process, CPU): {base['ms'][1] / max(ours_ms['total_cpu'], 1e-9):.1f}x; "
-              f"P1 CLI CPU {cpu:.2f} s vs baseline {base['ms'][1]:.2f} s: {base['ms'][1] / max(cpu, 1e-9):.1f}x\n")
+              f"P1 CLI CPU {p1_cpu:.2f} s vs baseline {base['ms'][1]:.2f} s: {base['ms'][1] / max(p1_cpu, 1e-9):.1f}x\n")
 
-    # scaling series
+    # scaling series: the P2 path (single shooting, L-BFGS, width 4) and exact multiple shooting (width 2)
     ns = (250, 500) if args.quick else (250, 500, 1000, 2000)
     Ns = (5, 10) if args.quick else (5, 10, 20)
-    print(f"## Scaling series ({args.series_method}, width {args.series_width}, {args.series_iters} IPOPT iterations "
-          f"per point, tol 1e-6)\n")
-    print("| n | N | n·N | variables | build s | ms/iter (cpu) | cpu ms/iter / (n·N) µs | peak RSS MB |\n|---|---|---|---|---|---|---|---|")
-    for N in Ns:
-        for n in ns:
-            r = run_worker("ipopt", dict(n=n, N=N, width=args.series_width, tol=1e-6, method=args.series_method,
-                                         max_iter=args.series_iters), args.point_timeout)
-            if "error" in r:
-                print(f"| {n} | {N} | {n * N} | | {r['error']} | | | |", flush=True)
-                continue
-            print(f"| {n} | {N} | {n * N} | {r['n_variables']} | {fmt(r['build_s'])} | {fmt(r['per_iter_ms'], '{:.1f}')} "
-                  f"({fmt(r['per_iter_cpu_ms'], '{:.1f}')}) | {fmt(1000 * r['per_iter_cpu_ms'] / (n * N), '{:.2f}')} "
-                  f"| {fmt(r['rss_mb'], '{:.0f}')} |", flush=True)
-    print()
+    for method, hessian, width in (("single-shooting", "lbfgs", 4), ("multiple-shooting", "exact", 2)):
+        print(f"## Scaling series: {method}, {hessian} Hessian, width {width}, {args.series_iters} IPOPT iterations "
+              f"per point, tol 1e-6\n")
+        print("| n | N | n·N | variables | build s | ms/iter (cpu) | cpu µs/iter per n·N | peak RSS MB |\n"
+              "|---|---|---|---|---|---|---|---|")
+        for N in Ns:
+            for n in ns:
+                r = run_worker("ipopt", dict(n=n, N=N, width=width, tol=1e-6, method=method, hessian=hessian,
+                                             max_iter=args.series_iters), args.point_timeout)
+                if "error" in r:
+                    print(f"| {n} | {N} | {n * N} | | {r['error']} | | | |", flush=True)
+                    continue
+                print(f"| {n} | {N} | {n * N} | {r['n_variables']} | {fmt(r['build_s'])} "
+                      f"| {fmt(r['per_iter_ms'], '{:.1f}')} ({fmt(r['per_iter_cpu_ms'], '{:.1f}')}) "
+                      f"| {fmt(1000 * r['per_iter_cpu_ms'] / (n * N), '{:.2f}')} | {fmt(r['rss_mb'], '{:.0f}')} |", flush=True)
+        print()
 
     if args.p2:
         print(f"## P2: n=2000, N=20, width 4, tol 1e-6 ({args.p2_method}, {args.p2_hessian} Hessian; target ≤ 60 s, ≤ 2 GiB)\n")
