@@ -58,7 +58,8 @@ def worker_ipopt(a: dict) -> dict:
     from ocp_resnet import IpoptOptions, solve
 
     prob = _problem(a["n"], a["N"], a["width"])
-    opts = IpoptOptions(tol=a["tol"], max_iter=a.get("max_iter", 3000), hessian=a.get("hessian", "exact"))
+    opts = IpoptOptions(tol=a["tol"], max_iter=a.get("max_iter", 3000), hessian=a.get("hessian", "exact"),
+                        ipopt=a.get("ipopt", {}))
     t1, c1 = time.perf_counter(), time.process_time()
     marks = {}
 
@@ -176,10 +177,12 @@ def main(argv=None) -> int:
     ap.add_argument("--p2", action="store_true", help="also solve P2 (n=2000, N=20, width 4, tol 1e-6) to the end")
     ap.add_argument("--p2-method", default="single-shooting", help="transcription of the P2 solve (default single-shooting)")
     ap.add_argument("--p2-hessian", default="lbfgs", help="Hessian of the P2 solve (default lbfgs)")
+    ap.add_argument("--p2-ipopt", action="append", default=[], metavar="NAME=VALUE",
+                    help="IPOPT option for the P2 solve, e.g. limited_memory_max_history=30 (repeatable)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the baseline script")
     ap.add_argument("--no-torch", action="store_true", help="skip torch Adam and P3")
     ap.add_argument("--adam-lr", type=float, default=1e-2)
-    ap.add_argument("--adam-time", type=float, default=300.0, help="give up Adam after this many seconds")
+    ap.add_argument("--adam-time", type=float, default=180.0, help="give up Adam after this many seconds")
     args = ap.parse_args(argv)
     if args.worker:
         print(json.dumps(WORKERS[args.worker[0]](json.loads(args.worker[1]))), flush=True)
@@ -245,7 +248,10 @@ def main(argv=None) -> int:
     if args.p2:
         print(f"## P2: n=2000, N=20, width 4, tol 1e-6 ({args.p2_method}, {args.p2_hessian} Hessian; target ≤ 60 s, ≤ 2 GiB)\n")
         print(HEADER)
-        r = run_worker("ipopt", dict(n=2000, N=20, width=4, tol=1e-6, method=args.p2_method, hessian=args.p2_hessian),
+        from ocp_resnet.cli.solve import parse_ipopt
+
+        r = run_worker("ipopt", dict(n=2000, N=20, width=4, tol=1e-6, method=args.p2_method, hessian=args.p2_hessian,
+                                     ipopt=parse_ipopt(args.p2_ipopt)),
                        max(args.point_timeout, 900))
         print(ipopt_row(f"P2 {args.p2_method} {args.p2_hessian}", r), "\n", flush=True)
 
@@ -259,7 +265,7 @@ def main(argv=None) -> int:
         else:
             ratio = r["wall_s"] / max(ours_ms.get("total_s", float("nan")), 1e-9)
             print(f"target J ≤ {target:.6f}: {'reached' if r['reached'] else 'NOT reached'} after {r['steps']} steps, "
-                  f"{r['wall_s']:.2f} s wall ({r['cpu_s']:.2f} s CPU), last J {r['objective']:.6f}; "
+                  f"{r['wall_s']:.2f} s wall ({r['cpu_s']:.2f} s CPU), last J {r['objective']:.6f}, best J {r['best']:.6f}; "
                   f"ratio torch time / IPOPT ms end-to-end (wall): {ratio:.1f}x\n", flush=True)
         step = HERE / "torch_step.py"
         if step.exists() and not args.quick:
