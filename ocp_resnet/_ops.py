@@ -12,10 +12,8 @@ from typing import Any
 import numpy as np
 
 
-class NumpyOps:
-    """numpy back-end: batched, columns are samples."""
-
-    name = "numpy"
+class _BatchedOps:
+    """What numpy and torch share: ``@`` and 1-D biases broadcast over the sample columns."""
 
     @staticmethod
     def affine(W: Any, x: Any, b: Any | None) -> Any:
@@ -25,6 +23,12 @@ class NumpyOps:
     @staticmethod
     def matmul(W: Any, x: Any) -> Any:
         return W @ x
+
+
+class NumpyOps(_BatchedOps):
+    """numpy back-end: batched, columns are samples."""
+
+    name = "numpy"
 
     @staticmethod
     def pad_rows(x: Any, rows: int) -> Any:
@@ -143,19 +147,10 @@ class CasadiOps:
         return ca.sumsqr(w)
 
 
-class TorchOps:
+class TorchOps(_BatchedOps):
     """torch back-end: batched, columns are samples (transpose of torch's usual layout)."""
 
     name = "torch"
-
-    @staticmethod
-    def affine(W: Any, x: Any, b: Any | None) -> Any:
-        y = W @ x
-        return y if b is None else y + b.reshape(-1, 1)
-
-    @staticmethod
-    def matmul(W: Any, x: Any) -> Any:
-        return W @ x
 
     @staticmethod
     def pad_rows(x: Any, rows: int) -> Any:

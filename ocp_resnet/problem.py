@@ -32,6 +32,10 @@ class Evaluation:
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
+    def metrics(self) -> dict:
+        """The evaluation part of ``metrics.json`` (shared by every back-end and command)."""
+        return {**self.to_dict(), "train_accuracy": self.stage_accuracy[-1]}
+
 
 class Problem:
     """The stage-cost training problem for one data set.

@@ -105,39 +105,18 @@ def write_run(
     ``extra_files`` maps a file name to bytes/str, to a dict (JSON), or to a callable
     ``f(path)`` that writes the file (e.g. a figure or a torch state_dict).
     """
-    out = check_target(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        cfg = dict(config)
-        cfg.setdefault("versions", versions())
-        _dump_json(tmp / "config.json", cfg)
-        np.savez(tmp / "solution.npz", **{k: np.asarray(v) for k, v in weights.items()})
-        np.savez(tmp / "data.npz", X=data.X, y=data.y, n_classes=data.n_classes)
-        _dump_json(tmp / "metrics.json", dict(metrics))
-        if stats is not None:
-            _dump_json(tmp / "stats.json", dict(stats))
-        for name, content in (extra_files or {}).items():
-            target = tmp / name
-            if callable(content):
-                content(target)
-            elif isinstance(content, Mapping):
-                _dump_json(target, content)
-            elif isinstance(content, bytes):
-                target.write_bytes(content)
-            else:
-                target.write_text(str(content))
-        if out.exists():  # overwrite: swap, then remove the old one only once the new is in place
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    cfg = dict(config)
+    cfg.setdefault("versions", versions())
+    files: dict[str, Any] = {
+        "config.json": cfg,
+        "solution.npz": lambda p: np.savez(p, **{k: np.asarray(v) for k, v in weights.items()}),
+        "data.npz": lambda p: np.savez(p, X=data.X, y=data.y, n_classes=data.n_classes),
+        "metrics.json": dict(metrics),
+    }
+    if stats is not None:
+        files["stats.json"] = dict(stats)
+    files.update(extra_files or {})
+    return write_directory(out, files, overwrite)
 
 
 # ------------------------------------------------------------------------------ reading

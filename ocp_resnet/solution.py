@@ -96,13 +96,7 @@ class Solution:
         """The ``metrics.json`` record (the same schema for every back-end)."""
         ev = self.evaluation
         return {
-            "objective": ev.objective,
-            "final_loss": ev.final_loss,
-            "stage_losses": ev.stage_losses,
-            "stage_accuracy": ev.stage_accuracy,
-            "train_accuracy": ev.stage_accuracy[-1],
-            "block_norms": ev.block_norms,
-            "residual_norms": ev.residual_norms,
+            **ev.metrics(),
             "grad_norm": self.grad_norm,
             "status": self.status.value,
             "status_message": self.status.message,

@@ -132,16 +132,7 @@ class PruneReport:
 
 
 def _metrics(ev: Any, **extra: Any) -> dict[str, Any]:
-    return {
-        "objective": ev.objective,
-        "final_loss": ev.final_loss,
-        "stage_losses": ev.stage_losses,
-        "stage_accuracy": ev.stage_accuracy,
-        "train_accuracy": ev.stage_accuracy[-1],
-        "block_norms": ev.block_norms,
-        "residual_norms": ev.residual_norms,
-        **extra,
-    }
+    return {**ev.metrics(), **extra}
 
 
 def torch_available() -> bool:
