@@ -63,6 +63,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)  # argparse itself exits 2 on bad flags, with one line
+    if args.command != "train":  # train's conv nets do use torch's threads
+        # MUMPS/BLAS inside IPOPT spin OpenMP threads that buy no wall time on these small KKT
+        # systems: the canonical solve took 3.0 s wall / 5.8 s CPU with the default threads
+        # and 2.8 s wall / 2.9 s CPU with one (docs/performance.md). Set before casadi is
+        # imported; a user's own OMP_NUM_THREADS wins.
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
     debug = bool(getattr(args, "debug", False))
     prefix = f"ocp-resnet {args.command}: error:"
     try:
