@@ -110,6 +110,8 @@ def _run_ipopt(problem: Problem, method: str, w0: np.ndarray, max_iter: int, tol
         iterates.append((info.wall_s, info.w))
 
     sol = solve(problem, method, IpoptOptions(tol=tol, max_iter=max_iter), init=w0, callback=record)
+    if sol.status.value == "interrupted":  # Ctrl-C ends the whole comparison, as it does in torch
+        raise KeyboardInterrupt
     trace = Trace()
     for t, w in iterates:  # evaluated after the solve, off the clock; the clock includes building
         J, g = objective_and_gradient(problem, w)

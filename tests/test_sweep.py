@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ocp_resnet.analysis.bound import check_bound, pad_weights, padded_bound
-from ocp_resnet.analysis.sweep import COLUMNS, grid_problem, read_csv, run_sweep, summarize
+from ocp_resnet.analysis.sweep import COLUMNS, grid_problem, read_csv, run_name, run_sweep, summarize
 from ocp_resnet.data import load_dataset
 from ocp_resnet.errors import ValidationError
 from ocp_resnet.problem import Problem
@@ -130,3 +130,33 @@ def test_resume_refuses_other_flags(tmp_path) -> None:
     run_sweep(_base(), [0.0], [1], [0], out, solver=FAST)
     with pytest.raises(ValidationError, match="other problem flags"):
         run_sweep(_base(loss="sce"), [0.0], [1], [0], out, solver=FAST, resume=True)
+
+
+def test_ctrl_c_stops_the_whole_sweep_and_resume_reruns_the_point(tmp_path, monkeypatch) -> None:
+    """An interrupted grid point ends the sweep (KeyboardInterrupt → CLI exit 130); --resume redoes it."""
+    import json
+
+    import pytest
+
+    from ocp_resnet.analysis import sweep as sweep_mod
+
+    real = sweep_mod._solve_point
+    calls = []
+
+    def interrupted_second(problem, seed, backend, solver, log):
+        weights, metrics, stats = real(problem, seed, backend, solver, log)
+        calls.append(seed)
+        if len(calls) == 2:
+            metrics = {**metrics, "status": "interrupted", "success": False}
+        return weights, metrics, stats
+
+    out = tmp_path / "sw"
+    monkeypatch.setattr(sweep_mod, "_solve_point", interrupted_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(_base(), [0.5], [1], [0, 1, 2], out, solver=FAST)
+    assert len(calls) == 2  # the third point never ran
+    assert len(read_csv(out / "sweep.csv")) == 2
+    assert json.loads((out / "runs" / run_name(0.5, 1, 1) / "metrics.json").read_text())["status"] == "interrupted"
+    monkeypatch.setattr(sweep_mod, "_solve_point", real)
+    rows = run_sweep(_base(), [0.5], [1], [0, 1, 2], out, solver=FAST, resume=True)
+    assert [r["status"] for r in rows] == ["success"] * 3

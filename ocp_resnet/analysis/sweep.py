@@ -160,6 +160,16 @@ def _solve_point(problem: Any, seed: int, backend: str, solver: Mapping[str, Any
     return sol.weights, sol.metrics(), sol.stats
 
 
+def _finished(rd: Path) -> bool:
+    """A grid point's run directory is complete and was not interrupted."""
+    if not ((rd / "metrics.json").exists() and (rd / "solution.npz").exists()):
+        return False
+    try:
+        return json.loads((rd / "metrics.json").read_text()).get("status") != "interrupted"
+    except (OSError, ValueError):
+        return False
+
+
 def run_sweep(
     base: Any,
     gammas: Iterable[float],
@@ -206,7 +216,7 @@ def run_sweep(
     for i, (g, n, s) in enumerate(grid, 1):
         rd = out / "runs" / run_name(g, n, s)
         problem = grid_problem(base, g, n)
-        if resume and (rd / "metrics.json").exists() and (rd / "solution.npz").exists():
+        if resume and _finished(rd):
             _check_same(rd, problem)
             row = row_from_run(rd, g, n, s, backend, tol)
         else:
@@ -221,6 +231,12 @@ def run_sweep(
             row["time_s"] = wall
         rows.append(row)
         write_csv(out / "sweep.csv", rows)
+        if row["status"] == "interrupted":
+            # Ctrl-C stops the whole sweep: the point keeps its last iterate, sweep.csv holds
+            # what is done, and --resume re-runs the interrupted point.
+            if log is not None:
+                log(f"[{i}/{len(grid)}] interrupted: stopping the sweep; continue with --resume")
+            raise KeyboardInterrupt
         if log is not None:
             log(f"[{i}/{len(grid)}] gamma {g:g} N {n} seed {s}: {row['status']}, J {row['objective']:.6g}, "
                 f"vanished {row['n_vanished']}/{n}, tail/head {row['tail_to_head']:.2e}, {row['time_s']:.1f}s")

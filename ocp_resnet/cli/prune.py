@@ -29,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
     report, _, _ = prune_run(args.run_dir, tol=args.tol, resolve=args.resolve, out=args.out,
                              overwrite=args.overwrite, log=None)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
+    if report.resolve and report.resolve.get("status") == "interrupted":
+        return 130  # the pruned run is written with its last iterate, as for solve
     if report.resolve and report.resolve.get("status") not in ("success", "acceptable"):
         return 1
     return 0
