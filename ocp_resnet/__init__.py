@@ -16,6 +16,7 @@ from .errors import ValidationError
 from .objective import ObjectiveSpec
 from .problem import Evaluation, Problem
 from .solution import Solution, SolveError, Status
+from ._iteration import IterInfo
 from .solvers import IpoptOptions, solve
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "Dataset",
     "Evaluation",
     "IpoptOptions",
+    "IterInfo",
     "ObjectiveSpec",
     "Problem",
     "Solution",
