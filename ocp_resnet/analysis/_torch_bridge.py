@@ -10,13 +10,10 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping
 
-import numpy as np
-
 from ..errors import ValidationError
 
 #: TrainOptions fields a sweep/prune may pass through (``--epochs`` etc.).
 TRAIN_KEYS = ("optimizer", "lr", "epochs", "batch_size", "momentum", "schedule", "device", "dtype", "lbfgs_iter")
-DEFAULT_GRAD_TOL = 1e-6
 
 
 def require() -> None:
@@ -34,7 +31,7 @@ def _fit(problem: Any, init: Any, seed: int, solver: Mapping[str, Any], log: Any
     import torch
 
     from ocp_resnet.torch import ResNetMLP, Trainer, TrainOptions
-    from ocp_resnet.torch.loss import objective_and_gradient
+    from ocp_resnet.torch.evaluate import GRAD_TOL, mlp_evaluation, training_metrics, training_status
 
     opts = TrainOptions(**{k: solver[k] for k in TRAIN_KEYS if k in solver and solver[k] is not None},
                         seed=seed, progress=False)
@@ -48,19 +45,11 @@ def _fit(problem: Any, init: Any, seed: int, solver: Mapping[str, Any], log: Any
     tr = Trainer(problem.objective, problem.data.n_classes, opts, log=log).fit(model, problem.data.X, problem.data.y)
     wall = time.perf_counter() - t0
     weights = model.weights()
-    ev = problem.evaluate(weights)
-    _, g = objective_and_gradient(problem, problem.spec.flatten(weights))
-    gn = float(np.linalg.norm(g))
-    grad_tol = float(solver.get("grad_tol", DEFAULT_GRAD_TOL))
-    status = "nan" if tr.stopped_ == "nan" or not np.isfinite(ev.objective) else (
-        "success" if gn <= grad_tol else "max_iter")
-    metrics = {
-        "objective": ev.objective, "final_loss": ev.final_loss, "stage_losses": ev.stage_losses,
-        "stage_accuracy": ev.stage_accuracy, "train_accuracy": ev.stage_accuracy[-1],
-        "block_norms": ev.block_norms, "residual_norms": ev.residual_norms, "grad_norm": gn,
-        "status": status, "success": status == "success", "iterations": int(tr.steps_),
-        "build_time_s": 0.0, "solve_time_s": wall, "method": opts.optimizer, "backend": "torch",
-    }
+    grad_tol = float(solver.get("grad_tol", GRAD_TOL))
+    ev = mlp_evaluation(problem, weights)
+    status = training_status(ev, tr.stopped_, grad_tol)
+    metrics = training_metrics(ev, status, grad_tol, iterations=int(tr.steps_), solve_time_s=wall,
+                               method=opts.optimizer)
     solver_cfg = {"backend": "torch", **opts.to_dict(), "grad_tol": grad_tol}
     return weights, metrics, {"history": tr.history_[-5:], "steps": tr.steps_}, solver_cfg
 

@@ -25,8 +25,6 @@ ARCH_DEFAULTS = {
             "threads": 1},
     "conv": {"activation": "relu", "loss": "ce", "dtype": "float32", "epochs": 10, "threads": None},
 }
-#: Stop status convention shared with the analysis: ``success`` only at a stationary point.
-GRAD_TOL = 1e-6
 
 
 def register(sub) -> argparse.ArgumentParser:
@@ -90,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from ..solution import Status
     from ..torch import (ConvSpec, ResNetMLP, ResNetV2, Trainer, TrainOptions, conv_evaluation, images_of,
                          mlp_evaluation, resolve_device, split)
+    from ..torch.evaluate import training_metrics, training_status
     from ..torch.train import history_csv
 
     t_start = time.perf_counter()
@@ -154,28 +153,13 @@ def run(args: argparse.Namespace) -> int:
         model64 = ResNetV2(spec, dtype=torch.float64, device=device).load_weights(model.weights())
         ev = conv_evaluation(model64, imgs[tr_idx], ds.y[tr_idx], obj, ds.n_classes)
         weights = model.weights()
-    finite = bool(np.isfinite(ev["objective"])) and trainer.stopped_ != "nan"
-    if not finite:
-        status = Status.NAN
-    elif trainer.stopped_ == "interrupted":
-        status = Status.INTERRUPTED
-    else:
-        status = Status.SUCCESS if ev["grad_norm"] <= GRAD_TOL else Status.MAX_ITER
+    status = training_status(ev, trainer.stopped_)
     last = hist[-1] if hist else {}
-    metrics = {
-        "objective": ev["objective"], "final_loss": ev["final_loss"], "stage_losses": ev["stage_losses"],
-        "stage_accuracy": ev["stage_accuracy"], "train_accuracy": ev["stage_accuracy"][-1],
-        "block_norms": ev["block_norms"], "residual_norms": ev["residual_norms"], "grad_norm": ev["grad_norm"],
-        "status": status.value,
-        "status_message": (status.message if status != Status.MAX_ITER else
-                           "ran all epochs; the gradient norm is above 1e-6, so this is not a stationary point: "
-                           "train longer, or polish with 'ocp-resnet solve --init RUN_DIR' (MLP)"),
-        "success": status.success, "iterations": trainer.steps_, "build_time_s": 0.0,
-        "solve_time_s": trainer.train_time_s_, "n_variables": n_params, "n_constraints": 0,
-        "method": opts.optimizer, "backend": "torch", "arch": arch,
-        "val_accuracy": last.get("val_accuracy"), "val_loss": last.get("val_loss"),
-        "epochs": len(hist), "device": str(device), "dtype": dtype_name,
-    }
+    metrics = training_metrics(
+        ev, status, iterations=trainer.steps_, solve_time_s=trainer.train_time_s_, n_variables=n_params,
+        n_constraints=0, method=opts.optimizer, arch=arch, val_accuracy=last.get("val_accuracy"),
+        val_loss=last.get("val_loss"), epochs=len(hist), device=str(device), dtype=dtype_name,
+    )
     solver = {"backend": "torch", "arch": arch, **opts.to_dict(), "val_fraction": args.val_fraction,
               "threads": torch.get_num_threads(), "device_used": str(device)}
     config = c.run_config(args, problem, "train", solver)

@@ -1,7 +1,7 @@
 """Numbers of trained weights in the ``metrics.json`` schema of ``solve`` (one schema for all back-ends)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -10,8 +10,41 @@ from .. import objective as objective_mod
 from .._ops import TORCH
 from ..errors import ValidationError
 from ..objective import ObjectiveSpec
+from ..solution import Status
 from .conv import ConvSpec, ResNetV2
 from .loss import objective_and_gradient, predictions, targets
+
+
+#: Torch training has no optimality certificate: a run counts as ``success`` only when its final
+#: full-batch gradient norm is at most this (the convention of compare and the analysis).
+GRAD_TOL = 1e-6
+
+_MAX_ITER_MESSAGE = ("ran all epochs; the gradient norm is above {tol:g}, so this is not a stationary point: "
+                     "train longer, or polish with 'ocp-resnet solve --init RUN_DIR' (MLP)")
+
+
+def training_status(ev: Mapping[str, Any], stopped: Any, grad_tol: float = GRAD_TOL) -> Status:
+    """Status of a finished training from its evaluation and the trainer's ``stopped_``."""
+    if stopped == "nan" or not np.isfinite(ev["objective"]):
+        return Status.NAN
+    if stopped == "interrupted":
+        return Status.INTERRUPTED
+    return Status.SUCCESS if ev["grad_norm"] <= grad_tol else Status.MAX_ITER
+
+
+def training_metrics(ev: Mapping[str, Any], status: Status, grad_tol: float = GRAD_TOL, **extra: Any) -> dict[str, Any]:
+    """The ``metrics.json`` record of a torch training (the schema of ``solve``), plus ``extra``."""
+    keys = ("objective", "final_loss", "stage_losses", "stage_accuracy", "block_norms", "residual_norms", "grad_norm")
+    return {
+        **{k: ev[k] for k in keys},
+        "train_accuracy": ev["stage_accuracy"][-1],
+        "status": status.value,
+        "status_message": _MAX_ITER_MESSAGE.format(tol=grad_tol) if status == Status.MAX_ITER else status.message,
+        "success": status.success,
+        "build_time_s": 0.0,
+        "backend": "torch",
+        **extra,
+    }
 
 
 def mlp_evaluation(problem: Any, weights: Any) -> dict[str, Any]:
