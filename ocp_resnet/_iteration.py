@@ -72,7 +72,6 @@ class IterationMonitor:
         self.stopped_by_callback = False
         self.error: BaseException | None = None  # an exception raised by the user callback
         self.iterations = 0
-        self.last_x: np.ndarray | None = None
         self._t0 = time.perf_counter()
         self._function = _CasadiCallback(self) if (callback is not None or catch_sigint) else None
 
@@ -83,7 +82,6 @@ class IterationMonitor:
 
     def _on_iteration(self, x: np.ndarray, f: float, g: np.ndarray) -> int:
         """Called by CasADi after each iteration; returns 1 to stop IPOPT."""
-        self.last_x = x
         k = self.iterations
         self.iterations += 1
         if self.callback is not None and self.error is None:

@@ -129,11 +129,3 @@ def evaluate_conv_run(run: Any, backend: str = "torch") -> dict[str, Any]:
 
 def model_input_shape(spec: ConvSpec) -> tuple[int, int, int]:
     return (spec.in_channels, *spec.image_size)
-
-
-def evaluate_mlp_run(run: Any) -> dict[str, Any]:
-    """``ocp-resnet evaluate --backend torch`` for an MLP run (any back-end wrote it)."""
-    problem = run.problem()
-    ev = mlp_evaluation(problem, run.weights)
-    return {"backend": "torch", **{k: ev[k] for k in ("objective", "grad_norm", "stage_losses", "stage_accuracy",
-                                                      "final_loss", "block_norms")}}
