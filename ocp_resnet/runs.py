@@ -7,6 +7,8 @@ A run directory holds::
     data.npz       the exact data the run used (X, y, n_classes), so any command can re-evaluate
     metrics.json   objective, stage losses/accuracies, block norms, status, timings, sizes
     stats.json     the solver's statistics (IPOPT) or training history summary
+    multipliers.npz  IPOPT runs: the full NLP iterate ``x`` and the multipliers ``lam_g``,
+                   ``lam_x`` at it (costates, warm starts)
 """
 from __future__ import annotations
 
@@ -119,6 +121,16 @@ def write_run(
     return write_directory(out, files, overwrite)
 
 
+def multiplier_files(solution: Any) -> dict[str, Any]:
+    """``{"multipliers.npz": writer}`` for a solution that carries IPOPT's multipliers, else ``{}``
+    (pass as ``extra_files`` of :func:`write_run`)."""
+    if getattr(solution, "lam_g", None) is None or getattr(solution, "x", None) is None:
+        return {}
+    arrays = {"x": solution.x, "lam_g": solution.lam_g,
+              "lam_x": solution.lam_x if solution.lam_x is not None else np.zeros(0)}
+    return {"multipliers.npz": lambda p: np.savez(p, method=np.asarray(solution.method), **arrays)}
+
+
 # ------------------------------------------------------------------------------ reading
 def _run_path(path: str | os.PathLike) -> Path:
     p = Path(path)
@@ -165,6 +177,17 @@ class Run:
             )
         self.metrics = read_json(self.path / "metrics.json") if (self.path / "metrics.json").exists() else {}
         self.weights = load_weights(self.path)
+
+    def multipliers(self) -> dict[str, Any] | None:
+        """``{"method", "x", "lam_g", "lam_x"}`` from ``multipliers.npz`` (IPOPT runs), or ``None``."""
+        f = self.path / "multipliers.npz"
+        if not f.exists():
+            return None
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                return {"method": str(z["method"]), **{k: np.asarray(z[k], dtype=float) for k in ("x", "lam_g", "lam_x")}}
+        except Exception as exc:
+            raise ValidationError(f"{f}: cannot read the multipliers ({exc}); the file is corrupt") from None
 
     def data(self):
         from .data import Dataset

@@ -82,7 +82,13 @@ class Solution:
     method: str
     backend: str = "casadi"
     stats: dict = field(default_factory=dict)
+    #: The full NLP iterate (weights and, for multiple shooting, the states) and IPOPT's
+    #: multipliers at it: ``lam_g`` of the constraints (for multiple shooting, of the dynamics
+    #: x_{k+1}^i = f_k(x_k^i, w), in the NLP's sample-by-sample order) and ``lam_x`` of the
+    #: variable bounds. ``None`` where the back-end has none (torch).
     x: np.ndarray | None = None
+    lam_g: np.ndarray | None = None
+    lam_x: np.ndarray | None = None
 
     @property
     def success(self) -> bool:

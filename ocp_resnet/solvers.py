@@ -84,7 +84,7 @@ def _check_ipopt_options(opts: Mapping[str, Any], given: Mapping[str, Any]) -> N
 
 def initial_weights(problem: Problem, init: Any = "random", seed: int = 0) -> np.ndarray:
     """Flat initial weights: ``"random"`` (seeded), ``"zeros"``, a flat array, a name → array
-    mapping, or a path to a ``solution.npz`` / run directory (warm start)."""
+    mapping, a :class:`Solution`, or a path to a ``solution.npz`` / run directory (warm start)."""
     w = _initial_weights(problem, init, seed)
     if not np.all(np.isfinite(w)):
         raise ValidationError("the initial weights contain NaN or inf: warm-start from a finite run, or use --init random/zeros")
@@ -96,6 +96,8 @@ def _initial_weights(problem: Problem, init: Any, seed: int) -> np.ndarray:
     seed = check_int("seed", seed, 0)
     if isinstance(init, str) and init in ("random", "zeros"):
         return spec.flatten(spec.init_params(init, seed))
+    if isinstance(init, Solution):
+        init = init.w
     if isinstance(init, Mapping):
         return spec.flatten(init)
     if isinstance(init, np.ndarray):
@@ -137,6 +139,10 @@ def solve(
 ) -> Solution:
     """Solve ``problem`` with IPOPT after transcribing it with ``method``.
 
+    ``init`` may be a :class:`Solution` of the same problem structure (e.g. the previous point
+    of a γ path): then its full iterate and multipliers are the start (pass IPOPT's
+    ``warm_start_init_point="yes"`` in ``options.ipopt`` to use the multipliers).
+
     A failed solve returns its last iterate with its status (``throw=True`` raises
     :class:`SolveError` instead, with the solution attached).
 
@@ -165,12 +171,12 @@ def solve(
         {"ipopt": options.ipopt_dict(), "print_time": False, "error_on_fail": False, **monitor.nlpsol_options(),
          **nlp.nlpsol_options(options.hessian)},
     )
-    x0 = nlp.initial_guess(w0)
+    start = _warm_start(nlp, init) if isinstance(init, Solution) else {"x0": nlp.initial_guess(w0)}
     t1 = time.perf_counter()
     res = None
     try:
         with monitor:
-            res = solver(x0=x0, lbg=nlp.lbg, ubg=nlp.ubg)
+            res = solver(**start, lbg=nlp.lbg, ubg=nlp.ubg)
         xopt = np.asarray(res["x"]).ravel()
         stats = solver.stats()
     except KeyboardInterrupt:
@@ -203,10 +209,26 @@ def solve(
         method=nlp.method,
         stats=_jsonable(stats),
         x=xopt,
+        lam_g=np.asarray(res["lam_g"], dtype=float).ravel(),
+        lam_x=np.asarray(res["lam_x"], dtype=float).ravel(),
     )
     if throw and not sol.success:
         raise SolveError(sol)
     return sol
+
+
+def _warm_start(nlp, previous: Solution) -> dict[str, np.ndarray]:
+    """Start values from an earlier solve: its full iterate and multipliers when it used the same
+    transcription at the same size (a γ path), else only its weights (states re-simulated)."""
+    same = previous.method == nlp.method and previous.x is not None and previous.x.size == nlp.n_variables
+    if not same:
+        return {"x0": nlp.initial_guess(previous.w)}
+    out = {"x0": np.asarray(previous.x, dtype=float)}
+    if previous.lam_g is not None and previous.lam_g.size == nlp.n_constraints:
+        out["lam_g0"] = np.asarray(previous.lam_g, dtype=float)
+    if previous.lam_x is not None and previous.lam_x.size == nlp.n_variables:
+        out["lam_x0"] = np.asarray(previous.lam_x, dtype=float)
+    return out
 
 
 def _jsonable(obj: Any) -> Any:

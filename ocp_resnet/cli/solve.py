@@ -60,7 +60,7 @@ def _init_report(problem, init) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runs import write_run
+    from ..runs import multiplier_files, write_run
     from ..solvers import IpoptOptions, solve
 
     t_start = time.perf_counter()
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         "backend": "casadi", "method": args.method, **options.to_dict(), "init": str(args.init), "seed": args.seed,
     })
     write_run(out, config=config, weights=sol.weights, metrics=metrics, data=problem.data, stats=sol.stats,
-              overwrite=args.overwrite)
+              extra_files=multiplier_files(sol), overwrite=args.overwrite)
     print(c.format_table(metrics))
     print(f"status: {sol.status.value} ({sol.status.message})")
     print(f"objective {sol.objective:.10g}  grad norm {sol.grad_norm:.2e}  iterations {sol.iterations}  "
