@@ -1,21 +1,18 @@
-"""IPOPT iteration monitor: per-iteration records, user callbacks and a clean stop on Ctrl-C.
+"""IPOPT iteration monitor: per-iteration records, user callbacks and a clean stop on request.
 
 CasADi calls an ``iteration_callback`` (a :class:`casadi.Callback`) after every IPOPT
 iteration with the current iterate. :class:`IterationMonitor` uses it to
 
+* keep the last completed iterate, so an interrupted solve can return it at any moment;
 * hand a small :class:`IterInfo` record to a user ``callback(info)`` (a trace of objective,
   primal infeasibility and wall time, e.g. for comparing optimizers); the callback may return
   ``True`` to stop the solve;
-* stop the solve cleanly on SIGINT (Ctrl-C): while IPOPT runs, a Python signal handler only
-  sets a flag, and the next iteration callback returns "stop". IPOPT then ends with
-  ``User_Requested_Stop`` and CasADi hands back that iterate, so the caller keeps it
-  (status ``interrupted``).
+* stop IPOPT when its ``stop`` event is set: :func:`ocp_resnet.solvers.solve` runs IPOPT in a
+  worker thread (CasADi releases the GIL while IPOPT runs) and the main thread, which holds
+  the SIGINT handler (:class:`StopOnSigint`), sets the event on Ctrl-C and answers at once
+  with the last completed iterate, even in the middle of a long factorisation.
 
-Why not simply catch ``KeyboardInterrupt``: Python runs signal handlers only when the
-interpreter regains control, which during ``nlpsol`` happens only inside this callback; an
-exception raised there would abort the solve without its iterate. The stop therefore takes
-effect at the end of the current IPOPT iteration. The cost per iteration is one copy of the
-iterate and one of the constraint values (measured with IPOPT's ``t_wall_callback_fun``).
+The cost per iteration is one copy of the iterate and one of the constraint values.
 """
 from __future__ import annotations
 
@@ -51,7 +48,9 @@ IterCallback = Callable[[IterInfo], Optional[bool]]
 
 
 class IterationMonitor:
-    """Builds the CasADi iteration callback and, as a context manager, the SIGINT handler."""
+    """Builds the CasADi iteration callback: records the last completed iterate, hands
+    :class:`IterInfo` to a user callback and stops IPOPT once ``stop`` is set (by the thread
+    that waits for the solve, on Ctrl-C) or the user callback returns ``True``."""
 
     def __init__(
         self,
@@ -60,30 +59,35 @@ class IterationMonitor:
         ubg: np.ndarray,
         weights: Callable[[np.ndarray], np.ndarray],
         callback: IterCallback | None = None,
-        catch_sigint: bool = True,
+        stop: threading.Event | None = None,
     ):
         self.n_x = int(n_x)
         self.lbg = np.asarray(lbg, dtype=float).ravel()
         self.ubg = np.asarray(ubg, dtype=float).ravel()
         self.weights = weights
         self.callback = callback
-        self.catch_sigint = catch_sigint
-        self._sigint = StopOnSigint()  # sets .requested on Ctrl-C while the solve runs
+        self.stop = stop if stop is not None else threading.Event()
         self.stopped_by_callback = False
         self.error: BaseException | None = None  # an exception raised by the user callback
         self.iterations = 0
+        #: the NLP iterate of the last completed iteration (the start point before the first)
+        self.last_x: np.ndarray | None = None
         self._t0 = time.perf_counter()
-        self._function = _CasadiCallback(self) if (callback is not None or catch_sigint) else None
+        self._function = _CasadiCallback(self)
 
     # ------------------------------------------------------------------ casadi side
     def nlpsol_options(self) -> dict[str, Any]:
-        """The ``nlpsol`` options that install the callback (empty when nothing is monitored)."""
-        return {} if self._function is None else {"iteration_callback": self._function}
+        """The ``nlpsol`` options that install the callback."""
+        return {"iteration_callback": self._function}
+
+    def start(self, x0: np.ndarray) -> None:
+        self.last_x = np.array(x0, dtype=float).ravel()
 
     def _on_iteration(self, x: np.ndarray, f: float, g: np.ndarray) -> int:
         """Called by CasADi after each iteration; returns 1 to stop IPOPT."""
         k = self.iterations
         self.iterations += 1
+        self.last_x = x
         if self.callback is not None and self.error is None:
             try:
                 viol = np.maximum(self.lbg - g, g - self.ubg) if g.size else np.zeros(0)
@@ -99,21 +103,14 @@ class IterationMonitor:
                     self.stopped_by_callback = True
             except BaseException as exc:  # re-raised by solve() once IPOPT has returned
                 self.error = exc
-        return int(self.interrupted or self.stopped_by_callback or self.error is not None)
-
-    # ------------------------------------------------------------------ SIGINT
-    @property
-    def interrupted(self) -> bool:
-        return self._sigint.requested
+        return int(self.stop.is_set() or self.stopped_by_callback or self.error is not None)
 
     def __enter__(self) -> "IterationMonitor":
         self._t0 = time.perf_counter()
-        if self.catch_sigint:
-            self._sigint.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._sigint.__exit__(*exc)
+        pass
 
 
 class StopOnSigint:
@@ -190,9 +187,6 @@ def _make_callback_class():
 
         def eval(self, arg):
             m = self.monitor
-            if m.callback is None:  # only watching for Ctrl-C: copy nothing
-                m.iterations += 1
-                return [int(m.interrupted)]
             x = np.array(arg[0], dtype=float).ravel()
             g = np.array(arg[2], dtype=float).ravel()
             return [m._on_iteration(x, float(arg[1]), g)]

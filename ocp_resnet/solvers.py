@@ -6,18 +6,20 @@ Problem, transcription and solver are independent choices::
 """
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ._iteration import IterCallback, IterationMonitor, IterInfo
+from ._iteration import IterCallback, IterationMonitor, IterInfo, StopOnSigint
 from .errors import ValidationError, check_choice, check_float, check_int
 from .problem import Problem
 from .solution import SolveError, Solution, Status
 
-HESSIANS = ("exact", "lbfgs")
+HESSIANS = ("auto", "exact", "lbfgs")
+METHODS = ("multiple-shooting", "single-shooting")
 
 
 @dataclass
@@ -30,7 +32,7 @@ class IpoptOptions:
     tol: float = 1e-8
     max_iter: int = 3000
     print_level: int = 0
-    hessian: str = "exact"
+    hessian: str = "auto"
     ipopt: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -61,7 +63,7 @@ class IpoptOptions:
             "mumps_pivot_order": 0,
             "mumps_mem_percent": 5,
         }
-        if self.hessian == "lbfgs":
+        if self.hessian == "lbfgs":  # "auto" is resolved by solve() before IPOPT sees it
             opts["hessian_approximation"] = "limited-memory"
         opts.update(self.ipopt)
         return opts
@@ -128,7 +130,7 @@ def _initial_weights(problem: Problem, init: Any, seed: int) -> np.ndarray:
 
 def solve(
     problem: Problem,
-    method: str = "multiple-shooting",
+    method: str = "auto",
     options: IpoptOptions | None = None,
     init: Any = "random",
     seed: int = 0,
@@ -139,6 +141,10 @@ def solve(
 ) -> Solution:
     """Solve ``problem`` with IPOPT after transcribing it with ``method``.
 
+    ``method="auto"`` and ``options.hessian="auto"`` (the defaults) pick the transcription and
+    Hessian from the problem's size before anything is built (:func:`ocp_resnet.sizing.plan`);
+    a problem no path can do is refused at once with a :class:`ValidationError`.
+
     ``init`` may be a :class:`Solution` of the same problem structure (e.g. the previous point
     of a γ path): then its full iterate and multipliers are the start (pass IPOPT's
     ``warm_start_init_point="yes"`` in ``options.ipopt`` to use the multipliers).
@@ -147,74 +153,163 @@ def solve(
     :class:`SolveError` instead, with the solution attached).
 
     ``callback(info: IterInfo)`` is called after every IPOPT iteration (return ``True`` to
-    stop). With ``interruptible`` (the default, main thread only) Ctrl-C stops IPOPT at the
-    end of the current iteration and the last iterate is returned with status ``interrupted``.
+    stop). With ``interruptible`` (the default; main thread only) the build and IPOPT run in a
+    worker thread and Ctrl-C returns at once, at any moment (inside a factorisation too), with
+    the last completed iterate and status ``interrupted``; the worker stops at the end of its
+    current iteration.
     """
-    import casadi as ca
-
-    from .transcription import objective_and_gradient, transcribe
+    from .sizing import plan as plan_path
+    from .transcription import objective_and_gradient
+    from .transcription._common import check_smooth
 
     options = options or IpoptOptions()
+    check_choice("method", method, ("auto", *METHODS))
+    check_smooth(problem)
+    chosen = plan_path(problem, method, options.hessian)
+    if log is not None and "auto" in (method, options.hessian):
+        log(chosen.reason)
+    options = replace(options, hessian=chosen.hessian, ipopt={**chosen.ipopt, **options.ipopt})
     w0 = initial_weights(problem, init, seed)
-    t0 = time.perf_counter()
-    nlp = transcribe(problem, method)
-    if log is not None:
-        log(
-            f"NLP ({nlp.method}): {nlp.n_variables} variables ({nlp.n_weights} weights), "
-            f"{nlp.n_constraints} constraints, {nlp.jacobian_nnz()} Jacobian non-zeros"
-        )
-    monitor = IterationMonitor(nlp.n_variables, nlp.lbg, nlp.ubg, nlp.weights, callback, interruptible)
-    solver = ca.nlpsol(
-        "ocp_resnet",
-        "ipopt",
-        {"x": nlp.x, "f": nlp.f, "g": nlp.g},
-        {"ipopt": options.ipopt_dict(), "print_time": False, "error_on_fail": False, **monitor.nlpsol_options(),
-         **nlp.nlpsol_options(options.hessian)},
-    )
-    start = _warm_start(nlp, init) if isinstance(init, Solution) else {"x0": nlp.initial_guess(w0)}
-    t1 = time.perf_counter()
-    res = None
-    try:
-        with monitor:
-            res = solver(**start, lbg=nlp.lbg, ubg=nlp.ubg)
-        xopt = np.asarray(res["x"]).ravel()
-        stats = solver.stats()
-    except KeyboardInterrupt:
-        # Ctrl-C outside the monitored IPOPT loop (not interruptible, or just after it): keep
-        # IPOPT's result if it exists; before IPOPT returned there is nothing to keep.
-        if res is None:
-            raise
-        xopt, stats = np.asarray(res["x"]).ravel(), dict(solver.stats())
-    t2 = time.perf_counter()
-    if monitor.error is not None:  # the user callback failed: that is a bug to see, not a status
-        raise monitor.error
-    if monitor.interrupted or monitor.stopped_by_callback:
-        stats = {**stats, "stopped_by": "SIGINT" if monitor.interrupted else "callback"}
-    w = nlp.weights(xopt)
-    status = Status.from_ipopt(str(stats.get("return_status", "")))
-    with np.errstate(all="ignore"):  # a failed iterate may overflow: its numbers say so (inf/nan)
-        ev = problem.evaluate(w)
-        grad_norm = float(np.linalg.norm(objective_and_gradient(problem, w)[1])) if np.all(np.isfinite(w)) else float("nan")
-    sol = Solution(
-        weights=problem.params(w),
-        w=w,
-        evaluation=ev,
-        grad_norm=grad_norm,
-        status=status,
-        iterations=int(stats.get("iter_count", 0)),
-        build_time_s=t1 - t0,
-        solve_time_s=t2 - t1,
-        n_variables=nlp.n_variables,
-        n_constraints=nlp.n_constraints,
-        method=nlp.method,
-        stats=_jsonable(stats),
-        x=xopt,
-        lam_g=np.asarray(res["lam_g"], dtype=float).ravel(),
-        lam_x=np.asarray(res["lam_x"], dtype=float).ravel(),
-    )
+    objective_and_gradient(problem, w0)  # built here: CasADi builds symbols in one thread at a time
+    job = _IpoptJob(problem, chosen.method, options, init, w0, log, callback)
+    if interruptible and threading.current_thread() is threading.main_thread():
+        job.run_in_worker()
+    else:
+        job.run()
+    sol = job.solution()
     if throw and not sol.success:
         raise SolveError(sol)
     return sol
+
+
+#: How long an interrupted solve waits for IPOPT to end its iteration on its own (and so to
+#: return its multipliers) before it answers with the last completed iterate.
+INTERRUPT_GRACE_S = 0.5
+_ABANDONED: list[threading.Thread] = []
+
+
+def abandoned_workers() -> list[threading.Thread]:
+    """Worker threads of interrupted solves that are still finishing their IPOPT iteration.
+
+    They stop by themselves at the end of that iteration; a program that exits right after an
+    interruption should leave with ``os._exit`` when this is non-empty (as the CLI does), since
+    the C++ libraries they are inside cannot be unloaded under them.
+    """
+    _ABANDONED[:] = [t for t in _ABANDONED if t.is_alive()]
+    return list(_ABANDONED)
+
+
+class _IpoptJob:
+    """One IPOPT run: transcription, solver build, solve; the state a Solution is made from."""
+
+    def __init__(self, problem: Problem, method: str, options: IpoptOptions, init: Any, w0: np.ndarray,
+                 log: Callable[[str], None] | None, callback: IterCallback | None) -> None:
+        self.problem, self.method, self.options, self.init, self.w0 = problem, method, options, init, w0
+        self.log, self.callback = log, callback
+        self.stop = threading.Event()
+        self.nlp: Any = None
+        self.monitor: IterationMonitor | None = None
+        self.res: dict | None = None
+        self.stats: dict = {}
+        self.error: BaseException | None = None
+        self.abandoned = False
+        self.t = [time.perf_counter(), None, None]
+
+    def run(self) -> None:
+        import casadi as ca
+
+        from .transcription import transcribe
+
+        nlp = self.nlp = transcribe(self.problem, self.method)
+        if self.log is not None:
+            self.log(
+                f"NLP ({nlp.method}): {nlp.n_variables} variables ({nlp.n_weights} weights), "
+                f"{nlp.n_constraints} constraints, {nlp.jacobian_nnz()} Jacobian non-zeros"
+            )
+        monitor = self.monitor = IterationMonitor(nlp.n_variables, nlp.lbg, nlp.ubg, nlp.weights, self.callback,
+                                                  stop=self.stop)
+        solver = ca.nlpsol(
+            "ocp_resnet",
+            "ipopt",
+            {"x": nlp.x, "f": nlp.f, "g": nlp.g},
+            {"ipopt": self.options.ipopt_dict(), "print_time": False, "error_on_fail": False,
+             **monitor.nlpsol_options(), **nlp.nlpsol_options(self.options.hessian)},
+        )
+        start = _warm_start(nlp, self.init) if isinstance(self.init, Solution) else {"x0": nlp.initial_guess(self.w0)}
+        monitor.start(start["x0"])
+        self.t[1] = time.perf_counter()
+        if self.stop.is_set():
+            return
+        with monitor:
+            res = solver(**start, lbg=nlp.lbg, ubg=nlp.ubg)
+        self.res = {k: np.asarray(v, dtype=float).ravel() for k, v in res.items()}
+        self.stats = dict(solver.stats())
+        self.t[2] = time.perf_counter()
+
+    def _run_catching(self) -> None:
+        try:
+            self.run()
+        except BaseException as exc:  # handed to the caller's thread
+            self.error = exc
+
+    def run_in_worker(self) -> None:
+        """Run in a daemon thread; the calling (main) thread waits and answers Ctrl-C at once."""
+        worker = threading.Thread(target=self._run_catching, name="ocp_resnet-ipopt", daemon=True)
+        with StopOnSigint() as sigint:
+            worker.start()
+            while worker.is_alive() and not sigint.requested:
+                worker.join(0.05)
+            if sigint.requested:
+                self.stop.set()  # IPOPT ends at its next iteration callback
+                worker.join(INTERRUPT_GRACE_S)
+                if worker.is_alive():  # inside a factorisation or the build: do not wait for it
+                    self.abandoned = True
+                    _ABANDONED.append(worker)
+
+    def solution(self) -> Solution:
+        from .transcription import objective_and_gradient
+
+        if self.error is not None and not self.abandoned:
+            raise self.error
+        if self.monitor is not None and self.monitor.error is not None:
+            raise self.monitor.error  # the user callback failed: that is a bug to see, not a status
+        nlp, monitor = self.nlp, self.monitor
+        done = self.res is not None and not self.abandoned
+        if done:
+            xopt, stats = self.res["x"], self.stats
+            status = Status.from_ipopt(str(stats.get("return_status", "")))
+            if monitor.stopped_by_callback or self.stop.is_set():
+                stats = {**stats, "stopped_by": "callback" if monitor.stopped_by_callback else "SIGINT"}
+            iterations = int(stats.get("iter_count", 0))
+        else:  # interrupted before IPOPT returned: the last completed iterate (or the start)
+            xopt = monitor.last_x if monitor is not None and monitor.last_x is not None else None
+            iterations = max(monitor.iterations - 1, 0) if monitor is not None else 0
+            status = Status.INTERRUPTED
+            stats = {"return_status": "Interrupted_Before_Return", "stopped_by": "SIGINT", "iter_count": iterations}
+        w = nlp.weights(xopt) if xopt is not None else np.array(self.w0, dtype=float)
+        now = time.perf_counter()
+        t0, t1, t2 = self.t[0], self.t[1] or now, self.t[2] or now
+        with np.errstate(all="ignore"):  # a failed iterate may overflow: its numbers say so (inf/nan)
+            ev = self.problem.evaluate(w)
+            finite = np.all(np.isfinite(w))
+            grad_norm = float(np.linalg.norm(objective_and_gradient(self.problem, w)[1])) if finite else float("nan")
+        return Solution(
+            weights=self.problem.params(w),
+            w=w,
+            evaluation=ev,
+            grad_norm=grad_norm,
+            status=status,
+            iterations=iterations,
+            build_time_s=t1 - t0,
+            solve_time_s=t2 - t1,
+            n_variables=nlp.n_variables if nlp is not None else 0,
+            n_constraints=nlp.n_constraints if nlp is not None else 0,
+            method=self.method,
+            stats={**_jsonable(stats), "hessian": self.options.hessian},
+            x=xopt,
+            lam_g=self.res["lam_g"] if done else None,
+            lam_x=self.res["lam_x"] if done else None,
+        )
 
 
 def _warm_start(nlp, previous: Solution) -> dict[str, np.ndarray]:

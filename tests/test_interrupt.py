@@ -94,14 +94,20 @@ def test_callback_gets_iter_info_and_can_stop_the_solve():
 def test_sigint_in_process_returns_interrupted():
     problem = _problem()
 
+    infos: list[IterInfo] = []
+
     def cb(info: IterInfo):
+        infos.append(info)
         if info.iteration == 3:
             os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C now
 
     handler = signal.getsignal(signal.SIGINT)
     sol = solve(problem, options=IpoptOptions(max_iter=500), callback=cb)
     assert sol.status is Status.INTERRUPTED and sol.stats["stopped_by"] == "SIGINT"
-    assert sol.iterations == 3
+    # The main thread takes the signal while IPOPT (in its worker thread) may finish a few more
+    # iterations; the solution is the last iterate the callback saw, long before convergence.
+    assert 3 <= sol.iterations < 100
+    assert np.array_equal(infos[-1].w, sol.w)
     assert signal.getsignal(signal.SIGINT) is handler  # the old handler is back
 
 
@@ -166,3 +172,36 @@ def test_sigint_during_training_keeps_the_model(tmp_path):
     run = Run(out)
     assert run.metrics["status"] == "interrupted"
     assert run.metrics["epochs"] >= 1
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigint_inside_a_factorisation_answers_at_once(tmp_path):
+    """Ctrl-C while MUMPS factorises a large KKT system (its first iteration alone takes far longer
+    than this test waits) ends the command at once with the start point saved as 'interrupted'."""
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-u", "-c", "from ocp_resnet.cli import entry; entry()", "solve",
+           "--n-samples", "1000", "--blocks", "20", "--width", "4", "--method", "multiple-shooting",
+           "--hessian", "exact", "--print-level", "5", "--out", str(out)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+    killer = threading.Timer(300, p.kill)  # a safety net only
+    killer.start()
+    try:
+        for line in p.stdout:
+            if line.startswith("Number of nonzeros in Lagrangian Hessian"):
+                break  # IPOPT is set up; its first factorisations follow
+        time.sleep(2.0)
+        sent = time.perf_counter()
+        p.send_signal(signal.SIGINT)
+        rest, err = p.communicate()
+        answered = time.perf_counter() - sent
+    finally:
+        killer.cancel()
+    assert p.returncode == 130, err
+    run = Run(out)
+    assert run.metrics["status"] == "interrupted" and run.metrics["iterations"] == 0
+    # the first iteration of this problem takes over 30 s on a 2-core machine; the answer came
+    # long before it could have finished (writing the run directory included)
+    assert answered < 15.0, answered
+    assert "Traceback" not in err

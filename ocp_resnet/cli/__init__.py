@@ -100,4 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> None:  # console script
-    sys.exit(main())
+    code = main()
+    from ..solvers import abandoned_workers
+
+    if abandoned_workers():  # an interrupted IPOPT is still inside a factorisation: leave now,
+        sys.stdout.flush()  # without unloading the libraries under it (its results are written)
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

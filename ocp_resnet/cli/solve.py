@@ -14,8 +14,10 @@ def register(sub) -> argparse.ArgumentParser:
                        description="Solve the stage-cost ResNet training problem with IPOPT and write a run directory.")
     c.add_problem_args(p)
     s = p.add_argument_group("solver")
-    s.add_argument("--method", default="multiple-shooting", help="multiple-shooting (default) or single-shooting")
-    s.add_argument("--hessian", default="exact", help="exact (default) or lbfgs")
+    s.add_argument("--method", default="auto",
+                   help="auto (default: chosen from the problem size, one line says which and why), "
+                        "multiple-shooting or single-shooting")
+    s.add_argument("--hessian", default="auto", help="auto (default), exact or lbfgs")
     s.add_argument("--tol", type=float, default=1e-8, help="IPOPT KKT tolerance (default 1e-8)")
     s.add_argument("--max-iter", type=int, default=3000, help="IPOPT iteration limit (default 3000)")
     s.add_argument("--print-level", type=int, default=5, help="IPOPT print level 0..12 (default 5: one line per iteration)")
@@ -77,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     if str(args.init) not in ("random", "zeros"):  # warm start (e.g. a torch run): how far did IPOPT move it?
         metrics.update(_init_report(problem, args.init))
     config = c.run_config(args, problem, "solve", {
-        "backend": "casadi", "method": args.method, **options.to_dict(), "init": str(args.init), "seed": args.seed,
+        "backend": "casadi", "method": sol.method, **options.to_dict(), "hessian": sol.stats.get("hessian"),
+        "requested": {"method": args.method, "hessian": args.hessian}, "init": str(args.init), "seed": args.seed,
     })
     write_run(out, config=config, weights=sol.weights, metrics=metrics, data=problem.data, stats=sol.stats,
               extra_files=multiplier_files(sol), overwrite=args.overwrite)

@@ -1,0 +1,152 @@
+"""Size-aware choice of transcription and Hessian, made before anything is built.
+
+``--method auto`` / ``--hessian auto`` (the defaults) estimate, from the sample count n, the
+blocks, the widths and the weight count alone, what one IPOPT iteration of each path costs in
+memory and time, and take the first path that fits:
+
+1. multiple shooting + exact Hessian: the most robust path and the one that finds the better
+   optima on the small problems (docs/performance.md); its cost is the sparse KKT
+   factorisation, whose arrowhead structure (per-sample blocks of ``s`` states bordered by the
+   ``m`` weights) fills each sample's block against all weights: about ``n·s·(s+m)`` factor
+   entries and ``n·s·(s+m)²`` flops per factorisation;
+2. single shooting + exact Hessian: a dense ``m×m`` Hessian, cheap to factorise, expensive to
+   evaluate (about ``m`` gradients per sample);
+3. single shooting + L-BFGS (history 30): a few gradients per iteration, memory linear in n.
+
+A problem none of them can do within the machine's memory (or whose per-sample expression
+alone is too large to build) is refused at once with a message naming what would work.
+The constants were measured on a 2-core machine (docs/performance.md, "Choosing the path").
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .errors import ValidationError
+
+#: Effective rates measured on the reference machine (docs/performance.md): MUMPS on the
+#: arrowhead KKT, and CasADi's SX virtual machine on the per-sample functions.
+FACTOR_FLOPS_PER_S = 4e9
+EVAL_OPS_PER_S = 1e9
+#: IPOPT refactorises ~2.7 times per iteration on these non-convex problems (inertia correction).
+FACTORISATIONS_PER_ITER = 3.0
+#: A path whose estimated iteration takes longer than this is passed over for the next one.
+MAX_ITERATION_S = 1.0
+#: Largest per-sample expression (elementary operations) that is built symbolically at all.
+MAX_SAMPLE_OPS = 2_000_000
+LBFGS_HISTORY = 30
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Estimated cost of one IPOPT iteration of a path."""
+
+    method: str
+    hessian: str
+    memory_bytes: float
+    iteration_s: float
+
+    def describe(self) -> str:
+        return f"~{_size(self.memory_bytes)}, ~{_seconds(self.iteration_s)}/iteration"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The chosen path, the estimates behind the choice and the one line that says why."""
+
+    method: str
+    hessian: str
+    estimates: tuple[Estimate, ...]
+    reason: str
+    ipopt: dict
+
+
+def sample_ops(spec) -> int:
+    """Elementary operations of one sample's forward pass plus its stage outputs."""
+    widths = spec.widths
+    shapes = spec.param_shapes()
+    skips = sum(2 * d_out * d_in for name, (d_out, d_in) in ((k, v) for k, v in shapes.items() if k.endswith(".S")))
+    ops = 4 * spec.n_params + 8 * sum(widths)
+    # every stage output goes through the head and (at worst) all later projection skips
+    ops += (spec.n_blocks + 1) * (2 * widths[-1] * spec.n_outputs + 10 * spec.n_outputs + skips)
+    return int(ops)
+
+
+def estimates(problem) -> tuple[Estimate, ...]:
+    """Memory and time per iteration of the three paths for ``problem``."""
+    spec = problem.spec
+    n, m = problem.n_samples, spec.n_params
+    s = sum(spec.widths[1:])
+    ops = sample_ops(spec)
+    grad_s = 4 * n * ops / EVAL_OPS_PER_S
+    ms_factor = 8.0 * 1.5 * (n * s * (s + m) + m * m)
+    ms_time = FACTORISATIONS_PER_ITER * n * s * (s + m) ** 2 / FACTOR_FLOPS_PER_S + 3 * grad_s
+    ss_hess = m * grad_s  # about one gradient per weight, per sample
+    ss_mem = 8.0 * (3 * m * m + n * m) + 200.0 * m * ops  # dense Hessian + its per-sample expression
+    lb_mem = 8.0 * (2 * LBFGS_HISTORY * m + 10 * m + n * (spec.input_dim + spec.n_outputs + 4)) + 100.0 * ops
+    return (
+        Estimate("multiple-shooting", "exact", ms_factor, ms_time),
+        Estimate("single-shooting", "exact", ss_mem, ss_hess + 2 * grad_s),
+        Estimate("single-shooting", "lbfgs", lb_mem, 5 * grad_s),
+    )
+
+
+def memory_limit() -> float:
+    """Bytes a solve may use: half the machine's physical memory."""
+    try:
+        return 0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8e9
+
+
+def plan(problem, method: str = "auto", hessian: str = "auto") -> Plan:
+    """Resolve ``auto`` method/Hessian for ``problem`` (explicit choices are kept as given)."""
+    spec = problem.spec
+    ops = sample_ops(spec)
+    ests = estimates(problem)
+    if ops > MAX_SAMPLE_OPS:
+        raise ValidationError(
+            f"this network is too large for the solver: one sample's forward pass has ~{ops:,} operations "
+            f"({spec.n_blocks} blocks, widths up to {max(spec.widths)}), more than CasADi can build in reasonable "
+            f"time ({MAX_SAMPLE_OPS:,}); use fewer --blocks or a smaller --width, or train it with "
+            "'ocp-resnet train' (PyTorch)"
+        )
+    limit = memory_limit()
+    candidates = [e for e in ests if (method in ("auto", e.method)) and (hessian in ("auto", e.hessian))]
+    if not candidates:  # an explicit combination the table does not list (multiple shooting + L-BFGS)
+        return Plan(method, hessian, ests, f"{method} + {hessian} Hessian (as requested)", {})
+    if method != "auto" and hessian != "auto":
+        e = candidates[0]
+        return Plan(e.method, e.hessian, ests, f"{e.method} + {e.hessian} Hessian (as requested; {e.describe()})",
+                    _ipopt(e))
+    fits = [e for e in candidates if e.memory_bytes <= limit]
+    if not fits:
+        best = min(candidates, key=lambda e: e.memory_bytes)
+        raise ValidationError(
+            f"this problem needs ~{_size(best.memory_bytes)} even on the leanest solver path "
+            f"({best.method} + {best.hessian}), more than the {_size(limit)} this machine allows: use fewer samples "
+            f"(--n-samples), a smaller --width or fewer --blocks, or train it with 'ocp-resnet train' (PyTorch)"
+        )
+    quick = [e for e in fits if e.iteration_s <= MAX_ITERATION_S]
+    chosen = quick[0] if quick else min(fits, key=lambda e: e.iteration_s)
+    skipped = [e for e in candidates if e is not chosen and candidates.index(e) < candidates.index(chosen)]
+    why = "; ".join(
+        f"{e.method} + {e.hessian} would need {e.describe()}" for e in skipped
+    ) or "the most robust path fits"
+    reason = f"auto: {chosen.method} + {chosen.hessian} Hessian ({chosen.describe()}): {why}"
+    return Plan(chosen.method, chosen.hessian, ests, reason, _ipopt(chosen))
+
+
+def _ipopt(e: Estimate) -> dict:
+    return {"limited_memory_max_history": LBFGS_HISTORY} if e.hessian == "lbfgs" else {}
+
+
+def _size(b: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if b >= scale:
+            return f"{b / scale:.3g} {unit}"
+    return f"{b:.0f} B"
+
+
+def _seconds(t: float) -> str:
+    return f"{t:.2g} s" if t >= 0.01 else f"{t * 1e3:.2g} ms"
