@@ -59,6 +59,7 @@ class Plan:
     estimates: tuple[Estimate, ...]
     reason: str
     ipopt: dict
+    jit: bool = False
 
 
 def sample_ops(spec) -> int:
@@ -114,11 +115,11 @@ def plan(problem, method: str = "auto", hessian: str = "auto") -> Plan:
     limit = memory_limit()
     candidates = [e for e in ests if (method in ("auto", e.method)) and (hessian in ("auto", e.hessian))]
     if not candidates:  # an explicit combination the table does not list (multiple shooting + L-BFGS)
-        return Plan(method, hessian, ests, f"{method} + {hessian} Hessian (as requested)", {})
+        return Plan(method, hessian, ests, f"{method} + {hessian} Hessian (as requested)", {}, _jit(problem, hessian))
     if method != "auto" and hessian != "auto":
         e = candidates[0]
         return Plan(e.method, e.hessian, ests, f"{e.method} + {e.hessian} Hessian (as requested; {e.describe()})",
-                    _ipopt(e))
+                    _ipopt(e), _jit(problem, e.hessian))
     fits = [e for e in candidates if e.memory_bytes <= limit]
     if not fits:
         best = min(candidates, key=lambda e: e.memory_bytes)
@@ -133,8 +134,21 @@ def plan(problem, method: str = "auto", hessian: str = "auto") -> Plan:
     why = "; ".join(
         f"{e.method} + {e.hessian} would need {e.describe()}" for e in skipped
     ) or "the most robust path fits"
+    jit = _jit(problem, chosen.hessian)
     reason = f"auto: {chosen.method} + {chosen.hessian} Hessian ({chosen.describe()}): {why}"
-    return Plan(chosen.method, chosen.hessian, ests, reason, _ipopt(chosen))
+    if jit:
+        reason += "; per-sample functions compiled with the C compiler"
+    return Plan(chosen.method, chosen.hessian, ests, reason, _ipopt(chosen), jit)
+
+
+def _jit(problem, hessian: str) -> bool:
+    """Compile the per-sample functions where evaluations dominate: the L-BFGS path (thousands
+    of cheap iterations, each a few objective/gradient evaluations over all samples), when a
+    C compiler is there. On the exact-Hessian paths the factorisation dominates and the ~1 s
+    compile would not pay back (docs/performance.md)."""
+    from .transcription._common import c_compiler
+
+    return hessian == "lbfgs" and c_compiler() is not None
 
 
 def _ipopt(e: Estimate) -> dict:

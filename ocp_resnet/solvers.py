@@ -34,6 +34,9 @@ class IpoptOptions:
     print_level: int = 0
     hessian: str = "auto"
     ipopt: dict = field(default_factory=dict)
+    #: compile the per-sample functions with the C compiler: "auto" (where the evaluations
+    #: dominate, see :mod:`ocp_resnet.sizing`), True or False
+    jit: Any = "auto"
 
     def __post_init__(self) -> None:
         self.tol = check_float("tol", self.tol, 0.0, strict=True)
@@ -42,6 +45,8 @@ class IpoptOptions:
         if self.print_level > 12:
             raise ValidationError(f"print_level must be 0..12, got {self.print_level}")
         check_choice("hessian", self.hessian, HESSIANS)
+        if self.jit not in ("auto", True, False):
+            raise ValidationError(f"jit must be 'auto', True or False, got {self.jit!r}")
         if not isinstance(self.ipopt, Mapping):
             raise ValidationError("ipopt options must be a mapping name -> value, e.g. {'mumps_pivot_order': 0}")
         if self.ipopt:
@@ -62,6 +67,13 @@ class IpoptOptions:
             # avoids re-allocating ~10x the factor every iteration (docs/performance.md).
             "mumps_pivot_order": 0,
             "mumps_mem_percent": 5,
+            # Least-squares multipliers whenever the dynamics hold to 1 (for multiple shooting
+            # they are the exact adjoints of the current weights): without them a fourth-digit
+            # change of γ sent IPOPT's dual infeasibility to 1e9 and the solve never ended; with
+            # them every solve of the robustness suite converged (docs/performance.md,
+            # benchmarks/robustness.py). `--ipopt recalc_y=no` gives the previous behaviour.
+            "recalc_y": "yes",
+            "recalc_y_feas_tol": 1.0,
         }
         if self.hessian == "lbfgs":  # "auto" is resolved by solve() before IPOPT sees it
             opts["hessian_approximation"] = "limited-memory"
@@ -168,7 +180,8 @@ def solve(
     chosen = plan_path(problem, method, options.hessian)
     if log is not None and "auto" in (method, options.hessian):
         log(chosen.reason)
-    options = replace(options, hessian=chosen.hessian, ipopt={**chosen.ipopt, **options.ipopt})
+    options = replace(options, hessian=chosen.hessian, ipopt={**chosen.ipopt, **options.ipopt},
+                      jit=chosen.jit if options.jit == "auto" else options.jit)
     w0 = initial_weights(problem, init, seed)
     objective_and_gradient(problem, w0)  # built here: CasADi builds symbols in one thread at a time
     job = _IpoptJob(problem, chosen.method, options, init, w0, log, callback)
@@ -220,7 +233,7 @@ class _IpoptJob:
 
         from .transcription import transcribe
 
-        nlp = self.nlp = transcribe(self.problem, self.method)
+        nlp = self.nlp = transcribe(self.problem, self.method, jit=bool(self.options.jit))
         if self.log is not None:
             self.log(
                 f"NLP ({nlp.method}): {nlp.n_variables} variables ({nlp.n_weights} weights), "
@@ -305,7 +318,7 @@ class _IpoptJob:
             n_variables=nlp.n_variables if nlp is not None else 0,
             n_constraints=nlp.n_constraints if nlp is not None else 0,
             method=self.method,
-            stats={**_jsonable(stats), "hessian": self.options.hessian},
+            stats={**_jsonable(stats), "hessian": self.options.hessian, "jit": bool(self.options.jit)},
             x=xopt,
             lam_g=self.res["lam_g"] if done else None,
             lam_x=self.res["lam_x"] if done else None,

@@ -104,19 +104,21 @@ class SampleFunctions:
     weights) and L-BFGS never needs it.
     """
 
-    def __init__(self, u, t, s, w, cost, G) -> None:
+    def __init__(self, u, t, s, w, cost, G, jit: bool = False) -> None:
         self._sym = (u, t, s, w, cost, G)
         self.ns, self.nw = int(s.numel()), int(w.numel())
+        self.jit = jit
+        opts = jit_options() if jit else {}
         z = ca.vertcat(s, w)
         #: (u, t, s, w) -> (cost, G)
-        self.value = ca.Function("sample_value", [u, t, s, w], [cost, G])
+        self.value = ca.Function("sample_value", [u, t, s, w], [cost, G], opts)
         gz = ca.gradient(cost, z)
         #: (u, t, s, w) -> (cost, dcost/ds, dcost/dw)
-        self.grad = ca.Function("sample_grad", [u, t, s, w], [cost, gz[: self.ns], gz[self.ns :]])
+        self.grad = ca.Function("sample_grad", [u, t, s, w], [cost, gz[: self.ns], gz[self.ns :]], opts)
         J = ca.jacobian(G, z)
         self.jac_rows, self.jac_cols = (np.asarray(a, dtype=np.int64) for a in J.sparsity().get_triplet())
         #: (u, t, s, w) -> (G, non-zeros of dG/dz)
-        self.jac = ca.Function("sample_jac", [u, t, s, w], [G, _nz(J, range(J.nnz()))])
+        self.jac = ca.Function("sample_jac", [u, t, s, w], [G, _nz(J, range(J.nnz()))], opts)
         self._hess = None
 
     @property
@@ -134,7 +136,8 @@ class SampleFunctions:
             hr, hc = (np.asarray(a, dtype=np.int64) for a in H.sparsity().get_triplet())
             own = np.flatnonzero(hr < ns)  # upper triangle (r <= c): a row in s makes the entry per-sample
             sh = np.flatnonzero(hr >= ns)  # the (w, w) block: summed over the samples
-            fn = ca.Function("sample_hess", [u, t, s, w, lam, sig_c, sig_r], [_nz(H, own), _nz(H, sh)])
+            fn = ca.Function("sample_hess", [u, t, s, w, lam, sig_c, sig_r], [_nz(H, own), _nz(H, sh)],
+                             jit_options() if self.jit else {})
             self._hess = (fn, hr[own], hc[own], hr[sh], hc[sh])
         return self._hess
 
@@ -159,12 +162,30 @@ class LazyFunctions(dict):
 _SAMPLE_CACHE: dict = {}
 
 
-def sample_functions(key: Any, make: Callable[[], tuple]) -> SampleFunctions:
+def c_compiler() -> str | None:
+    """The C compiler CasADi's JIT can call (``gcc`` or ``cc`` on the PATH), or ``None``."""
+    import shutil
+
+    for name in ("gcc", "cc", "clang"):
+        if shutil.which(name):
+            return name
+    return None
+
+
+def jit_options() -> dict:
+    """``ca.Function`` options that compile the function to machine code with the C compiler."""
+    return {"jit": True, "compiler": "shell",
+            "jit_options": {"compiler": c_compiler() or "gcc", "flags": ["-O2"], "verbose": False}}
+
+
+def sample_functions(key: Any, make: Callable[[], tuple], jit: bool = False) -> SampleFunctions:
     """Per-sample functions for the structure ``key`` (built once per process by ``make()``,
-    which returns the SX symbols and expressions ``(u, t, s, w, cost, G)``)."""
-    hit = _SAMPLE_CACHE.get(key)
+    which returns the SX symbols and expressions ``(u, t, s, w, cost, G)``); ``jit`` compiles
+    them with the C compiler (the symbols are shared with the interpreted twin)."""
+    hit = _SAMPLE_CACHE.get((key, jit))
     if hit is None:
-        hit = _SAMPLE_CACHE[key] = SampleFunctions(*make())
+        twin = _SAMPLE_CACHE.get((key, not jit))
+        hit = _SAMPLE_CACHE[(key, jit)] = SampleFunctions(*(twin._sym if twin else make()), jit=jit)
     return hit
 
 
