@@ -37,6 +37,9 @@ class IpoptOptions:
     #: compile the per-sample functions with the C compiler: "auto" (where the evaluations
     #: dominate, see :mod:`ocp_resnet.sizing`), True or False
     jit: Any = "auto"
+    #: threads that evaluate the samples in parallel (CasADi's thread map); IPOPT/MUMPS itself
+    #: follows OMP_NUM_THREADS
+    threads: int = 1
 
     def __post_init__(self) -> None:
         self.tol = check_float("tol", self.tol, 0.0, strict=True)
@@ -45,6 +48,7 @@ class IpoptOptions:
         if self.print_level > 12:
             raise ValidationError(f"print_level must be 0..12, got {self.print_level}")
         check_choice("hessian", self.hessian, HESSIANS)
+        self.threads = check_int("threads", self.threads, 1)
         if self.jit not in ("auto", True, False):
             raise ValidationError(f"jit must be 'auto', True or False, got {self.jit!r}")
         if not isinstance(self.ipopt, Mapping):
@@ -233,7 +237,7 @@ class _IpoptJob:
 
         from .transcription import transcribe
 
-        nlp = self.nlp = transcribe(self.problem, self.method, jit=bool(self.options.jit))
+        nlp = self.nlp = transcribe(self.problem, self.method, jit=bool(self.options.jit), threads=self.options.threads)
         if self.log is not None:
             self.log(
                 f"NLP ({nlp.method}): {nlp.n_variables} variables ({nlp.n_weights} weights), "

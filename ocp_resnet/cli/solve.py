@@ -18,6 +18,11 @@ def register(sub) -> argparse.ArgumentParser:
                    help="auto (default: chosen from the problem size, one line says which and why), "
                         "multiple-shooting or single-shooting")
     s.add_argument("--hessian", default="auto", help="auto (default), exact or lbfgs")
+    s.add_argument("--jit", default="auto", choices=("auto", "yes", "no"),
+                   help="compile the per-sample functions with the C compiler (cached between runs): auto "
+                        "(default: on the L-BFGS path, where evaluations dominate), yes or no")
+    s.add_argument("--threads", type=int, default=1,
+                   help="threads that evaluate the samples in parallel (default 1; results are identical)")
     s.add_argument("--tol", type=float, default=1e-8, help="IPOPT KKT tolerance (default 1e-8)")
     s.add_argument("--max-iter", type=int, default=3000, help="IPOPT iteration limit (default 3000)")
     s.add_argument("--print-level", type=int, default=5, help="IPOPT print level 0..12 (default 5: one line per iteration)")
@@ -68,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     problem = c.problem_from_args(args)
     options = IpoptOptions(tol=args.tol, max_iter=args.max_iter, print_level=0 if args.quiet else args.print_level,
-                           hessian=args.hessian, ipopt=parse_ipopt(args.ipopt))
+                           hessian=args.hessian, ipopt=parse_ipopt(args.ipopt),
+                           jit={"auto": "auto", "yes": True, "no": False}[args.jit], threads=args.threads)
     out = c.output_dir(args, f"{args.dataset.replace('/', '_')}-solve")
     c.echo(f"problem: {problem.data.name} n={problem.n_samples}, N={problem.spec.n_blocks} blocks, widths "
            f"{problem.spec.widths}, loss {problem.objective.loss}, gamma {problem.objective.gamma}, "
@@ -79,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if str(args.init) not in ("random", "zeros"):  # warm start (e.g. a torch run): how far did IPOPT move it?
         metrics.update(_init_report(problem, args.init))
     config = c.run_config(args, problem, "solve", {
-        "backend": "casadi", "method": sol.method, **options.to_dict(), "hessian": sol.stats.get("hessian"),
+        "backend": "casadi", "method": sol.method, **options.to_dict(), "hessian": sol.stats.get("hessian"), "jit": sol.stats.get("jit"),
         "requested": {"method": args.method, "hessian": args.hessian}, "init": str(args.init), "seed": args.seed,
     })
     write_run(out, config=config, weights=sol.weights, metrics=metrics, data=problem.data, stats=sol.stats,

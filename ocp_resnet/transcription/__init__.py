@@ -14,13 +14,14 @@ from .single_shooting import objective_and_gradient, single_shooting
 METHODS = {"single-shooting": single_shooting, "multiple-shooting": multiple_shooting}
 
 
-def transcribe(problem, method: str = "multiple-shooting", jit: bool = False) -> NLP:
+def transcribe(problem, method: str = "multiple-shooting", jit: bool = False, threads: int = 1) -> NLP:
     """Build the NLP of ``problem`` with the named transcription (``jit``: compile the
-    per-sample functions with the C compiler, see :func:`._common.jit_options`)."""
+    per-sample functions with the C compiler, see :func:`._common.compiled`; ``threads``:
+    evaluate the samples in that many threads)."""
     from ..errors import check_choice
 
     check_choice("method", method, METHODS)
-    return METHODS[method](problem, jit=jit)
+    return METHODS[method](problem, jit=jit, threads=threads)
 
 
 __all__ = ["NLP", "METHODS", "transcribe", "single_shooting", "multiple_shooting", "objective_and_gradient"]

@@ -11,7 +11,9 @@ and reused across data sets and sample counts.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import casadi as ca
@@ -108,17 +110,18 @@ class SampleFunctions:
         self._sym = (u, t, s, w, cost, G)
         self.ns, self.nw = int(s.numel()), int(w.numel())
         self.jit = jit
-        opts = jit_options() if jit else {}
+        build = compiled if jit else (lambda f: f)
         z = ca.vertcat(s, w)
         #: (u, t, s, w) -> (cost, G)
-        self.value = ca.Function("sample_value", [u, t, s, w], [cost, G], opts)
+        self.value = ca.Function("sample_value", [u, t, s, w], [cost, G])
+        self.value = compiled(self.value, reverse=True) if jit else self.value
         gz = ca.gradient(cost, z)
         #: (u, t, s, w) -> (cost, dcost/ds, dcost/dw)
-        self.grad = ca.Function("sample_grad", [u, t, s, w], [cost, gz[: self.ns], gz[self.ns :]], opts)
+        self.grad = build(ca.Function("sample_grad", [u, t, s, w], [cost, gz[: self.ns], gz[self.ns :]]))
         J = ca.jacobian(G, z)
         self.jac_rows, self.jac_cols = (np.asarray(a, dtype=np.int64) for a in J.sparsity().get_triplet())
         #: (u, t, s, w) -> (G, non-zeros of dG/dz)
-        self.jac = ca.Function("sample_jac", [u, t, s, w], [G, _nz(J, range(J.nnz()))], opts)
+        self.jac = build(ca.Function("sample_jac", [u, t, s, w], [G, _nz(J, range(J.nnz()))]))
         self._hess = None
 
     @property
@@ -136,8 +139,8 @@ class SampleFunctions:
             hr, hc = (np.asarray(a, dtype=np.int64) for a in H.sparsity().get_triplet())
             own = np.flatnonzero(hr < ns)  # upper triangle (r <= c): a row in s makes the entry per-sample
             sh = np.flatnonzero(hr >= ns)  # the (w, w) block: summed over the samples
-            fn = ca.Function("sample_hess", [u, t, s, w, lam, sig_c, sig_r], [_nz(H, own), _nz(H, sh)],
-                             jit_options() if self.jit else {})
+            fn = ca.Function("sample_hess", [u, t, s, w, lam, sig_c, sig_r], [_nz(H, own), _nz(H, sh)])
+            fn = compiled(fn) if self.jit else fn
             self._hess = (fn, hr[own], hc[own], hr[sh], hc[sh])
         return self._hess
 
@@ -163,19 +166,59 @@ _SAMPLE_CACHE: dict = {}
 
 
 def c_compiler() -> str | None:
-    """The C compiler CasADi's JIT can call (``gcc`` or ``cc`` on the PATH), or ``None``."""
+    """The C compiler the JIT calls (``$CC``, else ``gcc``/``cc``/``clang`` on the PATH), or ``None``."""
     import shutil
 
-    for name in ("gcc", "cc", "clang"):
-        if shutil.which(name):
+    for name in (os.environ.get("CC"), "gcc", "cc", "clang"):
+        if name and shutil.which(name):
             return name
     return None
 
 
-def jit_options() -> dict:
-    """``ca.Function`` options that compile the function to machine code with the C compiler."""
-    return {"jit": True, "compiler": "shell",
-            "jit_options": {"compiler": c_compiler() or "gcc", "flags": ["-O2"], "verbose": False}}
+def cache_dir() -> Path:
+    """Where compiled per-sample functions are kept between runs (``$OCP_RESNET_CACHE``, else
+    ``$XDG_CACHE_HOME/ocp_resnet``, else ``~/.cache/ocp_resnet``)."""
+    env = os.environ.get("OCP_RESNET_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ocp_resnet"
+
+
+_CFLAGS = ("-O2", "-shared", "-fPIC")
+
+
+def compiled(fn: Any, reverse: bool = False) -> Any:
+    """``fn`` as machine code: CasADi generates its C code, the C compiler builds a shared library
+    (kept in :func:`cache_dir` under the hash of the code, so a structure is compiled once per
+    machine, not once per run) and CasADi loads it. Same inputs, outputs and values as ``fn``;
+    ``reverse`` also compiles its reverse derivative (CasADi's ``adj1_`` convention), for a
+    function that CasADi must differentiate further (the NLP's objective and constraints).
+    Falls back to ``fn`` itself when there is no compiler or the compile fails."""
+    import hashlib
+    import subprocess
+    import tempfile
+
+    cc = c_compiler()
+    if cc is None:
+        return fn
+    cg = ca.CodeGenerator(f"{fn.name()}.c", {"with_header": False})
+    cg.add(fn)
+    if reverse:
+        cg.add(fn.reverse(1))
+    code = cg.dump()
+    key = hashlib.sha256("\0".join([code, cc, *_CFLAGS, ca.__version__]).encode()).hexdigest()[:20]
+    target = cache_dir() / f"{fn.name()}_{key}.so"
+    try:
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+                src, lib = Path(tmp) / f"{fn.name()}.c", Path(tmp) / "lib.so"
+                src.write_text(code)
+                subprocess.run([cc, *_CFLAGS, "-o", str(lib), str(src), "-lm"], check=True, capture_output=True)
+                os.replace(lib, target)  # atomic: a concurrent run sees a whole library or none
+        return ca.external(fn.name(), str(target))
+    except (OSError, subprocess.CalledProcessError, RuntimeError):
+        return fn
 
 
 def sample_functions(key: Any, make: Callable[[], tuple], jit: bool = False) -> SampleFunctions:
@@ -206,13 +249,18 @@ def _scatter(nrow: int, ncol: int, rows: np.ndarray, cols: np.ndarray, vals: Any
     return ca.MX(sp, vals[order.tolist()])
 
 
-def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, weight_decay: float) -> dict:
+def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, weight_decay: float, threads: int = 1) -> dict:
     """x, f, g and the nlpsol derivative Functions of
 
         min_x (1/n) Σ_i cost(u_i, t_i, s_i, w) + λ |w|²   s.t.  G(u_i, t_i, s_i, w) = 0,
 
-    with x = [s_1; …; s_n; w] (sample by sample, weights last: an arrowhead KKT).
+    with x = [s_1; …; s_n; w] (sample by sample, weights last: an arrowhead KKT). ``threads`` > 1
+    evaluates the samples in that many threads (CasADi's thread map; the sums are the same).
     """
+
+    def mapped(fn):
+        return fn.map(n, "thread", threads) if threads > 1 else fn.map(n)
+
     n, ns, nw = U.shape[1], sf.ns, sf.nw
     nx, ng = ns * n + nw, int(sf.value.size1_out(1)) * n
     U, T = ca.DM(U), ca.DM(T)
@@ -224,11 +272,11 @@ def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, weight_dec
     lam_g = ca.MX.sym("lam_g", ng)
     reg = weight_decay * ca.sumsqr(w)
 
-    C, G = sf.value.map(n)(U, T, S, w)
+    C, G = mapped(sf.value)(U, T, S, w)
     f = ca.sum2(C) / n + reg
     g = ca.vec(G)
 
-    C2, gs, gw = sf.grad.map(n)(U, T, S, w)
+    C2, gs, gw = mapped(sf.grad)(U, T, S, w)
     grad_f = ca.Function("nlp_grad_f", [x, p], [ca.sum2(C2) / n + reg, ca.vertcat(ca.vec(gs) / n, ca.sum2(gw) / n + 2 * weight_decay * w)],
                          ["x", "p"], ["f", "grad_f_x"])
 
@@ -239,7 +287,7 @@ def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, weight_dec
 
     out = LazyFunctions(grad_f=grad_f)
     if ng:
-        G2, jv = sf.jac.map(n)(U, T, S, w)
+        G2, jv = mapped(sf.jac)(U, T, S, w)
         ngs = ng // n
         rows = (I * ngs + sf.jac_rows[None, :]).ravel()
         cols = glob(sf.jac_cols).ravel()
@@ -249,7 +297,7 @@ def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, weight_dec
     def hess_lag() -> Any:
         fn, r_own, c_own, r_sh, c_sh = sf.hess
         L = ca.reshape(lam_g, ng // n, n) if ng else ca.MX(0, n)
-        ho, hs = fn.map(n)(U, T, S, w, L, lam_f / n, lam_f * weight_decay / n)
+        ho, hs = mapped(fn)(U, T, S, w, L, lam_f / n, lam_f * weight_decay / n)
         rows = np.concatenate([glob(r_own).ravel(), ns * n + r_sh - ns])
         cols = np.concatenate([glob(c_own).ravel(), ns * n + c_sh - ns])
         vals = ca.vertcat(ca.vec(ho), ca.sum2(hs))

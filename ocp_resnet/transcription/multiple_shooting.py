@@ -32,14 +32,14 @@ def _sample_problem(problem):
     return u, t, s, w, cost, ca.vertcat(*defects) if defects else ca.SX(0, 1)
 
 
-def multiple_shooting(problem, jit: bool = False) -> NLP:
+def multiple_shooting(problem, jit: bool = False, threads: int = 1) -> NLP:
     """Transcribe ``problem`` by multiple shooting."""
     check_smooth(problem)
     spec = problem.spec
     key = ("multiple-shooting", repr(spec), repr(problem.objective), problem.T.shape[0])
     sf = sample_functions(key, lambda: _sample_problem(problem), jit)
     ns, n, nw = sf.ns, problem.n_samples, spec.n_params
-    parts = structured_nlp(sf, problem.U, problem.T, problem.objective.weight_decay)
+    parts = structured_nlp(sf, problem.U, problem.T, problem.objective.weight_decay, threads)
     g = parts["g"]
 
     def initial_guess(w0: np.ndarray) -> np.ndarray:

@@ -39,12 +39,12 @@ def _sample_problem(problem):
     return u, t, ca.SX(0, 1), w, objective_mod.sample_cost(spec, obj, P, xs, t, CASADI), ca.SX(0, 1)
 
 
-def single_shooting(problem, jit: bool = False) -> NLP:
+def single_shooting(problem, jit: bool = False, threads: int = 1) -> NLP:
     """Transcribe ``problem`` by single shooting."""
     check_smooth(problem)
     key = ("single-shooting", repr(problem.spec), repr(problem.objective), problem.T.shape[0])
     sf = sample_functions(key, lambda: _sample_problem(problem), jit)
-    parts = structured_nlp(sf, problem.U, problem.T, problem.objective.weight_decay)
+    parts = structured_nlp(sf, problem.U, problem.T, problem.objective.weight_decay, threads)
     nw = problem.spec.n_params
     return NLP(
         method="single-shooting",
