@@ -241,10 +241,8 @@ def plot_costates(costates: Any, path: str | os.PathLike, title: str | None = No
     ax.semilogy(k, np.maximum(np.asarray(costates.state_norms, float), _FLOOR), "o-", label=r"state RMS $\|x_k\|$")
     ax.semilogy(k, np.maximum(np.asarray(costates.costate_norms, float), _FLOOR), "s-",
                 label=r"costate RMS $\|p_k\|$")
-    if costates.multiplier_costates is not None:
-        from .analysis.costates import _rms
-
-        ax.semilogy(k[1:], np.maximum([_rms(a) for a in costates.multiplier_costates[1:]], _FLOOR), "x",
+    if costates.multiplier_costate_norms is not None:
+        ax.semilogy(k[1:], np.maximum(costates.multiplier_costate_norms[1:], _FLOOR), "x",
                     color="k", ms=7, label=r"$n\,\lambda_{k-1}$ (IPOPT multipliers)")
     if len(costates.block_norms) == N and N:
         ax.semilogy(k[:-1] + 0.5, np.maximum(np.asarray(costates.block_norms, float), _FLOOR), "^--",

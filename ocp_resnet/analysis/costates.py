@@ -98,6 +98,11 @@ class Costates:
         return [_rms(a) for a in self.states]
 
     @property
+    def multiplier_costate_norms(self) -> list[float] | None:
+        """RMS over samples of ‖n·lam_{k-1}^i‖, k = 0..N (k = 0 by one recursion step), or ``None``."""
+        return None if self.multiplier_costates is None else [_rms(a) for a in self.multiplier_costates]
+
+    @property
     def hamiltonian_gradient_norms(self) -> list[float]:
         """‖∂H_k/∂w_k‖, k = 0..N−1 (0 for a block without branch weights)."""
         return [float(np.linalg.norm(g)) for g in self.hamiltonian_gradients]
