@@ -141,6 +141,10 @@ def test_analyze_costates_cli(tmp_path, capsys) -> None:
     assert "--overwrite" in capsys.readouterr().err
     assert (ms / "costates.json").read_text() == before
     assert main(["analyze", str(ms), "--costates", "--overwrite"]) == 0
+    # a re-solved pruned run keeps its multipliers too
+    assert main(["prune", str(ms), "--resolve", "--out", str(tmp_path / "pr")]) == 0
+    assert (tmp_path / "pr" / "multipliers.npz").is_file()
+    assert costates_of_run(tmp_path / "pr").multiplier_agreement < 1e-6
     # single shooting: recursion only
     assert main(["analyze", str(ss), "--costates", "--plot-dir", str(tmp_path / "figs")]) == 0
     d = json.loads((tmp_path / "figs" / "costates.json").read_text())
