@@ -229,3 +229,28 @@ def plot_norm_profiles(profiles: Mapping[str, Sequence[float]], path: str | os.P
     ax.legend(fontsize=8)
     ax.set_title(title or "block-norm profiles", fontsize=10)
     return _save(fig, path)
+
+
+def plot_costates(costates: Any, path: str | os.PathLike, title: str | None = None) -> Path:
+    """State and costate norms per layer k = 0..N (RMS over samples), log scale, with the block
+    weight norms ‖w_k‖ between layers k and k+1 (a :class:`~ocp_resnet.analysis.costates.Costates`)."""
+    plt = _plt()
+    N = costates.n_blocks
+    k = np.arange(N + 1)
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    ax.semilogy(k, np.maximum(np.asarray(costates.state_norms, float), _FLOOR), "o-", label=r"state RMS $\|x_k\|$")
+    ax.semilogy(k, np.maximum(np.asarray(costates.costate_norms, float), _FLOOR), "s-",
+                label=r"costate RMS $\|p_k\|$")
+    if costates.multiplier_costate_norms is not None:
+        ax.semilogy(k[1:], np.maximum(costates.multiplier_costate_norms[1:], _FLOOR), "x",
+                    color="k", ms=7, label=r"$n\,\lambda_{k-1}$ (IPOPT multipliers)")
+    if len(costates.block_norms) == N and N:
+        ax.semilogy(k[:-1] + 0.5, np.maximum(np.asarray(costates.block_norms, float), _FLOOR), "^--",
+                    color="gray", ms=4, lw=0.8, label=r"block weight norm $\|w_k\|$ (at $k+\frac{1}{2}$)")
+    ax.set_xlabel("layer k")
+    ax.set_ylabel("norm")
+    ax.set_xticks(k)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(_title(title, "states and costates through the layers"), fontsize=10)
+    return _save(fig, path)

@@ -3,17 +3,20 @@
 * :mod:`.blocks` — relative block norms, vanished blocks, recommended depth (:func:`analyze`);
 * :mod:`.prune` — physical removal of vanished blocks (:func:`prune_network`, :func:`prune_run`);
 * :mod:`.sweep` — γ × depth × seed grids writing ``sweep.csv`` (:func:`run_sweep`);
-* :mod:`.bound` — J_N* ≤ J_M* + Σ_{k=M}^{N-1} γ_k L_M over a sweep (:func:`check_bound`).
+* :mod:`.bound` — J_N* ≤ J_M* + Σ_{k=M}^{N-1} γ_k L_M over a sweep (:func:`check_bound`);
+* :mod:`.costates` — costates p_k, stage-Hamiltonian gradients, multipliers as costates (:func:`costates`).
 """
 from __future__ import annotations
 
 from .blocks import DEFAULT_TOL, BlockAnalysis, analyze, analyze_run, tail_to_head_ratio
+from .costates import Costates, costates, costates_of_run, write_costates
 from .bound import BoundReport, check_bound, pad_weights, padded_bound
 from .prune import PrunedNetwork, PruneReport, prune_network, prune_problem, prune_run
 from .sweep import grid_problem, read_csv, run_sweep, summarize
 
 __all__ = [
     "DEFAULT_TOL", "BlockAnalysis", "analyze", "analyze_run", "tail_to_head_ratio",
+    "Costates", "costates", "costates_of_run", "write_costates",
     "BoundReport", "check_bound", "pad_weights", "padded_bound",
     "PrunedNetwork", "PruneReport", "prune_network", "prune_problem", "prune_run",
     "grid_problem", "read_csv", "run_sweep", "summarize",

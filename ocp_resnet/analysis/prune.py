@@ -191,7 +191,7 @@ def prune_run(
 
     Returns the report, the pruned problem and the final (pruned, possibly re-solved) weights.
     """
-    from ..runs import Run, check_target, write_run
+    from ..runs import Run, check_target, multiplier_files, write_run
 
     run = Run(run_dir)
     problem, _ = run_problem(run)
@@ -266,5 +266,6 @@ def prune_run(
         metrics = _metrics(ev_final, status=status, pruned=True, pruned_from=str(run.path),
                            backend=solver_cfg.get("backend", backend))
         write_run(out, config=config, weights=final_w, metrics=metrics, data=problem.data, stats=stats,
-                  extra_files={"prune.json": report.to_dict()}, overwrite=overwrite)
+                  extra_files={"prune.json": report.to_dict(), **(multiplier_files(sol) if resolve else {})},
+                  overwrite=overwrite)
     return report, pruned, final_w

@@ -20,6 +20,10 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--plots", action="store_true", help="write PNG figures into the run directory")
     p.add_argument("--plot-dir", default=None, help="write the figures here instead of the run directory")
     p.add_argument("--json", action="store_true", help="print the analysis as JSON")
+    p.add_argument("--costates", action="store_true",
+                   help="costates p_k and stage-Hamiltonian gradients: print a per-layer table and write costates.npz, "
+                        "costates.json and costates.png into the run directory (or --plot-dir)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing costates.* files")
     p.set_defaults(func=run)
     return p
 
@@ -30,6 +34,10 @@ def run(args: argparse.Namespace) -> int:
 
     run_ = Run(args.run_dir)
     problem, weights = run_problem(run_)
+    if args.costates:  # refuse a clash before any work
+        from ..analysis.costates import check_costates_target
+
+        check_costates_target(args.plot_dir or run_.path, args.overwrite)
     an = analyze(problem, weights, args.tol, loss_rtol=args.loss_rtol)
     if args.json:
         print(json.dumps(an.to_dict(), indent=2))
@@ -39,5 +47,13 @@ def run(args: argparse.Namespace) -> int:
         from ..plotting import plot_run
 
         for path in plot_run(run_.path, args.tol, args.plot_dir):
+            print(f"wrote {path}")
+    if args.costates:
+        from ..analysis.costates import costates_of_run, write_costates
+
+        cs = costates_of_run(run_)
+        if not args.json:
+            print(cs.format())
+        for path in write_costates(cs, args.plot_dir or run_.path, args.overwrite):
             print(f"wrote {path}")
     return 0
