@@ -59,7 +59,7 @@ def register(sub) -> argparse.ArgumentParser:
                    "threads; conv: torch's choice)")
     t.add_argument("--quiet", action="store_true", help="no progress bar; print only the final table")
     t.add_argument("--checkpoint-every", type=int, default=0, metavar="E",
-                   help="write RUN_DIR/checkpoint.pt every E epochs and at the end (default 0: none)")
+                   help="write RUN_DIR/checkpoint.pt every E epochs and at the end (default 0: none; --resume keeps the value of the run it continues)")
     t.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue the training in RUN_DIR/checkpoint.pt with the same flags (more --epochs "
                         "extend it); writes into RUN_DIR unless --out is given")
@@ -192,14 +192,15 @@ def _run(args: argparse.Namespace, ctx: Any, t_start: float) -> int:
             raise ValidationError(f"{args.resume} has trained {resume['epoch']} epochs already: give --epochs "
                                   f">= {resume['epoch']}")
     ckpt_path = out / distributed.CHECKPOINT
+    every = args.checkpoint_every or (int(resume.get("checkpoint_every", 0)) if resume is not None else 0)
 
     def save(state: dict) -> None:
         if ctx.is_main:
-            distributed.save_checkpoint(ckpt_path, {**state, "config": same})
+            distributed.save_checkpoint(ckpt_path, {**state, "config": same, "checkpoint_every": every})
 
     trainer = Trainer(obj, ds.n_classes, opts).fit(
         model, inputs[tr_idx], ds.y[tr_idx], val=(inputs[va_idx], ds.y[va_idx]) if len(va_idx) else None,
-        checkpoint=save if args.checkpoint_every else None, checkpoint_every=args.checkpoint_every, resume=resume)
+        checkpoint=save if every else None, checkpoint_every=every, resume=resume)
     hist = trainer.history_
     if not ctx.is_main:  # rank 0 evaluates and writes the run directory
         return {"nan": EXIT_FAILED, "interrupted": EXIT_INTERRUPTED}.get(trainer.stopped_ or "", EXIT_OK)
