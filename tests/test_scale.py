@@ -148,7 +148,7 @@ def _cli(*args: str, check: bool = True, launcher: list[str] | None = None) -> s
     return r
 
 
-TRAIN = ("train", "--dataset", "spirals", "--n-samples", "101", "--blocks", "3", "--width", "2", "--optimizer",
+TRAIN = ("train", "--dataset", "spirals", "--n-samples", "110", "--blocks", "3", "--width", "2", "--optimizer",
          "adam", "--batch-size", "16", "--val-fraction", "0.2", "--quiet", "--device", "cpu")
 
 
