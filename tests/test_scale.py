@@ -66,9 +66,30 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     assert ctx.active and ctx.backend == "gloo"
     try:
         res = {name: _train(name) for name in _cases()}
+        res["interrupt"] = _interrupt_on_one_rank(rank)
     finally:
         distributed.shutdown()
     torch.save(res, f"{out}.{rank}")
+
+
+def _interrupt_on_one_rank(rank: int) -> tuple:
+    """Ctrl-C reaches rank 1 alone, during its 3rd step: both ranks must stop after that step."""
+    import signal
+
+    make, obj, C, X, y, opts = _cases()["adam"]
+    model = make()
+    calls = [0]
+    cost = model.cost
+
+    def cost_then_sigint(*a, **kw):
+        calls[0] += 1
+        if rank == 1 and calls[0] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return cost(*a, **kw)
+
+    model.cost = cost_then_sigint
+    tr = Trainer(obj, C, opts).fit(model, X, y)
+    return tr.stopped_, tr.steps_, len(tr.history_)
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +117,10 @@ def test_two_ranks_follow_the_one_process_trajectory(ddp_results, name):
     make = _cases()[name][0]
     w0 = {k: v.detach().numpy() for k, v in make().state_dict().items()}
     assert max(float(np.max(np.abs(w0[k] - w1[k]))) for k in w1) > 1e-4
+
+
+def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(ddp_results):
+    assert ddp_results[0]["interrupt"] == ddp_results[1]["interrupt"] == ("interrupted", 3, 0)
 
 
 def test_batches_that_cannot_be_split_are_refused():
