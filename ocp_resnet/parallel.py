@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
@@ -63,14 +64,12 @@ def worker_init() -> None:
     A solve in progress installs its own SIGINT handler (ocp_resnet._iteration.StopOnSigint)
     and so still stops cleanly with its last iterate; an idle worker must not die of it.
     """
+    # before casadi/torch are imported in this fresh process: both take their thread counts from
+    # here (importing torch just to set its threads would cost every worker seconds)
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ["MKL_NUM_THREADS"] = "1"
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:  # the CasADi back-end alone
-        pass
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 

@@ -204,3 +204,39 @@ def test_torchrun_two_ranks_write_one_run_like_one_process(tmp_path):
     import json
 
     assert json.loads((two / "stats.json").read_text())["world_size"] == 2
+
+
+def _conv_fit(**kw):
+    make, obj, C, X, y, opts = _cases()["conv"]
+    model = make()
+    o = TrainOptions(**{**opts.to_dict(), "lr": opts.lr, **kw})
+    tr = Trainer(obj, C, o).fit(model, X, y)
+    return model, tr
+
+
+def test_channels_last_trains_the_same_net():
+    torch.set_num_threads(1)
+    a, _ = _conv_fit()
+    b, _ = _conv_fit(channels_last=True)
+    for k, v in a.state_dict().items():
+        assert torch.allclose(v, b.state_dict()[k], atol=1e-12, rtol=0), k
+
+
+def test_amp_bf16_trains_float32_and_is_refused_for_float64():
+    torch.set_num_threads(1)
+    model, tr = _conv_fit(dtype="float32", amp="bf16", epochs=3)
+    assert tr.stopped_ is None and all(np.isfinite(h["loss"]) for h in tr.history_)
+    assert next(model.parameters()).dtype == torch.float32
+    with pytest.raises(ValidationError, match="--amp bf16 autocasts float32"):
+        TrainOptions(amp="bf16", dtype="float64")
+    with pytest.raises(ValidationError, match="amp must be bf16 or none"):
+        TrainOptions(amp="fp8", dtype="float32")
+
+
+@pytest.mark.slow
+def test_compile_trains_close_to_eager():  # ~2 min of inductor compilation on the CPU
+    torch.set_num_threads(1)
+    a, _ = _conv_fit(epochs=1)
+    b, _ = _conv_fit(epochs=1, compile=True)
+    for k, v in a.state_dict().items():
+        assert torch.allclose(v, b.state_dict()[k], atol=1e-8), k
