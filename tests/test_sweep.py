@@ -184,7 +184,7 @@ def test_dask_local_cluster_gives_the_rows_of_jobs_1(tmp_path) -> None:
     distributed = pytest.importorskip("dask.distributed")
     grid = ([0.5], [1, 2], [0])
     one = run_sweep(_base(), *grid, tmp_path / "one", solver=FAST)
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cl:
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl:
         dask_rows = run_sweep(_base(), *grid, tmp_path / "dask", solver=FAST, scheduler=cl.scheduler_address)
     assert _numbers(dask_rows) == _numbers(one)
 
