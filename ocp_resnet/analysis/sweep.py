@@ -221,18 +221,19 @@ def run_sweep(
     out = Path(out)
     if out.exists() and not (resume or overwrite):
         raise ValidationError(f"{out} already exists: pass --resume to continue that sweep, --overwrite, or another --out")
-    (out / "runs").mkdir(parents=True, exist_ok=True)
-    with open(out / "sweep.json", "w") as fh:
-        json.dump({"gammas": gammas, "blocks": blocks, "seeds": seeds, "backend": backend, "solver": solver,
-                   "tol": tol, **(dict(config) if config else {})}, fh, indent=2, default=str)
-    rows: list[dict[str, Any]] = []
-    grid = [(g, n, s) for g in gammas for n in blocks for s in seeds]
-    problems = [grid_problem(base, g, n) for g, n, _ in grid]
-    done = [resume and _finished(out / "runs" / run_name(g, n, s)) for g, n, s in grid]
-    for (g, n, s), problem, d in zip(grid, problems, done):
-        if d:
-            _check_same(out / "runs" / run_name(g, n, s), problem)
+    # the executor first: a Dask scheduler that cannot be reached fails before anything is written
     with parallel.executor(jobs, scheduler) as ex, StopOnSigint() as stop:
+        (out / "runs").mkdir(parents=True, exist_ok=True)
+        with open(out / "sweep.json", "w") as fh:
+            json.dump({"gammas": gammas, "blocks": blocks, "seeds": seeds, "backend": backend, "solver": solver,
+                       "tol": tol, **(dict(config) if config else {})}, fh, indent=2, default=str)
+        rows: list[dict[str, Any]] = []
+        grid = [(g, n, s) for g in gammas for n in blocks for s in seeds]
+        problems = [grid_problem(base, g, n) for g, n, _ in grid]
+        done = [resume and _finished(out / "runs" / run_name(g, n, s)) for g, n, s in grid]
+        for (g, n, s), problem, d in zip(grid, problems, done):
+            if d:
+                _check_same(out / "runs" / run_name(g, n, s), problem)
         todo = [(problems[i], grid[i][2], backend, solver) for i in range(len(grid)) if not done[i]]
         results = parallel.imap(ex, _solve_task, todo, stop)
         for i, (g, n, s) in enumerate(grid, 1):
