@@ -240,3 +240,15 @@ def test_compile_trains_close_to_eager():  # ~2 min of inductor compilation on t
     b, _ = _conv_fit(epochs=1, compile=True)
     for k, v in a.state_dict().items():
         assert torch.allclose(v, b.state_dict()[k], atol=1e-8), k
+
+
+def test_throughput_benchmark_runs_on_the_cpu(capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("torch_throughput", ROOT / "benchmarks" / "torch_throughput.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--device", "cpu", "--channels", "4,8", "--size", "8", "--batch", "16", "--steps", "2",
+                     "--epochs", "2", "--repeats", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "gamma=0 / reference images/s" in out and "stage-cost overhead" in out
