@@ -10,6 +10,7 @@ clock); torch optimizers run full batch, recording J and ‖∇J‖ of every ste
 from __future__ import annotations
 
 import math
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
@@ -213,6 +214,14 @@ def _torch_loop(problem: Problem, name: str, w0: np.ndarray, steps: int, lr: flo
                            status, ev.block_norms, ev.stage_losses, trace, w)
 
 
+def _run_one(problem: Problem, name: str, w0: np.ndarray, epochs: int, max_iter: int, tol: float,
+             lr: float) -> OptimizerResult:
+    """One optimizer of :func:`compare`, as a task for :mod:`ocp_resnet.parallel` (any process)."""
+    if name in IPOPT_OPTIMIZERS:
+        return _run_ipopt(problem, IPOPT_OPTIMIZERS[name], w0, max_iter, tol)
+    return _run_torch(problem, name, w0, epochs, lr)
+
+
 def function_space_distance(problem: Problem, wa: np.ndarray, wb: np.ndarray) -> float:
     """RMS difference of the final outputs ŷ_N of two weight vectors on the problem's data."""
     za, zb = problem.stage_outputs(wa)[-1], problem.stage_outputs(wb)[-1]
@@ -231,27 +240,39 @@ def compare(
     seed: int = 0,
     polish: bool = True,
     log: Any = None,
+    jobs: int = 1,
+    scheduler: Any = None,
 ) -> Comparison:
-    """Run every optimizer from the same initial weights and compare (see module docstring)."""
+    """Run every optimizer from the same initial weights and compare (see module docstring).
+
+    ``jobs`` worker processes (-1: all cores) or a Dask ``scheduler`` run the optimizers at
+    once (:mod:`ocp_resnet.parallel`): the same iterates and objectives, but the wall times
+    (and so time-to-target) are then measured while the optimizers share the machine.
+    """
+    from . import parallel
     from .solvers import initial_weights
 
     _check(optimizers, targets)
     epochs = check_int("epochs", epochs, 1)
     max_iter = check_int("max_iter", max_iter, 1)
+    parallel.n_jobs(jobs)
     lrs = {**DEFAULT_LR, **(lr or {})}
     w0 = initial_weights(problem, "random", seed)
     results: dict[str, OptimizerResult] = {}
-    for name in optimizers:
+    tasks = [(problem, name, w0, epochs, max_iter, tol, lrs.get(name, 0.0)) for name in optimizers]
+    with parallel.executor(jobs, scheduler) as ex:
         if log:
-            log(f"running {name} ...")
-        if name in IPOPT_OPTIMIZERS:
-            results[name] = _run_ipopt(problem, IPOPT_OPTIMIZERS[name], w0, max_iter, tol)
-        else:
-            results[name] = _run_torch(problem, name, w0, epochs, lrs[name])
-        if log:
-            r = results[name]
-            log(f"  {name}: J = {r.final_objective:.10g}, |grad| = {r.final_grad_norm:.2e}, "
-                f"{r.iterations} iterations, {r.wall_time_s:.2f} s ({r.status})")
+            log(f"running {', '.join(optimizers)}" + (f" on {parallel.workers(ex)} workers" if parallel.workers(ex) > 1
+                                                      else "") + " ...")
+        try:
+            for name, r in zip(optimizers, parallel.imap(ex, _run_one, tasks)):
+                results[name] = r
+                if log:
+                    log(f"  {name}: J = {r.final_objective:.10g}, |grad| = {r.final_grad_norm:.2e}, "
+                        f"{r.iterations} iterations, {r.wall_time_s:.2f} s ({r.status})")
+        except KeyboardInterrupt:  # workers ignore Ctrl-C between solves and the torch loops do not poll it
+            parallel.signal_workers(ex, signal.SIGTERM)
+            raise
     finite = [min(r.trace.objective + [r.final_objective]) for r in results.values()]
     finite = [f for f in finite if math.isfinite(f)]
     best = min(finite) if finite else float("nan")

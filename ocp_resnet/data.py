@@ -241,15 +241,26 @@ def load_dataset(
         ds = gen(**kw)
     elif name == "digits":
         ds = digits(n_samples=n_samples, dim=dim, seed=seed)
+    elif name == "synthetic-images":  # 3x32x32, 10 classes (ocp_resnet.vision); for tests and benchmarks
+        from .vision import synthetic_images
+
+        ds = synthetic_images(n_samples=256 if n_samples is None else n_samples, seed=seed,
+                              **({} if noise is None else {"noise": noise}))
     else:
         p = Path(name)
         if not p.exists():
             raise ValidationError(
-                f"unknown dataset {name!r}: use one of {', '.join(BUILTIN)}, or a path to an "
-                ".npz/.csv file or an MNIST IDX directory"
+                f"unknown dataset {name!r}: use one of {', '.join(BUILTIN)}, synthetic-images, or a path to an "
+                ".npz/.csv file, an MNIST IDX directory or a CIFAR-10 python-batch directory"
             )
         if p.is_dir():
-            ds = load_mnist_idx(p, n_samples=n_samples, seed=seed)
+            from . import vision
+
+            found = vision.layout(p)  # torchvision's layouts: CIFAR-10 batches, ROOT/MNIST/raw, ...
+            if found is not None and (found[0] == "cifar10" or found[1] != p):
+                ds = vision.load_image_dir(p, n_samples=n_samples, seed=seed)
+            else:
+                ds = load_mnist_idx(p, n_samples=n_samples, seed=seed)
         elif p.suffix == ".npz":
             ds = load_npz(p)
         elif p.suffix == ".csv":

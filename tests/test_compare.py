@@ -98,3 +98,14 @@ def test_cli_compare_writes_json_csv_and_figures(tmp_path, capsys):
     # a second run into the same directory is refused
     assert main(["compare", "--n-samples", "20", "--blocks", "2", "--optimizers", "adam", "--epochs", "2",
                  "--out", str(out)]) == 2
+
+
+def test_jobs_2_gives_the_objectives_of_jobs_1(cmp):
+    prob, c = cmp
+    par = compare(prob, epochs=60, targets=(1e-3, 1e-6), jobs=2)
+    assert list(par.results) == list(c.results)
+    for name, r in c.results.items():
+        p = par.results[name]
+        assert p.trace.objective == r.trace.objective and np.array_equal(p.w, r.w), name
+        assert p.iterations == r.iterations and p.status == r.status
+    assert par.polish["objective_after"] == c.polish["objective_after"]

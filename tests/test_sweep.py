@@ -160,3 +160,63 @@ def test_ctrl_c_stops_the_whole_sweep_and_resume_reruns_the_point(tmp_path, monk
     monkeypatch.setattr(sweep_mod, "_solve_point", real)
     rows = run_sweep(_base(), [0.5], [1], [0, 1, 2], out, solver=FAST, resume=True)
     assert [r["status"] for r in rows] == ["success"] * 3
+
+
+# ----------------------------------------------------------------- parallel sweeps
+def _numbers(rows):
+    return [{k: v for k, v in r.items() if k not in ("time_s", "run_dir")} for r in rows]
+
+
+def test_jobs_2_gives_the_rows_of_jobs_1(tmp_path) -> None:
+    grid = ([0.0, 0.5], [1, 2], [0])
+    one = run_sweep(_base(), *grid, tmp_path / "one", solver=FAST)
+    two = run_sweep(_base(), *grid, tmp_path / "two", solver=FAST, jobs=2)
+    assert _numbers(two) == _numbers(one)  # identical numbers, same order
+    w1 = np.load(tmp_path / "one" / "runs" / run_name(0.5, 2, 0) / "solution.npz")
+    w2 = np.load(tmp_path / "two" / "runs" / run_name(0.5, 2, 0) / "solution.npz")
+    assert all(np.array_equal(w1[k], w2[k]) for k in w1)
+    # resume with workers reads everything back
+    again = run_sweep(_base(), *grid, tmp_path / "two", solver=FAST, jobs=2, resume=True)
+    assert _numbers(again) == _numbers(one)
+
+
+def test_dask_local_cluster_gives_the_rows_of_jobs_1(tmp_path) -> None:
+    distributed = pytest.importorskip("dask.distributed")
+    grid = ([0.5], [1, 2], [0])
+    one = run_sweep(_base(), *grid, tmp_path / "one", solver=FAST)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl:
+        dask_rows = run_sweep(_base(), *grid, tmp_path / "dask", solver=FAST, scheduler=cl.scheduler_address)
+    assert _numbers(dask_rows) == _numbers(one)
+
+
+def test_bad_jobs_and_missing_dask_are_named(tmp_path, monkeypatch) -> None:
+    import builtins
+
+    with pytest.raises(ValidationError, match="--jobs must be >= 1, or -1"):
+        run_sweep(_base(), [0.0], [1], [0], tmp_path / "j", solver=FAST, jobs=0)
+    real_import = builtins.__import__
+
+    def no_dask(name, *a, **kw):
+        if name.startswith("dask"):
+            raise ImportError(name)
+        return real_import(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_dask)
+    with pytest.raises(ValidationError, match=r"ocp_resnet\[distributed\]"):
+        run_sweep(_base(), [0.0], [1], [0], tmp_path / "d", solver=FAST, scheduler="tcp://127.0.0.1:1")
+
+
+def test_imap_keeps_order_and_stops_submitting_on_ctrl_c() -> None:
+    from types import SimpleNamespace
+
+    from ocp_resnet import parallel
+
+    with parallel.executor(1) as ex:
+        assert list(parallel.imap(ex, pow, [(2, k) for k in range(5)])) == [1, 2, 4, 8, 16]
+        stop = SimpleNamespace(requested=False)
+        seen = []
+        for r in parallel.imap(ex, pow, [(2, k) for k in range(5)], stop):
+            seen.append(r)
+            stop.requested = True  # Ctrl-C after the first result: nothing new is submitted
+        assert seen == [1]
+    assert parallel.n_jobs(-1) >= 1

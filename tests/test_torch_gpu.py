@@ -36,3 +36,24 @@ def test_cli_train_on_cuda(tmp_path):
 
     assert main(["train", "--dataset", "digits", "--arch", "conv", "--n-samples", "200", "--epochs", "1",
                  "--device", "cuda", "--quiet", "--out", str(tmp_path / "g")]) == 0
+
+
+def test_cuda_throughput_switches_train(tmp_path):
+    """--amp bf16, --channels-last and --compile together on the GPU (docs/scale.md)."""
+    from ocp_resnet.cli import main
+
+    assert main(["train", "--dataset", "synthetic-images", "--arch", "conv", "--n-samples", "256", "--epochs", "2",
+                 "--batch-size", "64", "--gamma", "0.1", "--device", "cuda", "--amp", "bf16", "--channels-last",
+                 "--compile", "--quiet", "--out", str(tmp_path / "fast")]) == 0
+
+
+def test_throughput_benchmark_runs_on_cuda():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "torch_throughput.py"
+    spec = importlib.util.spec_from_file_location("torch_throughput", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--device", "cuda", "--channels", "8,16", "--batch", "32", "--steps", "2", "--epochs", "2",
+                     "--repeats", "1"]) == 0

@@ -160,6 +160,13 @@ def _solve_point(problem: Any, seed: int, backend: str, solver: Mapping[str, Any
     return sol.weights, sol.metrics(), sol.stats
 
 
+def _solve_task(problem: Any, seed: int, backend: str, solver: Mapping[str, Any]) -> tuple[dict, dict, dict, float]:
+    """One grid point as a task for :mod:`ocp_resnet.parallel` (any process): (weights, metrics, stats, wall s)."""
+    t0 = time.perf_counter()
+    weights, metrics, stats = _solve_point(problem, seed, backend, solver, None)
+    return weights, metrics, stats, time.perf_counter() - t0
+
+
 def _finished(rd: Path) -> bool:
     """A grid point's run directory is complete and was not interrupted."""
     if not ((rd / "metrics.json").exists() and (rd / "solution.npz").exists()):
@@ -183,14 +190,21 @@ def run_sweep(
     overwrite: bool = False,
     config: Mapping[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
+    jobs: int = 1,
+    scheduler: Any = None,
 ) -> list[dict[str, Any]]:
     """Run the grid γ × N × seed and write ``sweep.csv`` (rewritten after every point).
 
     ``solver`` holds the solve options (CasADi: ``method, tol, max_iter, hessian, ipopt``;
     torch: whatever the torch trainer takes). With ``resume``, grid points whose run
-    directory is complete are read back instead of solved again.
+    directory is complete are read back instead of solved again. ``jobs`` worker processes
+    (-1: all cores) or a Dask ``scheduler`` address solve the points (:mod:`ocp_resnet.parallel`);
+    the rows, run directories and numbers are those of ``jobs=1``, in the same order.
     """
-    from ..runs import write_run
+    from .. import parallel
+    from .._iteration import StopOnSigint
+
+    parallel.n_jobs(jobs)  # a bad --jobs fails before anything is written
 
     gammas = [check_float("gamma", g, 0.0) for g in gammas]
     blocks = [check_int("blocks", n, 1) for n in blocks]
@@ -207,40 +221,60 @@ def run_sweep(
     out = Path(out)
     if out.exists() and not (resume or overwrite):
         raise ValidationError(f"{out} already exists: pass --resume to continue that sweep, --overwrite, or another --out")
-    (out / "runs").mkdir(parents=True, exist_ok=True)
-    with open(out / "sweep.json", "w") as fh:
-        json.dump({"gammas": gammas, "blocks": blocks, "seeds": seeds, "backend": backend, "solver": solver,
-                   "tol": tol, **(dict(config) if config else {})}, fh, indent=2, default=str)
-    rows: list[dict[str, Any]] = []
-    grid = [(g, n, s) for g in gammas for n in blocks for s in seeds]
-    for i, (g, n, s) in enumerate(grid, 1):
-        rd = out / "runs" / run_name(g, n, s)
-        problem = grid_problem(base, g, n)
-        if resume and _finished(rd):
-            _check_same(rd, problem)
-            row = row_from_run(rd, g, n, s, backend, tol)
-        else:
-            t0 = time.perf_counter()
-            weights, metrics, stats = _solve_point(problem, s, backend, solver, log)
-            wall = time.perf_counter() - t0
-            cfg = dict(config or {})
-            cfg.update(command="sweep", architecture=problem.spec.to_dict(), objective=problem.objective.to_dict(),
-                       solver={"backend": backend, **solver, "init": "random", "seed": s})
-            write_run(rd, config=cfg, weights=weights, metrics=metrics, data=problem.data, stats=stats, overwrite=True)
-            row = row_from_run(rd, g, n, s, backend, tol)
-            row["time_s"] = wall
-        rows.append(row)
-        write_csv(out / "sweep.csv", rows)
-        if row["status"] == "interrupted":
-            # Ctrl-C stops the whole sweep: the point keeps its last iterate, sweep.csv holds
-            # what is done, and --resume re-runs the interrupted point.
+    # the executor first: a Dask scheduler that cannot be reached fails before anything is written
+    with parallel.executor(jobs, scheduler) as ex, StopOnSigint() as stop:
+        (out / "runs").mkdir(parents=True, exist_ok=True)
+        with open(out / "sweep.json", "w") as fh:
+            json.dump({"gammas": gammas, "blocks": blocks, "seeds": seeds, "backend": backend, "solver": solver,
+                       "tol": tol, **(dict(config) if config else {})}, fh, indent=2, default=str)
+        rows: list[dict[str, Any]] = []
+        grid = [(g, n, s) for g in gammas for n in blocks for s in seeds]
+        problems = [grid_problem(base, g, n) for g, n, _ in grid]
+        done = [resume and _finished(out / "runs" / run_name(g, n, s)) for g, n, s in grid]
+        for (g, n, s), problem, d in zip(grid, problems, done):
+            if d:
+                _check_same(out / "runs" / run_name(g, n, s), problem)
+        todo = [(problems[i], grid[i][2], backend, solver) for i in range(len(grid)) if not done[i]]
+        results = parallel.imap(ex, _solve_task, todo, stop)
+        for i, (g, n, s) in enumerate(grid, 1):
+            row = _sweep_point(out, problems[i - 1], g, n, s, backend, solver, tol, config, done[i - 1], results)
+            if row is None:  # Ctrl-C between points: the finished ones are written, --resume continues
+                if log is not None:
+                    log(f"[{i}/{len(grid)}] interrupted: stopping the sweep; continue with --resume")
+                raise KeyboardInterrupt
+            rows.append(row)
+            write_csv(out / "sweep.csv", rows)
+            if row["status"] == "interrupted":
+                # Ctrl-C stops the whole sweep: the point keeps its last iterate, sweep.csv holds
+                # what is done, and --resume re-runs the interrupted point.
+                if log is not None:
+                    log(f"[{i}/{len(grid)}] interrupted: stopping the sweep; continue with --resume")
+                raise KeyboardInterrupt
             if log is not None:
-                log(f"[{i}/{len(grid)}] interrupted: stopping the sweep; continue with --resume")
-            raise KeyboardInterrupt
-        if log is not None:
-            log(f"[{i}/{len(grid)}] gamma {g:g} N {n} seed {s}: {row['status']}, J {row['objective']:.6g}, "
-                f"vanished {row['n_vanished']}/{n}, tail/head {row['tail_to_head']:.2e}, {row['time_s']:.1f}s")
+                log(f"[{i}/{len(grid)}] gamma {g:g} N {n} seed {s}: {row['status']}, J {row['objective']:.6g}, "
+                    f"vanished {row['n_vanished']}/{n}, tail/head {row['tail_to_head']:.2e}, {row['time_s']:.1f}s")
     return rows
+
+
+def _sweep_point(out: Path, problem: Any, g: float, n: int, s: int, backend: str, solver: Mapping[str, Any],
+                 tol: float, config: Mapping[str, Any] | None, done: bool, results: Any) -> dict[str, Any] | None:
+    """The row of one grid point: read back (``done``) or the next result, written as a run directory."""
+    from ..runs import write_run
+
+    rd = out / "runs" / run_name(g, n, s)
+    if done:
+        return row_from_run(rd, g, n, s, backend, tol)
+    try:
+        weights, metrics, stats, wall = next(results)
+    except StopIteration:
+        return None
+    cfg = dict(config or {})
+    cfg.update(command="sweep", architecture=problem.spec.to_dict(), objective=problem.objective.to_dict(),
+               solver={"backend": backend, **solver, "init": "random", "seed": s})
+    write_run(rd, config=cfg, weights=weights, metrics=metrics, data=problem.data, stats=stats, overwrite=True)
+    row = row_from_run(rd, g, n, s, backend, tol)
+    row["time_s"] = wall
+    return row
 
 
 def summarize(rows: Sequence[Mapping[str, Any]], keys: Sequence[str] = ("gamma", "blocks")) -> list[dict[str, Any]]:

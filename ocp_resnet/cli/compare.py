@@ -22,6 +22,11 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--lr", action="append", default=[], metavar="OPT=LR",
                    help="learning rate of a torch optimizer, e.g. --lr adam=0.005 (repeatable)")
     p.add_argument("--no-polish", action="store_true", help="skip the IPOPT polish of the Adam solution")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="run N optimizers at once in worker processes (-1: all cores; default 1); same objectives, "
+                        "but wall times then include the sharing of the machine")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the optimizers on a Dask cluster (tcp://host:8786; needs ocp_resnet[distributed])")
     c.add_output_args(p)
     p.set_defaults(func=run)
     return p
@@ -57,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     lr = _parse_lr(args.lr)
     out = c.output_dir(args, f"{args.dataset.replace('/', '_')}-compare")
     cmp = compare(problem, optimizers, epochs=args.epochs, max_iter=args.max_iter, tol=args.tol, targets=targets,
-                  lr=lr, seed=args.seed, polish=not args.no_polish, log=c.echo)
+                  lr=lr, seed=args.seed, polish=not args.no_polish, log=c.echo, jobs=args.jobs,
+                  scheduler=args.scheduler)
     config = c.run_config(args, problem, "compare", {"optimizers": optimizers, "epochs": args.epochs,
                                                       "max_iter": args.max_iter, "tol": args.tol, "lr": lr})
     write_directory(out, {

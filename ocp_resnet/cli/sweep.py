@@ -44,6 +44,11 @@ def register(sub) -> argparse.ArgumentParser:
     g.add_argument("--markdown", action="store_true", help="print the summary table as markdown")
     g.add_argument("--no-plots", action="store_true", help="do not write the sweep plots")
     g.add_argument("--quiet", action="store_true", help="no progress lines")
+    g.add_argument("--jobs", type=int, default=1,
+                   help="solve N grid points at once in worker processes, one thread each (-1: all cores; "
+                        "default 1); the numbers are those of --jobs 1")
+    g.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="send the grid points to a Dask cluster (tcp://host:8786; needs ocp_resnet[distributed])")
     c.add_output_args(p)
     p.set_defaults(func=run)
     return p
@@ -99,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     config = {"argv": c.run_config(base_args, base, "sweep", {})["argv"], "data": c.data_config(args)}
     rows = run_sweep(base, gammas, blocks, seeds, out, backend=args.backend, solver=solver, tol=args.vanish_tol,
                      resume=args.resume, overwrite=args.overwrite, config=config,
-                     log=None if args.quiet else c.echo)
+                     log=None if args.quiet else c.echo, jobs=args.jobs, scheduler=args.scheduler)
     summary = summarize(rows)
     write_csv(out / "summary.csv", summary, columns=list(summary[0].keys()))
     print(format_summary(summary, markdown=args.markdown))

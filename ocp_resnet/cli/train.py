@@ -5,11 +5,19 @@ stats.json) plus ``model.pt`` (the torch state_dict), ``history.csv`` (per-epoch
 accuracy) and, with a validation split, ``val.npz``. ``data.npz`` holds the training split, so
 ``evaluate`` reproduces the objective in metrics.json; MLP runs can be polished by IPOPT with
 ``ocp-resnet solve --init RUN_DIR``.
+
+Under ``torchrun --nproc-per-node K -m ocp_resnet train …`` the K ranks train together
+(DistributedDataParallel, :mod:`ocp_resnet.torch.distributed`); rank 0 alone prints and writes.
+``--checkpoint-every E`` keeps ``checkpoint.pt`` in the run directory (written every E epochs,
+before the run directory is complete); ``--resume RUN_DIR`` continues from it.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import time
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -50,6 +58,14 @@ def register(sub) -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: mlp 1, as its tiny matrices gain nothing from "
                    "threads; conv: torch's choice)")
     t.add_argument("--quiet", action="store_true", help="no progress bar; print only the final table")
+    t.add_argument("--checkpoint-every", type=int, default=0, metavar="E",
+                   help="write RUN_DIR/checkpoint.pt every E epochs and at the end (default 0: none; --resume keeps the value of the run it continues)")
+    t.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue the training in RUN_DIR/checkpoint.pt with the same flags (more --epochs "
+                        "extend it); writes into RUN_DIR unless --out is given")
+    t.add_argument("--compile", action="store_true", help="torch.compile the training step (GPU throughput)")
+    t.add_argument("--amp", default=None, help="bf16: bfloat16 autocast (float32 models; GPU throughput)")
+    t.add_argument("--channels-last", action="store_true", help="channels-last memory layout (conv nets)")
     v = p.add_argument_group("conv architecture (--arch conv)")
     v.add_argument("--channels", default="8,16,32", help="widths of the stages (default 8,16,32)")
     v.add_argument("--stage-blocks", default="1,1,1", help="residual blocks per stage (default 1,1,1)")
@@ -79,19 +95,30 @@ def _subset(ds: Any, idx: np.ndarray, X: np.ndarray | None = None):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..torch import distributed
+
+    t_start = time.perf_counter()
+    ctx = distributed.init_from_env(args.device)  # one process unless started by torchrun
+    try:
+        return _run(args, ctx, t_start)
+    finally:
+        distributed.shutdown()
+
+
+def _run(args: argparse.Namespace, ctx: Any, t_start: float) -> int:
     import torch
 
     from ..data import load_dataset
-    from ..errors import ValidationError, check_choice
+    from ..errors import ValidationError, check_choice, check_int
     from ..problem import Problem
     from ..runs import write_run
     from ..solution import Status
     from ..torch import (ConvSpec, ResNetMLP, ResNetV2, Trainer, TrainOptions, conv_evaluation, images_of,
-                         mlp_evaluation, resolve_device, split)
+                         mlp_evaluation, split)
+    from ..torch import distributed
     from ..torch.evaluate import training_metrics, training_status
     from ..torch.train import history_csv
 
-    t_start = time.perf_counter()
     arch = check_choice("arch", args.arch, ARCHS)
     d = ARCH_DEFAULTS[arch]
     args.activation = args.activation or d["activation"]
@@ -105,9 +132,18 @@ def run(args: argparse.Namespace) -> int:
     opts = TrainOptions(optimizer=args.optimizer, lr=args.lr, epochs=args.epochs or d["epochs"],
                         batch_size=args.batch_size, momentum=args.momentum, schedule=args.schedule,
                         seed=args.seed, device=args.device, dtype=dtype_name, lbfgs_iter=args.lbfgs_iter,
-                        progress=not args.quiet)
-    device = resolve_device(opts.device)
-    out = c.output_dir(args, f"{args.dataset.replace('/', '_')}-train-{arch}")
+                        progress=not args.quiet, compile=args.compile, amp=args.amp,
+                        channels_last=args.channels_last)
+    device = ctx.device(opts.device)
+    check_int("checkpoint-every", args.checkpoint_every, 0)
+    quiet = args.quiet or not ctx.is_main
+    resume = distributed.load_checkpoint(args.resume) if args.resume else None
+    if resume is not None and args.out is None:
+        from pathlib import Path
+
+        out = Path(args.resume)  # the same run, continued
+    else:
+        out = c.output_dir(args, f"{args.dataset.replace('/', '_')}-train-{arch}")
 
     if arch == "mlp":
         full = c.problem_from_args(args)
@@ -137,14 +173,37 @@ def run(args: argparse.Namespace) -> int:
         inputs = imgs
     val_ds = _subset(ds, va_idx, None if arch == "mlp" else imgs.reshape(len(imgs), -1)) if len(va_idx) else None
     n_params = sum(p.numel() for p in model.parameters())
-    c.echo(f"train ({arch}, torch {torch.__version__}, {device}, {dtype_name}): {ds.name} {len(tr_idx)} train / "
-           f"{len(va_idx)} val samples, N={spec.n_blocks} blocks, {n_params} parameters, loss {obj.loss}, gamma "
-           f"{obj.gamma}, lambda {obj.weight_decay}, {opts.optimizer} lr {opts.learning_rate:g}, "
-           f"{opts.epochs} epochs", args.quiet)
+    ranks = f", {ctx.world_size} ranks ({ctx.backend})" if ctx.active else ""
+    c.echo(f"train ({arch}, torch {torch.__version__}, {device}, {dtype_name}{ranks}): {ds.name} {len(tr_idx)} "
+           f"train / {len(va_idx)} val samples, N={spec.n_blocks} blocks, {n_params} parameters, loss {obj.loss}, "
+           f"gamma {obj.gamma}, lambda {obj.weight_decay}, {opts.optimizer} lr {opts.learning_rate:g}, "
+           f"{opts.epochs} epochs", quiet)
+
+    # what a checkpoint must share with the run that continues it (epochs may grow)
+    same = {"arch": arch, "data": c.data_config(args), "architecture": spec.to_dict(), "objective": obj.to_dict(),
+            "val_fraction": args.val_fraction,
+            "train": {k: v for k, v in opts.to_dict().items() if k not in ("epochs", "progress", "device")}}
+    same = json.loads(json.dumps(same, default=str))
+    if resume is not None:
+        if resume.get("config") != same:
+            raise ValidationError(f"{args.resume} was trained with other flags: resume with the original flags "
+                                  "(only --epochs may change)")
+        if int(resume["epoch"]) > opts.epochs:
+            raise ValidationError(f"{args.resume} has trained {resume['epoch']} epochs already: give --epochs "
+                                  f">= {resume['epoch']}")
+    ckpt_path = out / distributed.CHECKPOINT
+    every = args.checkpoint_every or (int(resume.get("checkpoint_every", 0)) if resume is not None else 0)
+
+    def save(state: dict) -> None:
+        if ctx.is_main:
+            distributed.save_checkpoint(ckpt_path, {**state, "config": same, "checkpoint_every": every})
 
     trainer = Trainer(obj, ds.n_classes, opts).fit(
-        model, inputs[tr_idx], ds.y[tr_idx], val=(inputs[va_idx], ds.y[va_idx]) if len(va_idx) else None)
+        model, inputs[tr_idx], ds.y[tr_idx], val=(inputs[va_idx], ds.y[va_idx]) if len(va_idx) else None,
+        checkpoint=save if every else None, checkpoint_every=every, resume=resume)
     hist = trainer.history_
+    if not ctx.is_main:  # rank 0 evaluates and writes the run directory
+        return {"nan": EXIT_FAILED, "interrupted": EXIT_INTERRUPTED}.get(trainer.stopped_ or "", EXIT_OK)
 
     if arch == "mlp":
         weights = model.weights()
@@ -161,18 +220,24 @@ def run(args: argparse.Namespace) -> int:
         val_loss=last.get("val_loss"), epochs=len(hist), device=str(device), dtype=dtype_name,
     )
     solver = {"backend": "torch", "arch": arch, **opts.to_dict(), "val_fraction": args.val_fraction,
-              "threads": torch.get_num_threads(), "device_used": str(device)}
+              "threads": torch.get_num_threads(), "device_used": str(device), "world_size": ctx.world_size}
     config = c.run_config(args, problem, "train", solver)
     config["arch"] = arch
     extra: dict[str, Any] = {
         "model.pt": lambda path: torch.save(model.state_dict(), path),
         "history.csv": history_csv(hist),
     }
+    if ckpt_path.exists():  # the last checkpoint stays with the run, for --resume
+        extra[distributed.CHECKPOINT] = lambda path: shutil.copyfile(ckpt_path, path)
     if val_ds is not None:
         extra["val.npz"] = lambda path: np.savez(path, X=val_ds.X, y=val_ds.y, n_classes=val_ds.n_classes)
-    stats = {"history": hist, "steps": trainer.steps_, "train_time_s": trainer.train_time_s_}
+    stats = {"history": hist, "steps": trainer.steps_, "train_time_s": trainer.train_time_s_,
+             "world_size": ctx.world_size}
+    # the directory is ours when it holds only this training's checkpoint, or is the resumed run
+    ours = resume is not None and out == Path(args.resume) or (
+        ckpt_path.exists() and sorted(p.name for p in out.iterdir()) == [distributed.CHECKPOINT])
     write_run(out, config=config, weights=weights, metrics=metrics, data=train_ds, stats=stats,
-              extra_files=extra, overwrite=args.overwrite)
+              extra_files=extra, overwrite=args.overwrite or ours)
     print(c.format_table(metrics))
     val = f"  val accuracy {metrics['val_accuracy']:.3f}" if metrics["val_accuracy"] is not None else ""
     print(f"status: {status.value} ({metrics['status_message']})")

@@ -91,6 +91,11 @@ class TrainOptions:
     dtype: str = "float64"
     lbfgs_iter: int = 20
     progress: bool = True
+    #: GPU throughput switches (see docs/scale.md): torch.compile the training step, bfloat16
+    #: autocast ("bf16"; float32 models only), channels-last memory layout for conv nets.
+    compile: bool = False
+    amp: str | None = None
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -105,6 +110,10 @@ class TrainOptions:
         check_choice("dtype", self.dtype, DTYPES)
         check_int("lbfgs_iter", self.lbfgs_iter, 1)
         resolve_device(self.device)
+        if self.amp not in (None, "none", "bf16"):
+            raise ValidationError(f"amp must be bf16 or none, got {self.amp!r}")
+        if self.amp == "bf16" and self.dtype != "float32":
+            raise ValidationError("--amp bf16 autocasts float32 models: give --dtype float32")
 
     @property
     def learning_rate(self) -> float:
@@ -146,6 +155,11 @@ class Trainer:
     dicts), ``steps_`` (optimizer steps), ``train_time_s_``, ``stopped_`` (None, or why training
     stopped early: ``"nan"``, or ``"interrupted"`` by Ctrl-C, checked once per step; the model
     keeps its weights of that step).
+
+    Under ``torchrun`` (:mod:`ocp_resnet.torch.distributed`) every rank calls ``fit`` with the
+    whole data; each trains on its share of every global batch through DistributedDataParallel.
+    ``checkpoint(state)`` is called every ``checkpoint_every`` epochs (and after the last) with
+    the full training state; ``fit(..., resume=state)`` continues from such a state exactly.
     """
 
     def __init__(self, objective: ObjectiveSpec, n_classes: int, options: TrainOptions | None = None,
@@ -177,14 +191,22 @@ class Trainer:
         model.train(was)
         return tot / n + reg, correct / n
 
-    def fit(self, model: Any, inputs: Any, y: Any, val: tuple[Any, Any] | None = None) -> "Trainer":
+    def fit(self, model: Any, inputs: Any, y: Any, val: tuple[Any, Any] | None = None,
+            checkpoint: Callable[[dict], None] | None = None, checkpoint_every: int = 0,
+            resume: dict | None = None) -> "Trainer":
         """Train ``model`` in place on ``inputs`` (n, …) with labels ``y``; ``val`` = (inputs, labels)."""
         from tqdm import tqdm
 
+        from . import distributed
+
+        ctx = distributed.current()
         opts = self.options
-        device, dtype = resolve_device(opts.device), resolve_dtype(opts.dtype)
+        device, dtype = ctx.device(opts.device), resolve_dtype(opts.dtype)
         model.to(device=device, dtype=dtype)
         X, T, Y = self._tensors(inputs, y, dtype, device)
+        layout = torch.channels_last if opts.channels_last and X.dim() == 4 else torch.contiguous_format
+        if opts.channels_last:
+            model.to(memory_format=layout)
         n = X.shape[0]
         if n == 0:
             raise ValidationError("no training samples: lower --val-fraction or give more data")
@@ -193,9 +215,15 @@ class Trainer:
             Xv, Tv, Yv = self._tensors(val[0], val[1], dtype, device)
         full = opts.optimizer == "lbfgs" or not opts.batch_size or opts.batch_size >= n
         bs = n if full else int(opts.batch_size)
+        ctx.check_batches(n, bs)
         steps_per_epoch = math.ceil(n / bs)
         adamw = opts.optimizer == "adamw"
-        loss_fn = StageCostLoss(self.objective, self.n_classes, regularization=not adamw)
+        # the model and its loss as one module: DDP averages its gradients over the ranks
+        local = distributed.Objective(model, self.objective, regularization=not adamw)
+        net = ctx.wrap(local, device)
+        if opts.compile:
+            net = torch.compile(net)
+        autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if opts.amp == "bf16" else None)
         params = [p for p in model.parameters() if p.requires_grad]
         opt = _optimizer(opts, params, self.objective)
         sched = None
@@ -205,9 +233,42 @@ class Trainer:
         self.history_: list[dict] = []
         self.steps_ = 0
         self.stopped_: str | None = None
-        t0 = time.perf_counter()
-        bar = tqdm(range(opts.epochs), desc="train", unit="epoch", disable=not opts.progress, leave=False,
-                   dynamic_ncols=True)
+        start, elapsed = 0, 0.0
+        if resume is not None:  # continue exactly where the checkpoint left off
+            if sched is not None and int(resume.get("epochs", opts.epochs)) != opts.epochs:
+                raise ValidationError(
+                    f"the checkpoint was trained for {resume['epochs']} epochs under the cosine schedule, which "
+                    f"is tied to the number of epochs: resume with --epochs {resume['epochs']}, or train with "
+                    "--schedule constant to extend runs")
+            model.load_state_dict(resume["model"])
+            opt.load_state_dict(resume["optimizer"])
+            if sched is not None and resume.get("scheduler") is not None:
+                sched.load_state_dict(resume["scheduler"])
+            gen.set_state(resume["generator"])
+            torch.set_rng_state(resume["torch_rng"])
+            start, elapsed = int(resume["epoch"]), float(resume.get("time_s", 0.0))
+            self.history_, self.steps_ = list(resume["history"]), int(resume["steps"])
+        t0 = time.perf_counter() - elapsed
+
+        def step(xb: torch.Tensor, tb: torch.Tensor, m: int, total: int):
+            """(J to differentiate, this shard's J, logits); bf16 autocast when asked."""
+            if layout is torch.channels_last:
+                xb = xb.contiguous(memory_format=layout)
+            w = ctx.weight(m, total, X)
+            if autocast is None:
+                return net(xb, tb, w)
+            with autocast:
+                return net(xb, tb, w)
+
+        def state(epoch: int) -> dict:
+            return {"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": None if sched is None else sched.state_dict(), "generator": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(), "history": list(self.history_), "steps": self.steps_,
+                    "time_s": time.perf_counter() - t0, "world_size": ctx.world_size, "epochs": opts.epochs}
+
+        bar = tqdm(range(start, opts.epochs), desc="train", unit="epoch",
+                   disable=not (opts.progress and ctx.is_main), leave=False, dynamic_ncols=True)
+        stopped = False
         with StopOnSigint() as stop, _cpu_kernels(device):  # Ctrl-C ends training after the current step
             for epoch in bar:
                 model.train()
@@ -215,38 +276,46 @@ class Trainer:
                 loss_sum = torch.zeros((), dtype=dtype, device=device)
                 correct = torch.zeros((), dtype=torch.long, device=device)
                 if opts.optimizer == "lbfgs":
+                    own = ctx.shard(torch.arange(n, device=device))
+                    Xs, Ts, Ys = X[own], T[own], Y[own]
 
                     def closure() -> torch.Tensor:
                         opt.zero_grad(set_to_none=True)
-                        J, _ = loss_fn(model, X, T)
+                        J, _, _ = step(Xs, Ts, len(own), n)
                         J.backward()
-                        return J
+                        return ctx.mean(J.detach())  # the global J, the same on every rank
 
                     opt.step(closure)
                     self.steps_ = int(next(iter(opt.state.values()), {}).get("n_iter", 0))
                     with torch.no_grad():  # the record is at the accepted iterate, not a line-search trial
-                        J, logits = loss_fn(model, X, T)
-                    loss_sum, correct = J * n, (predictions(self.objective, logits) == Y).sum()
+                        _, J, logits = local(Xs, Ts)
+                    loss_sum, correct = J * len(own), (predictions(self.objective, logits) == Ys).sum()
+                    stopped = ctx.any(stop.requested, device)
                 else:
                     perm = torch.randperm(n, generator=gen).to(device) if not full else None
                     for i in range(0, n, bs):
-                        idx = perm[i:i + bs] if perm is not None else slice(None)
+                        if perm is not None:
+                            idx = ctx.shard(perm[i:i + bs])
+                        else:
+                            idx = ctx.shard(torch.arange(n, device=device)) if ctx.active else slice(None)
                         xb, tb, yb = X[idx], T[idx], Y[idx]
                         opt.zero_grad(set_to_none=True)
-                        J, logits = loss_fn(model, xb, tb)
+                        J, Jm, logits = step(xb, tb, yb.shape[0], min(bs, n - i))
                         J.backward()
                         opt.step()
                         if sched is not None:
                             sched.step()
                         self.steps_ += 1
                         m = yb.shape[0]
-                        loss_sum = loss_sum + J.detach() * m
+                        loss_sum = loss_sum + Jm.detach() * m
                         correct = correct + (predictions(self.objective, logits.detach()) == yb).sum()
-                        if stop.requested:
+                        stopped = ctx.any(stop.requested, device)  # every rank stops after the same step
+                        if stopped:
                             break
-                if stop.requested:  # Ctrl-C: keep the model as it is, drop the unfinished epoch's record
+                if stopped:  # Ctrl-C: keep the model as it is, drop the unfinished epoch's record
                     self.stopped_ = "interrupted"
                     break
+                loss_sum, correct = ctx.sum(loss_sum), ctx.sum(correct)
                 train_loss = float(loss_sum) / n
                 if adamw:  # report the objective J, whose λ-term AdamW's decoupled decay replaces
                     train_loss += float(model.regularization(self.objective).detach())
@@ -262,6 +331,9 @@ class Trainer:
                 if not math.isfinite(train_loss):
                     self.stopped_ = "nan"
                     break
+                if checkpoint is not None and checkpoint_every and ((epoch + 1) % checkpoint_every == 0
+                                                                     or epoch + 1 == opts.epochs):
+                    checkpoint(state(epoch + 1))
         bar.close()
         self.train_time_s_ = time.perf_counter() - t0
         self.model_ = model
