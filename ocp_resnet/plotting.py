@@ -255,7 +255,10 @@ def plot_gamma_path(gammas: Sequence[float], rel_norms: Sequence[Sequence[float]
     ax.axhline(tol, color="gray", ls=":", lw=1, label=f"vanishing threshold {tol:g}")
     ax.set_yscale("log")
     positive = g[g > 0]
-    ax.set_xscale("symlog", linthresh=float(positive.min()) if positive.size else 1.0)
+    ax.set_xscale("symlog", linthresh=float(positive.min()) if positive.size else 1.0, linscale=0.5)
+    ax.set_xlim(float(g.min()), float(g.max()) * 1.15 if g.max() > 0 else 1.0)
+    ax.set_xticks(g)
+    ax.set_xticklabels([f"{v:g}" for v in g])
     ax.set_xlabel("stage-cost weight γ")
     ax.set_ylabel(r"relative block norm $\|w_k\| / \max_j \|w_j\|$")
     ax.grid(True, which="major", alpha=0.3)

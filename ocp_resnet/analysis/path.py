@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..errors import ValidationError, check_float, check_int
 from .blocks import DEFAULT_TOL, analyze
-from .restarts import RestartRecord, best_index, solve_restarts
+from .restarts import RestartRecord, best_index, record, solve_restarts
 
 #: IPOPT options of a warm-started path point. Without ``warm_start_init_point`` IPOPT ignores
 #: the given multipliers and computes least-squares ones. Measured on 5 problems (γ path
@@ -83,9 +83,7 @@ def iter_path(
             sol = solve(problem, method=method, options=warm_options(options), init=previous)
             if restarts > 1:  # the warm start competes with K cold restarts; the best objective wins
                 cold, records = solve_restarts(problem, range(seed, seed + restarts), method, options, tol)
-                rec = RestartRecord(None, float(sol.objective), sol.status.value,  # type: ignore[arg-type]
-                                    analyze(problem, sol.w, tol).vanished)
-                records = [rec, *records]
+                records = [record(problem, None, sol, tol), *records]
                 sol = [sol, cold][best_index([sol, cold])]
         elif restarts > 1:
             sol, records = solve_restarts(problem, range(seed, seed + restarts), method, options, tol)

@@ -25,9 +25,21 @@ class RestartRecord:
     objective: float
     status: str
     vanished: list[int]
+    #: no better than the best linear classifier (:mod:`.collapse`)
+    collapsed: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def record(problem: Any, init_seed: int | None, sol: Any, tol: float = DEFAULT_TOL) -> RestartRecord:
+    """The record of one solve (``init_seed`` None: a warm start)."""
+    from .collapse import collapse_record
+
+    ev = sol.evaluation
+    return RestartRecord(init_seed, float(sol.objective), sol.status.value,
+                         vanished_blocks(problem.spec, ev.block_norms, ev.residual_norms, tol),
+                         collapse_record(problem, ev.final_loss)["collapsed"])
 
 
 def restart_seeds(init_seed: int, restarts: int) -> list[int]:
@@ -82,9 +94,5 @@ def solve_restarts(
                 f"{sol.iterations} iterations")
         if sol.status.value == "interrupted":
             break  # Ctrl-C ends the restart set; the best so far is returned
-    records = [
-        RestartRecord(s, float(sol.objective), sol.status.value,
-                      vanished_blocks(problem.spec, sol.evaluation.block_norms, sol.evaluation.residual_norms, tol))
-        for s, sol in zip(seeds, solutions)
-    ]
+    records = [record(problem, s, sol, tol) for s, sol in zip(seeds, solutions)]
     return solutions[best_index(solutions)], records
