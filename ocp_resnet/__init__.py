@@ -18,6 +18,7 @@ from .problem import Evaluation, Problem
 from .solution import Solution, SolveError, Status
 from ._iteration import IterInfo
 from .solvers import IpoptOptions, solve
+from .analysis.path import path
 
 __all__ = [
     "ArchSpec",
@@ -33,6 +34,7 @@ __all__ = [
     "Status",
     "ValidationError",
     "load_dataset",
+    "path",
     "solve",
     "__version__",
 ]
