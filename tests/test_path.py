@@ -206,3 +206,18 @@ def test_split_is_stratified_seeded_and_disjoint():
 def test_val_fraction_bad_value_is_a_usage_error(tmp_path, capsys):
     rc, _, err = run_cli(["solve", "--val-fraction", 1.5, "--out", tmp_path / "x"], capsys)
     assert rc == 2 and "--val-fraction" in err and not (tmp_path / "x").exists()
+
+
+def test_sweep_restarts_and_val_fraction(tmp_path, capsys):
+    out = tmp_path / "s"
+    rc, stdout, err = run_cli(["sweep", "--n-samples", 40, "--blocks", 3, "--gamma", "0.1", "--seeds", "0",
+                               "--restarts", 2, "--val-fraction", 0.25, "--no-plots", "--quiet", "--out", out], capsys)
+    assert rc == 0, err
+    m = json.loads((out / "runs" / "gamma0.1-N3-seed0" / "metrics.json").read_text())
+    assert [r["init_seed"] for r in m["restarts"]] == [0, 1]
+    assert m["objective"] == min(r["objective"] for r in m["restarts"] if r["status"] == "success")
+    assert "val_accuracy" in m and "collapsed" in m
+    row = list(csv.DictReader(open(out / "sweep.csv")))[0]
+    assert row["val_accuracy"] != "" and row["collapsed"] in ("True", "False")
+    rc, _, err = run_cli(["sweep", "--restarts", 0, "--out", tmp_path / "t"], capsys)
+    assert rc == 2 and "restarts" in err
