@@ -20,6 +20,15 @@ from ._iteration import IterInfo
 from .solvers import IpoptOptions, solve
 from .analysis.path import path
 
+
+def __getattr__(name: str):
+    # scikit-learn is imported only when the estimator is used
+    if name == "OCPResNetClassifier":
+        from .estimator import OCPResNetClassifier
+
+        return OCPResNetClassifier
+    raise AttributeError(f"module 'ocp_resnet' has no attribute {name!r}")
+
 __all__ = [
     "ArchSpec",
     "BlockSpec",
@@ -27,6 +36,7 @@ __all__ = [
     "Evaluation",
     "IpoptOptions",
     "IterInfo",
+    "OCPResNetClassifier",
     "ObjectiveSpec",
     "Problem",
     "Solution",
