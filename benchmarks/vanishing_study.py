@@ -59,6 +59,67 @@ def solve_row(dataset: str, noise: float, loss: str, lam: float, gamma: float, s
     }
 
 
+def _load(path: Path) -> list[dict]:
+    rows = []
+    with open(path, newline="") as fh:
+        for r in csv.DictReader(fh):
+            for k in ("noise", "weight_decay", "gamma", "objective", "final_loss", "train_accuracy", "test_accuracy",
+                      "pruned_test_accuracy", "linear_loss"):
+                r[k] = float(r[k])
+            for k in ("init_seed", "n_vanished", "recommended_depth", "iterations"):
+                r[k] = int(r[k])
+            r["collapsed"] = r["collapsed"] == "True"
+            rows.append(r)
+    return rows
+
+
+def summary(rows: list[dict]) -> str:
+    """Two markdown tables: per (loss, λ, γ) over all problems and seeds (single solves), and the
+    same with restarts (per problem the best objective of its seeds)."""
+    import numpy as np
+
+    cells: dict[tuple, list] = {}
+    for r in rows:
+        cells.setdefault((r["loss"], r["weight_decay"], r["gamma"]), []).append(r)
+    head = ("| loss | λ | γ | problems | single solves: runs | vanished ≥1, not collapsed | collapsed | "
+            "train acc | test acc | restarts (best of seeds): vanished ≥1, not collapsed | collapsed | "
+            "mean vanished | train acc | test acc | pruned test acc |")
+    out = [head, "|" + "|".join(["---"] * 2 + ["---:"] * 14) + "|"]
+    for (loss, lam, g), rs in sorted(cells.items()):
+        probs: dict[tuple, list] = {}
+        for r in rs:
+            probs.setdefault((r["dataset"], r["noise"]), []).append(r)
+        best = [min(v, key=lambda r: (r["status"] not in ("success", "acceptable"), r["objective"]))
+                for v in probs.values()]
+        good = lambda xs: sum(1 for r in xs if r["n_vanished"] > 0 and not r["collapsed"])  # noqa: E731
+        col = lambda xs: sum(1 for r in xs if r["collapsed"])  # noqa: E731
+        m = lambda xs, k: float(np.mean([r[k] for r in xs]))  # noqa: E731
+        out.append(f"| {loss} | {lam:g} | {g:g} | {len(probs)} | {len(rs)} | {good(rs)} | {col(rs)} | "
+                   f"{m(rs, 'train_accuracy'):.3f} | {m(rs, 'test_accuracy'):.3f} | {good(best)} of {len(best)} | "
+                   f"{col(best)} | {m(best, 'n_vanished'):.1f} | {m(best, 'train_accuracy'):.3f} | "
+                   f"{m(best, 'test_accuracy'):.3f} | {m(best, 'pruned_test_accuracy'):.3f} |")
+    return "\n".join(out)
+
+
+def per_problem(rows: list[dict], loss: str, lam: float) -> str:
+    """Restart winners per problem and γ: vanished blocks (c = collapsed) and test accuracy."""
+    gammas = sorted({r["gamma"] for r in rows})
+    probs = sorted({(r["dataset"], r["noise"]) for r in rows})
+    out = ["| problem | " + " | ".join(f"γ = {g:g}" for g in gammas) + " |", "|---|" + "---|" * len(gammas)]
+    for d, nz in probs:
+        cells = []
+        for g in gammas:
+            rs = [r for r in rows if (r["dataset"], r["noise"], r["loss"], r["weight_decay"], r["gamma"]) == (d, nz, loss, lam, g)]
+            if not rs:
+                cells.append("")
+                continue
+            b = min(rs, key=lambda r: (r["status"] not in ("success", "acceptable"), r["objective"]))
+            van = b["vanished"].replace(";", ",") or "–"
+            cells.append(f"{van}{' (c)' if b['collapsed'] else ''} / {b['test_accuracy']:.2f}")
+        out.append(f"| {d} {nz:g} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def _key(r: dict) -> tuple:
     return (r["dataset"], float(r["noise"]), r["loss"], float(r["weight_decay"]), float(r["gamma"]), int(r["init_seed"]))
 
@@ -75,6 +136,14 @@ def main() -> None:
     if path.exists():
         with open(path, newline="") as fh:
             done = {_key(r) for r in csv.DictReader(fh)}
+    if args.summary:
+        rows = _load(path)
+        print(summary(rows))
+        for loss in sorted({r["loss"] for r in rows}):
+            for lam in sorted({r["weight_decay"] for r in rows}):
+                print(f"\n{loss}, λ = {lam:g}: restart winner's vanished blocks / test accuracy\n")
+                print(per_problem(rows, loss, lam))
+        return
     if not args.summary:
         new = not path.exists()
         with open(path, "a", newline="") as fh:

@@ -18,8 +18,10 @@ def register(sub) -> argparse.ArgumentParser:
     for action in p._actions:  # one γ per point: --gammas replaces --gamma
         if "--gamma" in action.option_strings:
             action.help = argparse.SUPPRESS
-    p.add_argument("--gammas", default="0,0.03,0.1,0.3,1",
-                   help="comma list of stage weights, solved in this order (default 0,0.03,0.1,0.3,1)")
+    p.add_argument("--gammas", default="1,0.3,0.1,0.03,0",
+                   help="comma list of stage weights, solved in this order (default 1,0.3,0.1,0.03,0: from strong "
+                        "stage costs down, which found vanished blocks where the upward path did not, "
+                        "docs/vanishing.md)")
     s = p.add_argument_group("solver")
     s.add_argument("--method", default="multiple-shooting", help="multiple-shooting (default) or single-shooting")
     s.add_argument("--hessian", default="exact", help="exact (default) or lbfgs")
