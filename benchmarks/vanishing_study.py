@@ -101,6 +101,23 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def bare(rows: list[dict], seed: int = 0) -> str:
+    """What one plain solve with init seed ``seed`` shows, per (loss, λ, γ) over the problems."""
+    import numpy as np
+
+    cells: dict[tuple, list] = {}
+    for r in rows:
+        if r["init_seed"] == seed:
+            cells.setdefault((r["loss"], r["weight_decay"], r["gamma"]), []).append(r)
+    out = ["| loss | λ | γ | problems | vanished ≥ 1, not collapsed | collapsed | test acc mean |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for (loss, lam, g), rs in sorted(cells.items()):
+        good = sum(1 for r in rs if r["n_vanished"] > 0 and not r["collapsed"])
+        out.append(f"| {loss} | {lam:g} | {g:g} | {len(rs)} | {good} | {sum(r['collapsed'] for r in rs)} | "
+                   f"{float(np.mean([r['test_accuracy'] for r in rs])):.3f} |")
+    return "\n".join(out)
+
+
 def per_problem(rows: list[dict], loss: str, lam: float) -> str:
     """Restart winners per problem and γ: vanished blocks (c = collapsed) and test accuracy."""
     gammas = sorted({r["gamma"] for r in rows})
@@ -128,6 +145,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/study")
     ap.add_argument("--summary", action="store_true", help="only print the summary tables of study.csv")
+    ap.add_argument("--losses", default=",".join(LOSSES), help="subset of the grid's losses (comma list)")
+    ap.add_argument("--lambdas", default=",".join(map(str, LAMBDAS)), help="subset of the grid's λ values")
+    ap.add_argument("--gammas", default=",".join(map(str, GAMMAS)), help="subset of the grid's γ values")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,6 +159,8 @@ def main() -> None:
     if args.summary:
         rows = _load(path)
         print(summary(rows))
+        print("\nOne plain solve (init seed 0) per problem:\n")
+        print(bare(rows))
         for loss in sorted({r["loss"] for r in rows}):
             for lam in sorted({r["weight_decay"] for r in rows}):
                 print(f"\n{loss}, λ = {lam:g}: restart winner's vanished blocks / test accuracy\n")
@@ -150,9 +172,9 @@ def main() -> None:
             wr = csv.DictWriter(fh, fieldnames=COLUMNS)
             if new:
                 wr.writeheader()
-            for lam in LAMBDAS:
-                for loss in LOSSES:
-                    for gamma in GAMMAS:
+            for lam in [float(v) for v in args.lambdas.split(",")]:
+                for loss in args.losses.split(","):
+                    for gamma in [float(v) for v in args.gammas.split(",")]:
                         for dataset, noise in PROBLEMS:
                             for seed in SEEDS:
                                 if (dataset, noise, loss, lam, gamma, seed) in done:

@@ -85,10 +85,15 @@ def test_path_cli_writes_csv_plot_and_normal_run_dirs(tmp_path, capsys):
     assert np.load(rd / "data.npz")["X"].shape[0] == 30
 
 
-def test_path_cli_refuses_an_existing_out(tmp_path, capsys):
+def test_path_cli_refuses_an_existing_out_and_bad_values_before_writing(tmp_path, capsys):
     (tmp_path / "p").mkdir()
     rc, _, err = run_cli(["path", "--out", tmp_path / "p", "--gammas", "0"], capsys)
     assert rc == 2 and "already exists" in err
+    for bad in (["--gammas", "a"], ["--gammas", "0,0"], ["--gammas", "-1"], ["--restarts", "0"],
+                ["--init-seed", "-1"], ["--val-fraction", "1"], ["--vanish-tol", "-1"]):
+        rc, _, err = run_cli(["path", "--out", tmp_path / "q", *bad], capsys)
+        assert rc == 2 and err.count("\n") == 1, (bad, err)
+        assert not (tmp_path / "q").exists(), bad
 
 
 # ------------------------------------------------------------------------------ restarts

@@ -3,7 +3,10 @@
 * :mod:`.blocks` — relative block norms, vanished blocks, recommended depth (:func:`analyze`);
 * :mod:`.prune` — physical removal of vanished blocks (:func:`prune_network`, :func:`prune_run`);
 * :mod:`.sweep` — γ × depth × seed grids writing ``sweep.csv`` (:func:`run_sweep`);
-* :mod:`.bound` — J_N* ≤ J_M* + Σ_{k=M}^{N-1} γ_k L_M over a sweep (:func:`check_bound`).
+* :mod:`.bound` — J_N* ≤ J_M* + Σ_{k=M}^{N-1} γ_k L_M over a sweep (:func:`check_bound`);
+* :mod:`.path` — warm-started γ paths (:func:`path`, :func:`run_path`);
+* :mod:`.restarts` — best of several initial weights (:func:`solve_restarts`);
+* :mod:`.collapse` — is a run no better than the best linear classifier (:func:`linear_loss`).
 """
 from __future__ import annotations
 
@@ -11,10 +14,14 @@ from .blocks import DEFAULT_TOL, BlockAnalysis, analyze, analyze_run, tail_to_he
 from .bound import BoundReport, check_bound, pad_weights, padded_bound
 from .prune import PrunedNetwork, PruneReport, prune_network, prune_problem, prune_run
 from .sweep import grid_problem, read_csv, run_sweep, summarize
+from .collapse import collapse_record, is_collapsed, linear_loss
+from .path import path, run_path
+from .restarts import RestartRecord, solve_restarts
 
 __all__ = [
     "DEFAULT_TOL", "BlockAnalysis", "analyze", "analyze_run", "tail_to_head_ratio",
     "BoundReport", "check_bound", "pad_weights", "padded_bound",
     "PrunedNetwork", "PruneReport", "prune_network", "prune_problem", "prune_run",
     "grid_problem", "read_csv", "run_sweep", "summarize",
+    "collapse_record", "is_collapsed", "linear_loss", "path", "run_path", "RestartRecord", "solve_restarts",
 ]

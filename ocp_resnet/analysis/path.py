@@ -159,7 +159,9 @@ def run_path(
     if len(set(gammas)) != len(gammas):
         raise ValidationError("--gammas lists a value twice: every point of a path gets its own run directory")
     options = options or IpoptOptions()
-    out = check_target(out, overwrite)
+    restarts, seed = check_int("restarts", restarts, 1), check_int("init seed", seed, 0)
+    tol = check_float("vanishing tol", tol, 0.0)
+    out = check_target(out, overwrite)  # every input is checked before anything is written
     if out.exists():  # overwrite: start from an empty directory
         import shutil
 
