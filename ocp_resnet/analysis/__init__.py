@@ -4,7 +4,7 @@
 * :mod:`.prune` — physical removal of vanished blocks (:func:`prune_network`, :func:`prune_run`);
 * :mod:`.sweep` — γ × depth × seed grids writing ``sweep.csv`` (:func:`run_sweep`);
 * :mod:`.bound` — J_N* ≤ J_M* + Σ_{k=M}^{N-1} γ_k L_M over a sweep (:func:`check_bound`);
-* :mod:`.path` — warm-started γ paths (:func:`path`, :func:`run_path`);
+* :mod:`.path` — warm-started γ paths (:func:`~.path.path`, :func:`run_path`);
 * :mod:`.restarts` — best of several initial weights (:func:`solve_restarts`);
 * :mod:`.collapse` — is a run no better than the best linear classifier (:func:`linear_loss`).
 """
@@ -15,7 +15,7 @@ from .bound import BoundReport, check_bound, pad_weights, padded_bound
 from .prune import PrunedNetwork, PruneReport, prune_network, prune_problem, prune_run
 from .sweep import grid_problem, read_csv, run_sweep, summarize
 from .collapse import collapse_record, is_collapsed, linear_loss
-from .path import path, run_path
+from .path import run_path  # (the function `path` is ocp_resnet.path: the name here is the module)
 from .restarts import RestartRecord, solve_restarts
 
 __all__ = [
@@ -23,5 +23,5 @@ __all__ = [
     "BoundReport", "check_bound", "pad_weights", "padded_bound",
     "PrunedNetwork", "PruneReport", "prune_network", "prune_problem", "prune_run",
     "grid_problem", "read_csv", "run_sweep", "summarize",
-    "collapse_record", "is_collapsed", "linear_loss", "path", "run_path", "RestartRecord", "solve_restarts",
+    "collapse_record", "is_collapsed", "linear_loss", "run_path", "RestartRecord", "solve_restarts",
 ]
