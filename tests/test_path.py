@@ -226,3 +226,14 @@ def test_sweep_restarts_and_val_fraction(tmp_path, capsys):
     assert row["val_accuracy"] != "" and row["collapsed"] in ("True", "False")
     rc, _, err = run_cli(["sweep", "--restarts", 0, "--out", tmp_path / "t"], capsys)
     assert rc == 2 and "restarts" in err
+
+
+def test_path_restarts_are_never_worse_than_the_warm_start_or_any_seed():
+    p = spirals_problem(n=40, blocks=3)
+    best = path(p, [1, 0.1], restarts=2)
+    warm = path(p, [1, 0.1])
+    singles = [path(p, [1, 0.1], warm_start=False, seed=s) for s in (0, 1)]
+    assert best[0].objective == min(s[0].objective for s in singles)  # the first point: best of K cold
+    assert best[1].objective <= min(s[1].objective for s in singles)  # later: best of warm and K cold
+    if best[0].objective == warm[0].objective:  # same start point, so the same warm candidate
+        assert best[1].objective <= warm[1].objective

@@ -88,8 +88,7 @@ def iter_path(
         elif restarts > 1:
             sol, records = solve_restarts(problem, range(seed, seed + restarts), method, options, tol)
         else:
-            sol = solve(problem, method=method, options=options, init=init if i == 0 or not warm_start else "random",
-                        seed=seed)
+            sol = solve(problem, method=method, options=options, init=init, seed=seed)
         if log is not None:
             log(f"[{i + 1}/{len(gammas)}] gamma {g:g}: {sol.status.value}, J {sol.objective:.8g}, "
                 f"final loss {sol.evaluation.final_loss:.6g}, {sol.iterations} iterations, {sol.solve_time_s:.2f}s")
