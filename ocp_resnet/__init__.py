@@ -18,6 +18,16 @@ from .problem import Evaluation, Problem
 from .solution import Solution, SolveError, Status
 from ._iteration import IterInfo
 from .solvers import IpoptOptions, solve
+from .analysis.path import path
+
+
+def __getattr__(name: str):
+    # scikit-learn is imported only when the estimator is used
+    if name == "OCPResNetClassifier":
+        from .estimator import OCPResNetClassifier
+
+        return OCPResNetClassifier
+    raise AttributeError(f"module 'ocp_resnet' has no attribute {name!r}")
 
 __all__ = [
     "ArchSpec",
@@ -26,6 +36,7 @@ __all__ = [
     "Evaluation",
     "IpoptOptions",
     "IterInfo",
+    "OCPResNetClassifier",
     "ObjectiveSpec",
     "Problem",
     "Solution",
@@ -33,6 +44,7 @@ __all__ = [
     "Status",
     "ValidationError",
     "load_dataset",
+    "path",
     "solve",
     "__version__",
 ]

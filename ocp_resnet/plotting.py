@@ -254,3 +254,39 @@ def plot_costates(costates: Any, path: str | os.PathLike, title: str | None = No
     ax.legend(fontsize=8)
     ax.set_title(_title(title, "states and costates through the layers"), fontsize=10)
     return _save(fig, path)
+
+
+def plot_gamma_path(gammas: Sequence[float], rel_norms: Sequence[Sequence[float]], path: str | os.PathLike,
+                    tol: float = 1e-3, collapsed: Sequence[bool] | None = None, title: str = "") -> Path:
+    """Relative block norms ‖w_k‖/max_j ‖w_j‖ against γ (one line per block, log scale) with the
+    vanishing threshold; γ = 0 is drawn at the left edge of a symlog axis. Collapsed points are
+    marked with an x."""
+    plt = _plt()
+    g = np.asarray(gammas, float)
+    R = np.maximum(np.asarray(rel_norms, float), _FLOOR)  # (points, blocks)
+    order = np.argsort(g, kind="stable")
+    g, R = g[order], R[order]
+    fig, ax = plt.subplots(figsize=(6.8, 4.2))
+    cmap = plt.get_cmap("viridis")
+    nb = R.shape[1] if R.ndim == 2 else 0
+    for k in range(nb):
+        ax.plot(g, R[:, k], "o-", ms=3, color=cmap(k / max(1, nb - 1)), label=f"block {k}")
+    if collapsed is not None:
+        c = np.asarray(collapsed, bool)[order]
+        for x in g[c]:
+            ax.axvline(x, color="tab:red", lw=0.8, ls="--")
+        if c.any():
+            ax.plot([], [], color="tab:red", ls="--", lw=0.8, label="collapsed (linear-classifier loss)")
+    ax.axhline(tol, color="gray", ls=":", lw=1, label=f"vanishing threshold {tol:g}")
+    ax.set_yscale("log")
+    positive = g[g > 0]
+    ax.set_xscale("symlog", linthresh=float(positive.min()) if positive.size else 1.0, linscale=0.5)
+    ax.set_xlim(float(g.min()), float(g.max()) * 1.15 if g.max() > 0 else 1.0)
+    ax.set_xticks(g)
+    ax.set_xticklabels([f"{v:g}" for v in g])
+    ax.set_xlabel("stage-cost weight γ")
+    ax.set_ylabel(r"relative block norm $\|w_k\| / \max_j \|w_j\|$")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="lower left")
+    ax.set_title(title or "γ path: which blocks vanish")
+    return _save(fig, path)

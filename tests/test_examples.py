@@ -14,6 +14,7 @@ CASES = [
     pytest.param("02_which_blocks_vanish.py", ["--seeds", "0"], [], id="02", marks=pytest.mark.slow),
     pytest.param("03_solver_vs_sgd.py", ["--epochs", "40"], ["objective_gap.png", "profiles.png", "compare.csv"],
                  id="03"),
+    pytest.param("04_gamma_path.py", [], ["path.png", "path.csv"], id="04"),
     pytest.param("05_costates.py", [], ["costates.png", "costates.npz", "costates.json"], id="05"),
 ]
 

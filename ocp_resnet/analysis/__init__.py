@@ -5,6 +5,9 @@
 * :mod:`.sweep` — γ × depth × seed grids writing ``sweep.csv`` (:func:`run_sweep`);
 * :mod:`.bound` — J_N* ≤ J_M* + Σ_{k=M}^{N-1} γ_k L_M over a sweep (:func:`check_bound`);
 * :mod:`.costates` — costates p_k, stage-Hamiltonian gradients, multipliers as costates (:func:`costates`).
+* :mod:`.path` — warm-started γ paths (:func:`~.path.path`, :func:`run_path`);
+* :mod:`.restarts` — best of several initial weights (:func:`solve_restarts`);
+* :mod:`.collapse` — is a run no better than the best linear classifier (:func:`linear_loss`).
 """
 from __future__ import annotations
 
@@ -13,6 +16,9 @@ from .costates import Costates, costates, costates_of_run, write_costates
 from .bound import BoundReport, check_bound, pad_weights, padded_bound
 from .prune import PrunedNetwork, PruneReport, prune_network, prune_problem, prune_run
 from .sweep import grid_problem, read_csv, run_sweep, summarize
+from .collapse import collapse_record, is_collapsed, linear_loss
+from .path import run_path  # (the function `path` is ocp_resnet.path: the name here is the module)
+from .restarts import RestartRecord, solve_restarts
 
 __all__ = [
     "DEFAULT_TOL", "BlockAnalysis", "analyze", "analyze_run", "tail_to_head_ratio",
@@ -20,4 +26,5 @@ __all__ = [
     "BoundReport", "check_bound", "pad_weights", "padded_bound",
     "PrunedNetwork", "PruneReport", "prune_network", "prune_problem", "prune_run",
     "grid_problem", "read_csv", "run_sweep", "summarize",
+    "collapse_record", "is_collapsed", "linear_loss", "run_path", "RestartRecord", "solve_restarts",
 ]

@@ -211,3 +211,47 @@ def analyze_run(
     problem, weights = run_problem(run)
     return analyze(problem, weights, tol, loss_rtol, loss_atol)
 
+
+
+def _ranges(ks: Sequence[int]) -> str:
+    """[7, 8, 9, 2] -> "2, 7–9"."""
+    ks = sorted(ks)
+    parts, i = [], 0
+    while i < len(ks):
+        j = i
+        while j + 1 < len(ks) and ks[j + 1] == ks[j] + 1:
+            j += 1
+        parts.append(f"{ks[i]}" if i == j else f"{ks[i]}–{ks[j]}")
+        i = j + 1
+    return ", ".join(parts)
+
+
+def verdict(an: BlockAnalysis, collapsed: bool | None = None, linear_loss: float | None = None) -> str:
+    """One line a user can act on: which blocks vanished, what depth suffices — or why not.
+
+    ``collapsed`` (see :mod:`.collapse`): the run is no better than the best linear classifier,
+    so its small blocks are not evidence of unnecessary depth.
+    """
+    n, van = an.n_blocks, an.vanished
+    if collapsed:
+        what = f"blocks {_ranges(van)} look vanished, but " if van else ""
+        lin = f", no better than the best linear classifier's {linear_loss:.6g}" if linear_loss is not None else ""
+        return (f"collapsed: {what}final loss {an.final_loss:.6g}{lin}: the network does no better than a linear "
+                "model, so this is not a depth recommendation; try --restarts 4 or a γ path (ocp-resnet path)")
+    if not van:
+        k = int(np.argmin(an.rel_block_norms)) if n else 0
+        smallest = f" (smallest relative norm {an.rel_block_norms[k]:.1e} at block {k})" if n else ""
+        return f"no block vanished at tol {an.tol:g}{smallest}: all {n} blocks are in use"
+    rel = max(an.rel_block_norms[k] for k in van)
+    head = f"block{'s' if len(van) > 1 else ''} {_ranges(van)} vanished (rel ≤ {rel:.1e})"
+    m = an.recommended_depth
+    if m < n:
+        sl, fin = an.stage_losses[m], an.final_loss
+        rel_gap = abs(sl - fin) / max(abs(fin), 1e-300)
+        cmp = "=" if rel_gap < 5e-7 else "≈"
+        tail = f"; depth {m} suffices: stage loss {sl:.6g} {cmp} final {fin:.6g}"
+        rest = sorted(set(van) - set(range(m, n)))
+        if rest:
+            tail += f"; blocks {_ranges(rest)} can be pruned too"
+        return head + tail + f" (ocp-resnet prune RUN_DIR removes {len(van)})"
+    return head + f"; later blocks are active, so depth stays {n}: ocp-resnet prune RUN_DIR removes the vanished ones"

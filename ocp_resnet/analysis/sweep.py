@@ -26,7 +26,7 @@ BACKENDS = ("casadi", "torch")
 COLUMNS = (
     "gamma", "blocks", "seed", "backend", "status", "objective", "final_loss", "train_accuracy",
     "n_vanished", "n_active", "tail_to_head", "recommended_depth", "grad_norm", "iterations", "time_s",
-    "stage_losses", "block_norms", "run_dir",
+    "stage_losses", "block_norms", "run_dir", "collapsed", "val_accuracy",
 )
 LIST_COLUMNS = ("stage_losses", "block_norms")
 
@@ -112,6 +112,7 @@ def row_from_run(run_dir: str | os.PathLike, gamma: float, n_blocks: int, seed: 
         "iterations": int(m.get("iterations", 0) or 0),
         "time_s": float(m.get("build_time_s", 0.0) or 0.0) + float(m.get("solve_time_s", 0.0) or 0.0),
         "stage_losses": an.stage_losses, "block_norms": an.block_norms, "run_dir": str(Path(run_dir)),
+        "collapsed": m.get("collapsed", ""), "val_accuracy": m.get("val_accuracy", ""),
     }
 
 
@@ -147,23 +148,42 @@ def _check_solver(backend: str, solver: Mapping[str, Any]) -> None:
     IpoptOptions(**{k: solver[k] for k in ("tol", "max_iter", "hessian", "ipopt") if k in solver})
 
 
-def _solve_point(problem: Any, seed: int, backend: str, solver: Mapping[str, Any], log: Any) -> tuple[dict, dict, dict]:
-    """Solve one grid point; returns (weights, metrics, stats)."""
+def _solve_point(problem: Any, seed: int, backend: str, solver: Mapping[str, Any], log: Any,
+                 restarts: int = 1) -> tuple[dict, dict, dict]:
+    """Solve one grid point; returns (weights, metrics, stats). ``restarts`` K > 1 (IPOPT): the best
+    of init seeds seed..seed+K-1, recorded in ``metrics["restarts"]``."""
     if backend == "torch":
         from . import _torch_bridge
 
         return _torch_bridge.train(problem, seed, solver, log)
     from ..solvers import IpoptOptions, solve
+    from .collapse import collapse_record
+    from .restarts import solve_restarts
 
     opts = IpoptOptions(**{k: solver[k] for k in ("tol", "max_iter", "hessian", "ipopt") if k in solver})
-    sol = solve(problem, method=solver.get("method", "multiple-shooting"), options=opts, init="random", seed=seed)
-    return sol.weights, sol.metrics(), sol.stats
+    method = solver.get("method", "multiple-shooting")
+    records: list = []
+    if restarts > 1:
+        sol, records = solve_restarts(problem, range(seed, seed + restarts), method, opts)
+    else:
+        sol = solve(problem, method=method, options=opts, init="random", seed=seed)
+    metrics = {**sol.metrics(), **collapse_record(problem, sol.evaluation.final_loss)}
+    if records:
+        metrics["restarts"] = [r.to_dict() for r in records]
+    return sol.weights, metrics, sol.stats
 
 
-def _solve_task(problem: Any, seed: int, backend: str, solver: Mapping[str, Any]) -> tuple[dict, dict, dict, float]:
-    """One grid point as a task for :mod:`ocp_resnet.parallel` (any process): (weights, metrics, stats, wall s)."""
+def _solve_task(problem: Any, seed: int, backend: str, solver: Mapping[str, Any], restarts: int = 1,
+                val: Any = None) -> tuple[dict, dict, dict, float]:
+    """One grid point as a task for :mod:`ocp_resnet.parallel` (any process): (weights, metrics, stats, wall s).
+    ``val``: held-out data whose per-stage losses/accuracies join the metrics."""
     t0 = time.perf_counter()
-    weights, metrics, stats = _solve_point(problem, seed, backend, solver, None)
+    weights, metrics, stats = _solve_point(problem, seed, backend, solver, None,
+                                           **({"restarts": restarts} if restarts > 1 else {}))
+    if val is not None:
+        from ..validation import validation_metrics
+
+        metrics.update(validation_metrics(problem, weights, val))
     return weights, metrics, stats, time.perf_counter() - t0
 
 
@@ -192,8 +212,13 @@ def run_sweep(
     log: Callable[[str], None] | None = None,
     jobs: int = 1,
     scheduler: Any = None,
+    restarts: int = 1,
+    val: Any = None,
 ) -> list[dict[str, Any]]:
     """Run the grid γ × N × seed and write ``sweep.csv`` (rewritten after every point).
+
+    ``restarts`` K > 1 keeps the best of init seeds s..s+K-1 at every point (IPOPT back-end);
+    ``val`` (a Dataset) adds held-out stage losses/accuracies to every point's metrics.
 
     ``solver`` holds the solve options (CasADi: ``method, tol, max_iter, hessian, ipopt``;
     torch: whatever the torch trainer takes). With ``resume``, grid points whose run
@@ -212,6 +237,9 @@ def run_sweep(
     if not gammas or not blocks or not seeds:
         raise ValidationError("a sweep needs at least one --gamma, one --blocks and one --seeds value")
     check_choice("backend", backend, BACKENDS)
+    restarts = check_int("restarts", restarts, 1)
+    if restarts > 1 and backend != "casadi":
+        raise ValidationError("--restarts is for the IPOPT back-end: list more --seeds with --backend torch")
     if backend == "torch":
         from . import _torch_bridge
 
@@ -234,10 +262,11 @@ def run_sweep(
         for (g, n, s), problem, d in zip(grid, problems, done):
             if d:
                 _check_same(out / "runs" / run_name(g, n, s), problem)
-        todo = [(problems[i], grid[i][2], backend, solver) for i in range(len(grid)) if not done[i]]
+        todo = [(problems[i], grid[i][2], backend, solver, restarts, val) for i in range(len(grid)) if not done[i]]
         results = parallel.imap(ex, _solve_task, todo, stop)
         for i, (g, n, s) in enumerate(grid, 1):
-            row = _sweep_point(out, problems[i - 1], g, n, s, backend, solver, tol, config, done[i - 1], results)
+            row = _sweep_point(out, problems[i - 1], g, n, s, backend, solver, tol, config, done[i - 1], results,
+                               val)
             if row is None:  # Ctrl-C between points: the finished ones are written, --resume continues
                 if log is not None:
                     log(f"[{i}/{len(grid)}] interrupted: stopping the sweep; continue with --resume")
@@ -257,7 +286,8 @@ def run_sweep(
 
 
 def _sweep_point(out: Path, problem: Any, g: float, n: int, s: int, backend: str, solver: Mapping[str, Any],
-                 tol: float, config: Mapping[str, Any] | None, done: bool, results: Any) -> dict[str, Any] | None:
+                 tol: float, config: Mapping[str, Any] | None, done: bool, results: Any,
+                 val: Any = None) -> dict[str, Any] | None:
     """The row of one grid point: read back (``done``) or the next result, written as a run directory."""
     from ..runs import write_run
 
@@ -271,7 +301,13 @@ def _sweep_point(out: Path, problem: Any, g: float, n: int, s: int, backend: str
     cfg = dict(config or {})
     cfg.update(command="sweep", architecture=problem.spec.to_dict(), objective=problem.objective.to_dict(),
                solver={"backend": backend, **solver, "init": "random", "seed": s})
-    write_run(rd, config=cfg, weights=weights, metrics=metrics, data=problem.data, stats=stats, overwrite=True)
+    extra: dict = {}
+    if val is not None:
+        from ..validation import val_data_file
+
+        extra = val_data_file(val)
+    write_run(rd, config=cfg, weights=weights, metrics=metrics, data=problem.data, stats=stats, extra_files=extra,
+              overwrite=True)
     row = row_from_run(rd, g, n, s, backend, tol)
     row["time_s"] = wall
     return row

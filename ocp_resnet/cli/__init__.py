@@ -20,7 +20,7 @@ from typing import NoReturn, Sequence
 from ..errors import ValidationError
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMANDS = ("solve", "train", "evaluate", "analyze", "prune", "sweep", "compare")
+COMMANDS = ("solve", "path", "train", "evaluate", "analyze", "prune", "sweep", "compare")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a closed pipe

@@ -115,11 +115,13 @@ def format_table(metrics: dict[str, Any]) -> str:
     sl, sa = metrics["stage_losses"], metrics["stage_accuracy"]
     bn, rn = metrics["block_norms"], metrics["residual_norms"]
     top = max(bn) if bn else 0.0
+    van = set(metrics.get("vanished", ()))  # marked as `analyze` marks them
     lines = [f"{'k':>3} {'|w_k|':>10} {'rel':>9} {'RMS|F_k|':>10} {'stage loss':>12} {'stage acc':>9}"]
     for k in range(len(sl)):
         if k < len(bn):
             rel = bn[k] / top if top > 0 else 0.0
-            lines.append(f"{k:>3} {bn[k]:>10.3e} {rel:>9.2e} {rn[k]:>10.3e} {sl[k]:>12.5e} {sa[k]:>9.3f}")
+            mark = "   vanished" if k in van else ""
+            lines.append(f"{k:>3} {bn[k]:>10.3e} {rel:>9.2e} {rn[k]:>10.3e} {sl[k]:>12.5e} {sa[k]:>9.3f}{mark}")
         else:
             lines.append(f"{k:>3} {'':>10} {'':>9} {'':>10} {sl[k]:>12.5e} {sa[k]:>9.3f}   (final)")
     return "\n".join(lines)

@@ -39,10 +39,17 @@ def run(args: argparse.Namespace) -> int:
 
         check_costates_target(args.plot_dir or run_.path, args.overwrite)
     an = analyze(problem, weights, args.tol, loss_rtol=args.loss_rtol)
+    from ..analysis.blocks import verdict
+    from ..analysis.collapse import collapse_record
+
+    col = collapse_record(problem, an.final_loss)
     if args.json:
-        print(json.dumps(an.to_dict(), indent=2))
+        print(json.dumps({**an.to_dict(), **col, "verdict": verdict(an, **col)}, indent=2))
     else:
         print(an.format())
+        if col["collapsed"]:
+            print(f"collapsed: yes (final loss {an.final_loss:.6g}, best linear classifier {col['linear_loss']:.6g})")
+        print(verdict(an, **col))
     if args.plots or args.plot_dir:
         from ..plotting import plot_run
 

@@ -5,6 +5,7 @@ import argparse
 import time
 
 from . import _common as c
+from . import _robust as r
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -30,6 +31,7 @@ def register(sub) -> argparse.ArgumentParser:
                    help="pass an IPOPT option through, e.g. --ipopt mumps_pivot_order=0 (repeatable)")
     s.add_argument("--init", default="random", help="random (default), zeros, or a run directory / solution.npz to warm-start from")
     s.add_argument("--quiet", action="store_true", help="print only the final table")
+    r.add_robust_args(p)
     c.add_output_args(p)
     p.set_defaults(func=run)
     return p
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from ..solvers import IpoptOptions, solve
 
     t_start = time.perf_counter()
-    problem = c.problem_from_args(args)
+    problem, val = r.split_problem(args, c.problem_from_args(args))
     options = IpoptOptions(tol=args.tol, max_iter=args.max_iter, print_level=0 if args.quiet else args.print_level,
                            hessian=args.hessian, ipopt=parse_ipopt(args.ipopt),
                            jit={"auto": "auto", "yes": True, "no": False}[args.jit], threads=args.threads)
@@ -79,18 +81,22 @@ def run(args: argparse.Namespace) -> int:
     c.echo(f"problem: {problem.data.name} n={problem.n_samples}, N={problem.spec.n_blocks} blocks, widths "
            f"{problem.spec.widths}, loss {problem.objective.loss}, gamma {problem.objective.gamma}, "
            f"lambda {problem.objective.weight_decay}", args.quiet)
-    sol = solve(problem, method=args.method, options=options, init=args.init, seed=args.seed,
-                log=None if args.quiet else c.echo)
+    sol, records = r.solve_with_restarts(args, problem, options, args.method, init=args.init,
+                                         log=None if args.quiet else c.echo, solve_fn=solve)
     metrics = sol.metrics()
+    metrics.update(r.extra_metrics(problem, sol, records, val))
     if str(args.init) not in ("random", "zeros"):  # warm start (e.g. a torch run): how far did IPOPT move it?
         metrics.update(_init_report(problem, args.init))
     config = c.run_config(args, problem, "solve", {
-        "backend": "casadi", "method": sol.method, **options.to_dict(), "hessian": sol.stats.get("hessian"), "jit": sol.stats.get("jit"),
-        "requested": {"method": args.method, "hessian": args.hessian}, "init": str(args.init), "seed": args.seed,
+        "backend": "casadi", "method": sol.method, **options.to_dict(), "hessian": sol.stats.get("hessian"),
+        "jit": sol.stats.get("jit"), "requested": {"method": args.method, "hessian": args.hessian},
+        "init": str(args.init), "seed": args.seed,
+        "init_seed": r.init_seed(args), "restarts": args.restarts, "val_fraction": args.val_fraction,
     })
     write_run(out, config=config, weights=sol.weights, metrics=metrics, data=problem.data, stats=sol.stats,
-              extra_files=multiplier_files(sol), overwrite=args.overwrite)
+              extra_files={**multiplier_files(sol), **r.extra_files(val)}, overwrite=args.overwrite)
     print(c.format_table(metrics))
+    r.report(metrics)
     print(f"status: {sol.status.value} ({sol.status.message})")
     print(f"objective {sol.objective:.10g}  grad norm {sol.grad_norm:.2e}  iterations {sol.iterations}  "
           f"build {sol.build_time_s:.2f}s  solve {sol.solve_time_s:.2f}s  total {time.perf_counter() - t_start:.2f}s")

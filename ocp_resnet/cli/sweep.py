@@ -5,6 +5,7 @@ import argparse
 import copy
 
 from . import _common as c
+from . import _robust as r
 
 
 def _retarget(p: argparse.ArgumentParser, flag: str, default: str, help: str) -> None:
@@ -49,6 +50,10 @@ def register(sub) -> argparse.ArgumentParser:
                         "default 1); the numbers are those of --jobs 1")
     g.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="send the grid points to a Dask cluster (tcp://host:8786; needs ocp_resnet[distributed])")
+    g.add_argument("--restarts", type=int, default=1,
+                   help="IPOPT: keep the best of init seeds s..s+K-1 at every grid point (default 1)")
+    g.add_argument("--val-fraction", type=float, default=None,
+                   help="hold out this fraction of the data (stratified, seeded by --seed); validation accuracy per run")
     c.add_output_args(p)
     p.set_defaults(func=run)
     return p
@@ -94,17 +99,19 @@ def run(args: argparse.Namespace) -> int:
         raise ValidationError("a depth sweep needs one state width: give --width as one number")
     base_args = copy.copy(args)
     base_args.blocks, base_args.gamma = blocks[0], str(gammas[0])
-    base = c.problem_from_args(base_args)  # validates every problem flag once
+    base, val = r.split_problem(args, c.problem_from_args(base_args))  # validates every problem flag once
     out = Path(args.out) if args.out is not None else default_run_dir(f"{args.dataset.replace('/', '_')}-sweep")
     if args.backend == "torch":
         solver = {"optimizer": args.optimizer, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
                   "threads": args.threads}
     else:
         solver = {"method": args.method, "tol": args.tol, "max_iter": args.max_iter, "hessian": args.hessian}
-    config = {"argv": c.run_config(base_args, base, "sweep", {})["argv"], "data": c.data_config(args)}
+    config = {"argv": c.run_config(base_args, base, "sweep", {})["argv"],
+              "data": {**c.data_config(args), "val_fraction": args.val_fraction}, "restarts": args.restarts}
     rows = run_sweep(base, gammas, blocks, seeds, out, backend=args.backend, solver=solver, tol=args.vanish_tol,
                      resume=args.resume, overwrite=args.overwrite, config=config,
-                     log=None if args.quiet else c.echo, jobs=args.jobs, scheduler=args.scheduler)
+                     log=None if args.quiet else c.echo, jobs=args.jobs, scheduler=args.scheduler,
+                     restarts=args.restarts, val=val)
     summary = summarize(rows)
     write_csv(out / "summary.csv", summary, columns=list(summary[0].keys()))
     print(format_summary(summary, markdown=args.markdown))

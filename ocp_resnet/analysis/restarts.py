@@ -1,0 +1,98 @@
+"""Restarts: solve one problem from several initial weights, keep the best objective.
+
+The data stay fixed; restart j starts from the random weights of init seed ``seeds[j]``, so
+one plain ``solve(problem, seed=seeds[j])`` (CLI: ``solve --init-seed S+j``) reproduces it.
+
+The restarts are independent: :func:`solve_restarts` maps a picklable one-seed solve over
+the seeds with ``mapper`` (the built-in ``map``: one after the other), so a process pool's
+``map`` can run them in parallel without changing anything else.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, Iterable, Sequence
+
+from ..errors import ValidationError, check_int
+from .blocks import DEFAULT_TOL, vanished_blocks
+
+
+@dataclass
+class RestartRecord:
+    """One restart: its init seed, objective, status and vanished blocks."""
+
+    init_seed: int
+    objective: float
+    status: str
+    vanished: list[int]
+    #: no better than the best linear classifier (:mod:`.collapse`)
+    collapsed: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def record(problem: Any, init_seed: int | None, sol: Any, tol: float = DEFAULT_TOL) -> RestartRecord:
+    """The record of one solve (``init_seed`` None: a warm start)."""
+    from .collapse import collapse_record
+
+    ev = sol.evaluation
+    return RestartRecord(init_seed, float(sol.objective), sol.status.value,
+                         vanished_blocks(problem.spec, ev.block_norms, ev.residual_norms, tol),
+                         collapse_record(problem, ev.final_loss)["collapsed"])
+
+
+def restart_seeds(init_seed: int, restarts: int) -> list[int]:
+    """``[S, S+1, ..., S+K-1]``: the init seeds of ``restarts`` = K restarts from S."""
+    init_seed = check_int("init seed", init_seed, 0)
+    restarts = check_int("restarts", restarts, 1)
+    return [init_seed + j for j in range(restarts)]
+
+
+def _solve_seed(seed: int, problem: Any, method: str, options: Any) -> Any:
+    from ..solvers import solve
+
+    return solve(problem, method=method, options=options, init="random", seed=seed)
+
+
+def best_index(solutions: Sequence[Any]) -> int:
+    """The lowest objective among the converged solutions (among all, if none converged)."""
+    import math
+
+    def key(j: int) -> tuple:
+        s = solutions[j]
+        obj = s.objective if math.isfinite(s.objective) else math.inf
+        return (not s.success, obj, j)
+
+    return min(range(len(solutions)), key=key)
+
+
+def solve_restarts(
+    problem: Any,
+    seeds: Iterable[int],
+    method: str = "multiple-shooting",
+    options: Any = None,
+    tol: float = DEFAULT_TOL,
+    log: Callable[[str], None] | None = None,
+    mapper: Callable[..., Iterable[Any]] = map,
+) -> tuple[Any, list[RestartRecord]]:
+    """Solve ``problem`` from the random initial weights of every seed; return the best
+    :class:`~ocp_resnet.solution.Solution` and one :class:`RestartRecord` per seed (in seed order).
+
+    ``tol`` is the vanishing tolerance of the records. ``mapper(f, seeds)`` runs the one-seed
+    solves (default: sequentially).
+    """
+    seeds = [check_int("init seed", s, 0) for s in seeds]
+    if not seeds:
+        raise ValidationError("restarts need at least one init seed")
+    fn = partial(_solve_seed, problem=problem, method=method, options=options)
+    solutions = []
+    for s, sol in zip(seeds, mapper(fn, seeds)):
+        solutions.append(sol)
+        if log is not None:
+            log(f"restart init seed {s}: {sol.status.value}, objective {sol.objective:.10g}, "
+                f"{sol.iterations} iterations")
+        if sol.status.value == "interrupted":
+            break  # Ctrl-C ends the restart set; the best so far is returned
+    records = [record(problem, s, sol, tol) for s, sol in zip(seeds, solutions)]
+    return solutions[best_index(solutions)], records

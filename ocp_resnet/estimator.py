@@ -1,0 +1,119 @@
+"""A scikit-learn classifier around the IPOPT solve, so γ and depth can be chosen with
+``GridSearchCV`` / ``cross_val_score``::
+
+    from sklearn.model_selection import GridSearchCV
+    from ocp_resnet import OCPResNetClassifier
+    search = GridSearchCV(OCPResNetClassifier(blocks=6), {"gamma": [0, 0.1, 1]}, cv=3).fit(X, y)
+
+``fit`` builds the stage-cost problem on (X, y) and solves it with IPOPT (best of ``restarts``
+initial weights); the learned attributes end in ``_`` (scikit-learn's convention).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+
+class OCPResNetClassifier(ClassifierMixin, BaseEstimator):
+    """Residual network classifier trained as an optimal control problem (CasADi + IPOPT).
+
+    Parameters are those of :meth:`ocp_resnet.Problem.build` and :func:`ocp_resnet.solve`:
+    ``width=None`` uses the number of features (the inputs are zero-padded to ``width``).
+    ``random_state`` is the init seed of the first restart (restart j uses random_state + j).
+
+    Attributes after ``fit``: ``classes_``, ``n_features_in_``, ``problem_``, ``solution_``
+    (the :class:`~ocp_resnet.Solution`), ``n_iter_`` (IPOPT iterations), ``restarts_`` (one record per restart),
+    ``vanished_blocks_``, ``recommended_depth_``, ``collapsed_`` (no better than the best
+    linear classifier on the training data).
+    """
+
+    def __init__(self, blocks: int = 10, width: int | None = None, branch: str = "single",
+                 activation: str = "tanh", step: float = 1.0, loss: str = "mse", gamma: float = 0.1,
+                 weight_decay: float = 1e-3, label_smoothing: float = 0.1, method: str = "multiple-shooting",
+                 tol: float = 1e-8, max_iter: int = 3000, restarts: int = 1, random_state: int = 0,
+                 vanish_tol: float = 1e-3):
+        self.blocks = blocks
+        self.width = width
+        self.branch = branch
+        self.activation = activation
+        self.step = step
+        self.loss = loss
+        self.gamma = gamma
+        self.weight_decay = weight_decay
+        self.label_smoothing = label_smoothing
+        self.method = method
+        self.tol = tol
+        self.max_iter = max_iter
+        self.restarts = restarts
+        self.random_state = random_state
+        self.vanish_tol = vanish_tol
+
+    def fit(self, X: Any, y: Any) -> "OCPResNetClassifier":
+        from .analysis.blocks import analyze
+        from .analysis.collapse import collapse_record
+        from .analysis.restarts import solve_restarts
+        from .data import Dataset
+        from .problem import Problem
+        from .solvers import IpoptOptions
+
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        self.classes_, y_enc = np.unique(y, return_inverse=True)
+        if self.classes_.size < 2:
+            raise ValueError("Classifier can't train when only one class is present: give at least two classes")
+        width = X.shape[1] if self.width is None else self.width
+        data = Dataset(X, y_enc.astype(int), int(self.classes_.size), "fit data")
+        self.problem_ = Problem.build(data, blocks=self.blocks, width=width, branch=self.branch,
+                                      activation=self.activation, step=self.step, loss=self.loss, gamma=self.gamma,
+                                      weight_decay=self.weight_decay, label_smoothing=self.label_smoothing)
+        seed = int(self.random_state or 0)
+        self.solution_, records = solve_restarts(
+            self.problem_, range(seed, seed + int(self.restarts)), self.method,
+            IpoptOptions(tol=self.tol, max_iter=self.max_iter), self.vanish_tol)
+        self.restarts_ = [r.to_dict() for r in records]
+        self.n_iter_ = self.solution_.iterations
+        an = analyze(self.problem_, self.solution_.w, self.vanish_tol)
+        self.vanished_blocks_ = an.vanished
+        self.recommended_depth_ = an.recommended_depth
+        self.collapsed_ = collapse_record(self.problem_, self.solution_.evaluation.final_loss)["collapsed"]
+        return self
+
+    def _outputs(self, X: Any) -> np.ndarray:
+        """Head outputs ŷ_N, (n_samples, n_outputs)."""
+        from . import architecture as arch
+        from ._ops import NUMPY
+
+        check_is_fitted(self, "solution_")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        spec, p = self.problem_.spec, self.solution_.weights
+        z = arch.stage_outputs(spec, p, arch.trajectory(spec, p, np.ascontiguousarray(X.T), NUMPY), NUMPY)[-1]
+        return np.asarray(z).T
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Class scores (n_samples, n_classes); for two classes one score, > 0 meaning ``classes_[1]``."""
+        z = self._outputs(X)
+        if z.shape[1] == 1:  # bce: the logit
+            return z[:, 0]
+        return z[:, 1] - z[:, 0] if z.shape[1] == 2 else z
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities: sigmoid of the logit (bce) or softmax of the head outputs. For mse,
+        whose head regresses one-hot targets, the softmax is a monotone score, not calibrated."""
+        z = self._outputs(X)
+        if z.shape[1] == 1:
+            z = np.column_stack([np.zeros(len(z)), z[:, 0]])
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, X: Any) -> np.ndarray:
+        d = self.decision_function(X)
+        return self.classes_[(d > 0).astype(int) if d.ndim == 1 else np.argmax(d, axis=1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = True
+        return tags
