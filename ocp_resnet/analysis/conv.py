@@ -274,3 +274,204 @@ def _max_change(a: Any, b: Any, images: np.ndarray, y: np.ndarray, objective: An
         acc_a = float((predictions(objective, za.T) == Y).double().mean())
         acc_b = float((predictions(objective, zb.T) == Y).double().mean())
         return float((za - zb).abs().max()) if za.numel() else 0.0, acc_a, acc_b
+
+
+# ------------------------------------------------------------------------------ conv run directories
+def write_conv_run(out: Any, *, config: Mapping[str, Any], spec: Any, objective: Any, weights: Mapping[str, Any],
+                   n_classes: int, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray] | None,
+                   status: Any = None, trainer: Any = None, extra_metrics: Mapping[str, Any] | None = None,
+                   extra_files: Any = None, overwrite: bool = False) -> dict[str, Any]:
+    """Write a conv run directory in ``train --arch conv``'s format; returns its metrics.
+
+    ``extra_files`` is a mapping of further files, or a function of the metrics returning one.
+
+    config.json, solution.npz, data.npz (training split, images flattened), metrics.json
+    (evaluated in float64, eval mode, with ``val_accuracy``/``val_loss`` of ``val``), stats.json,
+    model.pt, history.csv (empty without a ``trainer``) and val.npz.
+    """
+    import torch
+
+    from ..data import Dataset
+    from ..runs import write_run
+    from ..torch.evaluate import conv_evaluation, training_metrics, training_status
+    from ..torch.train import history_csv
+
+    model = _model(spec, weights)
+    ev = conv_evaluation(model, train[0], train[1], objective, n_classes)
+    vev = conv_evaluation(model, val[0], val[1], objective, n_classes, gradient=False) if val is not None else None
+    if status is None:
+        status = training_status(ev, getattr(trainer, "stopped_", None))
+    hist = list(getattr(trainer, "history_", []) or [])
+    metrics = training_metrics(
+        ev, status, iterations=int(getattr(trainer, "steps_", 0) or 0),
+        solve_time_s=float(getattr(trainer, "train_time_s_", 0.0) or 0.0), n_variables=n_parameters(model),
+        n_constraints=0, arch="conv", val_accuracy=None if vev is None else vev["stage_accuracy"][-1],
+        val_loss=None if vev is None else vev["stage_losses"][-1], epochs=len(hist), **dict(extra_metrics or {}))
+    flat = lambda a: np.asarray(a, float).reshape(len(a), -1)  # noqa: E731
+    train_ds = Dataset(flat(train[0]), np.asarray(train[1], int), n_classes, str(config.get("data", {}).get("dataset", "data")))
+    cfg = {**dict(config), "architecture": spec.to_dict(), "objective": objective.to_dict(), "arch": "conv"}
+    cfg.pop("versions", None)
+    state = {model._private(k): torch.as_tensor(v) for k, v in weights.items()}
+    files: dict[str, Any] = {"model.pt": lambda p: torch.save(state, p), "history.csv": history_csv(hist)}
+    if val is not None:
+        files["val.npz"] = lambda p: np.savez(p, X=flat(val[0]), y=np.asarray(val[1], int), n_classes=n_classes)
+    files.update((extra_files(metrics) if callable(extra_files) else extra_files) or {})
+    stats = {"history": hist, "steps": int(getattr(trainer, "steps_", 0) or 0),
+             "train_time_s": float(getattr(trainer, "train_time_s_", 0.0) or 0.0)}
+    write_run(out, config=cfg, weights=dict(weights), metrics=metrics, data=train_ds, stats=stats,
+              extra_files=files, overwrite=overwrite)
+    return metrics
+
+
+def train_options(solver: Mapping[str, Any], **override: Any) -> Any:
+    """TrainOptions from a run's ``config['solver']`` (what train recorded), with overrides."""
+    from ..torch import TrainOptions
+    from ._torch_bridge import TRAIN_KEYS
+
+    kw = {k: solver[k] for k in TRAIN_KEYS + ("seed",) if k in solver and solver[k] is not None}
+    kw.update(override)
+    return TrainOptions(**kw)
+
+
+# ------------------------------------------------------------------------------ prune
+@dataclass
+class ConvPruneReport:
+    """What pruning a conv run did: blocks, output change, accuracies, size and speed."""
+
+    tol: float
+    blocks_before: int
+    blocks_after: int
+    removed: list[int]
+    projection_only: list[int]
+    forced: list[int]
+    max_output_change_train: float
+    max_output_change_val: float | None
+    train_accuracy_before: float
+    train_accuracy_after: float
+    val_accuracy_before: float | None
+    val_accuracy_after: float | None
+    parameters_before: int
+    parameters_after: int
+    forward_time_before_s: float
+    forward_time_after_s: float
+    forward_images: int
+    finetune: dict[str, Any] | None = None
+    out: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def format(self) -> str:
+        def acc(v: float | None) -> str:
+            return "n/a" if v is None else f"{v:.4f}"
+
+        speed = self.forward_time_before_s / self.forward_time_after_s if self.forward_time_after_s > 0 else float("nan")
+        lines = [
+            f"blocks_before {self.blocks_before}  blocks_after {self.blocks_after}  (removed {self.removed or 'none'}; "
+            f"reduced to projection {self.projection_only or 'none'}{'; forced ' + str(self.forced) if self.forced else ''})",
+            f"max output change: train {self.max_output_change_train:.3e}  val "
+            + ("n/a" if self.max_output_change_val is None else f"{self.max_output_change_val:.3e}"),
+            f"train accuracy {self.train_accuracy_before:.4f} -> {self.train_accuracy_after:.4f}   "
+            f"val accuracy {acc(self.val_accuracy_before)} -> {acc(self.val_accuracy_after)}",
+            f"parameters {self.parameters_before} -> {self.parameters_after} "
+            f"({1 - self.parameters_after / max(self.parameters_before, 1):.1%} fewer)",
+            f"forward time ({self.forward_images} images, float32, eval, median of 5) "
+            f"{self.forward_time_before_s * 1e3:.2f} ms -> {self.forward_time_after_s * 1e3:.2f} ms ({speed:.2f}x)",
+        ]
+        if self.finetune:
+            f = self.finetune
+            lines.append(f"fine-tuned {f['epochs']} epochs ({f['optimizer']}): status {f['status']}, train accuracy "
+                         f"{f['train_accuracy']:.4f}, val accuracy {acc(f['val_accuracy'])}, {f['time_s']:.2f}s")
+        lines += [f"note: {n}" for n in self.notes]
+        if self.out:
+            lines.append(f"run directory: {self.out}")
+        return "\n".join(lines)
+
+
+def prune_conv_run(run_dir: Any, tol: float = DEFAULT_TOL, blocks: Iterable[int] | None = None, force: bool = False,
+                   finetune: int = 0, out: Any = None, overwrite: bool = False, write: bool = True,
+                   log: Any = None) -> tuple[ConvPruneReport, PrunedConvNetwork]:
+    """Prune a conv run's vanished blocks (or ``blocks``; non-vanished ones need ``force``),
+    compare outputs, optionally fine-tune ``finetune`` epochs, and write a conv run directory."""
+    import torch
+
+    from ..torch import Trainer
+    from ..torch.train import resolve_dtype
+    from ..runs import check_target
+
+    run, d = load_conv_run(run_dir)
+    finetune = check_int("finetune", finetune, 0)
+    if out is None and write:
+        out = Path(str(run.path).rstrip("/") + "-pruned")
+    if write:
+        check_target(out, overwrite)
+    an = analyze_conv(d.spec, d.objective, run.weights, d.n_classes, d.train, d.val, tol)
+    cut = an.vanished if blocks is None else sorted({int(k) for k in blocks})
+    bad = [k for k in cut if not 0 <= k < d.spec.n_blocks]
+    if bad:
+        raise ValidationError(f"blocks {bad} do not exist: the network has blocks 0..{d.spec.n_blocks - 1}")
+    forced = [k for k in cut if k not in an.vanished and d.spec.has_branch(k)]
+    if forced and not force:
+        rel = ", ".join(f"{k} ({an.rel_residual_norms[k]:.2e})" for k in forced)
+        raise ValidationError(
+            f"blocks {rel} have not vanished (relative RMS residual output > tol {an.tol:g}): pruning them changes the "
+            "network; pass --force to prune them anyway (with --finetune to retrain), or prune only vanished blocks")
+    net = prune_conv_network(d.spec, d.objective, run.weights, cut)
+    m0, m1 = _model(d.spec, run.weights), _model(net.spec, net.weights)
+    ch_tr, acc0, acc1 = _max_change(m0, m1, *d.train, d.objective)
+    ch_va = va0 = va1 = None
+    if d.val is not None:
+        ch_va, va0, va1 = _max_change(m0, m1, *d.val, d.objective)
+    bench = d.val[0] if d.val is not None else d.train[0]
+    f0 = forward_time(_model(d.spec, run.weights, torch.float32), bench)
+    f1 = forward_time(_model(net.spec, net.weights, torch.float32), bench)
+    report = ConvPruneReport(
+        tol=an.tol, blocks_before=d.spec.n_blocks, blocks_after=net.spec.n_blocks, removed=net.removed,
+        projection_only=net.projection_only, forced=forced, max_output_change_train=ch_tr,
+        max_output_change_val=ch_va, train_accuracy_before=acc0, train_accuracy_after=acc1,
+        val_accuracy_before=va0, val_accuracy_after=va1, parameters_before=n_parameters(m0),
+        parameters_after=n_parameters(m1), forward_time_before_s=f0, forward_time_after_s=f1,
+        forward_images=len(bench))
+    if not cut:
+        report.notes.append(f"no block has vanished at tol {an.tol:g}: the pruned network is the original one "
+                            "(see 'ocp-resnet analyze' for the relative residual norms, or raise --tol)")
+    solver = dict(run.config.get("solver", {}))
+    weights, trainer = net.weights, None
+    if finetune:
+        opts = train_options(solver, epochs=finetune, progress=False)
+        model = _model(net.spec, net.weights, resolve_dtype(opts.dtype))
+        trainer = Trainer(net.objective, d.n_classes, opts, log=log).fit(model, *d.train, val=d.val)
+        weights = model.weights()
+        solver.update(opts.to_dict())
+    if write:
+        report.out = str(out)
+        config = {**run.config, "command": "prune", "solver": solver, "pruned_from": str(run.path),
+                  "pruning": {"tol": an.tol, "removed": net.removed, "projection_only": net.projection_only,
+                              "origin": net.origin, "forced": forced, "finetune_epochs": finetune}}
+        def files(metrics: Mapping[str, Any]) -> dict[str, Any]:
+            if finetune:
+                report.finetune = _finetune_info(finetune, solver, metrics["status"], metrics["train_accuracy"],
+                                                 metrics["val_accuracy"], metrics["solve_time_s"])
+            return {"prune.json": report.to_dict()}
+
+        write_conv_run(
+            out, config=config, spec=net.spec, objective=net.objective, weights=weights, n_classes=d.n_classes,
+            train=d.train, val=d.val, trainer=trainer,
+            extra_metrics={"pruned": True, "pruned_from": str(run.path), "method": solver.get("optimizer")},
+            extra_files=files, overwrite=overwrite)
+    elif finetune:
+        from ..torch.evaluate import conv_evaluation
+
+        mt = _model(net.spec, weights)
+        ev = conv_evaluation(mt, *d.train, d.objective, d.n_classes, gradient=False)
+        vev = conv_evaluation(mt, *d.val, d.objective, d.n_classes, gradient=False) if d.val is not None else None
+        report.finetune = _finetune_info(finetune, solver, "not written", ev["stage_accuracy"][-1],
+                                         None if vev is None else vev["stage_accuracy"][-1], trainer.train_time_s_)
+    return report, replace(net, weights=dict(weights))
+
+
+def _finetune_info(epochs: int, solver: Mapping[str, Any], status: str, train_acc: float, val_acc: float | None,
+                   time_s: float) -> dict[str, Any]:
+    return {"epochs": epochs, "optimizer": solver.get("optimizer"), "status": status, "train_accuracy": train_acc,
+            "val_accuracy": val_acc, "time_s": time_s}

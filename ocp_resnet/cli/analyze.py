@@ -29,8 +29,13 @@ def run(args: argparse.Namespace) -> int:
     from ..runs import Run
 
     run_ = Run(args.run_dir)
-    problem, weights = run_problem(run_)
-    an = analyze(problem, weights, args.tol, loss_rtol=args.loss_rtol)
+    from ..analysis.conv import analyze_conv_run, is_conv_run
+
+    if is_conv_run(run_):  # vanishing by RMS residual output; train and validation stage numbers
+        an = analyze_conv_run(run_, args.tol, loss_rtol=args.loss_rtol)
+    else:
+        problem, weights = run_problem(run_)
+        an = analyze(problem, weights, args.tol, loss_rtol=args.loss_rtol)
     if args.json:
         print(json.dumps(an.to_dict(), indent=2))
     else:
