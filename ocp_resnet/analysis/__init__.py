@@ -3,11 +3,15 @@
 * :mod:`.blocks` — relative block norms, vanished blocks, recommended depth (:func:`analyze`);
 * :mod:`.prune` — physical removal of vanished blocks (:func:`prune_network`, :func:`prune_run`);
 * :mod:`.sweep` — γ × depth × seed grids writing ``sweep.csv`` (:func:`run_sweep`);
-* :mod:`.bound` — J_N* ≤ J_M* + Σ_{k=M}^{N-1} γ_k L_M over a sweep (:func:`check_bound`).
+* :mod:`.bound` — J_N* ≤ J_M* + Σ_{k=M}^{N-1} γ_k L_M over a sweep (:func:`check_bound`);
+* :mod:`.conv` / :mod:`.conv_sweep` — the same for conv ResNet-v2 runs (:func:`analyze_conv_run`,
+  :func:`prune_conv_run`, :func:`run_conv_sweep`).
 """
 from __future__ import annotations
 
 from .blocks import DEFAULT_TOL, BlockAnalysis, analyze, analyze_run, tail_to_head_ratio
+from .conv import ConvBlockAnalysis, ConvPruneReport, analyze_conv, analyze_conv_run, prune_conv_network, prune_conv_run
+from .conv_sweep import read_conv_csv, run_conv_sweep
 from .bound import BoundReport, check_bound, pad_weights, padded_bound
 from .prune import PrunedNetwork, PruneReport, prune_network, prune_problem, prune_run
 from .sweep import grid_problem, read_csv, run_sweep, summarize
@@ -17,4 +21,6 @@ __all__ = [
     "BoundReport", "check_bound", "pad_weights", "padded_bound",
     "PrunedNetwork", "PruneReport", "prune_network", "prune_problem", "prune_run",
     "grid_problem", "read_csv", "run_sweep", "summarize",
+    "ConvBlockAnalysis", "ConvPruneReport", "analyze_conv", "analyze_conv_run", "prune_conv_network", "prune_conv_run",
+    "read_conv_csv", "run_conv_sweep",
 ]
