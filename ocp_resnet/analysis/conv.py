@@ -261,7 +261,8 @@ def forward_time(model: Any, images: np.ndarray, repeats: int = 5, batch: int = 
     return float(np.median(times))
 
 
-def _max_change(a: Any, b: Any, images: np.ndarray, y: np.ndarray, objective: Any) -> tuple[float, float, float]:
+def _max_change(a: Any, b: Any, images: np.ndarray, y: np.ndarray, objective: Any,
+                chunk: int = 512) -> tuple[float, float, float]:
     """(max |logits_a − logits_b|, accuracy a, accuracy b) in eval mode over ``images``."""
     import torch
 
@@ -269,11 +270,15 @@ def _max_change(a: Any, b: Any, images: np.ndarray, y: np.ndarray, objective: An
 
     X = torch.as_tensor(np.asarray(images), dtype=a.dtype)
     Y = torch.as_tensor(np.asarray(y, dtype=int))
+    change, hits_a, hits_b = 0.0, 0, 0
     with torch.no_grad():
-        za, zb = a(X), b(X)
-        acc_a = float((predictions(objective, za.T) == Y).double().mean())
-        acc_b = float((predictions(objective, zb.T) == Y).double().mean())
-        return float((za - zb).abs().max()) if za.numel() else 0.0, acc_a, acc_b
+        for i in range(0, X.shape[0], chunk):
+            za, zb, yb = a(X[i:i + chunk]), b(X[i:i + chunk]), Y[i:i + chunk]
+            change = max(change, float((za - zb).abs().max()))
+            hits_a += int((predictions(objective, za.T) == yb).sum())
+            hits_b += int((predictions(objective, zb.T) == yb).sum())
+    n = max(X.shape[0], 1)
+    return change, hits_a / n, hits_b / n
 
 
 # ------------------------------------------------------------------------------ conv run directories
