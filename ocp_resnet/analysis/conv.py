@@ -244,8 +244,9 @@ def prune_conv_network(spec: Any, objective: Any, weights: Mapping[str, Any], bl
     return PrunedConvNetwork(new_spec, replace(objective, gamma=gamma), new_w, removed, proj_only, origin)
 
 
-def forward_time(model: Any, images: np.ndarray, repeats: int = 5, batch: int = 512) -> float:
-    """Median seconds of one eval-mode forward pass over ``images`` (no gradients)."""
+def forward_time(model: Any, images: np.ndarray, repeats: int = 20, batch: int = 512) -> float:
+    """Seconds of one eval-mode forward pass over ``images`` (no gradients): the best of
+    ``repeats`` passes, as the least disturbed by other load on the machine."""
     import torch
 
     X = torch.as_tensor(np.asarray(images), dtype=model.dtype, device=model.device)
@@ -258,7 +259,7 @@ def forward_time(model: Any, images: np.ndarray, repeats: int = 5, batch: int = 
                 model(X[i:i + batch])
             if r:  # the first pass warms up
                 times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return float(np.min(times))
 
 
 def _max_change(a: Any, b: Any, images: np.ndarray, y: np.ndarray, objective: Any,
@@ -381,7 +382,7 @@ class ConvPruneReport:
             f"val accuracy {acc(self.val_accuracy_before)} -> {acc(self.val_accuracy_after)}",
             f"parameters {self.parameters_before} -> {self.parameters_after} "
             f"({1 - self.parameters_after / max(self.parameters_before, 1):.1%} fewer)",
-            f"forward time ({self.forward_images} images, float32, eval, median of 5) "
+            f"forward time ({self.forward_images} images, float32, eval, best of 20) "
             f"{self.forward_time_before_s * 1e3:.2f} ms -> {self.forward_time_after_s * 1e3:.2f} ms ({speed:.2f}x)",
         ]
         if self.finetune:
@@ -395,10 +396,11 @@ class ConvPruneReport:
 
 
 def prune_conv_run(run_dir: Any, tol: float = DEFAULT_TOL, blocks: Iterable[int] | None = None, force: bool = False,
-                   finetune: int = 0, out: Any = None, overwrite: bool = False, write: bool = True,
-                   log: Any = None) -> tuple[ConvPruneReport, PrunedConvNetwork]:
+                   finetune: int = 0, lr: float | None = None, out: Any = None, overwrite: bool = False,
+                   write: bool = True, log: Any = None) -> tuple[ConvPruneReport, PrunedConvNetwork]:
     """Prune a conv run's vanished blocks (or ``blocks``; non-vanished ones need ``force``),
-    compare outputs, optionally fine-tune ``finetune`` epochs, and write a conv run directory."""
+    compare outputs, optionally fine-tune ``finetune`` epochs (the run's optimizer settings,
+    learning rate ``lr`` if given), and write a conv run directory."""
     import torch
 
     from ..torch import Trainer
@@ -444,7 +446,7 @@ def prune_conv_run(run_dir: Any, tol: float = DEFAULT_TOL, blocks: Iterable[int]
     solver = dict(run.config.get("solver", {}))
     weights, trainer = net.weights, None
     if finetune:
-        opts = train_options(solver, epochs=finetune, progress=False)
+        opts = train_options(solver, epochs=finetune, progress=False, **({} if lr is None else {"lr": lr}))
         model = _model(net.spec, net.weights, resolve_dtype(opts.dtype))
         trainer = Trainer(net.objective, d.n_classes, opts, log=log).fit(model, *d.train, val=d.val)
         weights = model.weights()

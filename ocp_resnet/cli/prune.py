@@ -27,6 +27,7 @@ def register(sub) -> argparse.ArgumentParser:
     v.add_argument("--force", action="store_true", help="also prune --blocks that have not vanished")
     v.add_argument("--finetune", type=int, default=0, metavar="EPOCHS",
                    help="continue training the pruned net this many epochs with the run's optimizer (default 0)")
+    v.add_argument("--lr", type=float, default=None, help="learning rate of --finetune (default: the run's)")
     p.set_defaults(func=run)
     return p
 
@@ -45,11 +46,11 @@ def run(args: argparse.Namespace) -> int:
         blocks = None if args.blocks is None else _int_list("--blocks", args.blocks)
         blocks = [blocks] if isinstance(blocks, int) else blocks
         report, _ = prune_conv_run(args.run_dir, tol=args.tol, blocks=blocks, force=args.force,
-                                   finetune=args.finetune, out=args.out, overwrite=args.overwrite)
+                                   finetune=args.finetune, lr=args.lr, out=args.out, overwrite=args.overwrite)
         print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
         return 0
-    if args.blocks is not None or args.force or args.finetune:
-        raise ValidationError("--blocks, --force and --finetune are for conv runs; MLP runs prune the vanished "
+    if args.blocks is not None or args.force or args.finetune or args.lr is not None:
+        raise ValidationError("--blocks, --force, --finetune and --lr are for conv runs; MLP runs prune the vanished "
                               "blocks and re-solve with --resolve")
     report, _, _ = prune_run(args.run_dir, tol=args.tol, resolve=args.resolve, out=args.out,
                              overwrite=args.overwrite, log=None)
