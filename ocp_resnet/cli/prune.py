@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
         report, _ = prune_conv_run(args.run_dir, tol=args.tol, blocks=blocks, force=args.force,
                                    finetune=args.finetune, lr=args.lr, out=args.out, overwrite=args.overwrite)
         print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
-        return 0
+        status = (report.finetune or {}).get("status")
+        return {"interrupted": 130, "nan": 1}.get(status, 0)  # the pruned run is written either way
     if args.blocks is not None or args.force or args.finetune or args.lr is not None:
         raise ValidationError("--blocks, --force, --finetune and --lr are for conv runs; MLP runs prune the vanished "
                               "blocks and re-solve with --resolve")
