@@ -47,7 +47,9 @@ def plot_turnpike(analysis: Any, path: str | os.PathLike, title: str | None = No
     rn = np.maximum(np.asarray(analysis.residual_norms, float), _FLOOR)
     ax.semilogy(k, bn, "o-", label=r"weight norm $\|w_k\|$")
     ax.semilogy(k, rn, "s--", label=r"RMS residual $\|F_k(x_k)\|$")
-    top = max(float(np.max(bn)) if bn.size else 1.0, _FLOOR)
+    # the threshold is drawn on the norm the vanishing criterion uses (conv runs: RMS residual outputs)
+    ref = rn if getattr(analysis, "criterion", "weights") == "residual" else bn
+    top = max(float(np.max(ref)) if ref.size else 1.0, _FLOOR)
     ax.axhline(top * analysis.tol, color="gray", lw=0.8, ls=":", label=f"vanishing threshold (tol {analysis.tol:g})")
     for j in analysis.vanished:
         ax.axvspan(j - 0.5, j + 0.5, color="tab:green", alpha=0.08, lw=0)
@@ -73,7 +75,11 @@ def plot_stages(analysis: Any, path: str | os.PathLike, title: str | None = None
     ax.text(analysis.recommended_depth, 0.5, " recommended depth", transform=ax.get_xaxis_transform(),
             rotation=90, va="center", ha="right", fontsize=8, color="gray")
     ax2 = ax.twinx()
-    ax2.plot(k, analysis.stage_accuracy, "s--", color="tab:orange")
+    ax2.plot(k, analysis.stage_accuracy, "s--", color="tab:orange", label="train")
+    val_acc = getattr(analysis, "val_stage_accuracy", None)
+    if val_acc is not None:  # conv runs with a validation split
+        ax2.plot(k, val_acc, "^:", color="tab:red", label="validation")
+        ax2.legend(fontsize=8, loc="lower right")
     ax2.set_ylabel("stage accuracy", color="tab:orange")
     ax2.set_ylim(-0.02, 1.02)
     ax.grid(True, alpha=0.3)
@@ -165,6 +171,12 @@ def plot_run(run_dir: str | os.PathLike, tol: float = 1e-3, out_dir: str | os.Pa
     from .runs import Run
 
     run = Run(run_dir)
+    d = Path(out_dir) if out_dir is not None else run.path
+    from .analysis.conv import analyze_conv_run, is_conv_run
+
+    if is_conv_run(run):  # no state plane to draw for images
+        an = analyze_conv_run(run, tol)
+        return [plot_turnpike(an, d / "turnpike.png"), plot_stages(an, d / "stages.png")]
     problem, _ = run_problem(run)
     an = analyze(problem, run.weights, tol)
     d = Path(out_dir) if out_dir is not None else run.path

@@ -8,11 +8,15 @@
 * :mod:`.path` — warm-started γ paths (:func:`~.path.path`, :func:`run_path`);
 * :mod:`.restarts` — best of several initial weights (:func:`solve_restarts`);
 * :mod:`.collapse` — is a run no better than the best linear classifier (:func:`linear_loss`).
+* :mod:`.conv` / :mod:`.conv_sweep` — the same for conv ResNet-v2 runs (:func:`analyze_conv_run`,
+  :func:`prune_conv_run`, :func:`run_conv_sweep`).
 """
 from __future__ import annotations
 
 from .blocks import DEFAULT_TOL, BlockAnalysis, analyze, analyze_run, tail_to_head_ratio
 from .costates import Costates, costates, costates_of_run, write_costates
+from .conv import ConvBlockAnalysis, ConvPruneReport, analyze_conv, analyze_conv_run, prune_conv_network, prune_conv_run
+from .conv_sweep import read_conv_csv, run_conv_sweep
 from .bound import BoundReport, check_bound, pad_weights, padded_bound
 from .prune import PrunedNetwork, PruneReport, prune_network, prune_problem, prune_run
 from .sweep import grid_problem, read_csv, run_sweep, summarize
@@ -27,4 +31,6 @@ __all__ = [
     "PrunedNetwork", "PruneReport", "prune_network", "prune_problem", "prune_run",
     "grid_problem", "read_csv", "run_sweep", "summarize",
     "collapse_record", "is_collapsed", "linear_loss", "run_path", "RestartRecord", "solve_restarts",
+    "ConvBlockAnalysis", "ConvPruneReport", "analyze_conv", "analyze_conv_run", "prune_conv_network", "prune_conv_run",
+    "read_conv_csv", "run_conv_sweep",
 ]

@@ -68,6 +68,15 @@ def is_collapsed(final_loss: float, linear: float, rtol: float = COLLAPSE_RTOL) 
     return bool(np.isfinite(final_loss) and final_loss >= (1.0 - rtol) * linear)
 
 
+def solution_collapse_record(problem: Any, sol: Any, rtol: float = COLLAPSE_RTOL) -> dict[str, Any]:
+    """:func:`collapse_record` of a Solution; ``None`` fields for an interrupted one: it is no
+    optimum, and the reference is an IPOPT solve of its own, which an interrupted command must
+    not wait for (an abandoned IPOPT thread may still be finishing its iteration)."""
+    if sol.status.value == "interrupted":
+        return {"collapsed": None, "linear_loss": None}
+    return collapse_record(problem, sol.evaluation.final_loss, rtol)
+
+
 def collapse_record(problem: Any, final_loss: float, rtol: float = COLLAPSE_RTOL) -> dict[str, Any]:
     """``{"collapsed", "linear_loss"}`` for ``metrics.json`` and the analysis."""
     lin = linear_loss(problem)

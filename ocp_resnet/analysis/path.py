@@ -151,7 +151,7 @@ def run_path(
     """
     from ..runs import check_target, multiplier_files, write_run
     from ..solvers import IpoptOptions
-    from .collapse import collapse_record
+    from .collapse import solution_collapse_record
     from .sweep import write_csv
 
     gammas = check_gammas(gammas)
@@ -175,7 +175,7 @@ def run_path(
     for g, problem, sol, records in iter_path(base, gammas, method, options, init, seed, restarts, warm_start, tol, log):
         an = analyze(problem, sol.w, tol)
         metrics = sol.metrics()
-        metrics.update(collapse_record(problem, sol.evaluation.final_loss))
+        metrics.update(solution_collapse_record(problem, sol))
         metrics.update(vanished=an.vanished, recommended_depth=an.recommended_depth,
                        warm_started=bool(warm_start and rows))
         if records:

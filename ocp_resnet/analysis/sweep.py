@@ -157,7 +157,7 @@ def _solve_point(problem: Any, seed: int, backend: str, solver: Mapping[str, Any
 
         return _torch_bridge.train(problem, seed, solver, log)
     from ..solvers import IpoptOptions, solve
-    from .collapse import collapse_record
+    from .collapse import solution_collapse_record
     from .restarts import solve_restarts
 
     opts = IpoptOptions(**{k: solver[k] for k in ("tol", "max_iter", "hessian", "ipopt") if k in solver})
@@ -167,7 +167,7 @@ def _solve_point(problem: Any, seed: int, backend: str, solver: Mapping[str, Any
         sol, records = solve_restarts(problem, range(seed, seed + restarts), method, opts)
     else:
         sol = solve(problem, method=method, options=opts, init="random", seed=seed)
-    metrics = {**sol.metrics(), **collapse_record(problem, sol.evaluation.final_loss)}
+    metrics = {**sol.metrics(), **solution_collapse_record(problem, sol)}
     if records:
         metrics["restarts"] = [r.to_dict() for r in records]
     return sol.weights, metrics, sol.stats

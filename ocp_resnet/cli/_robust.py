@@ -62,11 +62,11 @@ def solve_with_restarts(args: argparse.Namespace, problem: Any, options: Any, me
 def extra_metrics(problem: Any, sol: Any, records: list, val: Any, tol: float = 1e-3) -> dict[str, Any]:
     """``vanished``, ``recommended_depth``, ``collapsed``/``linear_loss``, ``restarts`` and ``val_*``."""
     from ..analysis.blocks import analyze
-    from ..analysis.collapse import collapse_record
+    from ..analysis.collapse import solution_collapse_record
 
     an = analyze(problem, sol.w, tol)
     out: dict[str, Any] = {"vanished": an.vanished, "recommended_depth": an.recommended_depth}
-    out.update(collapse_record(problem, sol.evaluation.final_loss))
+    out.update(solution_collapse_record(problem, sol))
     if records:
         out["restarts"] = [r.to_dict() for r in records]
     if val is not None:

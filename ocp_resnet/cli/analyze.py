@@ -33,21 +33,27 @@ def run(args: argparse.Namespace) -> int:
     from ..runs import Run
 
     run_ = Run(args.run_dir)
-    problem, weights = run_problem(run_)
+    from ..analysis.blocks import verdict
+    from ..analysis.conv import analyze_conv_run, is_conv_run
+
     if args.costates:  # refuse a clash before any work
         from ..analysis.costates import check_costates_target
 
         check_costates_target(args.plot_dir or run_.path, args.overwrite)
-    an = analyze(problem, weights, args.tol, loss_rtol=args.loss_rtol)
-    from ..analysis.blocks import verdict
-    from ..analysis.collapse import collapse_record
+    if is_conv_run(run_):  # vanishing by RMS residual output; train and validation stage numbers
+        an = analyze_conv_run(run_, args.tol, loss_rtol=args.loss_rtol)
+        col: dict = {}  # the linear-classifier reference is computed for IPOPT problems only
+    else:
+        from ..analysis.collapse import collapse_record
 
-    col = collapse_record(problem, an.final_loss)
+        problem, weights = run_problem(run_)
+        an = analyze(problem, weights, args.tol, loss_rtol=args.loss_rtol)
+        col = collapse_record(problem, an.final_loss)
     if args.json:
         print(json.dumps({**an.to_dict(), **col, "verdict": verdict(an, **col)}, indent=2))
     else:
         print(an.format())
-        if col["collapsed"]:
+        if col.get("collapsed"):
             print(f"collapsed: yes (final loss {an.final_loss:.6g}, best linear classifier {col['linear_loss']:.6g})")
         print(verdict(an, **col))
     if args.plots or args.plot_dir:

@@ -10,7 +10,10 @@ def register(sub) -> argparse.ArgumentParser:
         "prune", help="remove vanished blocks and write the smaller network as a new run directory",
         description="Remove every block whose relative norm is <= --tol: identity-skip blocks disappear, "
                     "projection blocks keep their S_k as a plain linear layer. Reports blocks_before/after, "
-                    "objective_before/after, accuracy_before/after and the largest output change on the data.")
+                    "objective_before/after, accuracy_before/after and the largest output change on the data. Conv runs "
+                    "(train --arch conv): a block has vanished when its RMS residual output relative to the largest "
+                    "is <= --tol; the report adds validation accuracy, parameters and forward time, and --finetune "
+                    "continues training the pruned net.")
     p.add_argument("run_dir", help="a run directory written by solve, train or sweep")
     p.add_argument("--tol", type=float, default=1e-3, help="vanishing tolerance on relative block norms (default 1e-3)")
     p.add_argument("--resolve", action="store_true",
@@ -19,13 +22,37 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="run directory to write (default RUN_DIR-pruned)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    v = p.add_argument_group("conv runs (train --arch conv)")
+    v.add_argument("--blocks", default=None, help="comma list of blocks to prune (default: the vanished ones)")
+    v.add_argument("--force", action="store_true", help="also prune --blocks that have not vanished")
+    v.add_argument("--finetune", type=int, default=0, metavar="EPOCHS",
+                   help="continue training the pruned net this many epochs with the run's optimizer (default 0)")
+    v.add_argument("--lr", type=float, default=None, help="learning rate of --finetune (default: the run's)")
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..analysis.conv import is_conv_run, prune_conv_run
     from ..analysis.prune import prune_run
+    from ..errors import ValidationError
+    from ..runs import Run
 
+    if is_conv_run(Run(args.run_dir)):
+        if args.resolve:
+            raise ValidationError("--resolve is for MLP runs; a conv run is retrained with --finetune EPOCHS")
+        from ._common import _int_list
+
+        blocks = None if args.blocks is None else _int_list("--blocks", args.blocks)
+        blocks = [blocks] if isinstance(blocks, int) else blocks
+        report, _ = prune_conv_run(args.run_dir, tol=args.tol, blocks=blocks, force=args.force,
+                                   finetune=args.finetune, lr=args.lr, out=args.out, overwrite=args.overwrite)
+        print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
+        status = (report.finetune or {}).get("status")
+        return {"interrupted": 130, "nan": 1}.get(status, 0)  # the pruned run is written either way
+    if args.blocks is not None or args.force or args.finetune or args.lr is not None:
+        raise ValidationError("--blocks, --force, --finetune and --lr are for conv runs; MLP runs prune the vanished "
+                              "blocks and re-solve with --resolve")
     report, _, _ = prune_run(args.run_dir, tol=args.tol, resolve=args.resolve, out=args.out,
                              overwrite=args.overwrite, log=None)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())

@@ -34,11 +34,14 @@ def register(sub) -> argparse.ArgumentParser:
     g.add_argument("--tol", type=float, default=1e-8, help="IPOPT KKT tolerance (default 1e-8)")
     g.add_argument("--max-iter", type=int, default=3000, help="IPOPT iteration limit (default 3000)")
     t = p.add_argument_group("torch back-end (--backend torch)")
-    t.add_argument("--optimizer", default="lbfgs", help="adam, adamw, sgd or lbfgs (default lbfgs, full batch)")
-    t.add_argument("--epochs", type=int, default=200, help="training epochs per run (default 200)")
+    t.add_argument("--optimizer", default=None, help="adam, adamw, sgd or lbfgs (default: mlp lbfgs, full batch; conv adam)")
+    t.add_argument("--epochs", type=int, default=None, help="training epochs per run (default: mlp 200, conv 10)")
     t.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's)")
-    t.add_argument("--batch-size", type=int, default=0, help="mini-batch size, 0 = full batch (default 0)")
+    t.add_argument("--batch-size", type=int, default=None, help="mini-batch size, 0 = full batch (default: mlp 0, conv 64)")
     t.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: fastest for small MLPs)")
+    from ._conv import add_conv_sweep_args
+
+    add_conv_sweep_args(p)
     g.add_argument("--vanish-tol", type=float, default=1e-3, help="vanishing tolerance on relative block norms (default 1e-3)")
     g.add_argument("--bound-rtol", type=float, default=1e-6, help="relative allowance of the bound check (default 1e-6)")
     g.add_argument("--resume", action="store_true", help="continue an existing sweep directory, reusing finished runs")
@@ -53,7 +56,8 @@ def register(sub) -> argparse.ArgumentParser:
     g.add_argument("--restarts", type=int, default=1,
                    help="IPOPT: keep the best of init seeds s..s+K-1 at every grid point (default 1)")
     g.add_argument("--val-fraction", type=float, default=None,
-                   help="hold out this fraction of the data (stratified, seeded by --seed); validation accuracy per run")
+                   help="hold out this fraction of the data (stratified, seeded by --seed); validation accuracy per run "
+                        "(default: none; --arch conv: 0.2, as train)")
     c.add_output_args(p)
     p.set_defaults(func=run)
     return p
@@ -91,6 +95,12 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ValidationError, check_choice
     from ..runs import default_run_dir
 
+    from ._conv import ARCHS, apply_sweep_defaults, run_conv_sweep_cli
+
+    arch = check_choice("arch", args.arch, ARCHS)
+    apply_sweep_defaults(args, arch)
+    if arch == "conv":
+        return run_conv_sweep_cli(args)
     gammas = _floats("--gamma", args.gamma)
     blocks = _ints("--blocks", args.blocks)
     seeds = _ints("--seeds", args.seeds)

@@ -49,6 +49,8 @@ class ConvSpec:
     """Conv ResNet-v2 spec: image shape, stage widths and blocks per stage, activation, norm.
 
     Stage 0 keeps the resolution; every later stage halves it (stride 2) in its first block.
+    ``branchless`` lists blocks k without a residual branch (F_k ≡ 0, x_{k+1} = S_k(x_k)): what
+    pruning leaves of a vanished projection block (a vanished identity block is dropped instead).
     """
 
     in_channels: int
@@ -59,6 +61,7 @@ class ConvSpec:
     activation: str = "relu"
     norm: str = "batch"
     kind: str = "conv"
+    branchless: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         check_int("in_channels", self.in_channels, 1)
@@ -87,6 +90,10 @@ class ConvSpec:
                 raise ValidationError(
                     f"stage {s} changes the width {ch[s - 1]} -> {ch[s]} but has 0 blocks: give it >= 1 block"
                 )
+        bl = tuple(sorted({int(check_int("branchless block", k, 0)) for k in self.branchless}))
+        if bl and bl[-1] >= sum(nb):
+            raise ValidationError(f"branchless block {bl[-1]} does not exist: the net has blocks 0..{sum(nb) - 1}")
+        object.__setattr__(self, "branchless", bl)
 
     @property
     def blocks(self) -> list[tuple[int, int, int]]:
@@ -107,11 +114,16 @@ class ConvSpec:
         c_in, c_out, stride = self.blocks[k]
         return c_in != c_out or stride != 1
 
+    def has_branch(self, k: int) -> bool:
+        """Whether block k has a residual branch F_k (False for a pruned projection block)."""
+        return k not in self.branchless
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["image_size"] = list(self.image_size)
         d["channels"] = list(self.channels)
         d["stage_blocks"] = list(self.stage_blocks)
+        d["branchless"] = list(self.branchless)
         return d
 
     @classmethod
@@ -119,7 +131,7 @@ class ConvSpec:
         d = dict(d)
         try:
             return cls(**{**d, "image_size": tuple(d["image_size"]), "channels": tuple(d["channels"]),
-                          "stage_blocks": tuple(d["stage_blocks"])})
+                          "stage_blocks": tuple(d["stage_blocks"]), "branchless": tuple(d.get("branchless", ()))})
         except (KeyError, TypeError) as exc:
             raise ValidationError(f"not a conv architecture ({exc}); the run's config.json is not from --arch conv") from None
 
@@ -133,19 +145,27 @@ def _norm(kind: str, c: int) -> nn.Module:
 
 
 class PreActBlock(nn.Module):
-    """Pre-activation basic block: branch F(x) = conv2(σ(norm2(conv1(σ(norm1(x)))))), skip S."""
+    """Pre-activation basic block: branch F(x) = conv2(σ(norm2(conv1(σ(norm1(x)))))), skip S.
 
-    def __init__(self, c_in: int, c_out: int, stride: int, norm: str, activation: str) -> None:
+    ``has_branch=False``: no branch modules at all, the block is x ↦ S(x) (a pruned block).
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int, norm: str, activation: str,
+                 has_branch: bool = True) -> None:
         super().__init__()
         self.activation = activation
-        self.norm1 = _norm(norm, c_in)
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.norm2 = _norm(norm, c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.has_branch = has_branch
+        if has_branch:
+            self.norm1 = _norm(norm, c_in)
+            self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+            self.norm2 = _norm(norm, c_out)
+            self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
         self.S = nn.Conv2d(c_in, c_out, 1, stride, 0, bias=False) if (c_in != c_out or stride != 1) else None
         self.stride = stride
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.has_branch:
+            return torch.zeros_like(self.skip(x))
         h = self.conv1(arch.activation(self.activation, self.norm1(x), TORCH))
         return self.conv2(arch.activation(self.activation, self.norm2(h), TORCH))
 
@@ -153,6 +173,8 @@ class PreActBlock(nn.Module):
         return x if self.S is None else self.S(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.has_branch:
+            return self.skip(x)
         return self.skip(x) + self.branch(x)
 
 
@@ -188,7 +210,8 @@ class ResNetV2(nn.Module):
             torch.manual_seed(seed)
             self.stem = nn.Conv2d(spec.in_channels, spec.channels[0], 3, 1, 1, bias=False)
             self.blocks = nn.ModuleList(
-                PreActBlock(ci, co, s, spec.norm, spec.activation) for ci, co, s in spec.blocks
+                PreActBlock(ci, co, s, spec.norm, spec.activation, spec.has_branch(k))
+                for k, (ci, co, s) in enumerate(spec.blocks)
             )
             self.head = ConvHead(spec.channels[-1], spec.n_outputs, spec.norm, spec.activation)
         # ``block{k}.…`` names for solution.npz (ModuleList gives ``blocks.{k}.…``)
@@ -240,6 +263,8 @@ class ResNetV2(nn.Module):
     def branch_parameters(self, k: int) -> list[torch.Tensor]:
         """Parameters of residual branch F_k (the ones that may vanish)."""
         b = self.blocks[k]
+        if not b.has_branch:
+            return []
         return [p for m in (b.norm1, b.conv1, b.norm2, b.conv2) for p in m.parameters()]
 
     # ---------------------------------------------------------------- forward

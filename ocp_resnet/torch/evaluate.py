@@ -1,6 +1,7 @@
 """Numbers of trained weights in the ``metrics.json`` schema of ``solve`` (one schema for all back-ends)."""
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 import numpy as np
@@ -56,11 +57,11 @@ def mlp_evaluation(problem: Any, weights: Any) -> dict[str, Any]:
 
 
 def conv_evaluation(model: ResNetV2, images: np.ndarray, y: np.ndarray, objective: ObjectiveSpec,
-                    n_classes: int, chunk: int = 512) -> dict[str, Any]:
+                    n_classes: int, chunk: int = 512, gradient: bool = True) -> dict[str, Any]:
     """Objective, stage losses/accuracies, branch and residual norms, gradient norm of a conv net.
 
     In eval mode (batch norm with running statistics), so J is a function of the weights alone;
-    the gradient is accumulated over chunks of the data.
+    the gradient is accumulated over chunks of the data (``gradient=False``: skipped, grad_norm nan).
     """
     model.eval()
     dtype, device = model.dtype, model.device
@@ -85,17 +86,20 @@ def conv_evaluation(model: ResNetV2, images: np.ndarray, y: np.ndarray, objectiv
     stage_losses = (loss_sum / n).tolist()
     gammas = objective.stage_weights(N)
     model.zero_grad(set_to_none=True)
-    for i in range(0, n, chunk):
-        xb, tb = X[i:i + chunk].to(device), T[i:i + chunk].to(device).T
-        cost, _ = model.cost(xb, tb, objective)
-        (cost.sum() / n).backward()
+    grad_norm = float("nan")
+    if gradient:
+        for i in range(0, n, chunk):
+            xb, tb = X[i:i + chunk].to(device), T[i:i + chunk].to(device).T
+            cost, _ = model.cost(xb, tb, objective)
+            (cost.sum() / n).backward()
     reg = model.regularization(objective)
-    reg.backward()
-    grads = [p.grad.reshape(-1) for p in model.parameters() if p.grad is not None]
-    grad_norm = float(torch.linalg.vector_norm(torch.cat(grads)).cpu()) if grads else 0.0
+    if gradient:
+        reg.backward()
+        grads = [p.grad.reshape(-1) for p in model.parameters() if p.grad is not None]
+        grad_norm = float(torch.linalg.vector_norm(torch.cat(grads)).cpu()) if grads else 0.0
     model.zero_grad(set_to_none=True)
     J = sum(g * l for g, l in zip(gammas, stage_losses)) + float(reg.detach())
-    block_norms = [float(torch.sqrt(sum((p.detach() ** 2).sum() for p in model.branch_parameters(k)))) for k in range(N)]
+    block_norms = [math.sqrt(sum(float((p.detach() ** 2).sum()) for p in model.branch_parameters(k))) for k in range(N)]
     return {
         "objective": float(J),
         "final_loss": stage_losses[-1],

@@ -1,0 +1,192 @@
+"""Conv ResNet-v2 sweeps (``sweep --backend torch --arch conv``): γ × stage depths × seeds.
+
+Every grid point is one ``ocp-resnet train --arch conv`` run (so its directory is exactly
+train's format: analyze, prune and evaluate work on it), written to
+``runs/gamma{γ}-B{b0-b1-…}-seed{s}``. The seed sets the initial weights, the mini-batch order
+and the train/validation split (train's ``--seed``), so the same seed gives the same split for
+every γ. ``sweep.csv`` has the columns of the MLP sweeps (:data:`.sweep.COLUMNS`, with the
+conv meanings of :mod:`.conv`: vanished by RMS residual output, tail-to-head of residual
+norms) plus :data:`EXTRA_COLUMNS`.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import ValidationError, check_float, check_int
+from .blocks import DEFAULT_TOL
+from .conv import analyze_conv_run
+from .sweep import COLUMNS, _finished, write_csv
+
+EXTRA_COLUMNS = ("val_accuracy", "stage_blocks", "optimizer", "reach_block", "val_reach_block", "n_parameters",
+                 "stage_accuracy", "val_stage_accuracy", "residual_norms", "rel_residual_norms")
+CONV_COLUMNS = COLUMNS + EXTRA_COLUMNS
+LIST_COLUMNS = ("stage_losses", "block_norms", "stage_accuracy", "val_stage_accuracy", "residual_norms",
+                "rel_residual_norms")
+
+
+def run_name(gamma: float, stage_blocks: Sequence[int], seed: int) -> str:
+    return f"gamma{gamma:g}-B{'-'.join(map(str, stage_blocks))}-seed{seed}"
+
+
+def row_from_conv_run(run_dir: Any, gamma: float, stage_blocks: Sequence[int], seed: int,
+                      tol: float = DEFAULT_TOL) -> dict[str, Any]:
+    """The ``sweep.csv`` row of a finished conv run directory."""
+    from ..runs import Run
+
+    run = Run(run_dir)
+    an = analyze_conv_run(run, tol)
+    m = run.metrics
+    gn = m.get("grad_norm")
+    return {
+        "gamma": float(gamma), "blocks": an.n_blocks, "seed": int(seed), "backend": "torch",
+        "status": str(m.get("status", "unknown")), "objective": an.objective, "final_loss": an.final_loss,
+        "train_accuracy": an.stage_accuracy[-1], "n_vanished": an.n_vanished, "n_active": an.n_active,
+        "tail_to_head": an.tail_to_head, "recommended_depth": an.recommended_depth,
+        "grad_norm": float(gn) if gn is not None else float("nan"),
+        "iterations": int(m.get("iterations", 0) or 0), "time_s": float(m.get("solve_time_s", 0.0) or 0.0),
+        "stage_losses": an.stage_losses, "block_norms": an.block_norms, "run_dir": str(Path(run_dir)),
+        "val_accuracy": an.val_stage_accuracy[-1] if an.val_stage_accuracy else float("nan"),
+        "stage_blocks": "-".join(map(str, stage_blocks)), "optimizer": str(m.get("method", "")),
+        "reach_block": an.reach_block, "val_reach_block": an.val_reach_block if an.val_reach_block is not None else "",
+        "n_parameters": an.n_parameters, "stage_accuracy": an.stage_accuracy,
+        "val_stage_accuracy": an.val_stage_accuracy or [], "residual_norms": an.residual_norms,
+        "rel_residual_norms": an.rel_residual_norms,
+    }
+
+
+def read_conv_csv(path: Any) -> list[dict[str, Any]]:
+    """Read a conv ``sweep.csv`` back, numbers parsed and list columns as lists."""
+    import csv
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "sweep.csv"
+    if not path.exists():
+        raise ValidationError(f"{path} does not exist: give a sweep directory written by 'ocp-resnet sweep --arch conv'")
+    out = []
+    with open(path, newline="") as fh:
+        for r in csv.DictReader(fh):
+            row: dict[str, Any] = {}
+            for k, v in r.items():
+                if k in LIST_COLUMNS:
+                    row[k] = [float(x) for x in v.split(";")] if v else []
+                elif k in ("status", "backend", "run_dir", "stage_blocks", "optimizer"):
+                    row[k] = v
+                else:
+                    try:
+                        row[k] = int(v) if v.lstrip("-").isdigit() else float(v)
+                    except (TypeError, ValueError, AttributeError):
+                        row[k] = v
+            out.append(row)
+    return out
+
+
+def run_conv_sweep(
+    train_args: Sequence[str],
+    gammas: Sequence[float],
+    stage_blocks: Sequence[Sequence[int]],
+    seeds: Sequence[int],
+    out: Any,
+    tol: float = DEFAULT_TOL,
+    resume: bool = False,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Train every grid point with ``ocp-resnet train --arch conv TRAIN_ARGS --gamma γ --stage-blocks B
+    --seed s`` and write ``sweep.csv`` (rewritten after every point; ``resume`` reuses finished runs).
+
+    ``train_args`` are the train flags shared by all points (data, widths, optimizer, epochs …).
+    """
+    from ..cli import main
+
+    gammas = [check_float("gamma", g, 0.0) for g in gammas]
+    stage_blocks = [tuple(check_int("stage blocks", b, 0) for b in sb) for sb in stage_blocks]
+    seeds = [check_int("seed", s, 0) for s in seeds]
+    tol = check_float("vanish tol", tol, 0.0)
+    if not gammas or not stage_blocks or not seeds:
+        raise ValidationError("a sweep needs at least one --gamma, one --stage-blocks and one --seeds value")
+    out = Path(out)
+    if out.exists() and not (resume or overwrite):
+        raise ValidationError(f"{out} already exists: pass --resume to continue that sweep, --overwrite, or another --out")
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    with open(out / "sweep.json", "w") as fh:
+        json.dump({"arch": "conv", "gammas": gammas, "stage_blocks": [list(b) for b in stage_blocks], "seeds": seeds,
+                   "train_args": list(train_args), "tol": tol}, fh, indent=2)
+    rows: list[dict[str, Any]] = []
+    grid = [(g, b, s) for g in gammas for b in stage_blocks for s in seeds]
+    for i, (g, b, s) in enumerate(grid, 1):
+        rd = out / "runs" / run_name(g, b, s)
+        argv = ["train", *train_args, "--arch", "conv", "--gamma", f"{g:g}", "--stage-blocks", ",".join(map(str, b)),
+                "--seed", str(s), "--quiet", "--out", str(rd), "--overwrite"]
+        if not (resume and _finished(rd) and _same_argv(rd, argv)):
+            buf = io.StringIO()
+            with contextlib.redirect_stdout(buf):
+                rc = main(argv)
+            (out / "runs" / f"{rd.name}.log").write_text(buf.getvalue())
+            (out / "runs" / f"{rd.name}.argv.json").write_text(json.dumps(argv))
+            if rc == 2:
+                raise ValidationError(f"train refused the sweep's flags: ocp-resnet {' '.join(argv)}")
+            if rc == 130:
+                raise KeyboardInterrupt
+        row = row_from_conv_run(rd, g, b, s, tol)
+        rows.append(row)
+        write_csv(out / "sweep.csv", rows, CONV_COLUMNS)
+        if log is not None:
+            log(f"[{i}/{len(grid)}] gamma {g:g} blocks {'-'.join(map(str, b))} seed {s}: {row['status']}, "
+                f"train acc {row['train_accuracy']:.3f}, val acc {row['val_accuracy']:.3f}, vanished "
+                f"{row['n_vanished']}/{row['blocks']}, reach {row['reach_block']}, {row['time_s']:.1f}s")
+    return rows
+
+
+def _same_argv(rd: Path, argv: Sequence[str]) -> bool:
+    """A finished run is reused only when it was trained with the same flags."""
+    f = rd.parent / f"{rd.name}.argv.json"
+    if not f.exists():
+        return False
+    stored = json.loads(f.read_text())
+    if list(stored) != list(argv):
+        raise ValidationError(f"{rd} was trained with other flags than this sweep: use the original flags with "
+                              "--resume, or another --out")
+    return True
+
+
+def summarize_conv(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per (γ, stage blocks): mean ± std over seeds of vanished count, reach block, accuracies."""
+    groups: dict[tuple, list] = {}
+    for r in rows:
+        groups.setdefault((float(r["gamma"]), str(r["stage_blocks"])), []).append(r)
+    out = []
+    for (g, b), rs in groups.items():
+        def ms(key: str) -> tuple[float, float]:
+            v = np.array([float(r[key]) for r in rs], dtype=float)
+            return float(np.mean(v)), float(np.std(v))
+
+        rel = np.array([r["rel_residual_norms"] for r in rs], dtype=float)
+        out.append({
+            "gamma": g, "stage_blocks": b, "runs": len(rs),
+            **{f"{k}_{s}": v for k in ("n_vanished", "reach_block", "train_accuracy", "val_accuracy",
+                                       "recommended_depth") for s, v in zip(("mean", "std"), ms(k))},
+            "n_vanished_min": int(min(r["n_vanished"] for r in rs)), "n_vanished_max": int(max(r["n_vanished"] for r in rs)),
+            "rel_residual_median": ";".join(f"{x:.2g}" for x in np.median(rel, axis=0)),
+        })
+    return out
+
+
+def format_conv_summary(summary: Sequence[Mapping[str, Any]], markdown: bool = False) -> str:
+    head = ["gamma", "stage blocks", "runs", "vanished mean ± std (min–max)", "reach block mean",
+            "train acc", "val acc", "rec. depth", "median relative RMS residual per block"]
+    body = [[f"{s['gamma']:g}", s["stage_blocks"], str(s["runs"]),
+             f"{s['n_vanished_mean']:.2f} ± {s['n_vanished_std']:.2f} ({s['n_vanished_min']}–{s['n_vanished_max']})",
+             f"{s['reach_block_mean']:.2f}", f"{s['train_accuracy_mean']:.4f}",
+             f"{s['val_accuracy_mean']:.4f} ± {s['val_accuracy_std']:.4f}", f"{s['recommended_depth_mean']:.2f}",
+             s["rel_residual_median"].replace(";", " ")] for s in summary]
+    if markdown:
+        return "\n".join(["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+                         + ["| " + " | ".join(r) + " |" for r in body])
+    return "\n".join(["  ".join(head)] + ["  ".join(r) for r in body])

@@ -1,0 +1,100 @@
+"""Conv ResNet-v2 parts of ``sweep`` (``--arch conv``): flags, per-arch defaults, the grid run."""
+from __future__ import annotations
+
+import argparse
+
+from . import _common as c
+
+ARCHS = ("mlp", "conv")
+#: Defaults of sweep flags left unset, per --arch (conv: those of ``train --arch conv``).
+SWEEP_DEFAULTS = {
+    "mlp": {"activation": c.DEFAULTS["activation"], "loss": c.DEFAULTS["loss"], "optimizer": "lbfgs", "epochs": 200,
+            "batch_size": 0},
+    "conv": {"activation": "relu", "loss": "ce", "optimizer": "adam", "epochs": 10, "batch_size": 64},
+}
+
+
+def add_conv_sweep_args(p: argparse.ArgumentParser) -> None:
+    p.set_defaults(activation=None, loss=None)  # resolved per --arch (SWEEP_DEFAULTS)
+    v = p.add_argument_group("conv ResNet-v2 sweep (--backend torch --arch conv)")
+    v.add_argument("--arch", default="mlp", help="mlp (default) or conv: every grid point is one "
+                   "'ocp-resnet train --arch conv' run; --seeds then also set the train/val split and batch order")
+    v.add_argument("--channels", default="8,16,32", help="conv stage widths (default 8,16,32)")
+    v.add_argument("--stage-blocks", default="1,1,1",
+                   help="blocks per stage; several depth configurations separated by ';', e.g. '3,3,3;2,2,2' "
+                        "(default 1,1,1)")
+    v.add_argument("--norm", default="batch", help="batch (default), group or none")
+    v.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
+    v.add_argument("--schedule", default="cosine", help="cosine (default) or constant")
+    v.add_argument("--dtype", default=None, help="float32 (conv default) or float64")
+    v.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+
+
+#: the validation fraction of a conv grid point when --val-fraction is not given (as in train)
+CONV_VAL_FRACTION = 0.2
+
+
+def apply_sweep_defaults(args: argparse.Namespace, arch: str) -> None:
+    for k, v in SWEEP_DEFAULTS[arch].items():
+        if getattr(args, k, None) is None:
+            setattr(args, k, v)
+
+
+def _stage_blocks(text: str) -> list[list[int]]:
+    from ..errors import ValidationError
+
+    try:
+        out = [[int(x) for x in part.split(",")] for part in str(text).split(";") if part.strip()]
+    except ValueError:
+        raise ValidationError(f"--stage-blocks must be comma lists separated by ';', e.g. '3,3,3;2,2,2'; got {text!r}") from None
+    if not out:
+        raise ValidationError("--stage-blocks is empty: give e.g. 3,3,3")
+    return out
+
+
+def train_args(args: argparse.Namespace) -> list[str]:
+    """The ``train`` flags every grid point shares."""
+    a = ["--dataset", args.dataset]
+    for flag, val in (("--n-samples", args.n_samples), ("--noise", args.noise), ("--dim", args.dim),
+                      ("--lr", args.lr), ("--dtype", args.dtype)):
+        if val is not None:
+            a += [flag, str(val)]
+    if args.standardize:
+        a.append("--standardize")
+    a += ["--channels", args.channels, "--norm", args.norm, "--activation", args.activation, "--loss", args.loss,
+          "--label-smoothing", f"{args.label_smoothing:g}", "--weight-decay", f"{args.weight_decay:g}",
+          "--optimizer", args.optimizer, "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
+          "--momentum", f"{args.momentum:g}", "--schedule", args.schedule, "--val-fraction",
+          f"{CONV_VAL_FRACTION if args.val_fraction is None else args.val_fraction:g}",
+          "--threads", str(args.threads), "--device", args.device]
+    return a
+
+
+def run_conv_sweep_cli(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..analysis.conv_sweep import format_conv_summary, run_conv_sweep, summarize_conv
+    from ..analysis.sweep import write_csv
+    from ..errors import ValidationError
+    from ..runs import default_run_dir
+    from .sweep import _floats, _ints
+
+    if args.backend != "torch":
+        raise ValidationError("--arch conv needs --backend torch (CasADi has no conv nets)")
+    gammas = _floats("--gamma", args.gamma)
+    seeds = _ints("--seeds", args.seeds)
+    blocks = _stage_blocks(args.stage_blocks)
+    out = Path(args.out) if args.out is not None else default_run_dir(f"{args.dataset.replace('/', '_')}-sweep-conv")
+    rows = run_conv_sweep(train_args(args), gammas, blocks, seeds, out, tol=args.vanish_tol, resume=args.resume,
+                          overwrite=args.overwrite, log=None if args.quiet else c.echo)
+    summary = summarize_conv(rows)
+    write_csv(out / "summary.csv", summary, columns=list(summary[0].keys()))
+    print(format_conv_summary(summary, markdown=args.markdown))
+    print("note: no sub-network bound check for conv sweeps (each depth is trained by SGD, not solved to optimality)")
+    if not args.no_plots:
+        from ..plotting import plot_sweep
+
+        for path in plot_sweep(rows, out, title=f"{args.dataset} conv"):
+            print(f"wrote {path}")
+    print(f"sweep directory: {out} ({len(rows)} runs, sweep.csv)")
+    return 0
