@@ -201,7 +201,7 @@ def solve(
 
 #: How long an interrupted solve waits for IPOPT to end its iteration on its own (and so to
 #: return its multipliers) before it answers with the last completed iterate.
-INTERRUPT_GRACE_S = 0.5
+INTERRUPT_GRACE_S = 0.2
 _ABANDONED: list[threading.Thread] = []
 
 
