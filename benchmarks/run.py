@@ -1,4 +1,4 @@
-"""Performance benchmark of the IPOPT path (issue 7): one command, one table.
+"""Performance benchmark of the IPOPT path: one command, one table.
 
     python benchmarks/run.py            # canonical problem, baseline, scaling series, torch Adam, P3
     python benchmarks/run.py --quick    # the same in a few minutes (smaller series, no P3)

@@ -5,7 +5,7 @@ Run:  python benchmarks/torch_step.py [--threads 1] [--repeats 7] [--steps 20] [
 
 The two variants are timed interleaved (ABAB…) and the median of the repeats is reported, so
 a noisy, shared machine biases both alike; on the CPU the default clock is the process's CPU
-time (one thread), which other jobs on the machine disturb much less than wall time. Goal (issue 3): ratio ≤ 1.3 for the conv net.
+time (one thread), which other jobs on the machine disturb much less than wall time. Goal: ratio ≤ 1.3 for the conv net.
 """
 from __future__ import annotations
 

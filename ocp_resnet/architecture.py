@@ -1,6 +1,6 @@
 """One architecture spec for both back-ends: stem E, blocks (branch F_k, skip S_k), head H.
 
-The network (DESIGN.md §1), with states as columns::
+The network (docs/theory.md), with states as columns::
 
     x_0     = E(u)                               pad: zero-pad u to the width; linear: W u + b
     x_{k+1} = S_k(x_k) + F_k(x_k)                S_k = identity, or a linear map when the width changes

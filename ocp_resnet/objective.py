@@ -1,4 +1,4 @@
-"""The stage-cost training objective (DESIGN.md §1), written once for every back-end::
+"""The stage-cost training objective (docs/theory.md), written once for every back-end::
 
     J(w) = (1/n) Σ_i [ Σ_{k<N} γ_k ℓ(ŷ_k^i, y^i) + ℓ(ŷ_N^i, y^i) ] + λ Σ ||w||²
 

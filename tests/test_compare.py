@@ -1,4 +1,4 @@
-"""Solver vs SGD comparison (issue 5)."""
+"""Solver vs SGD comparison."""
 from __future__ import annotations
 
 import csv

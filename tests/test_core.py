@@ -1,4 +1,4 @@
-"""Known-answer and consistency tests of the CasADi core (issue 2)."""
+"""Known-answer and consistency tests of the CasADi core."""
 from __future__ import annotations
 
 import casadi as ca

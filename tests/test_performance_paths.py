@@ -1,4 +1,4 @@
-"""Correctness of the fast paths of issue 7 (no timings here: benchmarks/run.py measures speed).
+"""Correctness of the fast paths (no timings here: benchmarks/run.py measures speed).
 
 * the structured derivatives (one sample differentiated, mapped, scattered) equal CasADi's own
   AD of the whole NLP, for both transcriptions and several architectures;

@@ -1,4 +1,4 @@
-"""The sub-network bound (DESIGN.md §1): a deeper network can never be worse than a shallower one.
+"""The sub-network bound (docs/theory.md): a deeper network can never be worse than a shallower one.
 
 The M-block optimum padded with N − M zero residual branches is feasible for the N-block
 problem. Its stages k ≥ M all see the M-block final output, so its objective is

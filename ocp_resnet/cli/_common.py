@@ -8,7 +8,7 @@ from typing import Any
 from ..errors import ValidationError
 
 #: Defaults of a bare ``ocp-resnet solve``: the embedded two spirals, small enough to solve in
-#: seconds, with stage costs on, so the table shows trailing blocks vanishing (DESIGN.md §1).
+#: seconds, with stage costs on, so the table shows trailing blocks vanishing (docs/theory.md).
 DEFAULTS = dict(
     dataset="spirals",
     n_samples=200,

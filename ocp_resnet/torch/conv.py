@@ -1,4 +1,4 @@
-"""A convolutional ResNet-v2 (pre-activation) with the stage-cost outputs of DESIGN.md §1.
+"""A convolutional ResNet-v2 (pre-activation) with the stage-cost outputs of docs/theory.md.
 
 Structure (He et al., "Identity Mappings in Deep Residual Networks")::
 

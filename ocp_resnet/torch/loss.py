@@ -1,4 +1,4 @@
-"""The stage-cost objective in torch (DESIGN.md §1), for any model of this package::
+"""The stage-cost objective in torch (docs/theory.md), for any model of this package::
 
     J(w) = (1/n) Σ_i [ Σ_{k<N} γ_k ℓ(ŷ_k^i, y^i) + ℓ(ŷ_N^i, y^i) ] + λ Σ ||w||²
 

@@ -149,7 +149,7 @@ class ResNetMLP(nn.Module):
     def _stacked_stage_logits(self, p: Mapping[str, Any], xs: list, ks: list[int]) -> torch.Tensor:
         """ŷ_k for the stages ``ks`` (< N), stacked (outputs, K, n).
 
-        DESIGN.md §1 sends x_k through every later skip and the head. Done for all stages at
+        docs/theory.md sends x_k through every later skip and the head. Done for all stages at
         once: walking forward, the pending states are stacked side by side and each projection
         skip ``architecture.skip`` is applied once to the stack; identity stretches cost
         nothing; one ``architecture.head`` call at the end. Same values as

@@ -1,7 +1,7 @@
 """What every transcription shares: the NLP container, the per-sample symbols and the
 structured (per-sample, mapped) derivative functions handed to IPOPT.
 
-Performance design (issue 7, docs/performance.md): the NLP is an MX graph that maps one small
+Performance design (docs/performance.md): the NLP is an MX graph that maps one small
 SX function per sample over the data. Its derivatives are *not* generated from the big graph
 (that took ~1 s for two spirals and grew with n); instead gradient, constraint Jacobian and
 Lagrangian Hessian are differentiated symbolically for **one** sample, mapped over the samples,
