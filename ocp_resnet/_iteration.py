@@ -60,6 +60,7 @@ class IterationMonitor:
         weights: Callable[[np.ndarray], np.ndarray],
         callback: IterCallback | None = None,
         stop: threading.Event | None = None,
+        max_multiplier: float | None = None,
     ):
         self.n_x = int(n_x)
         self.lbg = np.asarray(lbg, dtype=float).ravel()
@@ -67,6 +68,9 @@ class IterationMonitor:
         self.weights = weights
         self.callback = callback
         self.stop = stop if stop is not None else threading.Event()
+        #: stop IPOPT when a constraint multiplier exceeds this (its multiplier estimate diverges)
+        self.max_multiplier = max_multiplier
+        self.diverged: float | None = None  # the multiplier size that stopped it
         self.stopped_by_callback = False
         self.error: BaseException | None = None  # an exception raised by the user callback
         self.iterations = 0
@@ -83,11 +87,14 @@ class IterationMonitor:
     def start(self, x0: np.ndarray) -> None:
         self.last_x = np.array(x0, dtype=float).ravel()
 
-    def _on_iteration(self, x: np.ndarray, f: float, g: np.ndarray) -> int:
+    def _on_iteration(self, x: np.ndarray, f: float, g: np.ndarray, lam_max: float = 0.0) -> int:
         """Called by CasADi after each iteration; returns 1 to stop IPOPT."""
         k = self.iterations
         self.iterations += 1
         self.last_x = x
+        if self.max_multiplier is not None and not lam_max <= self.max_multiplier:  # NaN counts too
+            self.diverged = lam_max
+            return 1
         if self.callback is not None and self.error is None:
             try:
                 viol = np.maximum(self.lbg - g, g - self.ubg) if g.size else np.zeros(0)
@@ -189,7 +196,8 @@ def _make_callback_class():
             m = self.monitor
             x = np.array(arg[0], dtype=float).ravel()
             g = np.array(arg[2], dtype=float).ravel()
-            return [m._on_iteration(x, float(arg[1]), g)]
+            lam = np.abs(np.asarray(arg[4], dtype=float)).max(initial=0.0) if m.max_multiplier is not None else 0.0
+            return [m._on_iteration(x, float(arg[1]), g, float(lam))]
 
     return _Callback
 

@@ -40,6 +40,9 @@ class IpoptOptions:
     #: threads that evaluate the samples in parallel (CasADi's thread map); IPOPT/MUMPS itself
     #: follows OMP_NUM_THREADS
     threads: int = 1
+    #: multiple shooting: restarts from re-simulated states when IPOPT's multipliers diverge
+    #: (any |λ| > MAX_MULTIPLIER); 0 switches the guard off
+    divergence_restarts: int = 2
 
     def __post_init__(self) -> None:
         self.tol = check_float("tol", self.tol, 0.0, strict=True)
@@ -49,6 +52,7 @@ class IpoptOptions:
             raise ValidationError(f"print_level must be 0..12, got {self.print_level}")
         check_choice("hessian", self.hessian, HESSIANS)
         self.threads = check_int("threads", self.threads, 1)
+        self.divergence_restarts = check_int("divergence_restarts", self.divergence_restarts, 0)
         if self.jit not in ("auto", True, False):
             raise ValidationError(f"jit must be 'auto', True or False, got {self.jit!r}")
         if not isinstance(self.ipopt, Mapping):
@@ -199,6 +203,11 @@ def solve(
     return sol
 
 
+#: A constraint multiplier above this means IPOPT's multiplier estimate has diverged. With the
+#: multipliers scaled as here (λ = costate / n) healthy solves of the robustness suite stay
+#: below ~1e3; the diverging ones passed 1e10 and kept growing.
+MAX_MULTIPLIER = 1e8
+
 #: How long an interrupted solve waits for IPOPT to end its iteration on its own (and so to
 #: return its multipliers) before it answers with the last completed iterate.
 INTERRUPT_GRACE_S = 0.2
@@ -243,8 +252,9 @@ class _IpoptJob:
                 f"NLP ({nlp.method}): {nlp.n_variables} variables ({nlp.n_weights} weights), "
                 f"{nlp.n_constraints} constraints, {nlp.jacobian_nnz()} Jacobian non-zeros"
             )
+        guard = MAX_MULTIPLIER if nlp.n_constraints and self.options.divergence_restarts else None
         monitor = self.monitor = IterationMonitor(nlp.n_variables, nlp.lbg, nlp.ubg, nlp.weights, self.callback,
-                                                  stop=self.stop)
+                                                  stop=self.stop, max_multiplier=guard)
         solver = ca.nlpsol(
             "ocp_resnet",
             "ipopt",
@@ -257,10 +267,29 @@ class _IpoptJob:
         self.t[1] = time.perf_counter()
         if self.stop.is_set():
             return
-        with monitor:
-            res = solver(**start, lbg=nlp.lbg, ubg=nlp.ubg)
+        restarts, before = 0, 0
+        while True:
+            with monitor:
+                res = solver(**start, lbg=nlp.lbg, ubg=nlp.ubg)
+            stats = dict(solver.stats())
+            if monitor.diverged is None or self.stop.is_set():
+                break
+            # IPOPT's multiplier estimate diverged (|λ| → 1e10 and beyond, the Hessian regularisation
+            # then grows without end): start again from these weights with re-simulated states,
+            # i.e. a feasible point and fresh multipliers (docs/performance.md, "Robustness").
+            restarts += 1
+            before += int(stats.get("iter_count", 0))
+            w = nlp.weights(np.asarray(res["x"], dtype=float).ravel())
+            if self.log is not None:
+                self.log(f"multipliers diverged (|lambda| = {monitor.diverged:.1e} after {before} iterations): "
+                         f"restarting IPOPT from these weights with re-simulated states")
+            if restarts >= self.options.divergence_restarts:
+                monitor.max_multiplier = None  # the last attempt runs to IPOPT's own end
+            monitor.diverged = None
+            start = {"x0": nlp.initial_guess(w) if np.all(np.isfinite(w)) else nlp.initial_guess(self.w0)}
+            monitor.start(start["x0"])
         self.res = {k: np.asarray(v, dtype=float).ravel() for k, v in res.items()}
-        self.stats = dict(solver.stats())
+        self.stats = {**stats, "iter_count": before + int(stats.get("iter_count", 0)), "divergence_restarts": restarts}
         self.t[2] = time.perf_counter()
 
     def _run_catching(self) -> None:
