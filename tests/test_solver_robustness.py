@@ -30,14 +30,26 @@ def _canonical(loss: str, gamma: float, seed: int = 0, n: int = 200) -> Problem:
                          activation="tanh", step=1.0, loss=loss, gamma=gamma, weight_decay=1e-4)
 
 
-@pytest.mark.parametrize("loss,gamma", [("bce", 0.0909), ("bce", 0.09), ("mse", 0.0909)])
+@pytest.mark.parametrize("loss,gamma", [("bce", 0.0909), ("bce", 0.09), ("mse", 0.0909), ("mse", 1 / 11)])
 def test_fourth_digit_gammas_converge_with_the_defaults(loss, gamma):
     # bce/0.0909 ran into 1e9 dual infeasibility and never finished with the previous defaults
-    # (reachable with ipopt={"recalc_y": "no"}); the iteration cap keeps a regression bounded.
+    # (reachable with ipopt={"recalc_y": "no"}); mse/(1/11) diverged with recalc_y too and needs
+    # the restart from re-simulated states. The iteration cap keeps a regression bounded.
     sol = solve(_canonical(loss, gamma), options=IpoptOptions(tol=1e-8, max_iter=400), seed=0)
     assert sol.status.value == "success", sol
     assert sol.method == "multiple-shooting" and sol.stats["hessian"] == "exact"
     assert sol.grad_norm < 1e-6
+
+
+def test_diverging_multipliers_restart_from_resimulated_states():
+    logs: list[str] = []
+    prob = _canonical("mse", 1 / 11)
+    sol = solve(prob, options=IpoptOptions(tol=1e-8, max_iter=400), seed=0, log=logs.append)
+    assert sol.success and sol.stats["divergence_restarts"] >= 1
+    assert any("multipliers diverged" in m for m in logs)
+    assert sol.iterations == sol.stats["iter_count"]  # counted over all attempts
+    off = solve(prob, options=IpoptOptions(tol=1e-8, max_iter=60, divergence_restarts=0), seed=0)
+    assert off.stats["divergence_restarts"] == 0
 
 
 def test_previous_defaults_stay_reachable():

@@ -24,6 +24,9 @@ def register(sub) -> argparse.ArgumentParser:
                         "(default: on the L-BFGS path, where evaluations dominate), yes or no")
     s.add_argument("--threads", type=int, default=1,
                    help="threads that evaluate the samples in parallel (default 1; results are identical)")
+    s.add_argument("--divergence-restarts", type=int, default=2,
+                   help="multiple shooting: restart from re-simulated states when IPOPT's multipliers diverge, "
+                        "at most K times (default 2; 0 = the previous behaviour)")
     s.add_argument("--tol", type=float, default=1e-8, help="IPOPT KKT tolerance (default 1e-8)")
     s.add_argument("--max-iter", type=int, default=3000, help="IPOPT iteration limit (default 3000)")
     s.add_argument("--print-level", type=int, default=5, help="IPOPT print level 0..12 (default 5: one line per iteration)")
@@ -76,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     problem, val = r.split_problem(args, c.problem_from_args(args))
     options = IpoptOptions(tol=args.tol, max_iter=args.max_iter, print_level=0 if args.quiet else args.print_level,
                            hessian=args.hessian, ipopt=parse_ipopt(args.ipopt),
-                           jit={"auto": "auto", "yes": True, "no": False}[args.jit], threads=args.threads)
+                           jit={"auto": "auto", "yes": True, "no": False}[args.jit], threads=args.threads,
+                           divergence_restarts=args.divergence_restarts)
     out = c.output_dir(args, f"{args.dataset.replace('/', '_')}-solve")
     c.echo(f"problem: {problem.data.name} n={problem.n_samples}, N={problem.spec.n_blocks} blocks, widths "
            f"{problem.spec.widths}, loss {problem.objective.loss}, gamma {problem.objective.gamma}, "
