@@ -62,29 +62,10 @@ def row_from_conv_run(run_dir: Any, gamma: float, stage_blocks: Sequence[int], s
 
 def read_conv_csv(path: Any) -> list[dict[str, Any]]:
     """Read a conv ``sweep.csv`` back, numbers parsed and list columns as lists."""
-    import csv
+    from .sweep import read_csv
 
-    path = Path(path)
-    if path.is_dir():
-        path = path / "sweep.csv"
-    if not path.exists():
-        raise ValidationError(f"{path} does not exist: give a sweep directory written by 'ocp-resnet sweep --arch conv'")
-    out = []
-    with open(path, newline="") as fh:
-        for r in csv.DictReader(fh):
-            row: dict[str, Any] = {}
-            for k, v in r.items():
-                if k in LIST_COLUMNS:
-                    row[k] = [float(x) for x in v.split(";")] if v else []
-                elif k in ("status", "backend", "run_dir", "stage_blocks", "optimizer"):
-                    row[k] = v
-                else:
-                    try:
-                        row[k] = int(v) if v.lstrip("-").isdigit() else float(v)
-                    except (TypeError, ValueError, AttributeError):
-                        row[k] = v
-            out.append(row)
-    return out
+    return read_csv(path, LIST_COLUMNS, ("status", "backend", "run_dir", "stage_blocks", "optimizer"), (),
+                    lambda v: int(v) if v.lstrip("-").isdigit() else float(v), "ocp-resnet sweep --arch conv")
 
 
 def run_conv_sweep(

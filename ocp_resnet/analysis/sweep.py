@@ -68,28 +68,33 @@ def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]], column
     return path
 
 
-def read_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Read ``sweep.csv`` back with numbers parsed and list columns as lists."""
+def read_csv(path: str | os.PathLike, list_columns: Sequence[str] = LIST_COLUMNS,
+             text_columns: Sequence[str] = ("status", "backend", "run_dir"),
+             int_columns: Sequence[str] = ("blocks", "seed", "n_vanished", "n_active", "recommended_depth",
+                                           "iterations"),
+             number: Callable[[str], Any] = float, command: str = "ocp-resnet sweep") -> list[dict[str, Any]]:
+    """Read ``sweep.csv`` back with numbers parsed (``number`` for the columns not named) and list
+    columns as lists."""
     path = Path(path)
     if path.is_dir():
         path = path / "sweep.csv"
     if not path.exists():
-        raise ValidationError(f"{path} does not exist: give a sweep directory written by 'ocp-resnet sweep'")
+        raise ValidationError(f"{path} does not exist: give a sweep directory written by '{command}'")
     out = []
     with open(path, newline="") as fh:
         for r in csv.DictReader(fh):
             row: dict[str, Any] = {}
             for k, v in r.items():
-                if k in LIST_COLUMNS:
+                if k in list_columns:
                     row[k] = [float(x) for x in v.split(";")] if v else []
-                elif k in ("blocks", "seed", "n_vanished", "n_active", "recommended_depth", "iterations"):
+                elif k in int_columns:
                     row[k] = int(v) if v not in ("", None) else 0
-                elif k in ("status", "backend", "run_dir"):
+                elif k in text_columns:
                     row[k] = v
                 else:
                     try:
-                        row[k] = float(v)
-                    except (TypeError, ValueError):
+                        row[k] = number(v)
+                    except (TypeError, ValueError, AttributeError):
                         row[k] = v
             out.append(row)
     return out
