@@ -351,7 +351,7 @@ class _IpoptJob:
             n_variables=nlp.n_variables if nlp is not None else 0,
             n_constraints=nlp.n_constraints if nlp is not None else 0,
             method=self.method,
-            stats={**_jsonable(stats), "hessian": self.options.hessian, "jit": bool(self.options.jit)},
+            stats={**_jsonable(stats), "hessian": self.options.hessian, "jit": bool(nlp is not None and nlp.meta.get("jit"))},
             x=xopt,
             lam_g=self.res["lam_g"] if done else None,
             lam_x=self.res["lam_x"] if done else None,

@@ -115,6 +115,8 @@ class SampleFunctions:
         #: (u, t, s, w) -> (cost, G)
         self.value = ca.Function("sample_value", [u, t, s, w], [cost, G])
         self.value = compiled(self.value, reverse=True) if jit else self.value
+        #: whether the functions really run as machine code (``compiled`` falls back without a compiler)
+        self.jit = jit and self.value.class_name() == "External"
         gz = ca.gradient(cost, z)
         #: (u, t, s, w) -> (cost, dcost/ds, dcost/dw)
         self.grad = build(ca.Function("sample_grad", [u, t, s, w], [cost, gz[: self.ns], gz[self.ns :]]))
@@ -305,4 +307,4 @@ def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, weight_dec
                            ["x", "p", "lam_f", "lam_g"], ["hess_gamma_x_x"])
 
     out["hess_lag"] = hess_lag  # built on first use (not for L-BFGS)
-    return {"x": x, "f": f, "g": g, "functions": out}
+    return {"x": x, "f": f, "g": g, "functions": out, "jit": sf.jit}

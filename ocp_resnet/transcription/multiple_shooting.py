@@ -58,6 +58,6 @@ def multiple_shooting(problem, jit: bool = False, threads: int = 1) -> NLP:
         n_weights=nw,
         initial_guess=initial_guess,
         weights=lambda xv: np.asarray(xv, dtype=float).ravel()[ns * n :],
-        meta={"states_per_sample": ns},
+        meta={"states_per_sample": ns, "jit": parts["jit"]},
         functions=parts["functions"],
     )

@@ -57,6 +57,7 @@ def single_shooting(problem, jit: bool = False, threads: int = 1) -> NLP:
         initial_guess=lambda w0: np.asarray(w0, dtype=float).ravel(),
         weights=lambda x: np.asarray(x, dtype=float).ravel()[:nw],
         functions=parts["functions"],
+        meta={"jit": parts["jit"]},
     )
 
 
