@@ -103,8 +103,16 @@ def entry() -> None:  # console script
     code = main()
     from ..solvers import abandoned_workers
 
-    if abandoned_workers():  # an interrupted IPOPT is still inside a factorisation: leave now,
-        sys.stdout.flush()  # without unloading the libraries under it (its results are written)
+    # Leave without interpreter finalisation when native threads may still run: an interrupted
+    # IPOPT inside a factorisation, or the gloo threads of a torchrun rank. All results are written.
+    if abandoned_workers() or _left_process_group():
+        sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
     sys.exit(code)
+
+
+def _left_process_group() -> bool:
+    if "ocp_resnet.torch.distributed" not in sys.modules:  # never imported torch: nothing to check
+        return False
+    return sys.modules["ocp_resnet.torch.distributed"].left_group()

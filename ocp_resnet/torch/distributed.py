@@ -168,14 +168,37 @@ def init_from_env(device: str | None = "auto", timeout_s: float = 1800.0) -> Con
     return _CURRENT
 
 
+_LEFT_GROUP = False
+
+
 def shutdown() -> None:
-    """Leave the process group (after the last collective)."""
-    global _CURRENT
+    """Leave the process group (after the last collective).
+
+    The ranks meet at a barrier first, so that none tears its connections down while another
+    is still inside a collective (rank 0 writes the run directory after the others are done).
+    """
+    global _CURRENT, _LEFT_GROUP
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        try:
+            dist.barrier()
+        except Exception:  # a peer already gone: nothing left to agree on, just leave
+            pass
         dist.destroy_process_group()
+        _LEFT_GROUP = True
     _CURRENT = Context()
+
+
+def left_group() -> bool:
+    """This process was one rank of a torchrun job.
+
+    Such a process should end with ``os._exit`` after flushing its streams: the gloo worker
+    threads and objects still referenced by DDP are otherwise destroyed during interpreter
+    finalisation, which aborts the process now and then (``terminate called without an active
+    exception``) although all its work is done and written.
+    """
+    return _LEFT_GROUP
 
 
 class Objective(torch.nn.Module):
