@@ -14,8 +14,10 @@ from .architecture import ArchSpec, BlockSpec
 from .data import Dataset, load_dataset
 from .errors import ValidationError
 from .objective import ObjectiveSpec
-from .problem import Evaluation, Problem
-from .solution import Solution, SolveError, Status
+from .evaluation import Evaluation, evaluate, metrics_record
+from .problem import Problem
+from .solution import Solution, SolveError
+from .status import Status
 from ._iteration import IterInfo
 from .solvers import IpoptOptions, solve
 from .analysis.path import path
@@ -43,7 +45,9 @@ __all__ = [
     "SolveError",
     "Status",
     "ValidationError",
+    "evaluate",
     "load_dataset",
+    "metrics_record",
     "path",
     "solve",
     "__version__",

@@ -6,7 +6,6 @@ accuracies and block norms of any weights are computed one way only.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
@@ -16,25 +15,7 @@ from . import objective as objective_mod
 from ._ops import NUMPY
 from .data import Dataset, check_dataset
 from .errors import ValidationError
-
-
-@dataclass
-class Evaluation:
-    """Numbers of one set of weights on the problem's data (k = 0..N for stage arrays)."""
-
-    objective: float
-    final_loss: float
-    stage_losses: list[float]
-    stage_accuracy: list[float]
-    block_norms: list[float]
-    residual_norms: list[float]
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
-    def metrics(self) -> dict:
-        """The evaluation part of ``metrics.json`` (shared by every back-end and command)."""
-        return {**self.to_dict(), "train_accuracy": self.stage_accuracy[-1]}
+from .evaluation import Evaluation
 
 
 class Problem:

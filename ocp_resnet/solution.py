@@ -1,64 +1,13 @@
 """The result of a solve: weights, numbers, and a status that explains itself."""
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .problem import Evaluation
-
-
-class Status(str, enum.Enum):
-    """How a solve ended. ``status.message`` says what it means and what to do."""
-
-    SUCCESS = "success"
-    ACCEPTABLE = "acceptable"
-    MAX_ITER = "max_iter"
-    MAX_TIME = "max_time"
-    RESTORATION_FAILED = "restoration_failed"
-    INFEASIBLE = "infeasible"
-    NAN = "nan"
-    INTERRUPTED = "interrupted"
-    ERROR = "error"
-
-    @property
-    def message(self) -> str:
-        return _MESSAGES[self]
-
-    @property
-    def success(self) -> bool:
-        return self in (Status.SUCCESS, Status.ACCEPTABLE)
-
-    @classmethod
-    def from_ipopt(cls, return_status: str) -> "Status":
-        return _IPOPT.get(return_status, cls.ERROR)
-
-
-_MESSAGES = {
-    Status.SUCCESS: "converged: the KKT conditions hold to the requested tolerance",
-    Status.ACCEPTABLE: "converged to IPOPT's looser 'acceptable' tolerance only; tighten nothing, but check the gradient norm",
-    Status.MAX_ITER: "stopped at the iteration limit before converging; raise --max-iter or warm-start from this run with --init",
-    Status.MAX_TIME: "stopped at the time limit before converging; raise the limit or warm-start from this run",
-    Status.RESTORATION_FAILED: "IPOPT's restoration phase failed (usually a poor start or bad scaling); try another --seed, --init zeros, or --hessian lbfgs",
-    Status.INFEASIBLE: "IPOPT judged the constraints infeasible, which should not happen for this problem; report it",
-    Status.NAN: "an evaluation produced NaN or inf; lower --step or the initial scale, or standardise the data",
-    Status.INTERRUPTED: "interrupted by the user (Ctrl-C or a callback); the last iterate was kept: continue with --init RUN_DIR",
-    Status.ERROR: "the solver stopped with an error; see stats.json for IPOPT's return status",
-}
-
-_IPOPT = {
-    "Solve_Succeeded": Status.SUCCESS,
-    "Solved_To_Acceptable_Level": Status.ACCEPTABLE,
-    "Maximum_Iterations_Exceeded": Status.MAX_ITER,
-    "Maximum_CpuTime_Exceeded": Status.MAX_TIME,
-    "Maximum_WallTime_Exceeded": Status.MAX_TIME,
-    "Restoration_Failed": Status.RESTORATION_FAILED,
-    "Infeasible_Problem_Detected": Status.INFEASIBLE,
-    "Invalid_Number_Detected": Status.NAN,
-    "User_Requested_Stop": Status.INTERRUPTED,
-}
+from .evaluation import Evaluation, metrics_record
+from .status import Status
 
 
 @dataclass
@@ -72,7 +21,6 @@ class Solution:
     weights: dict[str, np.ndarray]
     w: np.ndarray
     evaluation: Evaluation
-    grad_norm: float
     status: Status
     iterations: int
     build_time_s: float
@@ -98,23 +46,23 @@ class Solution:
     def objective(self) -> float:
         return self.evaluation.objective
 
+    @property
+    def grad_norm(self) -> float:
+        """‖∇J(w)‖ at the returned weights (``nan`` when they are not finite)."""
+        return float(self.evaluation.grad_norm)
+
     def metrics(self) -> dict[str, Any]:
         """The ``metrics.json`` record (the same schema for every back-end)."""
-        ev = self.evaluation
-        return {
-            **ev.metrics(),
-            "grad_norm": self.grad_norm,
-            "status": self.status.value,
-            "status_message": self.status.message,
-            "success": self.success,
-            "iterations": self.iterations,
-            "build_time_s": self.build_time_s,
-            "solve_time_s": self.solve_time_s,
-            "n_variables": self.n_variables,
-            "n_constraints": self.n_constraints,
-            "method": self.method,
-            "backend": self.backend,
-        }
+        return metrics_record(
+            self.evaluation, self.status,
+            iterations=self.iterations,
+            build_time_s=self.build_time_s,
+            solve_time_s=self.solve_time_s,
+            n_variables=self.n_variables,
+            n_constraints=self.n_constraints,
+            method=self.method,
+            backend=self.backend,
+        )
 
     def __repr__(self) -> str:
         return (

@@ -15,6 +15,7 @@ import numpy as np
 
 from ._iteration import IterCallback, IterationMonitor, IterInfo, StopOnSigint
 from .errors import ValidationError, check_choice, check_float, check_int
+from .evaluation import evaluate
 from .problem import Problem
 from .solution import SolveError, Solution, Status
 
@@ -313,8 +314,6 @@ class _IpoptJob:
                     _ABANDONED.append(worker)
 
     def solution(self) -> Solution:
-        from .transcription import objective_and_gradient
-
         if self.error is not None and not self.abandoned:
             raise self.error
         if self.monitor is not None and self.monitor.error is not None:
@@ -335,15 +334,11 @@ class _IpoptJob:
         w = nlp.weights(xopt) if xopt is not None else np.array(self.w0, dtype=float)
         now = time.perf_counter()
         t0, t1, t2 = self.t[0], self.t[1] or now, self.t[2] or now
-        with np.errstate(all="ignore"):  # a failed iterate may overflow: its numbers say so (inf/nan)
-            ev = self.problem.evaluate(w)
-            finite = np.all(np.isfinite(w))
-            grad_norm = float(np.linalg.norm(objective_and_gradient(self.problem, w)[1])) if finite else float("nan")
+        ev = evaluate(self.problem, w)
         return Solution(
             weights=self.problem.params(w),
             w=w,
             evaluation=ev,
-            grad_norm=grad_norm,
             status=status,
             iterations=iterations,
             build_time_s=t1 - t0,
