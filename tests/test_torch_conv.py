@@ -99,8 +99,8 @@ def test_conv_resnet_trains_on_digits_well_above_chance():
                                        progress=False)).fit(model, imgs, ds.y)
     assert tr.history_[-1]["accuracy"] > 0.6  # chance is 0.1
     ev = conv_evaluation(model, imgs, ds.y, obj, 10)
-    assert ev["stage_accuracy"][-1] > 0.6
-    assert len(ev["stage_losses"]) == 3 and len(ev["block_norms"]) == 2 and ev["grad_norm"] > 0
+    assert ev.stage_accuracy[-1] > 0.6
+    assert len(ev.stage_losses) == 3 and len(ev.block_norms) == 2 and ev.grad_norm > 0
 
 
 def test_same_seed_gives_identical_training():

@@ -30,17 +30,17 @@ def test_every_optimizer_lowers_the_objective(problem, optimizer, epochs):
     tr = Trainer(problem.objective, 2, TrainOptions(optimizer=optimizer, epochs=epochs, batch_size=16,
                                                     progress=False)).fit(model, problem.data.X, problem.data.y)
     ev = mlp_evaluation(problem, model.weights())
-    assert ev["objective"] < J0
+    assert ev.objective < J0
     assert tr.steps_ > 0 and len(tr.history_) == epochs and tr.stopped_ is None
     # the history's loss is the objective J (AdamW included), measured along the way
-    assert abs(tr.history_[-1]["loss"] - ev["objective"]) < 0.5 * J0
+    assert abs(tr.history_[-1]["loss"] - ev.objective) < 0.5 * J0
 
 
 def test_full_batch_lbfgs_reaches_a_near_stationary_point(problem):
     model = ResNetMLP(problem.spec, seed=0)
     Trainer(problem.objective, 2, TrainOptions(optimizer="lbfgs", epochs=10, lbfgs_iter=40, progress=False)).fit(
         model, problem.data.X, problem.data.y)
-    assert mlp_evaluation(problem, model.weights())["grad_norm"] < 1e-5
+    assert mlp_evaluation(problem, model.weights()).grad_norm < 1e-5
 
 
 def test_constant_schedule_keeps_the_rate_and_cosine_lowers_it(problem):

@@ -163,18 +163,18 @@ def analyze_conv(spec: Any, objective: Any, weights: Mapping[str, Any], n_classe
     model = _model(spec, weights)
     ev = conv_evaluation(model, train[0], train[1], objective, n_classes, gradient=False)
     vev = conv_evaluation(model, val[0], val[1], objective, n_classes, gradient=False) if val is not None else None
-    van = conv_vanished(spec, ev["residual_norms"], tol)
+    van = conv_vanished(spec, ev.residual_norms, tol)
     cut = sorted(set(van) | set(spec.branchless))  # branch-free blocks are no reason to keep depth either
     return ConvBlockAnalysis(
-        n_blocks=spec.n_blocks, tol=tol, objective=ev["objective"], final_loss=ev["final_loss"],
-        stage_losses=list(ev["stage_losses"]), stage_accuracy=list(ev["stage_accuracy"]),
-        block_norms=list(ev["block_norms"]), residual_norms=list(ev["residual_norms"]),
-        rel_block_norms=relative(ev["block_norms"]), rel_residual_norms=relative(ev["residual_norms"]),
-        vanished=van, recommended_depth=recommended_depth(ev["stage_losses"], cut, loss_rtol, loss_atol),
-        tail_to_head=tail_to_head_ratio(ev["residual_norms"]),
+        n_blocks=spec.n_blocks, tol=tol, objective=ev.objective, final_loss=ev.final_loss,
+        stage_losses=list(ev.stage_losses), stage_accuracy=list(ev.stage_accuracy),
+        block_norms=list(ev.block_norms), residual_norms=list(ev.residual_norms),
+        rel_block_norms=relative(ev.block_norms), rel_residual_norms=relative(ev.residual_norms),
+        vanished=van, recommended_depth=recommended_depth(ev.stage_losses, cut, loss_rtol, loss_atol),
+        tail_to_head=tail_to_head_ratio(ev.residual_norms),
         branches=["conv" if spec.has_branch(k) else "none" for k in range(spec.n_blocks)],
-        val_stage_losses=None if vev is None else list(vev["stage_losses"]),
-        val_stage_accuracy=None if vev is None else list(vev["stage_accuracy"]),
+        val_stage_losses=None if vev is None else list(vev.stage_losses),
+        val_stage_accuracy=None if vev is None else list(vev.stage_accuracy),
         n_parameters=n_parameters(model),
     )
 
@@ -313,8 +313,8 @@ def write_conv_run(out: Any, *, config: Mapping[str, Any], spec: Any, objective:
     metrics = training_metrics(
         ev, status, iterations=int(getattr(trainer, "steps_", 0) or 0),
         solve_time_s=float(getattr(trainer, "train_time_s_", 0.0) or 0.0), n_variables=n_parameters(model),
-        n_constraints=0, arch="conv", val_accuracy=None if vev is None else vev["stage_accuracy"][-1],
-        val_loss=None if vev is None else vev["stage_losses"][-1], epochs=len(hist), **dict(extra_metrics or {}))
+        n_constraints=0, arch="conv", val_accuracy=None if vev is None else vev.stage_accuracy[-1],
+        val_loss=None if vev is None else vev.stage_losses[-1], epochs=len(hist), **dict(extra_metrics or {}))
     flat = lambda a: np.asarray(a, float).reshape(len(a), -1)  # noqa: E731
     train_ds = Dataset(flat(train[0]), np.asarray(train[1], int), n_classes, str(config.get("data", {}).get("dataset", "data")))
     cfg = {**dict(config), "architecture": spec.to_dict(), "objective": objective.to_dict(), "arch": "conv"}
@@ -475,8 +475,8 @@ def prune_conv_run(run_dir: Any, tol: float = DEFAULT_TOL, blocks: Iterable[int]
         mt = _model(net.spec, weights)
         ev = conv_evaluation(mt, *d.train, d.objective, d.n_classes, gradient=False)
         vev = conv_evaluation(mt, *d.val, d.objective, d.n_classes, gradient=False) if d.val is not None else None
-        report.finetune = _finetune_info(finetune, solver, "not written", ev["stage_accuracy"][-1],
-                                         None if vev is None else vev["stage_accuracy"][-1], trainer.train_time_s_)
+        report.finetune = _finetune_info(finetune, solver, "not written", ev.stage_accuracy[-1],
+                                         None if vev is None else vev.stage_accuracy[-1], trainer.train_time_s_)
     return report, replace(net, weights=dict(weights))
 
 

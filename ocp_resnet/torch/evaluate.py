@@ -11,9 +11,10 @@ from .. import objective as objective_mod
 from .._ops import TORCH
 from ..errors import ValidationError
 from ..objective import ObjectiveSpec
-from ..solution import Status
+from ..evaluation import Evaluation, evaluate, metrics_record
+from ..status import Status
 from .conv import ConvSpec, ResNetV2
-from .loss import objective_and_gradient, predictions, targets
+from .loss import predictions, targets
 
 
 #: Torch training has no optimality certificate: a run counts as ``success`` only when its final
@@ -24,44 +25,32 @@ _MAX_ITER_MESSAGE = ("ran all epochs; the gradient norm is above {tol:g}, so thi
                      "train longer, or polish with 'ocp-resnet solve --init RUN_DIR' (MLP)")
 
 
-def training_status(ev: Mapping[str, Any], stopped: Any, grad_tol: float = GRAD_TOL) -> Status:
+def training_status(ev: Evaluation, stopped: Any, grad_tol: float = GRAD_TOL) -> Status:
     """Status of a finished training from its evaluation and the trainer's ``stopped_``."""
-    if stopped == "nan" or not np.isfinite(ev["objective"]):
+    if stopped == Status.NAN.value or not np.isfinite(ev.objective):
         return Status.NAN
-    if stopped == "interrupted":
+    if stopped == Status.INTERRUPTED.value:
         return Status.INTERRUPTED
-    return Status.SUCCESS if ev["grad_norm"] <= grad_tol else Status.MAX_ITER
+    return Status.SUCCESS if ev.grad_norm is not None and ev.grad_norm <= grad_tol else Status.MAX_ITER
 
 
-def training_metrics(ev: Mapping[str, Any], status: Status, grad_tol: float = GRAD_TOL, **extra: Any) -> dict[str, Any]:
+def training_metrics(ev: Evaluation, status: Status, grad_tol: float = GRAD_TOL, **extra: Any) -> dict[str, Any]:
     """The ``metrics.json`` record of a torch training (the schema of ``solve``), plus ``extra``."""
-    keys = ("objective", "final_loss", "stage_losses", "stage_accuracy", "block_norms", "residual_norms", "grad_norm")
-    return {
-        **{k: ev[k] for k in keys},
-        "train_accuracy": ev["stage_accuracy"][-1],
-        "status": status.value,
-        "status_message": _MAX_ITER_MESSAGE.format(tol=grad_tol) if status == Status.MAX_ITER else status.message,
-        "success": status.success,
-        "build_time_s": 0.0,
-        "backend": "torch",
-        **extra,
-    }
+    message = _MAX_ITER_MESSAGE.format(tol=grad_tol) if status == Status.MAX_ITER else None
+    return metrics_record(ev, status, status_message=message, build_time_s=0.0, backend="torch", **extra)
 
 
-def mlp_evaluation(problem: Any, weights: Any) -> dict[str, Any]:
-    """Problem.evaluate (numpy) plus the float64 torch-autograd gradient norm."""
-    w = problem.spec.flatten(weights)
-    ev = problem.evaluate(w).to_dict()
-    ev["grad_norm"] = float(np.linalg.norm(objective_and_gradient(problem, w)[1]))
-    return ev
+def mlp_evaluation(problem: Any, weights: Any) -> Evaluation:
+    """:func:`ocp_resnet.evaluation.evaluate` with the float64 torch-autograd gradient norm."""
+    return evaluate(problem, weights, backend="torch")
 
 
 def conv_evaluation(model: ResNetV2, images: np.ndarray, y: np.ndarray, objective: ObjectiveSpec,
-                    n_classes: int, chunk: int = 512, gradient: bool = True) -> dict[str, Any]:
+                    n_classes: int, chunk: int = 512, gradient: bool = True) -> Evaluation:
     """Objective, stage losses/accuracies, branch and residual norms, gradient norm of a conv net.
 
     In eval mode (batch norm with running statistics), so J is a function of the weights alone;
-    the gradient is accumulated over chunks of the data (``gradient=False``: skipped, grad_norm nan).
+    the gradient is accumulated over chunks of the data (``gradient=False``: skipped, grad_norm None).
     """
     model.eval()
     dtype, device = model.dtype, model.device
@@ -86,7 +75,7 @@ def conv_evaluation(model: ResNetV2, images: np.ndarray, y: np.ndarray, objectiv
     stage_losses = (loss_sum / n).tolist()
     gammas = objective.stage_weights(N)
     model.zero_grad(set_to_none=True)
-    grad_norm = float("nan")
+    grad_norm = None
     if gradient:
         for i in range(0, n, chunk):
             xb, tb = X[i:i + chunk].to(device), T[i:i + chunk].to(device).T
@@ -100,15 +89,8 @@ def conv_evaluation(model: ResNetV2, images: np.ndarray, y: np.ndarray, objectiv
     model.zero_grad(set_to_none=True)
     J = sum(g * l for g, l in zip(gammas, stage_losses)) + float(reg.detach())
     block_norms = [math.sqrt(sum(float((p.detach() ** 2).sum()) for p in model.branch_parameters(k))) for k in range(N)]
-    return {
-        "objective": float(J),
-        "final_loss": stage_losses[-1],
-        "stage_losses": stage_losses,
-        "stage_accuracy": (correct / n).tolist(),
-        "block_norms": block_norms,
-        "residual_norms": np.sqrt(res_sq / n).tolist(),
-        "grad_norm": grad_norm,
-    }
+    return Evaluation(float(J), stage_losses[-1], stage_losses, (correct / n).tolist(), block_norms,
+                      np.sqrt(res_sq / n).tolist(), grad_norm)
 
 
 def conv_model_from_run(run: Any, dtype: torch.dtype = torch.float64, device: Any = None) -> ResNetV2:
@@ -127,8 +109,8 @@ def evaluate_conv_run(run: Any, backend: str = "torch") -> dict[str, Any]:
     data = run.data()
     images = data.X.reshape(-1, *model_input_shape(model.spec))
     ev = conv_evaluation(model, images, data.y, obj, data.n_classes)
-    return {"backend": backend, **{k: ev[k] for k in ("objective", "grad_norm", "stage_losses", "stage_accuracy",
-                                                      "final_loss", "block_norms")}}
+    return {"backend": backend, **{k: getattr(ev, k) for k in ("objective", "grad_norm", "stage_losses",
+                                                               "stage_accuracy", "final_loss", "block_norms")}}
 
 
 def model_input_shape(spec: ConvSpec) -> tuple[int, int, int]:
