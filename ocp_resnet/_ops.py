@@ -4,12 +4,65 @@ Every formula of the model is written once, against the small interface below, a
 with numpy (numeric analysis), CasADi SX (the NLP) or torch (SGD training). Layout: features
 on rows, samples on columns, so a state batch is ``(d, n)`` and one CasADi sample is ``(d, 1)``.
 Biases are 1-D ``(d,)`` arrays (numpy/torch) or ``(d, 1)`` CasADi columns.
+
+:class:`ArrayOps` declares the interface; :data:`NUMPY`, :data:`CASADI` and :data:`TORCH` are
+its three implementations. Code outside this module never names a back-end library to
+evaluate a formula: it receives an ``ops`` object and calls it.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+
+@runtime_checkable
+class ArrayOps(Protocol):
+    """The array operations the formulas use (features on rows, samples on columns)."""
+
+    name: str
+
+    def affine(self, W: Any, x: Any, b: Any | None) -> Any:
+        """W x + b (``b`` None: W x), the bias broadcast over the sample columns."""
+
+    def matmul(self, W: Any, x: Any) -> Any:
+        """W x."""
+
+    def pad_rows(self, x: Any, rows: int) -> Any:
+        """``x`` with zero rows appended up to ``rows`` rows."""
+
+    def zero_rows(self, x: Any, rows: int) -> Any:
+        """A zero array of ``rows`` rows, as many columns as ``x`` and its type."""
+
+    def block(self, chunk: Any, shape: tuple[int, ...]) -> Any:
+        """The parameter of ``shape`` stored row-major in the flat ``chunk`` (see ``ArchSpec.unflatten``)."""
+
+    def tanh(self, z: Any) -> Any:
+        """Elementwise tanh."""
+
+    def exp(self, z: Any) -> Any:
+        """Elementwise exp."""
+
+    def log(self, z: Any) -> Any:
+        """Elementwise log."""
+
+    def sqrt(self, z: Any) -> Any:
+        """Elementwise square root."""
+
+    def softplus(self, z: Any) -> Any:
+        """log(1 + e^z), exact for all z."""
+
+    def relu(self, z: Any) -> Any:
+        """max(z, 0) (not for IPOPT: not twice differentiable)."""
+
+    def logsumexp(self, z: Any) -> Any:
+        """log Σ_rows exp(z), shape (1, n)."""
+
+    def colsum(self, z: Any) -> Any:
+        """Σ over rows, shape (1, n)."""
+
+    def sumsqr(self, w: Any) -> Any:
+        """Σ w², a scalar."""
 
 
 class _BatchedOps:
@@ -23,6 +76,13 @@ class _BatchedOps:
     @staticmethod
     def matmul(W: Any, x: Any) -> Any:
         return W @ x
+
+    @staticmethod
+    def block(chunk: Any, shape: tuple[int, ...]) -> Any:
+        return chunk.reshape(shape)
+
+    def zero_rows(self, x: Any, rows: int) -> Any:
+        return self.pad_rows(x[:0], rows)
 
 
 class NumpyOps(_BatchedOps):
@@ -90,6 +150,20 @@ class CasadiOps:
         if x.shape[0] == rows:
             return x
         return ca.vertcat(x, ca.DM.zeros(rows - x.shape[0], x.shape[1]))
+
+    @staticmethod
+    def zero_rows(x: Any, rows: int) -> Any:
+        return CasadiOps.pad_rows(x[:0, :], rows)  # [:0, :]: CasADi reads x[:0] of a 1x1 as (1, 0)
+
+    @staticmethod
+    def block(chunk: Any, shape: tuple[int, ...]) -> Any:
+        import casadi as ca
+
+        # CasADi matrices are column-major: a (r, c) block is the transpose of a (c, r) reshape,
+        # which keeps one (row-major) flat order for all back-ends.
+        if len(shape) == 1:
+            return chunk
+        return ca.reshape(chunk, shape[1], shape[0]).T
 
     @staticmethod
     def tanh(z: Any) -> Any:

@@ -8,8 +8,9 @@ The network (docs/theory.md), with states as columns::
     F_k(x)  = W2 σ(W1 x + b1) + b2               branch "basic"
     ŷ       = H(x_N) = W_H x_N + b_H
 
-Every formula takes an ``ops`` back-end (:mod:`ocp_resnet._ops`), so numpy, CasADi and torch
-evaluate the very same code. Parameters live in an ordered ``dict`` with stable names
+Every formula takes an ``ops`` back-end (:class:`ocp_resnet._ops.ArrayOps`), so every
+back-end (numpy, the NLP's symbolic one, torch) evaluates the very same code; this module
+names none of them. Parameters live in an ordered ``dict`` with stable names
 (``stem.W``, ``block3.W1``, ``block3.S``, ``head.b`` ...), flattened row-major.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ._ops import NUMPY, ArrayOps
 from .errors import ValidationError, check_choice, check_float, check_int, check_mapping
 
 #: ``none``: a projection-only block, F_k ≡ 0 with no parameters (what pruning leaves of a
@@ -33,7 +35,7 @@ ACTIVATIONS = SMOOTH_ACTIVATIONS + ("relu",)
 SMOOTH_RELU_BETA = 0.1
 
 
-def activation(name: str, z: Any, ops: Any) -> Any:
+def activation(name: str, z: Any, ops: ArrayOps) -> Any:
     """σ(z) for the activation ``name``."""
     if name == "tanh":
         return ops.tanh(z)
@@ -213,24 +215,13 @@ class ArchSpec:
             out.append(a.ravel())
         return np.concatenate(out) if out else np.zeros(0)
 
-    def unflatten(self, w: Any, ops: Any = None) -> dict[str, Any]:
-        """Split a flat vector (numpy, CasADi or torch) into named parameters.
-
-        CasADi matrices are column-major, so a (r, c) block is read as the transpose of a
-        (c, r) reshape to keep one (row-major) flat order for all back-ends.
-        """
+    def unflatten(self, w: Any, ops: ArrayOps = NUMPY) -> dict[str, Any]:
+        """Split a flat vector of the back-end ``ops`` into named parameters (one row-major order)."""
         params: dict[str, Any] = {}
         off = 0
-        casadi = ops is not None and getattr(ops, "name", "") == "casadi"
         for name, shape in self.param_shapes().items():
             size = math.prod(shape)
-            chunk = w[off : off + size]
-            if casadi:
-                import casadi as ca
-
-                params[name] = chunk if len(shape) == 1 else ca.reshape(chunk, shape[1], shape[0]).T
-            else:
-                params[name] = chunk.reshape(shape)
+            params[name] = ops.block(w[off : off + size], shape)
             off += size
         return params
 
@@ -254,42 +245,42 @@ class ArchSpec:
 
 
 # --------------------------------------------------------------------------- forward pieces
-def stem(spec: ArchSpec, p: Mapping[str, Any], u: Any, ops: Any) -> Any:
+def stem(spec: ArchSpec, p: Mapping[str, Any], u: Any, ops: ArrayOps) -> Any:
     """x_0 = E(u)."""
     if spec.stem == "linear":
         return ops.affine(p["stem.W"], u, p["stem.b"])
     return ops.pad_rows(u, spec.stem_width)
 
 
-def branch(spec: ArchSpec, k: int, p: Mapping[str, Any], x: Any, ops: Any) -> Any:
+def branch(spec: ArchSpec, k: int, p: Mapping[str, Any], x: Any, ops: ArrayOps) -> Any:
     """Residual branch F_k(x)."""
     blk = spec.blocks[k]
     if blk.branch == "none":  # F_k ≡ 0: a (d_{k+1}, n) zero array of the back-end's type
-        return ops.pad_rows(x[:0, :], spec.widths[k + 1])  # [:0, :]: CasADi reads x[:0] of a 1x1 as (1, 0)
+        return ops.zero_rows(x, spec.widths[k + 1])
     if blk.branch == "single":
         return spec.step * activation(spec.activation, ops.affine(p[f"block{k}.W"], x, p[f"block{k}.b"]), ops)
     hid = activation(spec.activation, ops.affine(p[f"block{k}.W1"], x, p[f"block{k}.b1"]), ops)
     return ops.affine(p[f"block{k}.W2"], hid, p[f"block{k}.b2"])
 
 
-def skip(spec: ArchSpec, k: int, p: Mapping[str, Any], x: Any, ops: Any) -> Any:
+def skip(spec: ArchSpec, k: int, p: Mapping[str, Any], x: Any, ops: ArrayOps) -> Any:
     """Skip S_k(x): identity, or the projection where the width changes."""
     if spec.has_projection(k):
         return ops.matmul(p[f"block{k}.S"], x)
     return x
 
 
-def block(spec: ArchSpec, k: int, p: Mapping[str, Any], x: Any, ops: Any) -> Any:
+def block(spec: ArchSpec, k: int, p: Mapping[str, Any], x: Any, ops: ArrayOps) -> Any:
     """x_{k+1} = S_k(x_k) + F_k(x_k)."""
     return skip(spec, k, p, x, ops) + branch(spec, k, p, x, ops)
 
 
-def head(spec: ArchSpec, p: Mapping[str, Any], x: Any, ops: Any) -> Any:
+def head(spec: ArchSpec, p: Mapping[str, Any], x: Any, ops: ArrayOps) -> Any:
     """ŷ = H(x)."""
     return ops.affine(p["head.W"], x, p["head.b"])
 
 
-def trajectory(spec: ArchSpec, p: Mapping[str, Any], u: Any, ops: Any) -> list[Any]:
+def trajectory(spec: ArchSpec, p: Mapping[str, Any], u: Any, ops: ArrayOps) -> list[Any]:
     """States x_0 .. x_N for inputs ``u`` (columns are samples)."""
     xs = [stem(spec, p, u, ops)]
     for k in range(spec.n_blocks):
@@ -297,7 +288,7 @@ def trajectory(spec: ArchSpec, p: Mapping[str, Any], u: Any, ops: Any) -> list[A
     return xs
 
 
-def stage_outputs(spec: ArchSpec, p: Mapping[str, Any], xs: Sequence[Any], ops: Any) -> list[Any]:
+def stage_outputs(spec: ArchSpec, p: Mapping[str, Any], xs: Sequence[Any], ops: ArrayOps) -> list[Any]:
     """ŷ_k = H(S_{N-1}(… S_k(x_k))) for k = 0..N: x_k sent through every later skip and the head.
 
     Identity skips drop out, so ŷ_k is the output of the same network with every residual
