@@ -65,7 +65,7 @@ class ArrayOps(Protocol):
         """Σ w², a scalar."""
 
 
-class _BatchedOps:
+class _BatchedOps(ArrayOps):
     """What numpy and torch share: ``@`` and 1-D biases broadcast over the sample columns."""
 
     @staticmethod
@@ -125,7 +125,7 @@ class NumpyOps(_BatchedOps):
         return float(np.sum(np.square(w)))
 
 
-class CasadiOps:
+class CasadiOps(ArrayOps):
     """CasADi back-end: one sample as a (d, 1) column of SX/MX; mapped over samples."""
 
     name = "casadi"

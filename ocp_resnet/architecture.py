@@ -65,6 +65,7 @@ class BlockSpec:
 
     @property
     def hidden_width(self) -> int:
+        """Width of the hidden layer of a ``basic`` branch (the block width unless set)."""
         return self.width if self.hidden is None else self.hidden
 
 
@@ -135,12 +136,14 @@ class ArchSpec:
         return cls(input_dim, n_outputs, widths[0], blocks, stem, activation, step)
 
     def to_dict(self) -> dict:
+        """The spec as plain JSON-able data (``config.json``'s ``architecture``)."""
         d = asdict(self)
         d["blocks"] = [asdict(b) for b in self.blocks]
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ArchSpec":
+        """The spec of :meth:`to_dict`'s data (checked; unknown keys are refused)."""
         d = check_mapping("architecture", d, [f.name for f in fields(cls)])
         d.setdefault("blocks", ())  # entries are checked in __post_init__
         return cls(**d)
@@ -148,6 +151,7 @@ class ArchSpec:
     # ----------------------------------------------------------------- shapes
     @property
     def n_blocks(self) -> int:
+        """N, the number of residual blocks (time steps)."""
         return len(self.blocks)
 
     @property
@@ -156,6 +160,7 @@ class ArchSpec:
         return [self.stem_width] + [b.width for b in self.blocks]
 
     def has_projection(self, k: int) -> bool:
+        """Block k changes the width, so its skip S_k is a learned linear map."""
         return self.widths[k + 1] != self.widths[k]
 
     def branch_names(self, k: int) -> list[str]:
@@ -192,6 +197,7 @@ class ArchSpec:
 
     @property
     def n_params(self) -> int:
+        """Number of scalar weights (the length of the flat vector)."""
         return sum(math.prod(s) for s in self.param_shapes().values())
 
     # ----------------------------------------------------------------- parameters

@@ -62,9 +62,11 @@ class IpoptOptions:
             _check_ipopt_options(self.ipopt_dict(), self.ipopt)
 
     def to_dict(self) -> dict:
+        """The options as plain data (written to ``config.json``)."""
         return asdict(self)
 
     def ipopt_dict(self) -> dict[str, Any]:
+        """The options handed to IPOPT (ours, then the user's ``ipopt`` overrides)."""
         opts: dict[str, Any] = {
             "tol": self.tol,
             "max_iter": self.max_iter,
