@@ -271,3 +271,29 @@ def write_directory(out: str | os.PathLike, files: Mapping[str, Any], overwrite:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+# ------------------------------------------------------------------------------ evaluation
+EVALUATION_BACKENDS = ("casadi", "torch")
+
+
+def evaluate_run(run_dir: str | os.PathLike, backend: str = "casadi") -> dict[str, Any]:
+    """Objective, gradient norm, stage losses/accuracies, final loss and block norms of a run
+    directory's weights on its own problem (``ocp-resnet evaluate``), as a dict.
+
+    MLP runs: :func:`ocp_resnet.evaluation.evaluate` with the gradient by CasADi or torch
+    autograd (float64); conv runs: torch only.
+    """
+    from .errors import check_choice
+    from .evaluation import evaluate
+
+    check_choice("backend", backend, EVALUATION_BACKENDS)
+    run = Run(run_dir)
+    if run.config.get("architecture", {}).get("kind") == "conv":
+        from .torch.evaluate import evaluate_conv_run
+
+        return evaluate_conv_run(run, backend)
+    problem = run.problem()
+    ev = evaluate(problem, run.flat_weights(problem), backend=backend)
+    return {"backend": backend, **{k: getattr(ev, k) for k in ("objective", "grad_norm", "stage_losses",
+                                                               "stage_accuracy", "final_loss", "block_norms")}}

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
-BACKENDS = ("casadi", "torch")
+from ..runs import EVALUATION_BACKENDS as BACKENDS  # noqa: F401 (the choices of --backend)
+from ..runs import evaluate_run  # noqa: F401 (importable from here, as before)
 
 
 def register(sub) -> argparse.ArgumentParser:
@@ -14,39 +15,6 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--backend", default="casadi", help="evaluation back-end: casadi (default) or torch (float64 autograd; conv runs need torch)")
     p.set_defaults(func=run)
     return p
-
-
-def evaluate_run(run_dir: str, backend: str = "casadi") -> dict:
-    """The numbers ``evaluate`` prints, as a dict."""
-    from ..errors import check_choice
-    from ..runs import Run
-    from ..transcription import objective_and_gradient
-    import numpy as np
-
-    check_choice("backend", backend, BACKENDS)
-    run = Run(run_dir)
-    if run.config.get("architecture", {}).get("kind") == "conv":
-        from ..torch.evaluate import evaluate_conv_run
-
-        return evaluate_conv_run(run, backend)
-    problem = run.problem()
-    w = run.flat_weights(problem)
-    if backend == "torch":
-        from ..torch.loss import objective_and_gradient as torch_objective_and_gradient
-
-        J, g = torch_objective_and_gradient(problem, w)
-    else:
-        J, g = objective_and_gradient(problem, w)
-    ev = problem.evaluate(w)
-    return {
-        "backend": backend,
-        "objective": J,
-        "grad_norm": float(np.linalg.norm(g)),
-        "stage_losses": ev.stage_losses,
-        "stage_accuracy": ev.stage_accuracy,
-        "final_loss": ev.final_loss,
-        "block_norms": ev.block_norms,
-    }
 
 
 def run(args: argparse.Namespace) -> int:
