@@ -153,6 +153,7 @@ def load_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def read_json(path: Path) -> dict:
+    """A run directory's JSON file; a missing or corrupt one raises ValidationError naming it."""
     try:
         with open(path) as fh:
             return json.load(fh)
@@ -190,6 +191,7 @@ class Run:
             raise ValidationError(f"{f}: cannot read the multipliers ({exc}); the file is corrupt") from None
 
     def data(self):
+        """The run's data (``data.npz``) as a :class:`~ocp_resnet.data.Dataset`."""
         from .data import Dataset
 
         f = self.path / "data.npz"

@@ -139,6 +139,7 @@ class TrainConfig:
 
     @property
     def arch(self) -> str:
+        """``"mlp"`` or ``"conv"``, after the network."""
         return self.network.arch
 
 

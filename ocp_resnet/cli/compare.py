@@ -7,6 +7,7 @@ from . import _common as c
 
 
 def register(sub) -> argparse.ArgumentParser:
+    """Add the ``compare`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     from ..compare import DEFAULT_OPTIMIZERS, OPTIMIZERS
 
     p = sub.add_parser("compare", help="compare IPOPT with SGD/Adam/L-BFGS on the same problem",
@@ -49,6 +50,7 @@ def _parse_lr(items: list[str]) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``ocp-resnet compare`` with the parsed flags; returns the exit code."""
     from ..compare import FIGURES, compare, format_summary, to_csv
     from ..runs import write_directory
 

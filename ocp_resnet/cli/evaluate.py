@@ -9,6 +9,7 @@ from ..runs import evaluate_run  # noqa: F401 (importable from here, as before)
 
 
 def register(sub) -> argparse.ArgumentParser:
+    """Add the ``evaluate`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     p = sub.add_parser("evaluate", help="evaluate a run directory's weights on its problem",
                        description="Print JSON with objective, grad_norm, stage_losses and stage_accuracy.")
     p.add_argument("run_dir", help="a run directory written by solve or train")
@@ -18,5 +19,6 @@ def register(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``ocp-resnet evaluate`` with the parsed flags; returns the exit code."""
     print(json.dumps(evaluate_run(args.run_dir, args.backend), indent=2))
     return 0

@@ -7,6 +7,7 @@ from . import _common as c
 
 
 def register(sub) -> argparse.ArgumentParser:
+    """Add the ``path`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     p = sub.add_parser(
         "path", help="solve a warm-started path of stage weights gamma; path.csv, path.png, one run per point",
         description="Solve the problem for every gamma in --gammas, in the given order, each point warm-started "
@@ -54,6 +55,7 @@ def format_rows(rows: list[dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``ocp-resnet path`` with the parsed flags; returns the exit code."""
     from pathlib import Path
 
     from ..analysis.path import run_path

@@ -8,6 +8,7 @@ from ._common import EXIT_OK, exit_code, parse_list
 
 
 def register(sub) -> argparse.ArgumentParser:
+    """Add the ``prune`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     p = sub.add_parser(
         "prune", help="remove vanished blocks and write the smaller network as a new run directory",
         description="Remove every block whose relative norm is <= --tol: identity-skip blocks disappear, "
@@ -35,6 +36,7 @@ def register(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``ocp-resnet prune`` with the parsed flags; returns the exit code."""
     from ..analysis.conv import is_conv_run, prune_conv_run
     from ..analysis.prune import prune_run
     from ..errors import ValidationError

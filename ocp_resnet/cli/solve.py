@@ -8,6 +8,7 @@ from . import _common as c
 
 
 def register(sub) -> argparse.ArgumentParser:
+    """Add the ``solve`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     p = sub.add_parser("solve", help="solve the training problem with CasADi + IPOPT",
                        description="Solve the stage-cost ResNet training problem with IPOPT and write a run directory.")
     c.add_problem_args(p)
@@ -58,6 +59,7 @@ def parse_ipopt(items: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``ocp-resnet solve`` with the parsed flags; returns the exit code."""
     from ..runs import multiplier_files, write_run
     from ..solvers import IpoptOptions
     from ..solving import extra_files, extra_metrics, solve_with_restarts, warm_start_record

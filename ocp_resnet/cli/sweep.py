@@ -16,6 +16,7 @@ def _retarget(p: argparse.ArgumentParser, flag: str, default: str, help: str) ->
 
 
 def register(sub) -> argparse.ArgumentParser:
+    """Add the ``sweep`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     p = sub.add_parser(
         "sweep", help="solve a grid of stage weights x depths x seeds; write sweep.csv, plots, bound check",
         description="Solve the problem for every gamma in --gamma, N in --blocks and initial-weight seed in "
@@ -63,6 +64,7 @@ def register(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``ocp-resnet sweep`` with the parsed flags; returns the exit code."""
     from pathlib import Path
 
     from ..analysis.bound import check_bound

@@ -28,6 +28,7 @@ ARCH_DEFAULTS = {
 
 
 def register(sub) -> argparse.ArgumentParser:
+    """Add the ``train`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     p = sub.add_parser(
         "train", help="train with PyTorch (MLP twin of the CasADi model, or a conv ResNet-v2)",
         description="Train the stage-cost ResNet problem with PyTorch (SGD/Adam/AdamW/L-BFGS) and write a run "
@@ -98,6 +99,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    """``ocp-resnet train`` with the parsed flags; returns the exit code."""
     from ..training import train_run
 
     t_start = time.perf_counter()
