@@ -29,7 +29,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Union
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Union
 
 import numpy as np
 
@@ -188,8 +188,7 @@ def _train(config: TrainConfig, ctx: Any, log: Callable[[str], None] | None) -> 
     import torch
 
     from .errors import check_int
-    from .torch import Trainer
-    from .torch import distributed
+    from .torch import Trainer, distributed
 
     opts = config.options
     if config.threads is not None:
@@ -318,28 +317,48 @@ def _evaluate(config: TrainConfig, s: _Setup, trainer: Any, device: Any) -> tupl
 
 def _write(out: Path, config: TrainConfig, s: _Setup, trainer: Any, metrics: dict[str, Any], ctx: Any, device: Any,
            ckpt_path: Path, overwrite: bool) -> None:
-    """The run directory (the one writer of ``train`` runs, MLP and conv alike)."""
     import torch
 
-    from .runs import write_run
     from .torch import distributed
-    from .torch.train import history_csv
 
-    hist = trainer.history_
     solver = {"backend": "torch", "arch": config.arch, **config.options.to_dict(), "val_fraction": config.val_fraction,
               "threads": torch.get_num_threads(), "device_used": str(device), "world_size": ctx.world_size}
     run_config = {"command": "train", "argv": list(config.argv), "data": config.data.to_dict(),
-                  "architecture": s.spec.to_dict(), "objective": config.objective.to_dict(), "solver": solver,
-                  "arch": config.arch}
-    extra: dict[str, Any] = {
-        "model.pt": lambda path: torch.save(s.model.state_dict(), path),
-        "history.csv": history_csv(hist),
-    }
+                  "architecture": s.spec.to_dict(), "objective": config.objective.to_dict(), "solver": solver}
+    extra: dict[str, Any] = {}
     if ckpt_path.exists():  # the last checkpoint stays with the run, for --resume
         extra[distributed.CHECKPOINT] = lambda path: shutil.copyfile(ckpt_path, path)
-    if s.val is not None:
-        extra["val.npz"] = lambda path: np.savez(path, X=s.val.X, y=s.val.y, n_classes=s.val.n_classes)
-    stats = {"history": hist, "steps": trainer.steps_, "train_time_s": trainer.train_time_s_,
-             "world_size": ctx.world_size}
-    write_run(out, config=run_config, weights=s.model.weights(), metrics=metrics, data=s.train, stats=stats,
-              extra_files=extra, overwrite=overwrite)
+    write_training_run(out, config=run_config, spec=s.spec, objective=config.objective, weights=s.model.weights(),
+                       state_dict=s.model.state_dict(), metrics=metrics, train=s.train, val=s.val, trainer=trainer,
+                       stats={"world_size": ctx.world_size}, extra_files=extra, overwrite=overwrite)
+
+
+def write_training_run(out: str | os.PathLike, *, config: Mapping[str, Any], spec: Any, objective: ObjectiveSpec,
+                       weights: Mapping[str, np.ndarray], state_dict: Mapping[str, Any], metrics: Mapping[str, Any],
+                       train: Dataset, val: Dataset | None = None, trainer: Any = None,
+                       stats: Mapping[str, Any] | None = None, extra_files: Mapping[str, Any] | None = None,
+                       overwrite: bool = False) -> Path:
+    """Write the run directory of a torch training (MLP or conv), the format of ``ocp-resnet train``.
+
+    ``config`` gets the ``architecture`` and ``objective`` of ``spec``/``objective`` and ``arch``
+    (and fresh library versions); ``weights`` go to solution.npz, ``state_dict`` to model.pt,
+    ``train`` (conv: images flattened) to data.npz, ``val`` to val.npz. stats.json and
+    history.csv hold the ``trainer``'s history, steps and time (empty without one) and ``stats``.
+    """
+    import torch
+
+    from .runs import write_run
+    from .torch.train import history_csv
+
+    cfg = {**dict(config), "architecture": spec.to_dict(), "objective": objective.to_dict(),
+           "arch": getattr(spec, "kind", "mlp")}  # ConvSpec.kind is "conv"
+    cfg.pop("versions", None)  # write_run records the versions of this writing
+    hist = list(getattr(trainer, "history_", None) or [])
+    files: dict[str, Any] = {"model.pt": lambda path: torch.save(state_dict, path), "history.csv": history_csv(hist)}
+    if val is not None:
+        files["val.npz"] = lambda path: np.savez(path, X=val.X, y=val.y, n_classes=val.n_classes)
+    files.update(extra_files or {})
+    run_stats = {"history": hist, "steps": int(getattr(trainer, "steps_", 0) or 0),
+                 "train_time_s": float(getattr(trainer, "train_time_s_", 0.0) or 0.0), **dict(stats or {})}
+    return write_run(out, config=cfg, weights=dict(weights), metrics=metrics, data=train, stats=run_stats,
+                     extra_files=files, overwrite=overwrite)

@@ -71,7 +71,6 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis.sweep import format_summary, run_sweep, summarize, write_csv
     from ..errors import ValidationError, check_choice
     from ..runs import default_run_dir
-
     from ._conv import ARCHS, apply_sweep_defaults, run_conv_sweep_cli
 
     arch = check_choice("arch", args.arch, ARCHS)
