@@ -75,11 +75,7 @@ def run_conv_sweep_cli(args: argparse.Namespace) -> int:
     """``sweep --arch conv``: the grid of conv trainings, summary, plots."""
     from pathlib import Path
 
-    from ..analysis.conv_sweep import (
-        format_conv_summary,
-        run_conv_sweep,
-        summarize_conv,
-    )
+    from ..analysis.conv_sweep import format_conv_summary, run_conv_sweep, summarize_conv
     from ..analysis.sweep import write_csv
     from ..errors import ValidationError
     from ..runs import default_run_dir
