@@ -62,12 +62,7 @@ def run(args: argparse.Namespace) -> int:
     """``ocp-resnet solve`` with the parsed flags; returns the exit code."""
     from ..runs import multiplier_files, write_run
     from ..solvers import IpoptOptions
-    from ..solving import (
-        extra_files,
-        extra_metrics,
-        solve_with_restarts,
-        warm_start_record,
-    )
+    from ..solving import extra_files, extra_metrics, solve_with_restarts, warm_start_record
 
     t_start = time.perf_counter()
     problem, val = c.split_problem(args, c.problem_from_args(args))
