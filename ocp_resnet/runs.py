@@ -153,6 +153,7 @@ def load_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def read_json(path: Path) -> dict:
+    """A run directory's JSON file; a missing or corrupt one raises ValidationError naming it."""
     try:
         with open(path) as fh:
             return json.load(fh)
@@ -190,6 +191,7 @@ class Run:
             raise ValidationError(f"{f}: cannot read the multipliers ({exc}); the file is corrupt") from None
 
     def data(self):
+        """The run's data (``data.npz``) as a :class:`~ocp_resnet.data.Dataset`."""
         from .data import Dataset
 
         f = self.path / "data.npz"
@@ -271,3 +273,29 @@ def write_directory(out: str | os.PathLike, files: Mapping[str, Any], overwrite:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+# ------------------------------------------------------------------------------ evaluation
+EVALUATION_BACKENDS = ("casadi", "torch")
+
+
+def evaluate_run(run_dir: str | os.PathLike, backend: str = "casadi") -> dict[str, Any]:
+    """Objective, gradient norm, stage losses/accuracies, final loss and block norms of a run
+    directory's weights on its own problem (``ocp-resnet evaluate``), as a dict.
+
+    MLP runs: :func:`ocp_resnet.evaluation.evaluate` with the gradient by CasADi or torch
+    autograd (float64); conv runs: torch only.
+    """
+    from .errors import check_choice
+    from .evaluation import evaluate
+
+    check_choice("backend", backend, EVALUATION_BACKENDS)
+    run = Run(run_dir)
+    if run.config.get("architecture", {}).get("kind") == "conv":
+        from .torch.evaluate import evaluate_conv_run
+
+        return evaluate_conv_run(run, backend)
+    problem = run.problem()
+    ev = evaluate(problem, run.flat_weights(problem), backend=backend)
+    return {"backend": backend, **{k: getattr(ev, k) for k in ("objective", "grad_norm", "stage_losses",
+                                                               "stage_accuracy", "final_loss", "block_norms")}}

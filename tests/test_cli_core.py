@@ -94,3 +94,28 @@ def test_bad_input_exits_2_with_a_fix(argv, fix, tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "x")] if argv[0] == "solve" else argv) == 2
     err = capsys.readouterr().err
     assert fix in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- shared helpers
+def test_one_list_parser_for_every_comma_flag():
+    from ocp_resnet.cli._common import parse_list
+    from ocp_resnet.errors import ValidationError
+
+    assert parse_list("--gamma", "0.5", float, scalar=True) == 0.5
+    assert parse_list("--gamma", "0.1, 0.2,", float, scalar=True) == [0.1, 0.2]
+    assert parse_list("--blocks", "4", int) == [4]
+    assert parse_list("--optimizers", " adam ,lbfgs", str) == ["adam", "lbfgs"]
+    with pytest.raises(ValidationError, match=r"--blocks must be a comma list of integers, e\.g\. 2,4,8; got '2,x'"):
+        parse_list("--blocks", "2,x", int)
+    with pytest.raises(ValidationError, match="--gamma is empty: give a number or a comma list"):
+        parse_list("--gamma", ",", float, scalar=True)
+
+
+def test_one_exit_code_per_status():
+    from ocp_resnet.cli import exit_code
+    from ocp_resnet.status import Status
+
+    assert [exit_code(s) for s in (Status.SUCCESS, Status.ACCEPTABLE, Status.MAX_ITER, Status.NAN,
+                                   Status.INTERRUPTED)] == [0, 0, 1, 1, 130]
+    # a torch training's epochs are its budget: running them all is done, diverging is not
+    assert [exit_code(s, training=True) for s in ("max_iter", "nan", "interrupted")] == [0, 1, 130]

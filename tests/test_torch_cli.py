@@ -85,6 +85,22 @@ def test_same_seed_same_numbers(moons_run, tmp_path):
     assert all(np.array_equal(za[k], zb[k]) for k in za.files)
 
 
+def test_the_library_call_behind_train_gives_the_same_run(moons_run, tmp_path):
+    from ocp_resnet.objective import ObjectiveSpec
+    from ocp_resnet.torch import TrainOptions
+    from ocp_resnet.training import DataSource, MLPNet, TrainConfig, train_run
+
+    cfg = TrainConfig(DataSource("moons", n_samples=60), MLPNet(blocks=3), ObjectiveSpec(loss="mse", gamma=0.1,
+                      weight_decay=1e-3), TrainOptions(epochs=15, device="cpu", progress=False),
+                      threads=1, out=tmp_path / "lib")
+    res = train_run(cfg)
+    assert res.out == tmp_path / "lib" and res.status.value == res.metrics["status"]
+    a = json.loads((moons_run / "metrics.json").read_text())
+    assert a["objective"] == res.metrics["objective"] and a["stage_losses"] == res.metrics["stage_losses"]
+    za, zb = np.load(moons_run / "solution.npz"), np.load(res.out / "solution.npz")
+    assert all(np.array_equal(za[k], zb[k]) for k in za.files)
+
+
 def test_ipopt_polishes_a_torch_run(tmp_path, capsys):
     run = tmp_path / "t"
     assert main(["train", *MOONS, "--val-fraction", "0", "--out", str(run)]) == 0

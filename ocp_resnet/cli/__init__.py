@@ -18,11 +18,11 @@ import sys
 from typing import NoReturn, Sequence
 
 from ..errors import ValidationError
+from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exit_code  # noqa: F401 (the CLI's codes)
 
 #: Sub-command modules, in the order ``--help`` lists them.
 COMMANDS = ("solve", "path", "train", "evaluate", "analyze", "prune", "sweep", "compare")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a closed pipe
 
 
@@ -34,6 +34,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``ocp-resnet`` parser with every sub-command registered."""
     parser = _Parser(
         prog="ocp-resnet",
         description="Train residual networks as optimal control problems (CasADi + IPOPT, PyTorch).",
@@ -99,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def entry() -> None:  # console script
+def entry() -> None:
+    """The ``ocp-resnet`` console script: :func:`main`, then exit with its code."""
     code = main()
     from ..solvers import abandoned_workers
 

@@ -1,4 +1,5 @@
-"""Flags and helpers shared by the sub-commands (problem flags, output, tables)."""
+"""Flags and helpers shared by the sub-commands: problem, output and initial-weight flags, list
+parsing, exit codes, tables and printing."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +7,7 @@ import sys
 from typing import Any
 
 from ..errors import ValidationError
+from ..status import Status
 
 #: Defaults of a bare ``ocp-resnet solve``: the embedded two spirals, small enough to solve in
 #: seconds, with stage costs on, so the table shows trailing blocks vanishing (docs/theory.md).
@@ -24,23 +26,43 @@ DEFAULTS = dict(
 )
 
 
-def _float_list(text: str) -> float | list[float]:
-    """"0.5" -> 0.5, "0.1,0.2" -> [0.1, 0.2]."""
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def exit_code(status: Status | str, *, training: bool = False) -> int:
+    """The exit code of a command whose solve or training ended with ``status``.
+
+    0 done, 130 interrupted (the run directory is written), 1 failed. With ``training`` a torch
+    training that ran all its epochs (``max_iter``: the epochs are its budget) is done too.
+    """
+    status = Status(status)
+    if status == Status.INTERRUPTED:
+        return EXIT_INTERRUPTED
+    if status.success or (training and status == Status.MAX_ITER):
+        return EXIT_OK
+    return EXIT_FAILED
+
+
+_KINDS = {float: ("a number", "numbers", "0,0.1,1"), int: ("an integer", "integers", "2,4,8"),
+          str: ("a name", "names", "adam,lbfgs")}
+
+
+def parse_list(flag: str, text: str, kind: type = float, *, scalar: bool = False, example: str | None = None) -> Any:
+    """A comma-separated flag value as a list of ``kind`` (empty items are skipped).
+
+    With ``scalar`` a value without a comma is returned as one ``kind`` ("0.5" -> 0.5,
+    "0.1,0.2" -> [0.1, 0.2]). A bad or empty value raises ValidationError naming ``flag`` and the fix.
+    """
+    one, many, default_example = _KINDS[kind]
+    example = example or default_example
+    either = f"{one} or a comma list of {many}" if scalar else f"a comma list of {many}"
     try:
-        vals = [float(v) for v in str(text).split(",") if v.strip() != ""]
+        vals = [kind(v.strip()) for v in str(text).split(",") if v.strip()]
     except ValueError:
-        raise ValidationError(f"gamma must be a number or a comma list of numbers, got {text!r}") from None
+        raise ValidationError(f"{flag} must be {either}, e.g. {example}; got {text!r}") from None
     if not vals:
-        raise ValidationError("gamma is empty: give a number or a comma list of N numbers")
-    return vals[0] if len(vals) == 1 and "," not in str(text) else vals
-
-
-def _int_list(name: str, text: str) -> int | list[int]:
-    try:
-        vals = [int(v) for v in str(text).split(",")]
-    except ValueError:
-        raise ValidationError(f"{name} must be an integer or a comma list of integers, got {text!r}") from None
-    return vals[0] if len(vals) == 1 else vals
+        raise ValidationError(f"{flag} is empty: give {'a number or ' if scalar else ''}a comma list, e.g. {example}")
+    return vals[0] if scalar and len(vals) == 1 and "," not in str(text) else vals
 
 
 def add_problem_args(p: argparse.ArgumentParser) -> None:
@@ -72,39 +94,40 @@ def add_problem_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_output_args(p: argparse.ArgumentParser) -> None:
+    """``--out`` and ``--overwrite``."""
     p.add_argument("--out", default=None, help="run directory to write (default runs/<timestamp>-<label>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
 
 
+def data_source(args: argparse.Namespace):
+    """The :class:`~ocp_resnet.training.DataSource` of the data flags."""
+    from ..training import DataSource
+
+    return DataSource(args.dataset, n_samples=args.n_samples, noise=args.noise, dim=args.dim,
+                      standardize=bool(args.standardize), seed=args.seed)
+
+
 def data_config(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "dataset": args.dataset,
-        "n_samples": args.n_samples,
-        "noise": args.noise,
-        "dim": args.dim,
-        "standardize": bool(args.standardize),
-        "seed": args.seed,
-    }
+    """The ``data`` section of config.json."""
+    return data_source(args).to_dict()
 
 
 def problem_from_args(args: argparse.Namespace):
     """Build the (validated) Problem the flags describe."""
-    from ..data import load_dataset
     from ..problem import Problem
 
-    ds = load_dataset(args.dataset, n_samples=args.n_samples, noise=args.noise, seed=args.seed,
-                      dim=args.dim, standardize=args.standardize)
+    ds = data_source(args).load()
     return Problem.build(
         ds,
         blocks=args.blocks,
-        width=_int_list("width", args.width),
+        width=parse_list("--width", args.width, int, scalar=True),
         branch=args.branch,
         hidden=args.hidden,
         stem=args.stem,
         activation=args.activation,
         step=args.step,
         loss=args.loss,
-        gamma=_float_list(args.gamma),
+        gamma=parse_list("--gamma", args.gamma, float, scalar=True),
         weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing,
     )
@@ -128,11 +151,13 @@ def format_table(metrics: dict[str, Any]) -> str:
 
 
 def echo(msg: str = "", quiet: bool = False) -> None:
+    """Print a progress line (flushed) unless ``quiet``."""
     if not quiet:
         print(msg, flush=True)
 
 
 def warn(msg: str) -> None:
+    """One line on stderr."""
     print(msg, file=sys.stderr, flush=True)
 
 
@@ -155,3 +180,50 @@ def output_dir(args: argparse.Namespace, label: str):
     if args.out is None:
         return default_run_dir(label)
     return check_target(args.out, args.overwrite)
+
+
+# ------------------------------------------------------------------ initial weights and held-out data
+def add_robust_args(p: argparse.ArgumentParser, restarts: bool = True) -> None:
+    """``--init-seed``, ``--restarts`` (when ``restarts``) and ``--val-fraction`` (solve, path)."""
+    g = p.add_argument_group("initial weights and held-out data")
+    g.add_argument("--init-seed", type=int, default=None,
+                   help="seed of the random initial weights alone (default: --seed); the data stay those of --seed")
+    if restarts:
+        g.add_argument("--restarts", type=int, default=1,
+                       help="solve from K initial weights (init seeds S..S+K-1) and keep the best objective; "
+                            "restart j is reproduced by a plain solve with --init-seed S+j (default 1)")
+    g.add_argument("--val-fraction", type=float, default=None,
+                   help="hold out this fraction of the data (stratified, seeded by --seed); the objective uses "
+                        "the rest, validation loss/accuracy are reported per stage")
+
+
+def init_seed(args: argparse.Namespace) -> int:
+    """The seed of the initial weights: ``--init-seed``, else ``--seed``."""
+    from ..errors import check_int
+
+    return check_int("--init-seed", args.seed if args.init_seed is None else args.init_seed, 0)
+
+
+def split_problem(args: argparse.Namespace, problem: Any) -> tuple[Any, Any]:
+    """(training problem, validation Dataset or None) per ``--val-fraction``."""
+    from ..solving import split_problem as split
+
+    return split(problem, getattr(args, "val_fraction", None), seed=args.seed)
+
+
+def report(metrics: dict[str, Any]) -> None:
+    """Print restarts, held-out table and collapse warning after the solve table."""
+    if metrics.get("restarts"):
+        best = min(metrics["restarts"], key=lambda r: (not Status(r["status"]).success, r["objective"]))
+        print("restarts: " + ", ".join(
+            f"{'warm start' if r['init_seed'] is None else 'seed %d' % r['init_seed']}: {r['objective']:.8g} "
+            f"({r['status']}, {len(r['vanished'])} vanished{', collapsed' if r.get('collapsed') else ''})"
+            for r in metrics["restarts"]) + f"; kept {'the warm start' if best['init_seed'] is None else 'init seed %d' % best['init_seed']}")
+    if "val_stage_losses" in metrics:
+        from ..validation import format_val_table
+
+        print(format_val_table(metrics))
+    if metrics.get("collapsed"):
+        warn(f"collapsed: final loss {metrics['final_loss']:.6g} is no better than the best linear classifier's "
+             f"{metrics['linear_loss']:.6g}: the small blocks are not a depth recommendation "
+             "(try --restarts 4, or ocp-resnet path)")

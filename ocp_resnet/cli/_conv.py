@@ -15,6 +15,7 @@ SWEEP_DEFAULTS = {
 
 
 def add_conv_sweep_args(p: argparse.ArgumentParser) -> None:
+    """The flags of ``sweep --arch conv``."""
     p.set_defaults(activation=None, loss=None)  # resolved per --arch (SWEEP_DEFAULTS)
     v = p.add_argument_group("conv ResNet-v2 sweep (--backend torch --arch conv)")
     v.add_argument("--arch", default="mlp", help="mlp (default) or conv: every grid point is one "
@@ -35,18 +36,18 @@ CONV_VAL_FRACTION = 0.2
 
 
 def apply_sweep_defaults(args: argparse.Namespace, arch: str) -> None:
+    """Set the sweep flags left unset to the defaults of ``arch``."""
     for k, v in SWEEP_DEFAULTS[arch].items():
         if getattr(args, k, None) is None:
             setattr(args, k, v)
 
 
 def _stage_blocks(text: str) -> list[list[int]]:
+    """Depth configurations: comma lists of blocks per stage, separated by ';'."""
     from ..errors import ValidationError
 
-    try:
-        out = [[int(x) for x in part.split(",")] for part in str(text).split(";") if part.strip()]
-    except ValueError:
-        raise ValidationError(f"--stage-blocks must be comma lists separated by ';', e.g. '3,3,3;2,2,2'; got {text!r}") from None
+    out = [c.parse_list("--stage-blocks", part, int, example="'3,3,3;2,2,2' (configurations separated by ';')")
+           for part in str(text).split(";") if part.strip()]
     if not out:
         raise ValidationError("--stage-blocks is empty: give e.g. 3,3,3")
     return out
@@ -71,18 +72,18 @@ def train_args(args: argparse.Namespace) -> list[str]:
 
 
 def run_conv_sweep_cli(args: argparse.Namespace) -> int:
+    """``sweep --arch conv``: the grid of conv trainings, summary, plots."""
     from pathlib import Path
 
     from ..analysis.conv_sweep import format_conv_summary, run_conv_sweep, summarize_conv
     from ..analysis.sweep import write_csv
     from ..errors import ValidationError
     from ..runs import default_run_dir
-    from .sweep import _floats, _ints
 
     if args.backend != "torch":
         raise ValidationError("--arch conv needs --backend torch (CasADi has no conv nets)")
-    gammas = _floats("--gamma", args.gamma)
-    seeds = _ints("--seeds", args.seeds)
+    gammas = c.parse_list("--gamma", args.gamma, float)
+    seeds = c.parse_list("--seeds", args.seeds, int)
     blocks = _stage_blocks(args.stage_blocks)
     out = Path(args.out) if args.out is not None else default_run_dir(f"{args.dataset.replace('/', '_')}-sweep-conv")
     rows = run_conv_sweep(train_args(args), gammas, blocks, seeds, out, tol=args.vanish_tol, resume=args.resume,

@@ -6,6 +6,7 @@ import json
 
 
 def register(sub) -> argparse.ArgumentParser:
+    """Add the ``analyze`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     p = sub.add_parser(
         "analyze", help="vanishing-block analysis of a run directory (either back-end)",
         description="Print per-block weight norms and RMS residual outputs (absolute and relative to the "
@@ -29,6 +30,7 @@ def register(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``ocp-resnet analyze`` with the parsed flags; returns the exit code."""
     from ..analysis.blocks import analyze, run_problem
     from ..runs import Run
 

@@ -7,6 +7,7 @@ from . import _common as c
 
 
 def register(sub) -> argparse.ArgumentParser:
+    """Add the ``compare`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     from ..compare import DEFAULT_OPTIMIZERS, OPTIMIZERS
 
     p = sub.add_parser("compare", help="compare IPOPT with SGD/Adam/L-BFGS on the same problem",
@@ -49,15 +50,12 @@ def _parse_lr(items: list[str]) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``ocp-resnet compare`` with the parsed flags; returns the exit code."""
     from ..compare import FIGURES, compare, format_summary, to_csv
-    from ..errors import ValidationError
     from ..runs import write_directory
 
-    optimizers = [o.strip() for o in args.optimizers.split(",") if o.strip()]
-    try:
-        targets = [float(t) for t in args.targets.split(",") if t.strip()]
-    except ValueError:
-        raise ValidationError(f"--targets must be a comma list of numbers, got {args.targets!r}") from None
+    optimizers = c.parse_list("--optimizers", args.optimizers, str)
+    targets = c.parse_list("--targets", args.targets, float)
     problem = c.problem_from_args(args)
     lr = _parse_lr(args.lr)
     out = c.output_dir(args, f"{args.dataset.replace('/', '_')}-compare")

@@ -4,10 +4,12 @@ from __future__ import annotations
 import argparse
 import json
 
-BACKENDS = ("casadi", "torch")
+from ..runs import EVALUATION_BACKENDS as BACKENDS  # noqa: F401 (the choices of --backend)
+from ..runs import evaluate_run  # noqa: F401 (importable from here, as before)
 
 
 def register(sub) -> argparse.ArgumentParser:
+    """Add the ``evaluate`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     p = sub.add_parser("evaluate", help="evaluate a run directory's weights on its problem",
                        description="Print JSON with objective, grad_norm, stage_losses and stage_accuracy.")
     p.add_argument("run_dir", help="a run directory written by solve or train")
@@ -16,39 +18,7 @@ def register(sub) -> argparse.ArgumentParser:
     return p
 
 
-def evaluate_run(run_dir: str, backend: str = "casadi") -> dict:
-    """The numbers ``evaluate`` prints, as a dict."""
-    from ..errors import check_choice
-    from ..runs import Run
-    from ..transcription import objective_and_gradient
-    import numpy as np
-
-    check_choice("backend", backend, BACKENDS)
-    run = Run(run_dir)
-    if run.config.get("architecture", {}).get("kind") == "conv":
-        from ..torch.evaluate import evaluate_conv_run
-
-        return evaluate_conv_run(run, backend)
-    problem = run.problem()
-    w = run.flat_weights(problem)
-    if backend == "torch":
-        from ..torch.loss import objective_and_gradient as torch_objective_and_gradient
-
-        J, g = torch_objective_and_gradient(problem, w)
-    else:
-        J, g = objective_and_gradient(problem, w)
-    ev = problem.evaluate(w)
-    return {
-        "backend": backend,
-        "objective": J,
-        "grad_norm": float(np.linalg.norm(g)),
-        "stage_losses": ev.stage_losses,
-        "stage_accuracy": ev.stage_accuracy,
-        "final_loss": ev.final_loss,
-        "block_norms": ev.block_norms,
-    }
-
-
 def run(args: argparse.Namespace) -> int:
+    """``ocp-resnet evaluate`` with the parsed flags; returns the exit code."""
     print(json.dumps(evaluate_run(args.run_dir, args.backend), indent=2))
     return 0

@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 
 from . import _common as c
-from . import _robust as r
 
 
 def register(sub) -> argparse.ArgumentParser:
+    """Add the ``path`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     p = sub.add_parser(
         "path", help="solve a warm-started path of stage weights gamma; path.csv, path.png, one run per point",
         description="Solve the problem for every gamma in --gammas, in the given order, each point warm-started "
@@ -33,13 +33,14 @@ def register(sub) -> argparse.ArgumentParser:
     s.add_argument("--vanish-tol", type=float, default=1e-3, help="vanishing tolerance on relative block norms (default 1e-3)")
     s.add_argument("--no-plot", action="store_true", help="do not write path.png")
     s.add_argument("--quiet", action="store_true", help="no progress lines")
-    r.add_robust_args(p)
+    c.add_robust_args(p)
     c.add_output_args(p)
     p.set_defaults(func=run)
     return p
 
 
 def format_rows(rows: list[dict]) -> str:
+    """The path table: one line per γ point."""
     head = f"{'gamma':>7} {'objective':>12} {'final loss':>11} {'acc':>6} {'val acc':>7} {'depth':>5} {'iter':>5}  vanished"
     lines = [head]
     for row in rows:
@@ -54,22 +55,22 @@ def format_rows(rows: list[dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``ocp-resnet path`` with the parsed flags; returns the exit code."""
     from pathlib import Path
 
     from ..analysis.path import run_path
     from ..runs import default_run_dir
     from ..solvers import IpoptOptions
     from .solve import parse_ipopt
-    from .sweep import _floats
 
-    gammas = _floats("--gammas", args.gammas)
+    gammas = c.parse_list("--gammas", args.gammas, float)
     args.gamma = str(gammas[0])
-    problem, val = r.split_problem(args, c.problem_from_args(args))
+    problem, val = c.split_problem(args, c.problem_from_args(args))
     options = IpoptOptions(tol=args.tol, max_iter=args.max_iter, hessian=args.hessian, ipopt=parse_ipopt(args.ipopt))
     out = Path(args.out) if args.out is not None else default_run_dir(f"{args.dataset.replace('/', '_')}-path")
     config = {"argv": c.run_config(args, problem, "path", {})["argv"],
               "data": {**c.data_config(args), "val_fraction": args.val_fraction}}
-    rows = run_path(problem, gammas, out, method=args.method, options=options, seed=r.init_seed(args),
+    rows = run_path(problem, gammas, out, method=args.method, options=options, seed=c.init_seed(args),
                     restarts=args.restarts, warm_start=not args.cold, tol=args.vanish_tol, val=val, config=config,
                     overwrite=args.overwrite, plot=not args.no_plot, log=None if args.quiet else c.echo)
     print(format_rows(rows))
@@ -78,11 +79,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_plot:
         print(f"wrote {out / 'path.png'}")
     print(f"path directory: {out} (path.csv; run directories in {out / 'runs'})")
-    failed = [row for row in rows if row["status"] not in ("success", "acceptable")]
-    if any(row["status"] == "interrupted" for row in rows):
-        return 130
-    if failed:
+    code = max((c.exit_code(row["status"]) for row in rows), default=c.EXIT_OK)  # interrupted before failed
+    if code == c.EXIT_FAILED:
+        failed = [row for row in rows if c.exit_code(row["status"]) != c.EXIT_OK]
         c.warn(f"ocp-resnet path: {len(failed)} point(s) did not converge: "
                + ", ".join(f"gamma {row['gamma']:g} ({row['status']})" for row in failed))
-        return 1
-    return 0
+    return code

@@ -4,8 +4,11 @@ from __future__ import annotations
 import argparse
 import json
 
+from ._common import EXIT_OK, exit_code, parse_list
+
 
 def register(sub) -> argparse.ArgumentParser:
+    """Add the ``prune`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     p = sub.add_parser(
         "prune", help="remove vanished blocks and write the smaller network as a new run directory",
         description="Remove every block whose relative norm is <= --tol: identity-skip blocks disappear, "
@@ -33,6 +36,7 @@ def register(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``ocp-resnet prune`` with the parsed flags; returns the exit code."""
     from ..analysis.conv import is_conv_run, prune_conv_run
     from ..analysis.prune import prune_run
     from ..errors import ValidationError
@@ -41,23 +45,17 @@ def run(args: argparse.Namespace) -> int:
     if is_conv_run(Run(args.run_dir)):
         if args.resolve:
             raise ValidationError("--resolve is for MLP runs; a conv run is retrained with --finetune EPOCHS")
-        from ._common import _int_list
-
-        blocks = None if args.blocks is None else _int_list("--blocks", args.blocks)
-        blocks = [blocks] if isinstance(blocks, int) else blocks
+        blocks = None if args.blocks is None else parse_list("--blocks", args.blocks, int)
         report, _ = prune_conv_run(args.run_dir, tol=args.tol, blocks=blocks, force=args.force,
                                    finetune=args.finetune, lr=args.lr, out=args.out, overwrite=args.overwrite)
         print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
-        status = (report.finetune or {}).get("status")
-        return {"interrupted": 130, "nan": 1}.get(status, 0)  # the pruned run is written either way
+        status = (report.finetune or {}).get("status")  # the pruned run is written either way
+        return EXIT_OK if status is None else exit_code(status, training=True)
     if args.blocks is not None or args.force or args.finetune or args.lr is not None:
         raise ValidationError("--blocks, --force, --finetune and --lr are for conv runs; MLP runs prune the vanished "
                               "blocks and re-solve with --resolve")
     report, _, _ = prune_run(args.run_dir, tol=args.tol, resolve=args.resolve, out=args.out,
                              overwrite=args.overwrite, log=None)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
-    if report.resolve and report.resolve.get("status") == "interrupted":
-        return 130  # the pruned run is written with its last iterate, as for solve
-    if report.resolve and report.resolve.get("status") not in ("success", "acceptable"):
-        return 1
-    return 0
+    # the pruned run is written (with the last iterate of an interrupted or failed re-solve), as for solve
+    return exit_code(report.resolve.get("status")) if report.resolve else EXIT_OK

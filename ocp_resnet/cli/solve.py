@@ -5,12 +5,10 @@ import argparse
 import time
 
 from . import _common as c
-from . import _robust as r
-
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 
 def register(sub) -> argparse.ArgumentParser:
+    """Add the ``solve`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     p = sub.add_parser("solve", help="solve the training problem with CasADi + IPOPT",
                        description="Solve the stage-cost ResNet training problem with IPOPT and write a run directory.")
     c.add_problem_args(p)
@@ -34,7 +32,7 @@ def register(sub) -> argparse.ArgumentParser:
                    help="pass an IPOPT option through, e.g. --ipopt mumps_pivot_order=0 (repeatable)")
     s.add_argument("--init", default="random", help="random (default), zeros, or a run directory / solution.npz to warm-start from")
     s.add_argument("--quiet", action="store_true", help="print only the final table")
-    r.add_robust_args(p)
+    c.add_robust_args(p)
     c.add_output_args(p)
     p.set_defaults(func=run)
     return p
@@ -60,23 +58,14 @@ def parse_ipopt(items: list[str]) -> dict:
     return out
 
 
-def _init_report(problem, init) -> dict:
-    """Objective and gradient norm of the warm-start weights (``init_*`` fields of metrics.json)."""
-    import numpy as np
-
-    from ..solvers import initial_weights
-    from ..transcription import objective_and_gradient
-
-    J0, g0 = objective_and_gradient(problem, initial_weights(problem, init))
-    return {"init_from": str(init), "init_objective": J0, "init_grad_norm": float(np.linalg.norm(g0))}
-
-
 def run(args: argparse.Namespace) -> int:
+    """``ocp-resnet solve`` with the parsed flags; returns the exit code."""
     from ..runs import multiplier_files, write_run
-    from ..solvers import IpoptOptions, solve
+    from ..solvers import IpoptOptions
+    from ..solving import extra_files, extra_metrics, solve_with_restarts, warm_start_record
 
     t_start = time.perf_counter()
-    problem, val = r.split_problem(args, c.problem_from_args(args))
+    problem, val = c.split_problem(args, c.problem_from_args(args))
     options = IpoptOptions(tol=args.tol, max_iter=args.max_iter, print_level=0 if args.quiet else args.print_level,
                            hessian=args.hessian, ipopt=parse_ipopt(args.ipopt),
                            jit={"auto": "auto", "yes": True, "no": False}[args.jit], threads=args.threads,
@@ -85,22 +74,22 @@ def run(args: argparse.Namespace) -> int:
     c.echo(f"problem: {problem.data.name} n={problem.n_samples}, N={problem.spec.n_blocks} blocks, widths "
            f"{problem.spec.widths}, loss {problem.objective.loss}, gamma {problem.objective.gamma}, "
            f"lambda {problem.objective.weight_decay}", args.quiet)
-    sol, records = r.solve_with_restarts(args, problem, options, args.method, init=args.init,
-                                         log=None if args.quiet else c.echo, solve_fn=solve)
+    sol, records = solve_with_restarts(problem, options, args.method, init=args.init, seed=c.init_seed(args),
+                                       restarts=args.restarts, log=None if args.quiet else c.echo)
     metrics = sol.metrics()
-    metrics.update(r.extra_metrics(problem, sol, records, val))
+    metrics.update(extra_metrics(problem, sol, records, val))
     if str(args.init) not in ("random", "zeros"):  # warm start (e.g. a torch run): how far did IPOPT move it?
-        metrics.update(_init_report(problem, args.init))
+        metrics.update(warm_start_record(problem, args.init))
     config = c.run_config(args, problem, "solve", {
         "backend": "casadi", "method": sol.method, **options.to_dict(), "hessian": sol.stats.get("hessian"),
         "jit": sol.stats.get("jit"), "requested": {"method": args.method, "hessian": args.hessian},
         "init": str(args.init), "seed": args.seed,
-        "init_seed": r.init_seed(args), "restarts": args.restarts, "val_fraction": args.val_fraction,
+        "init_seed": c.init_seed(args), "restarts": args.restarts, "val_fraction": args.val_fraction,
     })
     write_run(out, config=config, weights=sol.weights, metrics=metrics, data=problem.data, stats=sol.stats,
-              extra_files={**multiplier_files(sol), **r.extra_files(val)}, overwrite=args.overwrite)
+              extra_files={**multiplier_files(sol), **extra_files(val)}, overwrite=args.overwrite)
     print(c.format_table(metrics))
-    r.report(metrics)
+    c.report(metrics)
     print(f"status: {sol.status.value} ({sol.status.message})")
     print(f"objective {sol.objective:.10g}  grad norm {sol.grad_norm:.2e}  iterations {sol.iterations}  "
           f"build {sol.build_time_s:.2f}s  solve {sol.solve_time_s:.2f}s  total {time.perf_counter() - t_start:.2f}s")
@@ -109,8 +98,6 @@ def run(args: argparse.Namespace) -> int:
               f"{sol.objective:.10g} (moved {metrics['init_objective'] - sol.objective:.3e}), grad norm "
               f"{metrics['init_grad_norm']:.2e} -> {sol.grad_norm:.2e}")
     print(f"run directory: {out}")
-    if sol.success:
-        return EXIT_OK
-    # One line on stderr says why; the run directory holds the last iterate and its status.
-    c.warn(f"ocp-resnet solve: {sol.status.value}: {sol.status.message} (last iterate saved in {out})")
-    return EXIT_INTERRUPTED if sol.status.value == "interrupted" else EXIT_FAILED
+    if not sol.success:  # one line on stderr says why; the run directory holds the last iterate and its status
+        c.warn(f"ocp-resnet solve: {sol.status.value}: {sol.status.message} (last iterate saved in {out})")
+    return c.exit_code(sol.status)

@@ -5,7 +5,6 @@ import argparse
 import copy
 
 from . import _common as c
-from . import _robust as r
 
 
 def _retarget(p: argparse.ArgumentParser, flag: str, default: str, help: str) -> None:
@@ -17,6 +16,7 @@ def _retarget(p: argparse.ArgumentParser, flag: str, default: str, help: str) ->
 
 
 def register(sub) -> argparse.ArgumentParser:
+    """Add the ``sweep`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     p = sub.add_parser(
         "sweep", help="solve a grid of stage weights x depths x seeds; write sweep.csv, plots, bound check",
         description="Solve the problem for every gamma in --gamma, N in --blocks and initial-weight seed in "
@@ -63,53 +63,29 @@ def register(sub) -> argparse.ArgumentParser:
     return p
 
 
-def _floats(name: str, text: str) -> list[float]:
-    from ..errors import ValidationError
-
-    try:
-        vals = [float(v) for v in str(text).split(",") if v.strip()]
-    except ValueError:
-        raise ValidationError(f"{name} must be a comma list of numbers, e.g. 0,0.1,1; got {text!r}") from None
-    if not vals:
-        raise ValidationError(f"{name} is empty: give a comma list, e.g. 0,1")
-    return vals
-
-
-def _ints(name: str, text: str) -> list[int]:
-    from ..errors import ValidationError
-
-    try:
-        vals = [int(v) for v in str(text).split(",") if v.strip()]
-    except ValueError:
-        raise ValidationError(f"{name} must be a comma list of integers, e.g. 2,4,8; got {text!r}") from None
-    if not vals:
-        raise ValidationError(f"{name} is empty: give a comma list, e.g. 2,4,8")
-    return vals
-
-
 def run(args: argparse.Namespace) -> int:
+    """``ocp-resnet sweep`` with the parsed flags; returns the exit code."""
     from pathlib import Path
 
     from ..analysis.bound import check_bound
     from ..analysis.sweep import format_summary, run_sweep, summarize, write_csv
     from ..errors import ValidationError, check_choice
     from ..runs import default_run_dir
-
     from ._conv import ARCHS, apply_sweep_defaults, run_conv_sweep_cli
 
     arch = check_choice("arch", args.arch, ARCHS)
     apply_sweep_defaults(args, arch)
     if arch == "conv":
         return run_conv_sweep_cli(args)
-    gammas = _floats("--gamma", args.gamma)
-    blocks = _ints("--blocks", args.blocks)
-    seeds = _ints("--seeds", args.seeds)
+    gammas = c.parse_list("--gamma", args.gamma, float)
+    blocks = c.parse_list("--blocks", args.blocks, int)
+    seeds = c.parse_list("--seeds", args.seeds, int)
     check_choice("backend", args.backend, ("casadi", "torch"))
     if "," in str(args.width):
         raise ValidationError("a depth sweep needs one state width: give --width as one number")
     base_args = copy.copy(args)
     base_args.blocks, base_args.gamma = blocks[0], str(gammas[0])
-    base, val = r.split_problem(args, c.problem_from_args(base_args))  # validates every problem flag once
+    base, val = c.split_problem(args, c.problem_from_args(base_args))  # validates every problem flag once
     out = Path(args.out) if args.out is not None else default_run_dir(f"{args.dataset.replace('/', '_')}-sweep")
     if args.backend == "torch":
         solver = {"optimizer": args.optimizer, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,

@@ -1,0 +1,75 @@
+"""The steps of a solve run around :func:`ocp_resnet.solvers.solve`: the held-out split, restarts
+from several initial weights, the metrics recorded beside the solution's own, and the record of a
+warm start. ``ocp-resnet solve``, ``path`` and ``sweep`` call them with their flags' values.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .errors import ValidationError
+
+
+def split_problem(problem: Any, val_fraction: float | None, seed: int = 0) -> tuple[Any, Any]:
+    """(training problem, validation Dataset or None): hold out ``val_fraction`` of the data
+    (stratified, seeded by ``seed``); ``None`` keeps the problem whole."""
+    if val_fraction is None:
+        return problem, None
+    from .problem import Problem
+    from .validation import split
+
+    train, val = split(problem.data, val_fraction, seed=seed)
+    return Problem(problem.spec, problem.objective, train), val
+
+
+def solve_with_restarts(problem: Any, options: Any, method: str, *, init: Any = "random", seed: int = 0,
+                        restarts: int = 1, log: Callable[[str], None] | None = None) -> tuple[Any, list]:
+    """One solve (``restarts`` 1) or the best of ``restarts`` solves from the init seeds
+    ``seed``..``seed+restarts-1``; returns (solution, restart records, empty for one solve)."""
+    from .analysis.restarts import restart_seeds, solve_restarts
+
+    k = int(restarts or 1)
+    if k == 1:
+        from .solvers import solve
+
+        return solve(problem, method=method, options=options, init=init, seed=seed, log=log), []
+    if str(init) != "random":
+        raise ValidationError("--restarts draws random initial weights: drop --init, or use --restarts 1")
+    seeds = restart_seeds(seed, k)
+    return solve_restarts(problem, seeds, method, options, log=log)
+
+
+def extra_metrics(problem: Any, sol: Any, records: list, val: Any, tol: float = 1e-3) -> dict[str, Any]:
+    """``vanished``, ``recommended_depth``, ``collapsed``/``linear_loss``, ``restarts`` and ``val_*``."""
+    from .analysis.blocks import analyze
+    from .analysis.collapse import solution_collapse_record
+
+    an = analyze(problem, sol.w, tol)
+    out: dict[str, Any] = {"vanished": an.vanished, "recommended_depth": an.recommended_depth}
+    out.update(solution_collapse_record(problem, sol))
+    if records:
+        out["restarts"] = [r.to_dict() for r in records]
+    if val is not None:
+        from .validation import validation_metrics
+
+        out.update(validation_metrics(problem, sol.w, val))
+    return out
+
+
+def extra_files(val: Any) -> dict[str, Any]:
+    """``{"val.npz": writer}`` for a held-out split, else ``{}`` (``extra_files`` of ``write_run``)."""
+    if val is None:
+        return {}
+    from .validation import val_data_file
+
+    return val_data_file(val)
+
+
+def warm_start_record(problem: Any, init: Any) -> dict[str, Any]:
+    """Objective and gradient norm of the warm-start weights ``init`` (the ``init_*`` fields of metrics.json)."""
+    import numpy as np
+
+    from .evaluation import objective_and_gradient
+    from .solvers import initial_weights
+
+    J0, g0 = objective_and_gradient(problem, initial_weights(problem, init))
+    return {"init_from": str(init), "init_objective": J0, "init_grad_norm": float(np.linalg.norm(g0))}
