@@ -88,7 +88,9 @@ LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 # a repository path in prose or code: ocp_resnet/…, benchmarks/…, examples/…, tests/…, docs/…
 REPO_PATH = re.compile(r"(?<![\w/.-])((?:ocp_resnet|benchmarks|examples|tests|docs)/[\w./*-]*)(?:::(\w+))?")
 DOTTED = re.compile(r"`(ocp_resnet(?:\.\w+)+)(?:\([^`]*\))?`")
-OUTSIDE = re.compile(r"DESIGN\.md|/work/|\bissues? #?\d+|(?<![\w&])#\d+\b", re.IGNORECASE)
+OUTSIDE = re.compile(r"DESIGN\.md|/work/|\.\./shared|\bissues? #?\d+|(?<![\w&])#\d+\b", re.IGNORECASE)
+# a relative path that climbs out of its folder: ../x/y
+PARENT_PATH = re.compile(r"(?<![\w./-])((?:\.\./)+[\w./-]*\w)")
 
 
 def _strip_code_urls(text: str) -> str:
@@ -117,6 +119,13 @@ def test_named_repository_paths_exist(doc):
         elif member and not re.search(rf"^\s*(?:def|class)\s+{member}\b", found[0].read_text(), re.MULTILINE):
             bad.append(f"{path}::{member}")
     assert not bad, f"{doc.name} names paths that do not exist: {bad}"
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_parent_paths_stay_in_the_repository(doc):
+    bad = [p for p in PARENT_PATH.findall(_strip_code_urls(doc.read_text()))
+           if not (doc.parent / p).resolve().is_relative_to(ROOT) or not (doc.parent / p).exists()]
+    assert not bad, f"{doc.name} names paths outside the repository: {bad}"
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
