@@ -149,3 +149,20 @@ def test_code_cites_only_docs_that_exist():
         bad += [f"{src.relative_to(ROOT)}: {p}" for p in re.findall(r"docs/[\w.-]+\.md", text)
                 if not (ROOT / p).exists()]
     assert not bad, "\n".join(bad)
+
+
+SECTION = re.compile(r"(docs/[\w.-]+\.md),\s*\(?\"([^\"]+)\"")
+
+
+def test_cited_sections_exist():
+    """``docs/theory.md, "The objective"`` in code or docs names a heading of that page."""
+    bad = []
+    for src in sorted((ROOT / "ocp_resnet").rglob("*.py")) + DOCS:
+        for page, title in SECTION.findall(src.read_text()):
+            target = ROOT / page
+            headings = [h.lstrip("#").strip() for h in target.read_text().splitlines() if h.startswith("#")] \
+                if target.exists() else []
+            if not any(h.startswith(title) for h in headings):
+                bad.append(f"{src.relative_to(ROOT)}: {page}, \"{title}\"")
+    assert not bad, "cited sections that do not exist:\n" + "\n".join(bad)
+
