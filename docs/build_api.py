@@ -17,11 +17,13 @@ import importlib
 import re
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-ROLE = re.compile(r":(?:py:)?(func|class|meth|mod|attr|data|exc|obj):`~?([^`<>]+?)`")
+# :role:`target`, :role:`~target` or :role:`title <target>`
+ROLE = re.compile(r":(?:py:)?(func|class|meth|mod|attr|data|exc|obj):`(?:[^`<]*<)?~?([^`<>]+?)>?`")
 
 
 def _modules() -> list[Any]:
@@ -95,8 +97,8 @@ def resolves(target: str, module: str, cls: str | None, known: set[str]) -> bool
         candidates.append(f"{package.rpartition('.')[0]}.{target[2:]}")
     if any(c and not c.startswith(".") and _resolve_dotted(c) for c in candidates):
         return True
-    # Sphinx's fuzzy search: a unique object whose name ends with ".target"
-    return sum(1 for n in known if n.endswith("." + rel)) >= 1
+    # Sphinx's fuzzy search (``.name``): an object of the package whose qualified name ends in it
+    return any(n.endswith("." + rel) for n in known)
 
 
 def _docstrings(mods: list[Any]) -> Iterator[tuple[str, str | None, str, str]]:

@@ -40,7 +40,7 @@ class Solution:
 
     @property
     def success(self) -> bool:
-        """Whether the solve converged (:attr:`Status.success <ocp_resnet.status.Status.success>`)."""
+        """Whether the solve converged (``status.success``: ``SUCCESS`` or ``ACCEPTABLE``)."""
         return self.status.success
 
     @property
