@@ -131,6 +131,21 @@ def broken_references(mods: list[Any]) -> list[str]:
     return bad
 
 
+def _strip_tilde_in_roles() -> None:
+    """Let pdoc link Sphinx's ``:class:`~a.b.C``` (pdoc keeps the ``~`` and then links nothing)."""
+    import pdoc.docstrings
+
+    rst = pdoc.docstrings.rst
+    if getattr(rst, "strips_tilde", False):
+        return
+
+    def rst_without_tilde(contents: str, source_file: Path | None) -> str:
+        return rst(re.sub(r"(:(?:py:)?\w+:`)~", r"\1", contents), source_file)
+
+    rst_without_tilde.strips_tilde = True  # type: ignore[attr-defined]
+    pdoc.docstrings.rst = rst_without_tilde
+
+
 def build(out: Path) -> list[str]:
     """Render the HTML reference into ``out``; return the problems (pdoc warnings, broken references)."""
     import pdoc
@@ -143,6 +158,7 @@ def build(out: Path) -> list[str]:
     # The estimator is imported lazily (module __getattr__, so scikit-learn loads only when it is
     # used); pdoc reads module attributes directly, so bind it for the reference.
     ocp_resnet.OCPResNetClassifier = OCPResNetClassifier
+    _strip_tilde_in_roles()
     pdoc.render.configure(docformat="numpy", show_source=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
