@@ -85,6 +85,7 @@ class IterationMonitor:
         return {"iteration_callback": self._function}
 
     def start(self, x0: np.ndarray) -> None:
+        """Remember the initial point: the last iterate until IPOPT reports one."""
         self.last_x = np.array(x0, dtype=float).ravel()
 
     def _on_iteration(self, x: np.ndarray, f: float, g: np.ndarray, lam_max: float = 0.0) -> int:

@@ -33,10 +33,12 @@ class Dataset:
 
     @property
     def n_samples(self) -> int:
+        """Number of samples n (rows of ``X``)."""
         return int(self.X.shape[0])
 
     @property
     def n_features(self) -> int:
+        """Number of input features p (columns of ``X``)."""
         return int(self.X.shape[1])
 
 

@@ -1,4 +1,5 @@
-"""The numbers of one set of weights, computed one way for every back-end and command.
+"""The numbers of one set of weights, computed one way for every back-end and command
+(docs/theory.md, "The numbers a user sees").
 
 * :class:`Evaluation` — objective, stage losses and accuracies, block and residual norms and
   (when asked for) the gradient norm ‖∇J(w)‖ of the weights on the problem's data;
@@ -41,6 +42,7 @@ class Evaluation:
         return self.stage_accuracy[-1]
 
     def to_dict(self) -> dict:
+        """Every field by name (``grad_norm`` included, ``None`` when not computed)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def metrics(self) -> dict:

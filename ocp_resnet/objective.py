@@ -1,4 +1,4 @@
-"""The stage-cost training objective (docs/theory.md), written once for every back-end::
+"""The stage-cost training objective (docs/theory.md, "The objective"), written once for every back-end::
 
     J(w) = (1/n) Σ_i [ Σ_{k<N} γ_k ℓ(ŷ_k^i, y^i) + ℓ(ŷ_N^i, y^i) ] + λ Σ ||w||²
 
@@ -87,6 +87,7 @@ class ObjectiveSpec:
         return hi * math.log(hi) + (n_classes - 1) * (lo * math.log(lo) if lo > 0 else 0.0)
 
     def to_dict(self) -> dict:
+        """The spec as JSON-ready values (a γ list as a list), as ``config.json`` stores it."""
         d = asdict(self)
         if isinstance(self.gamma, tuple):
             d["gamma"] = list(self.gamma)
@@ -94,6 +95,7 @@ class ObjectiveSpec:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ObjectiveSpec":
+        """The spec of a :meth:`to_dict` record (unknown keys are refused)."""
         d = check_mapping("objective", d, [f.name for f in fields(cls)])
         if isinstance(d.get("gamma"), list):
             d["gamma"] = tuple(d["gamma"])

@@ -80,6 +80,7 @@ class Problem:
 
     @property
     def n_samples(self) -> int:
+        """Number of samples n."""
         return self.U.shape[1]
 
     # ------------------------------------------------------------------ numeric evaluation
@@ -97,10 +98,18 @@ class Problem:
         return arch.trajectory(self.spec, self.params(w), self.U, NUMPY)
 
     def stage_outputs(self, w: np.ndarray | Mapping[str, Any]) -> list[np.ndarray]:
+        """Intermediate outputs ŷ_0..ŷ_N of the weights ``w``, each (outputs, n).
+
+        See docs/theory.md, "Intermediate outputs".
+        """
         p = self.params(w)
         return arch.stage_outputs(self.spec, p, arch.trajectory(self.spec, p, self.U, NUMPY), NUMPY)
 
     def objective_value(self, w: np.ndarray | Mapping[str, Any]) -> float:
+        """J(w): the mean stage-weighted sample cost plus weight decay.
+
+        See docs/theory.md, "The objective".
+        """
         p = self.params(w)
         xs = arch.trajectory(self.spec, p, self.U, NUMPY)
         cost = objective_mod.sample_cost(self.spec, self.objective, p, xs, self.T, NUMPY)

@@ -47,6 +47,7 @@ class Estimate:
     iteration_s: float
 
     def describe(self) -> str:
+        """Memory and time per iteration in words, e.g. ``~4.18 MB, ~0.024 s/iteration``."""
         return f"~{_size(self.memory_bytes)}, ~{_seconds(self.iteration_s)}/iteration"
 
 

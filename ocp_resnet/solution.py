@@ -40,10 +40,12 @@ class Solution:
 
     @property
     def success(self) -> bool:
+        """Whether the solve converged (``status.success``: ``SUCCESS`` or ``ACCEPTABLE``)."""
         return self.status.success
 
     @property
     def objective(self) -> float:
+        """J(w) at the returned weights."""
         return self.evaluation.objective
 
     @property

@@ -21,14 +21,17 @@ class Status(str, enum.Enum):
 
     @property
     def message(self) -> str:
+        """What the status means and what to do about it, in one sentence."""
         return _MESSAGES[self]
 
     @property
     def success(self) -> bool:
+        """Whether the run converged (``SUCCESS`` or ``ACCEPTABLE``)."""
         return self in (Status.SUCCESS, Status.ACCEPTABLE)
 
     @classmethod
     def from_ipopt(cls, return_status: str) -> "Status":
+        """The status of IPOPT's ``return_status`` string (``ERROR`` for one it does not know)."""
         return _IPOPT.get(return_status, cls.ERROR)
 
 

@@ -1,4 +1,5 @@
-"""Transcriptions of a :class:`~ocp_resnet.problem.Problem` into an NLP (one file each).
+"""Transcriptions of a :class:`~ocp_resnet.problem.Problem` into an NLP (one file each;
+docs/theory.md, "Transcriptions").
 
 * ``single-shooting``: the weights are the only variables; states are simulated.
 * ``multiple-shooting``: the states x_k^i are variables too, tied by x_{k+1}^i = f_k(x_k^i, w).

@@ -47,10 +47,12 @@ class NLP:
 
     @property
     def n_variables(self) -> int:
+        """Number of decision variables (entries of ``x``)."""
         return int(self.x.numel())
 
     @property
     def n_constraints(self) -> int:
+        """Number of constraints (entries of ``g``; 0 for single shooting)."""
         return int(self.g.numel())
 
     def jacobian_nnz(self) -> int:
@@ -158,9 +160,11 @@ class LazyFunctions(dict):
         return v
 
     def get(self, key, default=None):
+        """The value of ``key``, built on first access, or ``default``."""
         return self[key] if key in self else default
 
     def materialized(self) -> dict:
+        """A plain dict with every builder called."""
         return {k: self[k] for k in self}
 
 
