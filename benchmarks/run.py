@@ -12,8 +12,10 @@ Rows
 * ``P1 cli``: ``ocp-resnet solve`` on the canonical problem (two spirals n=200, N=10 single tanh
   blocks, width 2, bce, γ=1/11, λ=1e-4, tol 1e-8), process start included.
 * ``canonical ms/ss``: build / solve / iterations / time per iteration / peak RSS through the API.
-* ``baseline ms/ss``: ../shared/baselines/naive_opti_resnet.py on the same problem (its objective
-  weights the terminal loss by γ too, ours by 1: the problems differ slightly, the sizes do not).
+* ``baseline ms/ss`` (only with ``--baseline SCRIPT``): a reference implementation of the same
+  problem, run as ``python SCRIPT 200 10 2 ms|ss`` and timed as a whole process; it must print a
+  line starting with ``ms `` / ``ss ``. (The naive CasADi Opti script the first performance numbers
+  in docs/performance.md were compared with weighted the terminal loss by γ too, ours by 1.)
 * ``series``: n × N with ``--series-iters`` IPOPT iterations each (time per iteration vs n·N), for
   the P2 path (single shooting + L-BFGS, width 4) and exact-Hessian multiple shooting (width 2).
 * ``torch adam``: full-batch Adam (lr ``--adam-lr``) on the same objective from the same initial
@@ -32,7 +34,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BASELINE = HERE.parent.parent / "shared" / "baselines" / "naive_opti_resnet.py"
 CANON = dict(n=200, N=10, width=2, tol=1e-8)
 P1_CMD = ["ocp-resnet", "solve", "--dataset", "spirals", "--n-samples", "200", "--blocks", "10", "--width", "2",
           "--loss", "bce", "--gamma", "0.0909090909", "--weight-decay", "1e-4", "--tol", "1e-8", "--quiet",
@@ -179,7 +180,8 @@ def main(argv=None) -> int:
     ap.add_argument("--p2-hessian", default="lbfgs", help="Hessian of the P2 solve (default lbfgs)")
     ap.add_argument("--p2-ipopt", action="append", default=[], metavar="NAME=VALUE",
                     help="IPOPT option for the P2 solve, e.g. limited_memory_max_history=30 (repeatable)")
-    ap.add_argument("--no-baseline", action="store_true", help="skip the baseline script")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="a reference script to time on the canonical problem (python SCRIPT 200 10 2 ms|ss)")
     ap.add_argument("--no-torch", action="store_true", help="skip torch Adam and P3")
     ap.add_argument("--adam-lr", type=float, default=1e-2)
     ap.add_argument("--adam-time", type=float, default=180.0, help="give up Adam after this many seconds")
@@ -213,9 +215,9 @@ def main(argv=None) -> int:
         print(ipopt_row(f"ours {method}", r), flush=True)
 
     base = {}
-    if not args.no_baseline and BASELINE.exists():
+    if args.baseline is not None:
         for mode in (("ms",) if args.quick else ("ms", "ss")):
-            wall, cpu, text = run_timed([sys.executable, str(BASELINE), "200", "10", "2", mode], args.point_timeout)
+            wall, cpu, text = run_timed([sys.executable, str(args.baseline), "200", "10", "2", mode], args.point_timeout)
             line = next((l for l in text.splitlines() if l.startswith(mode + " ")), text.strip()[-120:])
             base[mode] = (wall, cpu)
             print(f"| baseline {mode} (process) | | | | | {fmt(wall)} ({fmt(cpu)}) | | `{line}` | |", flush=True)
