@@ -143,8 +143,8 @@ def test_ctrl_c_stops_the_whole_sweep_and_resume_reruns_the_point(tmp_path, monk
     real = sweep_mod._solve_point
     calls = []
 
-    def interrupted_second(problem, seed, backend, solver, log):
-        weights, metrics, stats = real(problem, seed, backend, solver, log)
+    def interrupted_second(problem, seed, settings, log, restarts=1):
+        weights, metrics, stats = real(problem, seed, settings, log, restarts)
         calls.append(seed)
         if len(calls) == 2:
             metrics = {**metrics, "status": "interrupted", "success": False}
