@@ -37,6 +37,7 @@ class SerialExecutor(Executor):
     _max_workers = 1
 
     def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:
+        """Run ``fn(*args, **kwargs)`` now; its result or exception in a finished Future."""
         fut: Future = Future()
         try:
             fut.set_result(fn(*args, **kwargs))

@@ -47,14 +47,17 @@ class ConvBlockAnalysis(BlockAnalysis):
 
     @property
     def val_reach_block(self) -> int | None:
+        """First stage k whose validation accuracy reaches the final one (None without validation data)."""
         return None if self.val_stage_accuracy is None else first_reach(self.val_stage_accuracy)
 
     def to_dict(self) -> dict[str, Any]:
+        """The analysis as a JSON-ready dict, with the reach blocks."""
         d = super().to_dict()
         d["reach_block"], d["val_reach_block"] = self.reach_block, self.val_reach_block
         return d
 
     def format(self) -> str:
+        """A per-block table with training (and validation) stage numbers."""
         val = self.val_stage_accuracy is not None
         head = (f"{'k':>3} {'|w_k|':>10} {'RMS|F_k|':>10} {'rel':>9} {'loss':>11} {'acc':>6}"
                 + (f" {'val loss':>11} {'val acc':>7}" if val else ""))
@@ -365,9 +368,11 @@ class ConvPruneReport:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as a JSON-ready dict (``prune.json``)."""
         return asdict(self)
 
     def format(self) -> str:
+        """The report as text lines."""
         def acc(v: float | None) -> str:
             return "n/a" if v is None else f"{v:.4f}"
 

@@ -108,9 +108,11 @@ class PruneReport:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as a JSON-ready dict (``prune.json``)."""
         return asdict(self)
 
     def format(self) -> str:
+        """The report as text lines."""
         lines = [
             f"blocks_before {self.blocks_before}  blocks_after {self.blocks_after}  "
             f"(removed {self.removed or 'none'}; reduced to projection {self.projection_only or 'none'})",

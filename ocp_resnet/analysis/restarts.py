@@ -30,6 +30,7 @@ class RestartRecord:
     collapsed: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The record as a JSON-ready dict."""
         return dict(self.__dict__)
 
 
