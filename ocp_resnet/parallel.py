@@ -176,7 +176,8 @@ def imap(ex: Executor, fn: Callable, tasks: Iterable[Sequence[Any]], stop: Any =
 
 
 @contextmanager
-def run_ordered(fn: Callable, tasks: Iterable[Sequence[Any]], jobs: int = 1, scheduler: Any = None) -> Iterator[Iterator[Any]]:
+def run_ordered(fn: Callable, tasks: Iterable[Sequence[Any]], jobs: int = 1,
+                scheduler: Any = None) -> Iterator[Iterator[Any]]:
     """``fn(*task)`` for every task on the executor of ``jobs``/``scheduler``, results in task order.
 
     The executor starts on entering (a Dask scheduler that cannot be reached fails before the

@@ -432,12 +432,13 @@ def prune_conv_run(run_dir: Any, tol: float = DEFAULT_TOL, blocks: Iterable[int]
         mt = _model(net.spec, weights)
         ev = conv_evaluation(mt, *d.train, d.objective, d.n_classes, gradient=False)
         vev = conv_evaluation(mt, *d.val, d.objective, d.n_classes, gradient=False) if d.val is not None else None
-        report.finetune = _finetune_info(finetune, solver, "not written", ev.stage_accuracy[-1],
+        report.finetune = _finetune_info(finetune, solver.get("optimizer"), "not written", ev.stage_accuracy[-1],
                                          None if vev is None else vev.stage_accuracy[-1], trainer.train_time_s_)
     return report, replace(net, weights=dict(weights))
 
 
-def _conv_cut(spec: Any, an: ConvBlockAnalysis, blocks: Iterable[int] | None, force: bool) -> tuple[list[int], list[int]]:
+def _conv_cut(spec: Any, an: ConvBlockAnalysis, blocks: Iterable[int] | None,
+              force: bool) -> tuple[list[int], list[int]]:
     """(blocks to prune, those of them that have not vanished); the latter only with ``force``."""
     cut = an.vanished if blocks is None else sorted({int(k) for k in blocks})
     bad = [k for k in cut if not 0 <= k < spec.n_blocks]
@@ -498,8 +499,8 @@ def _write_pruned_conv(out: Any, run: Any, d: ConvRunData, net: PrunedConvNetwor
 
     def files(metrics: Mapping[str, Any]) -> dict[str, Any]:
         if finetune:
-            report.finetune = _finetune_info(finetune, solver, metrics["status"], metrics["train_accuracy"],
-                                             metrics["val_accuracy"], metrics["solve_time_s"])
+            report.finetune = _finetune_info(finetune, solver.get("optimizer"), metrics["status"],
+                                             metrics["train_accuracy"], metrics["val_accuracy"], metrics["solve_time_s"])
         return {"prune.json": report.to_dict()}
 
     write_conv_run(
@@ -509,7 +510,8 @@ def _write_pruned_conv(out: Any, run: Any, d: ConvRunData, net: PrunedConvNetwor
         extra_files=files, overwrite=overwrite)
 
 
-def _finetune_info(epochs: int, solver: Mapping[str, Any], status: str, train_acc: float, val_acc: float | None,
+def _finetune_info(epochs: int, optimizer: str | None, status: str, train_acc: float, val_acc: float | None,
                    time_s: float) -> dict[str, Any]:
-    return {"epochs": epochs, "optimizer": solver.get("optimizer"), "status": status, "train_accuracy": train_acc,
+    """The ``finetune`` entry of the conv prune report."""
+    return {"epochs": epochs, "optimizer": optimizer, "status": status, "train_accuracy": train_acc,
             "val_accuracy": val_acc, "time_s": time_s}

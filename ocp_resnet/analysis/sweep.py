@@ -262,7 +262,8 @@ def run_sweep(
     settings = solver_settings(backend, solver)
     sw = _Sweep(Path(out), settings, tol, config, val, log)
     if sw.out.exists() and not (resume or overwrite):
-        raise ValidationError(f"{out} already exists: pass --resume to continue that sweep, --overwrite, or another --out")
+        raise ValidationError(f"{out} already exists: pass --resume to continue that sweep, --overwrite, "
+                              "or another --out")
     grid = [(g, n, s) for g in gammas for n in blocks for s in seeds]
     problems = [grid_problem(base, g, n) for g, n, _ in grid]
     done = [resume and _finished(sw.run_dir(*p)) for p in grid]
