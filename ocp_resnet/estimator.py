@@ -53,6 +53,7 @@ class OCPResNetClassifier(ClassifierMixin, BaseEstimator):
         self.vanish_tol = vanish_tol
 
     def fit(self, X: Any, y: Any) -> "OCPResNetClassifier":
+        """Build the stage-cost problem on (X, y), solve it (best of ``restarts``) and analyse the solution."""
         from .analysis.blocks import analyze
         from .analysis.collapse import collapse_record
         from .analysis.restarts import solve_restarts
@@ -110,6 +111,7 @@ class OCPResNetClassifier(ClassifierMixin, BaseEstimator):
         return e / e.sum(axis=1, keepdims=True)
 
     def predict(self, X: Any) -> np.ndarray:
+        """Predicted class labels."""
         d = self.decision_function(X)
         return self.classes_[(d > 0).astype(int) if d.ndim == 1 else np.argmax(d, axis=1)]
 

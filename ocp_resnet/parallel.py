@@ -37,6 +37,7 @@ class SerialExecutor(Executor):
     _max_workers = 1
 
     def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:
+        """Run ``fn(*args, **kwargs)`` now; its result or exception in a finished Future."""
         fut: Future = Future()
         try:
             fut.set_result(fn(*args, **kwargs))
@@ -172,3 +173,18 @@ def imap(ex: Executor, fn: Callable, tasks: Iterable[Sequence[Any]], stop: Any =
     finally:
         for f in pending.values():
             f.cancel()
+
+
+@contextmanager
+def run_ordered(fn: Callable, tasks: Iterable[Sequence[Any]], jobs: int = 1,
+                scheduler: Any = None) -> Iterator[Iterator[Any]]:
+    """``fn(*task)`` for every task on the executor of ``jobs``/``scheduler``, results in task order.
+
+    The executor starts on entering (a Dask scheduler that cannot be reached fails before the
+    caller writes anything); nothing is submitted before the first result is asked for. Ctrl-C
+    inside the block stops submitting and still yields what is in flight (:func:`imap`).
+    """
+    from ._iteration import StopOnSigint
+
+    with executor(jobs, scheduler) as ex, StopOnSigint() as stop:
+        yield imap(ex, fn, tasks, stop)

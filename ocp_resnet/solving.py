@@ -40,19 +40,9 @@ def solve_with_restarts(problem: Any, options: Any, method: str, *, init: Any = 
 
 def extra_metrics(problem: Any, sol: Any, records: list, val: Any, tol: float = 1e-3) -> dict[str, Any]:
     """``vanished``, ``recommended_depth``, ``collapsed``/``linear_loss``, ``restarts`` and ``val_*``."""
-    from .analysis.blocks import analyze
-    from .analysis.collapse import solution_collapse_record
+    from .analysis.restarts import solution_metrics
 
-    an = analyze(problem, sol.w, tol)
-    out: dict[str, Any] = {"vanished": an.vanished, "recommended_depth": an.recommended_depth}
-    out.update(solution_collapse_record(problem, sol))
-    if records:
-        out["restarts"] = [r.to_dict() for r in records]
-    if val is not None:
-        from .validation import validation_metrics
-
-        out.update(validation_metrics(problem, sol.w, val))
-    return out
+    return solution_metrics(problem, sol, records, val, tol=tol)
 
 
 def extra_files(val: Any) -> dict[str, Any]:

@@ -38,9 +38,10 @@ def split(data: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Datas
 
 def validation_metrics(problem: Any, weights: Any, val: Dataset) -> dict[str, Any]:
     """``val_*`` fields of ``metrics.json``: stage losses/accuracies of ``weights`` on ``val``."""
+    from .evaluation import evaluate
     from .problem import Problem
 
-    ev = Problem(problem.spec, problem.objective, val).evaluate(weights)
+    ev = evaluate(Problem(problem.spec, problem.objective, val), weights, gradient=False)
     return {"val_n_samples": val.n_samples, "val_loss": ev.final_loss, "val_accuracy": ev.stage_accuracy[-1],
             "val_stage_losses": ev.stage_losses, "val_stage_accuracy": ev.stage_accuracy}
 

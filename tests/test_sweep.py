@@ -125,6 +125,35 @@ def test_torch_sweep_and_fine_tune(tmp_path) -> None:
     assert Run(tmp_path / "p").problem().spec.n_blocks == 0
 
 
+def test_typed_settings_give_the_dict_sweep(tmp_path) -> None:
+    """run_sweep takes SolverSettings (typed IPOPT options); an option dict is the same sweep."""
+    import json
+
+    from ocp_resnet.analysis.settings import SolverSettings
+
+    typed = SolverSettings(method="multiple-shooting", ipopt=IpoptOptions(tol=1e-8, max_iter=500, hessian="exact"))
+    a = run_sweep(_base(), [0.5], [1], [0], tmp_path / "a", solver=typed)
+    b = run_sweep(_base(), [0.5], [1], [0], tmp_path / "b", solver={**FAST, "hessian": "exact"})
+    assert [r["objective"] for r in a] == [r["objective"] for r in b]
+    recorded = json.loads((tmp_path / "a" / "sweep.json").read_text())["solver"]
+    assert recorded == {**FAST, "hessian": "exact"}
+    assert SolverSettings.from_mapping("casadi", recorded) == typed
+    with pytest.raises(ValidationError, match="does not match"):
+        run_sweep(_base(), [0.5], [1], [0], tmp_path / "c", backend="torch", solver=typed)
+
+
+def test_torch_settings_record_round_trip() -> None:
+    pytest.importorskip("torch")
+    from ocp_resnet.analysis.settings import SolverSettings
+
+    s = SolverSettings.from_mapping("torch", {"optimizer": "lbfgs", "epochs": 5, "lr": None, "batch_size": 0,
+                                              "threads": 1, "momentum": 0.5, "unrelated": "ignored"})
+    assert s.backend == "torch" and s.train.epochs == 5 and s.threads == 1
+    assert s.record() == {"optimizer": "lbfgs", "epochs": 5, "lr": None, "batch_size": 0, "threads": 1,
+                          "momentum": 0.5}
+    assert SolverSettings.from_mapping("torch", s.record()) == s
+
+
 def test_resume_refuses_other_flags(tmp_path) -> None:
     out = tmp_path / "r"
     run_sweep(_base(), [0.0], [1], [0], out, solver=FAST)
@@ -143,8 +172,8 @@ def test_ctrl_c_stops_the_whole_sweep_and_resume_reruns_the_point(tmp_path, monk
     real = sweep_mod._solve_point
     calls = []
 
-    def interrupted_second(problem, seed, backend, solver, log):
-        weights, metrics, stats = real(problem, seed, backend, solver, log)
+    def interrupted_second(problem, seed, settings, log, restarts=1):
+        weights, metrics, stats = real(problem, seed, settings, log, restarts)
         calls.append(seed)
         if len(calls) == 2:
             metrics = {**metrics, "status": "interrupted", "success": False}

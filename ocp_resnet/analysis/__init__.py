@@ -7,6 +7,7 @@
 * :mod:`.costates` — costates p_k, stage-Hamiltonian gradients, multipliers as costates (:func:`costates`).
 * :mod:`.path` — warm-started γ paths (:func:`~.path.path`, :func:`run_path`);
 * :mod:`.restarts` — best of several initial weights (:func:`solve_restarts`);
+* :mod:`.settings` — the back-end and typed options of their solves (:class:`SolverSettings`);
 * :mod:`.collapse` — is a run no better than the best linear classifier (:func:`linear_loss`).
 * :mod:`.conv` / :mod:`.conv_sweep` — the same for conv ResNet-v2 runs (:func:`analyze_conv_run`,
   :func:`prune_conv_run`, :func:`run_conv_sweep`).
@@ -23,6 +24,7 @@ from .sweep import grid_problem, read_csv, run_sweep, summarize
 from .collapse import collapse_record, is_collapsed, linear_loss
 from .path import run_path  # (the function `path` is ocp_resnet.path: the name here is the module)
 from .restarts import RestartRecord, solve_restarts
+from .settings import SolverSettings
 
 __all__ = [
     "DEFAULT_TOL", "BlockAnalysis", "analyze", "analyze_run", "tail_to_head_ratio",
@@ -31,6 +33,7 @@ __all__ = [
     "PrunedNetwork", "PruneReport", "prune_network", "prune_problem", "prune_run",
     "grid_problem", "read_csv", "run_sweep", "summarize",
     "collapse_record", "is_collapsed", "linear_loss", "run_path", "RestartRecord", "solve_restarts",
+    "SolverSettings",
     "ConvBlockAnalysis", "ConvPruneReport", "analyze_conv", "analyze_conv_run", "prune_conv_network", "prune_conv_run",
     "read_conv_csv", "run_conv_sweep",
 ]

@@ -2,7 +2,7 @@
 
 Works on any run directory (CasADi or torch: the weights have the same names) or on a
 :class:`~ocp_resnet.problem.Problem` and weights. All numbers come from
-:meth:`Problem.evaluate`, so they are computed one way only.
+:func:`ocp_resnet.evaluation.evaluate`, so they are computed one way only.
 
 Definitions (N blocks, block norms ``b_k`` = ‖branch weights of block k‖₂, RMS residual
 outputs ``r_k`` = sqrt(mean_i ‖F_k(x_k^i)‖²)):
@@ -27,6 +27,7 @@ import numpy as np
 from .. import architecture as arch
 from .._ops import NUMPY
 from ..errors import check_float
+from ..evaluation import evaluate
 
 DEFAULT_TOL = 1e-3
 DEFAULT_LOSS_RTOL = 1e-2
@@ -114,6 +115,7 @@ class BlockAnalysis:
 
     @property
     def n_vanished(self) -> int:
+        """How many blocks have vanished."""
         return len(self.vanished)
 
     @property
@@ -122,6 +124,7 @@ class BlockAnalysis:
         return self.n_blocks - len(self.vanished)
 
     def to_dict(self) -> dict[str, Any]:
+        """The analysis as a JSON-ready dict."""
         d = asdict(self)
         d["n_vanished"] = self.n_vanished
         d["n_active"] = self.n_active
@@ -169,7 +172,7 @@ def analyze(
     check_float("loss_rtol", loss_rtol, 0.0)
     check_float("loss_atol", loss_atol, 0.0)
     spec = problem.spec
-    ev = problem.evaluate(weights)
+    ev = evaluate(problem, weights, gradient=False)
     van = vanished_blocks(spec, ev.block_norms, ev.residual_norms, tol)
     return BlockAnalysis(
         n_blocks=spec.n_blocks,

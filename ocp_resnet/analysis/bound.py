@@ -17,8 +17,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import ValidationError
+from ..status import Status
 
-OK_STATUSES = ("success", "acceptable")
+OK_STATUSES = (Status.SUCCESS.value, Status.ACCEPTABLE.value)
 
 
 @dataclass
@@ -48,12 +49,15 @@ class BoundReport:
 
     @property
     def violations(self) -> list[BoundCheck]:
+        """The checks whose deep objective exceeds the bound."""
         return [c for c in self.checks if c.violated]
 
     def to_rows(self) -> list[dict[str, Any]]:
+        """One dict per check (the rows of ``bound.csv``)."""
         return [asdict(c) for c in self.checks]
 
     def format(self, limit: int = 20) -> str:
+        """The violations as text (at most ``limit`` rows)."""
         v = self.violations
         lines = [
             f"bound J_N <= J_M* + sum_(k=M..N-1) gamma_k L_M: {len(self.checks)} comparisons, "

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import check_float
+from ..status import Status
 
 #: Default relative tolerance of the collapse test.
 COLLAPSE_RTOL = 1e-6
@@ -72,7 +73,7 @@ def solution_collapse_record(problem: Any, sol: Any, rtol: float = COLLAPSE_RTOL
     """:func:`collapse_record` of a Solution; ``None`` fields for an interrupted one: it is no
     optimum, and the reference is an IPOPT solve of its own, which an interrupted command must
     not wait for (an abandoned IPOPT thread may still be finishing its iteration)."""
-    if sol.status.value == "interrupted":
+    if sol.status == Status.INTERRUPTED:
         return {"collapsed": None, "linear_loss": None}
     return collapse_record(problem, sol.evaluation.final_loss, rtol)
 

@@ -47,14 +47,17 @@ class ConvBlockAnalysis(BlockAnalysis):
 
     @property
     def val_reach_block(self) -> int | None:
+        """First stage k whose validation accuracy reaches the final one (None without validation data)."""
         return None if self.val_stage_accuracy is None else first_reach(self.val_stage_accuracy)
 
     def to_dict(self) -> dict[str, Any]:
+        """The analysis as a JSON-ready dict, with the reach blocks."""
         d = super().to_dict()
         d["reach_block"], d["val_reach_block"] = self.reach_block, self.val_reach_block
         return d
 
     def format(self) -> str:
+        """A per-block table with training (and validation) stage numbers."""
         val = self.val_stage_accuracy is not None
         head = (f"{'k':>3} {'|w_k|':>10} {'RMS|F_k|':>10} {'rel':>9} {'loss':>11} {'acc':>6}"
                 + (f" {'val loss':>11} {'val acc':>7}" if val else ""))
@@ -333,12 +336,9 @@ def write_conv_run(out: Any, *, config: Mapping[str, Any], spec: Any, objective:
 
 def train_options(solver: Mapping[str, Any], **override: Any) -> Any:
     """TrainOptions from a run's ``config['solver']`` (what train recorded), with overrides."""
-    from ..torch import TrainOptions
-    from ._torch_bridge import TRAIN_KEYS
+    from .settings import SolverSettings
 
-    kw = {k: solver[k] for k in TRAIN_KEYS + ("seed",) if k in solver and solver[k] is not None}
-    kw.update(override)
-    return TrainOptions(**kw)
+    return replace(SolverSettings.from_mapping("torch", solver).train, **override)
 
 
 # ------------------------------------------------------------------------------ prune
@@ -368,9 +368,11 @@ class ConvPruneReport:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as a JSON-ready dict (``prune.json``)."""
         return asdict(self)
 
     def format(self) -> str:
+        """The report as text lines."""
         def acc(v: float | None) -> str:
             return "n/a" if v is None else f"{v:.4f}"
 
@@ -403,10 +405,6 @@ def prune_conv_run(run_dir: Any, tol: float = DEFAULT_TOL, blocks: Iterable[int]
     """Prune a conv run's vanished blocks (or ``blocks``; non-vanished ones need ``force``),
     compare outputs, optionally fine-tune ``finetune`` epochs (the run's optimizer settings,
     learning rate ``lr`` if given), and write a conv run directory."""
-    import torch
-
-    from ..torch import Trainer
-    from ..torch.train import resolve_dtype
     from ..runs import check_target
 
     run, d = load_conv_run(run_dir)
@@ -416,24 +414,57 @@ def prune_conv_run(run_dir: Any, tol: float = DEFAULT_TOL, blocks: Iterable[int]
     if write:
         check_target(out, overwrite)
     an = analyze_conv(d.spec, d.objective, run.weights, d.n_classes, d.train, d.val, tol)
+    cut, forced = _conv_cut(d.spec, an, blocks, force)
+    net = prune_conv_network(d.spec, d.objective, run.weights, cut)
+    report = _conv_report(d, run.weights, net, an, cut, forced)
+    solver = dict(run.config.get("solver", {}))
+    weights, trainer = net.weights, None
+    if finetune:
+        opts = train_options(solver, epochs=finetune, progress=False, **({} if lr is None else {"lr": lr}))
+        weights, trainer = _finetune(net, d, opts, log)
+        solver.update(opts.to_dict())
+    if write:
+        report.out = str(out)
+        _write_pruned_conv(out, run, d, net, an, forced, finetune, solver, weights, trainer, report, overwrite)
+    elif finetune:
+        from ..torch.evaluate import conv_evaluation
+
+        mt = _model(net.spec, weights)
+        ev = conv_evaluation(mt, *d.train, d.objective, d.n_classes, gradient=False)
+        vev = conv_evaluation(mt, *d.val, d.objective, d.n_classes, gradient=False) if d.val is not None else None
+        report.finetune = _finetune_info(finetune, solver.get("optimizer"), "not written", ev.stage_accuracy[-1],
+                                         None if vev is None else vev.stage_accuracy[-1], trainer.train_time_s_)
+    return report, replace(net, weights=dict(weights))
+
+
+def _conv_cut(spec: Any, an: ConvBlockAnalysis, blocks: Iterable[int] | None,
+              force: bool) -> tuple[list[int], list[int]]:
+    """(blocks to prune, those of them that have not vanished); the latter only with ``force``."""
     cut = an.vanished if blocks is None else sorted({int(k) for k in blocks})
-    bad = [k for k in cut if not 0 <= k < d.spec.n_blocks]
+    bad = [k for k in cut if not 0 <= k < spec.n_blocks]
     if bad:
-        raise ValidationError(f"blocks {bad} do not exist: the network has blocks 0..{d.spec.n_blocks - 1}")
-    forced = [k for k in cut if k not in an.vanished and d.spec.has_branch(k)]
+        raise ValidationError(f"blocks {bad} do not exist: the network has blocks 0..{spec.n_blocks - 1}")
+    forced = [k for k in cut if k not in an.vanished and spec.has_branch(k)]
     if forced and not force:
         rel = ", ".join(f"{k} ({an.rel_residual_norms[k]:.2e})" for k in forced)
         raise ValidationError(
             f"blocks {rel} have not vanished (relative RMS residual output > tol {an.tol:g}): pruning them changes the "
             "network; pass --force to prune them anyway (with --finetune to retrain), or prune only vanished blocks")
-    net = prune_conv_network(d.spec, d.objective, run.weights, cut)
-    m0, m1 = _model(d.spec, run.weights), _model(net.spec, net.weights)
+    return cut, forced
+
+
+def _conv_report(d: ConvRunData, weights: Mapping[str, Any], net: PrunedConvNetwork, an: ConvBlockAnalysis,
+                 cut: list[int], forced: list[int]) -> ConvPruneReport:
+    """Output change, accuracies, size and forward time of the pruned conv net against the original."""
+    import torch
+
+    m0, m1 = _model(d.spec, weights), _model(net.spec, net.weights)
     ch_tr, acc0, acc1 = _max_change(m0, m1, *d.train, d.objective)
     ch_va = va0 = va1 = None
     if d.val is not None:
         ch_va, va0, va1 = _max_change(m0, m1, *d.val, d.objective)
     bench = d.val[0] if d.val is not None else d.train[0]
-    f0, f1 = forward_times([_model(d.spec, run.weights, torch.float32), _model(net.spec, net.weights, torch.float32)],
+    f0, f1 = forward_times([_model(d.spec, weights, torch.float32), _model(net.spec, net.weights, torch.float32)],
                            bench)
     report = ConvPruneReport(
         tol=an.tol, blocks_before=d.spec.n_blocks, blocks_after=net.spec.n_blocks, removed=net.removed,
@@ -445,42 +476,42 @@ def prune_conv_run(run_dir: Any, tol: float = DEFAULT_TOL, blocks: Iterable[int]
     if not cut:
         report.notes.append(f"no block has vanished at tol {an.tol:g}: the pruned network is the original one "
                             "(see 'ocp-resnet analyze' for the relative residual norms, or raise --tol)")
-    solver = dict(run.config.get("solver", {}))
-    weights, trainer = net.weights, None
-    if finetune:
-        opts = train_options(solver, epochs=finetune, progress=False, **({} if lr is None else {"lr": lr}))
-        model = _model(net.spec, net.weights, resolve_dtype(opts.dtype))
-        trainer = Trainer(net.objective, d.n_classes, opts, log=log).fit(model, *d.train, val=d.val)
-        weights = model.weights()
-        solver.update(opts.to_dict())
-    if write:
-        report.out = str(out)
-        config = {**run.config, "command": "prune", "solver": solver, "pruned_from": str(run.path),
-                  "pruning": {"tol": an.tol, "removed": net.removed, "projection_only": net.projection_only,
-                              "origin": net.origin, "forced": forced, "finetune_epochs": finetune}}
-        def files(metrics: Mapping[str, Any]) -> dict[str, Any]:
-            if finetune:
-                report.finetune = _finetune_info(finetune, solver, metrics["status"], metrics["train_accuracy"],
-                                                 metrics["val_accuracy"], metrics["solve_time_s"])
-            return {"prune.json": report.to_dict()}
-
-        write_conv_run(
-            out, config=config, spec=net.spec, objective=net.objective, weights=weights, n_classes=d.n_classes,
-            train=d.train, val=d.val, trainer=trainer,
-            extra_metrics={"pruned": True, "pruned_from": str(run.path), "method": solver.get("optimizer")},
-            extra_files=files, overwrite=overwrite)
-    elif finetune:
-        from ..torch.evaluate import conv_evaluation
-
-        mt = _model(net.spec, weights)
-        ev = conv_evaluation(mt, *d.train, d.objective, d.n_classes, gradient=False)
-        vev = conv_evaluation(mt, *d.val, d.objective, d.n_classes, gradient=False) if d.val is not None else None
-        report.finetune = _finetune_info(finetune, solver, "not written", ev.stage_accuracy[-1],
-                                         None if vev is None else vev.stage_accuracy[-1], trainer.train_time_s_)
-    return report, replace(net, weights=dict(weights))
+    return report
 
 
-def _finetune_info(epochs: int, solver: Mapping[str, Any], status: str, train_acc: float, val_acc: float | None,
+def _finetune(net: PrunedConvNetwork, d: ConvRunData, opts: Any, log: Any) -> tuple[dict[str, np.ndarray], Any]:
+    """Train the pruned conv net with ``opts``; returns (weights, trainer)."""
+    from ..torch import Trainer
+    from ..torch.train import resolve_dtype
+
+    model = _model(net.spec, net.weights, resolve_dtype(opts.dtype))
+    trainer = Trainer(net.objective, d.n_classes, opts, log=log).fit(model, *d.train, val=d.val)
+    return model.weights(), trainer
+
+
+def _write_pruned_conv(out: Any, run: Any, d: ConvRunData, net: PrunedConvNetwork, an: ConvBlockAnalysis,
+                       forced: list[int], finetune: int, solver: Mapping[str, Any], weights: Mapping[str, Any],
+                       trainer: Any, report: ConvPruneReport, overwrite: bool) -> None:
+    """The pruned conv run directory, with ``prune.json`` (the report, fine-tuning included)."""
+    config = {**run.config, "command": "prune", "solver": solver, "pruned_from": str(run.path),
+              "pruning": {"tol": an.tol, "removed": net.removed, "projection_only": net.projection_only,
+                          "origin": net.origin, "forced": forced, "finetune_epochs": finetune}}
+
+    def files(metrics: Mapping[str, Any]) -> dict[str, Any]:
+        if finetune:
+            report.finetune = _finetune_info(finetune, solver.get("optimizer"), metrics["status"],
+                                             metrics["train_accuracy"], metrics["val_accuracy"], metrics["solve_time_s"])
+        return {"prune.json": report.to_dict()}
+
+    write_conv_run(
+        out, config=config, spec=net.spec, objective=net.objective, weights=weights, n_classes=d.n_classes,
+        train=d.train, val=d.val, trainer=trainer,
+        extra_metrics={"pruned": True, "pruned_from": str(run.path), "method": solver.get("optimizer")},
+        extra_files=files, overwrite=overwrite)
+
+
+def _finetune_info(epochs: int, optimizer: str | None, status: str, train_acc: float, val_acc: float | None,
                    time_s: float) -> dict[str, Any]:
-    return {"epochs": epochs, "optimizer": solver.get("optimizer"), "status": status, "train_accuracy": train_acc,
+    """The ``finetune`` entry of the conv prune report."""
+    return {"epochs": epochs, "optimizer": optimizer, "status": status, "train_accuracy": train_acc,
             "val_accuracy": val_acc, "time_s": time_s}

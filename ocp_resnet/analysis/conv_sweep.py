@@ -31,6 +31,7 @@ LIST_COLUMNS = ("stage_losses", "block_norms", "stage_accuracy", "val_stage_accu
 
 
 def run_name(gamma: float, stage_blocks: Sequence[int], seed: int) -> str:
+    """The run directory name of one conv grid point."""
     return f"gamma{gamma:g}-B{'-'.join(map(str, stage_blocks))}-seed{seed}"
 
 
@@ -160,6 +161,7 @@ def summarize_conv(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def format_conv_summary(summary: Sequence[Mapping[str, Any]], markdown: bool = False) -> str:
+    """A text (or markdown) table of :func:`summarize_conv` output."""
     head = ["gamma", "stage blocks", "runs", "vanished mean ± std (min–max)", "reach block mean",
             "train acc", "val acc", "rec. depth", "median relative RMS residual per block"]
     body = [[f"{s['gamma']:g}", s["stage_blocks"], str(s["runs"]),

@@ -40,7 +40,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -85,6 +85,7 @@ class Costates:
 
     @property
     def n_blocks(self) -> int:
+        """N, the number of blocks."""
         return len(self.p) - 1
 
     @property
@@ -121,6 +122,7 @@ class Costates:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """Norms and summary numbers as a JSON-ready dict (``costates.json``)."""
         d: dict[str, Any] = {
             "convention": CONVENTION,
             "n_samples": int(self.p[0].shape[1]),

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..errors import ValidationError, check_float, check_int
+from ..solvers import IpoptOptions
+from ..status import Status
 from .blocks import DEFAULT_TOL, analyze
 from .restarts import RestartRecord, best_index, record, solve_restarts
 
@@ -41,16 +42,15 @@ def with_gamma(problem: Any, gamma: float) -> Any:
 
 
 def check_gammas(gammas: Iterable[float]) -> list[float]:
+    """The γ values as floats ≥ 0 (at least one)."""
     gammas = [check_float("gamma", g, 0.0) for g in gammas]
     if not gammas:
         raise ValidationError("a γ path needs at least one γ, e.g. --gammas 0,0.03,0.1,0.3,1")
     return gammas
 
 
-def warm_options(options: Any) -> Any:
+def warm_options(options: IpoptOptions | None) -> IpoptOptions:
     """``options`` with the warm-start IPOPT options added (the user's own settings win)."""
-    from ..solvers import IpoptOptions
-
     options = options or IpoptOptions()
     return replace(options, ipopt={**WARM_START_IPOPT, **dict(options.ipopt)})
 
@@ -59,7 +59,7 @@ def iter_path(
     problem_or_factory: Any,
     gammas: Sequence[float],
     method: str = "multiple-shooting",
-    options: Any = None,
+    options: IpoptOptions | None = None,
     init: Any = "random",
     seed: int = 0,
     restarts: int = 1,
@@ -68,7 +68,7 @@ def iter_path(
     log: Callable[[str], None] | None = None,
 ):
     """Yield ``(gamma, problem, solution, restart_records)`` point by point (see :func:`path`)."""
-    from ..solvers import IpoptOptions, solve
+    from ..solvers import solve
 
     gammas = check_gammas(gammas)
     restarts = check_int("restarts", restarts, 1)
@@ -93,7 +93,7 @@ def iter_path(
             log(f"[{i + 1}/{len(gammas)}] gamma {g:g}: {sol.status.value}, J {sol.objective:.8g}, "
                 f"final loss {sol.evaluation.final_loss:.6g}, {sol.iterations} iterations, {sol.solve_time_s:.2f}s")
         yield g, problem, sol, records
-        if sol.status.value == "interrupted":
+        if sol.status == Status.INTERRUPTED:
             return
         previous = sol
 
@@ -102,7 +102,7 @@ def path(
     problem_or_factory: Any,
     gammas: Sequence[float],
     method: str = "multiple-shooting",
-    options: Any = None,
+    options: IpoptOptions | None = None,
     init: Any = "random",
     seed: int = 0,
     restarts: int = 1,
@@ -127,12 +127,34 @@ def _fmt_gamma(g: float) -> str:
     return f"gamma{g:g}"
 
 
+@dataclass
+class _PathRun:
+    """A written path's fixed inputs: what every point's run directory records."""
+
+    out: Path
+    method: str
+    options: Any
+    init: Any
+    seed: int
+    restarts: int
+    warm_start: bool
+    tol: float
+    val: Any
+    config: Mapping[str, Any] | None
+
+    def solver(self, warm_from: float | None) -> dict[str, Any]:
+        """The ``config.json`` solver record of a point (``warm_from``: the γ it was warm-started from)."""
+        return {"backend": "casadi", "method": self.method, **self.options.to_dict(), "init": str(self.init),
+                "seed": self.seed, "restarts": self.restarts,
+                "warm_start_from": None if warm_from is None else _fmt_gamma(warm_from)}
+
+
 def run_path(
     base: Any,
     gammas: Sequence[float],
     out: str | os.PathLike,
     method: str = "multiple-shooting",
-    options: Any = None,
+    options: IpoptOptions | None = None,
     init: Any = "random",
     seed: int = 0,
     restarts: int = 1,
@@ -149,66 +171,73 @@ def run_path(
     ``val`` (a Dataset) adds held-out stage losses/accuracies to every point's metrics.
     Returns the ``path.csv`` rows.
     """
-    from ..runs import check_target, multiplier_files, write_run
-    from ..solvers import IpoptOptions
-    from .collapse import solution_collapse_record
+    from ..runs import check_target
     from .sweep import write_csv
 
     gammas = check_gammas(gammas)
     if len(set(gammas)) != len(gammas):
         raise ValidationError("--gammas lists a value twice: every point of a path gets its own run directory")
-    options = options or IpoptOptions()
-    restarts, seed = check_int("restarts", restarts, 1), check_int("init seed", seed, 0)
-    tol = check_float("vanishing tol", tol, 0.0)
-    out = check_target(out, overwrite)  # every input is checked before anything is written
-    if out.exists():  # overwrite: start from an empty directory
-        import shutil
-
-        shutil.rmtree(out)
-    (out / "runs").mkdir(parents=True)
-    with open(out / "path.json", "w") as fh:
-        json.dump({"gammas": gammas, "method": method, "options": options.to_dict(), "init": str(init),
-                   "init_seed": seed, "restarts": restarts, "warm_start": warm_start,
-                   "warm_start_ipopt": WARM_START_IPOPT, "tol": tol, **dict(config or {})}, fh, indent=2, default=str)
+    pr = _PathRun(Path(out), method, options or IpoptOptions(), init, check_int("init seed", seed, 0),
+                  check_int("restarts", restarts, 1), warm_start, check_float("vanishing tol", tol, 0.0), val, config)
+    pr.out = check_target(out, overwrite)  # every input is checked before anything is written
+    _start(pr, gammas)
     rows: list[dict[str, Any]] = []
     analyses = []
-    for g, problem, sol, records in iter_path(base, gammas, method, options, init, seed, restarts, warm_start, tol, log):
-        an = analyze(problem, sol.w, tol)
-        metrics = sol.metrics()
-        metrics.update(solution_collapse_record(problem, sol))
-        metrics.update(vanished=an.vanished, recommended_depth=an.recommended_depth,
-                       warm_started=bool(warm_start and rows))
-        if records:
-            metrics["restarts"] = [r.to_dict() for r in records]
-        extra = multiplier_files(sol)
-        if val is not None:
-            from ..validation import val_data_file, validation_metrics
-
-            metrics.update(validation_metrics(problem, sol.w, val))
-            extra.update(val_data_file(val))
-        rd = out / "runs" / _fmt_gamma(g)
-        cfg = dict(config or {})
-        cfg.update(command="path", architecture=problem.spec.to_dict(), objective=problem.objective.to_dict(),
-                   solver={"backend": "casadi", "method": method, **options.to_dict(), "init": str(init),
-                           "seed": seed, "restarts": restarts,
-                           "warm_start_from": _fmt_gamma(rows[-1]["gamma"]) if rows and warm_start else None})
-        write_run(rd, config=cfg, weights=sol.weights, metrics=metrics, data=problem.data, stats=sol.stats,
-                  extra_files=extra)
-        rows.append({
-            "gamma": g, "objective": sol.objective, "final_loss": sol.evaluation.final_loss,
-            "train_accuracy": sol.evaluation.stage_accuracy[-1], "val_accuracy": metrics.get("val_accuracy", ""),
-            "vanished": " ".join(map(str, an.vanished)), "n_vanished": an.n_vanished,
-            "recommended_depth": an.recommended_depth, "collapsed": metrics["collapsed"],
-            "iterations": sol.iterations, "status": sol.status.value, "solve_time_s": sol.solve_time_s,
-            "rel_block_norms": an.rel_block_norms, "run_dir": str(rd),
-        })
+    for g, problem, sol, records in iter_path(base, gammas, method, pr.options, init, pr.seed, pr.restarts,
+                                              warm_start, pr.tol, log):
+        an = analyze(problem, sol.w, pr.tol)
+        rows.append(_write_point(pr, g, problem, sol, records, an, rows[-1]["gamma"] if rows else None))
         analyses.append(an)
-        write_csv(out / "path.csv", rows, COLUMNS)
-        if sol.status.value == "interrupted":
+        write_csv(pr.out / "path.csv", rows, COLUMNS)
+        if sol.status == Status.INTERRUPTED:
             break
     if plot and rows:
         from ..plotting import plot_gamma_path
 
-        plot_gamma_path([r["gamma"] for r in rows], [a.rel_block_norms for a in analyses], out / "path.png", tol,
-                        collapsed=[bool(r["collapsed"]) for r in rows])
+        plot_gamma_path([r["gamma"] for r in rows], [a.rel_block_norms for a in analyses], pr.out / "path.png",
+                        pr.tol, collapsed=[bool(r["collapsed"]) for r in rows])
     return rows
+
+
+def _start(pr: _PathRun, gammas: Sequence[float]) -> None:
+    """An empty path directory (``overwrite`` checked by the caller) with ``path.json``."""
+    if pr.out.exists():  # overwrite: start from an empty directory
+        import shutil
+
+        shutil.rmtree(pr.out)
+    (pr.out / "runs").mkdir(parents=True)
+    with open(pr.out / "path.json", "w") as fh:
+        json.dump({"gammas": gammas, "method": pr.method, "options": pr.options.to_dict(), "init": str(pr.init),
+                   "init_seed": pr.seed, "restarts": pr.restarts, "warm_start": pr.warm_start,
+                   "warm_start_ipopt": WARM_START_IPOPT, "tol": pr.tol, **dict(pr.config or {})},
+                  fh, indent=2, default=str)
+
+
+def _write_point(pr: _PathRun, g: float, problem: Any, sol: Any, records: list, an: Any,
+                 previous: float | None) -> dict[str, Any]:
+    """Write one point's run directory; returns its ``path.csv`` row (``previous``: the γ before it)."""
+    from ..runs import multiplier_files, write_run
+    from .restarts import solution_metrics
+
+    warm_from = previous if pr.warm_start else None
+    metrics = {**sol.metrics(), **solution_metrics(problem, sol, records, pr.val, analysis=an),
+               "warm_started": warm_from is not None}
+    extra = multiplier_files(sol)
+    if pr.val is not None:
+        from ..validation import val_data_file
+
+        extra.update(val_data_file(pr.val))
+    rd = pr.out / "runs" / _fmt_gamma(g)
+    cfg = dict(pr.config or {})
+    cfg.update(command="path", architecture=problem.spec.to_dict(), objective=problem.objective.to_dict(),
+               solver=pr.solver(warm_from))
+    write_run(rd, config=cfg, weights=sol.weights, metrics=metrics, data=problem.data, stats=sol.stats,
+              extra_files=extra)
+    ev = sol.evaluation
+    return {
+        "gamma": g, "objective": sol.objective, "final_loss": ev.final_loss, "train_accuracy": ev.train_accuracy,
+        "val_accuracy": metrics.get("val_accuracy", ""), "vanished": " ".join(map(str, an.vanished)),
+        "n_vanished": an.n_vanished, "recommended_depth": an.recommended_depth, "collapsed": metrics["collapsed"],
+        "iterations": sol.iterations, "status": sol.status.value, "solve_time_s": sol.solve_time_s,
+        "rel_block_norms": an.rel_block_norms, "run_dir": str(rd),
+    }

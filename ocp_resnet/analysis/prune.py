@@ -9,7 +9,6 @@ exactly zero, every output of the pruned network equals the original one.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -20,6 +19,7 @@ from .. import architecture as arch
 from ..errors import ValidationError
 from ..objective import ObjectiveSpec
 from .blocks import DEFAULT_TOL, analyze, run_problem
+from .settings import SolverSettings
 
 
 @dataclass
@@ -108,9 +108,11 @@ class PruneReport:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as a JSON-ready dict (``prune.json``)."""
         return asdict(self)
 
     def format(self) -> str:
+        """The report as text lines."""
         lines = [
             f"blocks_before {self.blocks_before}  blocks_after {self.blocks_after}  "
             f"(removed {self.removed or 'none'}; reduced to projection {self.projection_only or 'none'})",
@@ -131,10 +133,6 @@ class PruneReport:
         return "\n".join(lines)
 
 
-def _metrics(ev: Any, **extra: Any) -> dict[str, Any]:
-    return {**ev.metrics(), **extra}
-
-
 def torch_available() -> bool:
     """Whether the torch back-end (``ocp_resnet.torch``) exists in this installation."""
     import importlib.util
@@ -145,37 +143,88 @@ def torch_available() -> bool:
         return False
 
 
-def _resolve_casadi(pruned: Any, weights: Mapping[str, Any], solver_cfg: Mapping[str, Any], log: Any) -> tuple[dict, Any, dict]:
-    from ..solvers import IpoptOptions, solve
+@dataclass
+class Resolved:
+    """A re-solve of the pruned network: report line, weights, stats, solver config and extra files."""
 
-    opts = IpoptOptions(
-        tol=float(solver_cfg.get("tol", 1e-8)),
-        max_iter=int(solver_cfg.get("max_iter", 3000)),
-        hessian=str(solver_cfg.get("hessian", "exact")),
-        ipopt=dict(solver_cfg.get("ipopt", {}) or {}),
-    )
-    method = str(solver_cfg.get("method", "multiple-shooting"))
-    sol = solve(pruned, method=method, options=opts, init=dict(weights), log=log)
-    info = {
-        "backend": "casadi",
-        "method": sol.method,
-        "status": sol.status.value,
-        "status_message": sol.status.message,
-        "objective": sol.objective,
-        "accuracy": sol.evaluation.stage_accuracy[-1],
-        "grad_norm": sol.grad_norm,
-        "iterations": sol.iterations,
-        "time_s": sol.build_time_s + sol.solve_time_s,
-    }
-    solver = {"backend": "casadi", "method": method, **opts.to_dict(), "init": "pruned weights"}
-    return info, sol, solver
+    info: dict[str, Any]
+    weights: Mapping[str, Any]
+    stats: dict[str, Any]
+    solver: dict[str, Any]
+    files: dict[str, Any] = field(default_factory=dict)
 
 
-def _resolve_torch(pruned: Any, weights: Mapping[str, Any], solver_cfg: Mapping[str, Any], log: Any) -> tuple[dict, Any, dict]:
+def _info(backend: str, method: str, status: str, objective: float, accuracy: float, grad_norm: Any,
+          iterations: int, time_s: float, **message: str) -> dict[str, Any]:
+    """The ``resolve`` entry of the report (``message``: the status message, IPOPT only)."""
+    return {"backend": backend, "method": method, "status": status, **message, "objective": objective,
+            "accuracy": accuracy, "grad_norm": grad_norm, "iterations": iterations, "time_s": time_s}
+
+
+def _resolve_casadi(pruned: Any, weights: Mapping[str, Any], settings: SolverSettings, log: Any) -> Resolved:
+    """Re-solve with IPOPT, warm-started from the pruned weights."""
+    from ..runs import multiplier_files
+    from ..solvers import solve
+
+    sol = solve(pruned, method=settings.method, options=settings.ipopt, init=dict(weights), log=log)
+    info = _info("casadi", sol.method, sol.status.value, sol.objective, sol.evaluation.train_accuracy,
+                 sol.grad_norm, sol.iterations, sol.build_time_s + sol.solve_time_s,
+                 status_message=sol.status.message)
+    solver = {"backend": "casadi", "method": settings.method, **settings.ipopt.to_dict(), "init": "pruned weights"}
+    return Resolved(info, sol.weights, sol.stats, solver, multiplier_files(sol))
+
+
+def _resolve_torch(pruned: Any, weights: Mapping[str, Any], settings: SolverSettings, log: Any) -> Resolved:
     """Fine-tune through the torch back-end, warm-started from the pruned weights."""
     from . import _torch_bridge
 
-    return _torch_bridge.fine_tune(pruned, weights, solver_cfg, log)
+    t = _torch_bridge.fine_tune(pruned, weights, settings, log)
+    m = t.metrics
+    info = _info("torch", m["method"], m["status"], m["objective"], m["train_accuracy"], m["grad_norm"],
+                 m["iterations"], m["solve_time_s"])
+    return Resolved(info, t.weights, t.stats, t.solver)
+
+
+def resolve_settings(backend: str, solver: Mapping[str, Any]) -> SolverSettings:
+    """The re-solve settings of a run's ``config["solver"]``: its own options, with the defaults
+    of a prune re-solve (IPOPT: exact Hessian; torch: 50 epochs) where the run recorded none."""
+    defaults = {"hessian": "exact"} if backend == "casadi" else {"epochs": 50}
+    return SolverSettings.from_mapping(backend, {**defaults, **solver})
+
+
+def _resolve(pruned: Any, weights: Mapping[str, Any], backend: str, solver: Mapping[str, Any], log: Any) -> Resolved:
+    """Re-solve the pruned network with the back-end and options the run was solved with."""
+    if backend == "torch" and not torch_available():
+        raise ValidationError(
+            "--resolve of a torch run needs the torch back-end (ocp_resnet.torch), which is not "
+            "installed here; prune without --resolve, or re-solve the pruned run with "
+            "'ocp-resnet solve --init PRUNED_RUN_DIR' and matching flags"
+        )
+    settings = resolve_settings(backend, solver)
+    return (_resolve_torch if backend == "torch" else _resolve_casadi)(pruned, weights, settings, log)
+
+
+def prune_report(problem: Any, w: Mapping[str, Any], an: Any, pruned: Any, net: PrunedNetwork) -> PruneReport:
+    """The report of pruning ``net`` out of ``problem`` (weights ``w``, analysis ``an``), with its notes."""
+    from ..evaluation import evaluate
+
+    ev0, ev1 = evaluate(problem, w, gradient=False), evaluate(pruned, net.weights, gradient=False)
+    report = PruneReport(
+        tol=an.tol, blocks_before=problem.spec.n_blocks, blocks_after=net.spec.n_blocks, removed=net.removed,
+        projection_only=net.projection_only, objective_before=ev0.objective, objective_after=ev1.objective,
+        accuracy_before=ev0.train_accuracy, accuracy_after=ev1.train_accuracy,
+        final_loss_before=ev0.final_loss, final_loss_after=ev1.final_loss,
+        max_output_change=max_output_change(problem, w, pruned, net.weights),
+    )
+    if not an.vanished:
+        report.notes.append(f"no block has vanished at tol {an.tol:g}: the pruned network is the original one "
+                            "(see 'ocp-resnet analyze' for the relative norms, or raise --tol)")
+    if any(g > 0 for g in problem.objective.stage_weights(problem.spec.n_blocks)[:-1]) and net.removed:
+        report.notes.append(
+            "objective_after has fewer stage-cost terms (one per remaining block), so it is lower than "
+            "objective_before even when the outputs are unchanged"
+        )
+    return report
 
 
 def prune_run(
@@ -191,12 +240,11 @@ def prune_run(
 
     Returns the report, the pruned problem and the final (pruned, possibly re-solved) weights.
     """
-    from ..runs import Run, check_target, multiplier_files, write_run
+    from ..runs import Run, check_target
 
     run = Run(run_dir)
     problem, _ = run_problem(run)
-    cfg = run.config
-    backend = str(cfg.get("solver", {}).get("backend", "casadi"))
+    backend = str(run.config.get("solver", {}).get("backend", "casadi"))
     if out is None and write:
         out = Path(str(run.path).rstrip("/") + "-pruned")
     if write:
@@ -204,68 +252,39 @@ def prune_run(
     w = problem.params(run.weights)
     an = analyze(problem, w, tol)
     pruned, net = prune_problem(problem, w, an.vanished)
-    ev0, ev1 = problem.evaluate(w), pruned.evaluate(net.weights)
-    report = PruneReport(
-        tol=an.tol,
-        blocks_before=problem.spec.n_blocks,
-        blocks_after=net.spec.n_blocks,
-        removed=net.removed,
-        projection_only=net.projection_only,
-        objective_before=ev0.objective,
-        objective_after=ev1.objective,
-        accuracy_before=ev0.stage_accuracy[-1],
-        accuracy_after=ev1.stage_accuracy[-1],
-        final_loss_before=ev0.final_loss,
-        final_loss_after=ev1.final_loss,
-        max_output_change=max_output_change(problem, w, pruned, net.weights),
-    )
-    if not an.vanished:
-        report.notes.append(f"no block has vanished at tol {an.tol:g}: the pruned network is the original one "
-                            "(see 'ocp-resnet analyze' for the relative norms, or raise --tol)")
-    if any(g > 0 for g in problem.objective.stage_weights(problem.spec.n_blocks)[:-1]) and net.removed:
-        report.notes.append(
-            "objective_after has fewer stage-cost terms (one per remaining block), so it is lower than "
-            "objective_before even when the outputs are unchanged"
-        )
-    final_w = net.weights
-    ev_final = ev1
-    solver_cfg = dict(cfg.get("solver", {}))
-    stats: dict[str, Any] = {}
-    status = str(run.metrics.get("status", "unknown"))
+    report = prune_report(problem, w, an, pruned, net)
+    done: Resolved | None = None
     if resolve:
-        t0 = time.perf_counter()
-        if backend == "torch":
-            if not torch_available():
-                raise ValidationError(
-                    "--resolve of a torch run needs the torch back-end (ocp_resnet.torch), which is not "
-                    "installed here; prune without --resolve, or re-solve the pruned run with "
-                    "'ocp-resnet solve --init PRUNED_RUN_DIR' and matching flags"
-                )
-            info, sol, solver_cfg = _resolve_torch(pruned, net.weights, solver_cfg, log)
-        else:
-            info, sol, solver_cfg = _resolve_casadi(pruned, net.weights, solver_cfg, log)
-        info.setdefault("time_s", time.perf_counter() - t0)
-        report.resolve = info
-        final_w = pruned.params(sol.weights if hasattr(sol, "weights") else sol)
-        ev_final = pruned.evaluate(final_w)
-        status = info["status"]
-        stats = getattr(sol, "stats", {}) or {}
+        done = _resolve(pruned, net.weights, backend, run.config.get("solver", {}), log)
+        report.resolve = done.info
+    final_w = net.weights if done is None else pruned.params(done.weights)
     if write:
         report.out = str(out)
-        config = dict(cfg)
-        config.update(
-            command="prune",
-            architecture=net.spec.to_dict(),
-            objective=net.objective.to_dict(),
-            solver=solver_cfg,
-            pruned_from=str(run.path),
-            pruning={"tol": an.tol, "removed": net.removed, "projection_only": net.projection_only,
-                     "origin": net.origin, "resolve": bool(resolve)},
-        )
-        config.pop("versions", None)
-        metrics = _metrics(ev_final, status=status, pruned=True, pruned_from=str(run.path),
-                           backend=solver_cfg.get("backend", backend))
-        write_run(out, config=config, weights=final_w, metrics=metrics, data=problem.data, stats=stats,
-                  extra_files={"prune.json": report.to_dict(), **(multiplier_files(sol) if resolve else {})},
-                  overwrite=overwrite)
+        _write_pruned(out, run, problem, net, an, report, final_w, pruned, done, backend, overwrite)
     return report, pruned, final_w
+
+
+def _write_pruned(out: Any, run: Any, problem: Any, net: PrunedNetwork, an: Any, report: PruneReport,
+                  final_w: Mapping[str, Any], pruned: Any, done: Resolved | None, backend: str,
+                  overwrite: bool) -> None:
+    """The pruned run directory: the original config with the pruned network, and its metrics."""
+    from ..evaluation import evaluate
+    from ..runs import write_run
+
+    solver = dict(run.config.get("solver", {})) if done is None else done.solver
+    config = dict(run.config)
+    config.update(
+        command="prune", architecture=net.spec.to_dict(), objective=net.objective.to_dict(), solver=solver,
+        pruned_from=str(run.path),
+        pruning={"tol": an.tol, "removed": net.removed, "projection_only": net.projection_only,
+                 "origin": net.origin, "resolve": done is not None},
+    )
+    config.pop("versions", None)
+    status = str(run.metrics.get("status", "unknown")) if done is None else done.info["status"]
+    # the run's status, or the re-solve's; no status message: the pruned weights were not solved for
+    metrics = {**evaluate(pruned, final_w, gradient=False).metrics(), "status": status, "pruned": True,
+               "pruned_from": str(run.path), "backend": solver.get("backend", backend)}
+    write_run(out, config=config, weights=final_w, metrics=metrics, data=problem.data,
+              stats={} if done is None else (done.stats or {}),
+              extra_files={"prune.json": report.to_dict(), **({} if done is None else done.files)},
+              overwrite=overwrite)

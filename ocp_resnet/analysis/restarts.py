@@ -14,6 +14,7 @@ from functools import partial
 from typing import Any, Callable, Iterable, Sequence
 
 from ..errors import ValidationError, check_int
+from ..status import Status
 from .blocks import DEFAULT_TOL, vanished_blocks
 
 
@@ -23,12 +24,13 @@ class RestartRecord:
 
     init_seed: int
     objective: float
-    status: str
+    status: str  # a Status value
     vanished: list[int]
     #: no better than the best linear classifier (:mod:`.collapse`)
     collapsed: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The record as a JSON-ready dict."""
         return dict(self.__dict__)
 
 
@@ -50,6 +52,7 @@ def restart_seeds(init_seed: int, restarts: int) -> list[int]:
 
 
 def _solve_seed(seed: int, problem: Any, method: str, options: Any) -> Any:
+    """One solve from the random weights of ``seed`` (picklable for a process pool's ``map``)."""
     from ..solvers import solve
 
     return solve(problem, method=method, options=options, init="random", seed=seed)
@@ -92,7 +95,42 @@ def solve_restarts(
         if log is not None:
             log(f"restart init seed {s}: {sol.status.value}, objective {sol.objective:.10g}, "
                 f"{sol.iterations} iterations")
-        if sol.status.value == "interrupted":
+        if sol.status == Status.INTERRUPTED:
             break  # Ctrl-C ends the restart set; the best so far is returned
     records = [record(problem, s, sol, tol) for s, sol in zip(seeds, solutions)]
     return solutions[best_index(solutions)], records
+
+
+def solve_best(problem: Any, seed: int, restarts: int = 1, method: str = "multiple-shooting", options: Any = None,
+               tol: float = DEFAULT_TOL, log: Callable[[str], None] | None = None) -> tuple[Any, list[RestartRecord]]:
+    """One solve from the random weights of init seed ``seed`` (no records) or, with ``restarts``
+    K > 1, :func:`solve_restarts` over init seeds seed..seed+K-1."""
+    if restarts > 1:
+        return solve_restarts(problem, range(seed, seed + restarts), method, options, tol, log)
+    return _solve_seed(seed, problem, method, options), []
+
+
+def restart_metrics(records: Sequence[RestartRecord]) -> dict[str, Any]:
+    """``{"restarts": [...]}`` for ``metrics.json`` when there were restarts, else ``{}``."""
+    return {"restarts": [r.to_dict() for r in records]} if records else {}
+
+
+def solution_metrics(problem: Any, sol: Any, records: Sequence[RestartRecord] = (), val: Any = None,
+                     analysis: Any = None, tol: float = DEFAULT_TOL) -> dict[str, Any]:
+    """What ``metrics.json`` adds to a solution's own record: ``vanished``, ``recommended_depth``,
+    ``collapsed``/``linear_loss``, ``restarts`` and the ``val_*`` numbers of held-out data ``val``.
+
+    ``analysis``: the solution's :class:`~.blocks.BlockAnalysis` when the caller has it already
+    (otherwise it is computed at ``tol``).
+    """
+    from ..validation import validation_metrics
+    from .blocks import analyze
+    from .collapse import solution_collapse_record
+
+    an = analyze(problem, sol.w, tol) if analysis is None else analysis
+    out: dict[str, Any] = {"vanished": an.vanished, "recommended_depth": an.recommended_depth}
+    out.update(solution_collapse_record(problem, sol))
+    out.update(restart_metrics(records))
+    if val is not None:
+        out.update(validation_metrics(problem, sol.w, val))
+    return out

@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from .. import architecture as arch
 from ..errors import ValidationError, check_choice, check_float, check_int
+from ..status import Status
 from .blocks import DEFAULT_TOL, analyze
-
-BACKENDS = ("casadi", "torch")
+from .settings import BACKENDS, SolverSettings
 #: Columns of ``sweep.csv`` (lists are ';'-joined).
 COLUMNS = (
     "gamma", "blocks", "seed", "backend", "status", "objective", "final_loss", "train_accuracy",
@@ -44,6 +43,7 @@ def grid_problem(base: Any, gamma: float, n_blocks: int) -> Any:
 
 
 def run_name(gamma: float, n_blocks: int, seed: int) -> str:
+    """The run directory name of one grid point."""
     return f"gamma{gamma:g}-N{n_blocks}-seed{seed}"
 
 
@@ -106,8 +106,14 @@ def row_from_run(run_dir: str | os.PathLike, gamma: float, n_blocks: int, seed: 
     from ..runs import Run
 
     run = Run(run_dir)
-    an = analyze(run.problem(), run.weights, tol)
-    m = run.metrics
+    return point_row(run.problem(), run.weights, run.metrics, gamma, n_blocks, seed, backend, run_dir, tol)
+
+
+def point_row(problem: Any, weights: Mapping[str, Any], metrics: Mapping[str, Any], gamma: float, n_blocks: int,
+              seed: int, backend: str, run_dir: str | os.PathLike, tol: float = DEFAULT_TOL) -> dict[str, Any]:
+    """The ``sweep.csv`` row of one solved grid point (its problem, weights and ``metrics.json`` record)."""
+    an = analyze(problem, weights, tol)
+    m = metrics
     return {
         "gamma": float(gamma), "blocks": int(n_blocks), "seed": int(seed), "backend": backend,
         "status": str(m.get("status", "unknown")), "objective": an.objective, "final_loss": an.final_loss,
@@ -135,56 +141,45 @@ def _check_same(run_dir: Path, problem: Any) -> None:
         )
 
 
-def _check_solver(backend: str, solver: Mapping[str, Any]) -> None:
-    """Validate the solve options once, so a typo fails before the sweep writes anything."""
-    if backend == "torch":
-        from ocp_resnet.torch import TrainOptions
-
-        from ._torch_bridge import TRAIN_KEYS
-
-        TrainOptions(**{k: solver[k] for k in TRAIN_KEYS if k in solver and solver[k] is not None}, progress=False)
-        if solver.get("threads") is not None:
-            check_int("threads", solver["threads"], 1)
-        return
-    from ..solvers import IpoptOptions
-    from ..transcription import METHODS
-
-    check_choice("method", solver.get("method", "multiple-shooting"), METHODS)
-    IpoptOptions(**{k: solver[k] for k in ("tol", "max_iter", "hessian", "ipopt") if k in solver})
-
-
-def _solve_point(problem: Any, seed: int, backend: str, solver: Mapping[str, Any], log: Any,
-                 restarts: int = 1) -> tuple[dict, dict, dict]:
-    """Solve one grid point; returns (weights, metrics, stats). ``restarts`` K > 1 (IPOPT): the best
-    of init seeds seed..seed+K-1, recorded in ``metrics["restarts"]``."""
+def solver_settings(backend: str | None, solver: SolverSettings | Mapping[str, Any] | None) -> SolverSettings:
+    """The sweep's :class:`SolverSettings`: ``solver`` itself, or the settings of an option dict
+    for ``backend`` (default casadi); validated, so a typo fails before the sweep writes anything."""
+    if isinstance(solver, SolverSettings):
+        if backend is not None and backend != solver.backend:
+            raise ValidationError(f"backend {backend!r} does not match the solver settings ({solver.backend})")
+        return solver
+    backend = "casadi" if backend is None else backend
+    check_choice("backend", backend, BACKENDS)
     if backend == "torch":
         from . import _torch_bridge
 
-        return _torch_bridge.train(problem, seed, solver, log)
-    from ..solvers import IpoptOptions, solve
-    from .collapse import solution_collapse_record
-    from .restarts import solve_restarts
+        _torch_bridge.require()
+    return SolverSettings.from_mapping(backend, solver)
 
-    opts = IpoptOptions(**{k: solver[k] for k in ("tol", "max_iter", "hessian", "ipopt") if k in solver})
-    method = solver.get("method", "multiple-shooting")
-    records: list = []
-    if restarts > 1:
-        sol, records = solve_restarts(problem, range(seed, seed + restarts), method, opts)
-    else:
-        sol = solve(problem, method=method, options=opts, init="random", seed=seed)
-    metrics = {**sol.metrics(), **solution_collapse_record(problem, sol)}
-    if records:
-        metrics["restarts"] = [r.to_dict() for r in records]
+
+def _solve_point(problem: Any, seed: int, settings: SolverSettings, log: Any,
+                 restarts: int = 1) -> tuple[dict, dict, dict]:
+    """Solve one grid point; returns (weights, metrics, stats). ``restarts`` K > 1 (IPOPT): the best
+    of init seeds seed..seed+K-1, recorded in ``metrics["restarts"]``."""
+    if settings.backend == "torch":
+        from . import _torch_bridge
+
+        t = _torch_bridge.train(problem, seed, settings, log)
+        return t.weights, t.metrics, t.stats
+    from .collapse import solution_collapse_record
+    from .restarts import restart_metrics, solve_best
+
+    sol, records = solve_best(problem, seed, restarts, settings.method, settings.ipopt)
+    metrics = {**sol.metrics(), **solution_collapse_record(problem, sol), **restart_metrics(records)}
     return sol.weights, metrics, sol.stats
 
 
-def _solve_task(problem: Any, seed: int, backend: str, solver: Mapping[str, Any], restarts: int = 1,
+def _solve_task(problem: Any, seed: int, settings: SolverSettings, restarts: int = 1,
                 val: Any = None) -> tuple[dict, dict, dict, float]:
     """One grid point as a task for :mod:`ocp_resnet.parallel` (any process): (weights, metrics, stats, wall s).
     ``val``: held-out data whose per-stage losses/accuracies join the metrics."""
     t0 = time.perf_counter()
-    weights, metrics, stats = _solve_point(problem, seed, backend, solver, None,
-                                           **({"restarts": restarts} if restarts > 1 else {}))
+    weights, metrics, stats = _solve_point(problem, seed, settings, None, restarts)
     if val is not None:
         from ..validation import validation_metrics
 
@@ -197,9 +192,28 @@ def _finished(rd: Path) -> bool:
     if not ((rd / "metrics.json").exists() and (rd / "solution.npz").exists()):
         return False
     try:
-        return json.loads((rd / "metrics.json").read_text()).get("status") != "interrupted"
+        return json.loads((rd / "metrics.json").read_text()).get("status") != Status.INTERRUPTED.value
     except (OSError, ValueError):
         return False
+
+
+@dataclass
+class _Sweep:
+    """One sweep's fixed inputs: where it writes, how it solves, what every run directory records."""
+
+    out: Path
+    settings: SolverSettings
+    tol: float
+    config: Mapping[str, Any] | None
+    val: Any
+    log: Callable[[str], None] | None
+
+    def run_dir(self, g: float, n: int, s: int) -> Path:
+        return self.out / "runs" / run_name(g, n, s)
+
+    def say(self, text: str) -> None:
+        if self.log is not None:
+            self.log(text)
 
 
 def run_sweep(
@@ -208,8 +222,8 @@ def run_sweep(
     blocks: Iterable[int],
     seeds: Iterable[int],
     out: str | os.PathLike,
-    backend: str = "casadi",
-    solver: Mapping[str, Any] | None = None,
+    backend: str | None = None,
+    solver: SolverSettings | Mapping[str, Any] | None = None,
     tol: float = DEFAULT_TOL,
     resume: bool = False,
     overwrite: bool = False,
@@ -225,95 +239,92 @@ def run_sweep(
     ``restarts`` K > 1 keeps the best of init seeds s..s+K-1 at every point (IPOPT back-end);
     ``val`` (a Dataset) adds held-out stage losses/accuracies to every point's metrics.
 
-    ``solver`` holds the solve options (CasADi: ``method, tol, max_iter, hessian, ipopt``;
-    torch: whatever the torch trainer takes). With ``resume``, grid points whose run
-    directory is complete are read back instead of solved again. ``jobs`` worker processes
-    (-1: all cores) or a Dask ``scheduler`` address solve the points (:mod:`ocp_resnet.parallel`);
-    the rows, run directories and numbers are those of ``jobs=1``, in the same order.
+    ``solver``: the :class:`SolverSettings` of every point (or an option dict for ``backend``,
+    default casadi: ``method, tol, max_iter, hessian, ipopt``; torch: the TrainOptions fields,
+    ``grad_tol``, ``threads``). With ``resume``, grid points whose run directory is complete are
+    read back instead of solved again. ``jobs`` worker processes (-1: all cores) or a Dask
+    ``scheduler`` address solve the points (:mod:`ocp_resnet.parallel`); the rows, run
+    directories and numbers are those of ``jobs=1``, in the same order.
     """
     from .. import parallel
-    from .._iteration import StopOnSigint
 
     parallel.n_jobs(jobs)  # a bad --jobs fails before anything is written
-
     gammas = [check_float("gamma", g, 0.0) for g in gammas]
     blocks = [check_int("blocks", n, 1) for n in blocks]
     seeds = [check_int("seed", s, 0) for s in seeds]
     if not gammas or not blocks or not seeds:
         raise ValidationError("a sweep needs at least one --gamma, one --blocks and one --seeds value")
-    check_choice("backend", backend, BACKENDS)
+    if backend is not None:
+        check_choice("backend", backend, BACKENDS)
     restarts = check_int("restarts", restarts, 1)
-    if restarts > 1 and backend != "casadi":
+    if restarts > 1 and (solver.backend if isinstance(solver, SolverSettings) else backend) == "torch":
         raise ValidationError("--restarts is for the IPOPT back-end: list more --seeds with --backend torch")
-    if backend == "torch":
-        from . import _torch_bridge
+    settings = solver_settings(backend, solver)
+    sw = _Sweep(Path(out), settings, tol, config, val, log)
+    if sw.out.exists() and not (resume or overwrite):
+        raise ValidationError(f"{out} already exists: pass --resume to continue that sweep, --overwrite, "
+                              "or another --out")
+    grid = [(g, n, s) for g in gammas for n in blocks for s in seeds]
+    problems = [grid_problem(base, g, n) for g, n, _ in grid]
+    done = [resume and _finished(sw.run_dir(*p)) for p in grid]
+    for point, problem, d in zip(grid, problems, done):
+        if d:
+            _check_same(sw.run_dir(*point), problem)
+    todo = [(problems[i], grid[i][2], settings, restarts, val) for i in range(len(grid)) if not done[i]]
+    with parallel.run_ordered(_solve_task, todo, jobs, scheduler) as results:
+        (sw.out / "runs").mkdir(parents=True, exist_ok=True)
+        with open(sw.out / "sweep.json", "w") as fh:
+            json.dump({"gammas": gammas, "blocks": blocks, "seeds": seeds, "backend": settings.backend,
+                       "solver": settings.record(), "tol": tol, **(dict(config) if config else {})},
+                      fh, indent=2, default=str)
+        return _collect(sw, grid, problems, done, results)
 
-        _torch_bridge.require()
-    solver = dict(solver or {})
-    _check_solver(backend, solver)  # before anything is written
-    out = Path(out)
-    if out.exists() and not (resume or overwrite):
-        raise ValidationError(f"{out} already exists: pass --resume to continue that sweep, --overwrite, or another --out")
-    # the executor first: a Dask scheduler that cannot be reached fails before anything is written
-    with parallel.executor(jobs, scheduler) as ex, StopOnSigint() as stop:
-        (out / "runs").mkdir(parents=True, exist_ok=True)
-        with open(out / "sweep.json", "w") as fh:
-            json.dump({"gammas": gammas, "blocks": blocks, "seeds": seeds, "backend": backend, "solver": solver,
-                       "tol": tol, **(dict(config) if config else {})}, fh, indent=2, default=str)
-        rows: list[dict[str, Any]] = []
-        grid = [(g, n, s) for g in gammas for n in blocks for s in seeds]
-        problems = [grid_problem(base, g, n) for g, n, _ in grid]
-        done = [resume and _finished(out / "runs" / run_name(g, n, s)) for g, n, s in grid]
-        for (g, n, s), problem, d in zip(grid, problems, done):
-            if d:
-                _check_same(out / "runs" / run_name(g, n, s), problem)
-        todo = [(problems[i], grid[i][2], backend, solver, restarts, val) for i in range(len(grid)) if not done[i]]
-        results = parallel.imap(ex, _solve_task, todo, stop)
-        for i, (g, n, s) in enumerate(grid, 1):
-            row = _sweep_point(out, problems[i - 1], g, n, s, backend, solver, tol, config, done[i - 1], results,
-                               val)
-            if row is None:  # Ctrl-C between points: the finished ones are written, --resume continues
-                if log is not None:
-                    log(f"[{i}/{len(grid)}] interrupted: stopping the sweep; continue with --resume")
-                raise KeyboardInterrupt
-            rows.append(row)
-            write_csv(out / "sweep.csv", rows)
-            if row["status"] == "interrupted":
-                # Ctrl-C stops the whole sweep: the point keeps its last iterate, sweep.csv holds
-                # what is done, and --resume re-runs the interrupted point.
-                if log is not None:
-                    log(f"[{i}/{len(grid)}] interrupted: stopping the sweep; continue with --resume")
-                raise KeyboardInterrupt
-            if log is not None:
-                log(f"[{i}/{len(grid)}] gamma {g:g} N {n} seed {s}: {row['status']}, J {row['objective']:.6g}, "
-                    f"vanished {row['n_vanished']}/{n}, tail/head {row['tail_to_head']:.2e}, {row['time_s']:.1f}s")
+
+def _collect(sw: _Sweep, grid: Sequence[tuple], problems: Sequence[Any], done: Sequence[bool],
+             results: Iterator) -> list[dict[str, Any]]:
+    """The rows of the grid in order (read back or solved), ``sweep.csv`` rewritten after each."""
+    rows: list[dict[str, Any]] = []
+    for i, (g, n, s) in enumerate(grid, 1):
+        row = _sweep_point(sw, problems[i - 1], g, n, s, done[i - 1], results)
+        if row is None:  # Ctrl-C between points: the finished ones are written, --resume continues
+            sw.say(f"[{i}/{len(grid)}] interrupted: stopping the sweep; continue with --resume")
+            raise KeyboardInterrupt
+        rows.append(row)
+        write_csv(sw.out / "sweep.csv", rows)
+        if row["status"] == Status.INTERRUPTED.value:
+            # Ctrl-C stops the whole sweep: the point keeps its last iterate, sweep.csv holds
+            # what is done, and --resume re-runs the interrupted point.
+            sw.say(f"[{i}/{len(grid)}] interrupted: stopping the sweep; continue with --resume")
+            raise KeyboardInterrupt
+        sw.say(f"[{i}/{len(grid)}] gamma {g:g} N {n} seed {s}: {row['status']}, J {row['objective']:.6g}, "
+               f"vanished {row['n_vanished']}/{n}, tail/head {row['tail_to_head']:.2e}, {row['time_s']:.1f}s")
     return rows
 
 
-def _sweep_point(out: Path, problem: Any, g: float, n: int, s: int, backend: str, solver: Mapping[str, Any],
-                 tol: float, config: Mapping[str, Any] | None, done: bool, results: Any,
-                 val: Any = None) -> dict[str, Any] | None:
+def _sweep_point(sw: _Sweep, problem: Any, g: float, n: int, s: int, done: bool,
+                 results: Iterator) -> dict[str, Any] | None:
     """The row of one grid point: read back (``done``) or the next result, written as a run directory."""
     from ..runs import write_run
 
-    rd = out / "runs" / run_name(g, n, s)
+    rd = sw.run_dir(g, n, s)
+    backend = sw.settings.backend
     if done:
-        return row_from_run(rd, g, n, s, backend, tol)
+        return row_from_run(rd, g, n, s, backend, sw.tol)
     try:
         weights, metrics, stats, wall = next(results)
     except StopIteration:
         return None
-    cfg = dict(config or {})
+    cfg = dict(sw.config or {})
     cfg.update(command="sweep", architecture=problem.spec.to_dict(), objective=problem.objective.to_dict(),
-               solver={"backend": backend, **solver, "init": "random", "seed": s})
+               solver={"backend": backend, **sw.settings.record(), "init": "random", "seed": s})
     extra: dict = {}
-    if val is not None:
+    if sw.val is not None:
         from ..validation import val_data_file
 
-        extra = val_data_file(val)
+        extra = val_data_file(sw.val)
     write_run(rd, config=cfg, weights=weights, metrics=metrics, data=problem.data, stats=stats, extra_files=extra,
               overwrite=True)
-    row = row_from_run(rd, g, n, s, backend, tol)
+    row = point_row(problem, weights, metrics, g, n, s, backend, rd, sw.tol)  # in memory: no read-back
     row["time_s"] = wall
     return row
 
@@ -329,7 +340,7 @@ def summarize(rows: Sequence[Mapping[str, Any]], keys: Sequence[str] = ("gamma",
         groups.setdefault(tuple(r[k] for k in keys), []).append(r)
     out = []
     for key, rs in groups.items():
-        ok = [r for r in rs if str(r["status"]) in ("success", "acceptable")]
+        ok = [r for r in rs if str(r["status"]) in (Status.SUCCESS.value, Status.ACCEPTABLE.value)]
         th = np.array([float(r["tail_to_head"]) for r in rs])
         lth = np.log10(np.clip(th, 1e-300, None))
         nv = np.array([float(r["n_vanished"]) for r in rs])
