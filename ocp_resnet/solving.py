@@ -25,7 +25,7 @@ def solve_with_restarts(problem: Any, options: Any, method: str, *, init: Any = 
                         restarts: int = 1, log: Callable[[str], None] | None = None) -> tuple[Any, list]:
     """One solve (``restarts`` 1) or the best of ``restarts`` solves from the init seeds
     ``seed``..``seed+restarts-1``; returns (solution, restart records, empty for one solve)."""
-    from .analysis.restarts import restart_seeds, solve_restarts
+    from .analysis.restarts import solve_best
 
     k = int(restarts or 1)
     if k == 1:
@@ -34,8 +34,7 @@ def solve_with_restarts(problem: Any, options: Any, method: str, *, init: Any = 
         return solve(problem, method=method, options=options, init=init, seed=seed, log=log), []
     if str(init) != "random":
         raise ValidationError("--restarts draws random initial weights: drop --init, or use --restarts 1")
-    seeds = restart_seeds(seed, k)
-    return solve_restarts(problem, seeds, method, options, log=log)
+    return solve_best(problem, seed, k, method, options, log=log)
 
 
 def extra_metrics(problem: Any, sol: Any, records: list, val: Any, tol: float = 1e-3) -> dict[str, Any]:

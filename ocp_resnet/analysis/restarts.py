@@ -105,8 +105,9 @@ def solve_best(problem: Any, seed: int, restarts: int = 1, method: str = "multip
                tol: float = DEFAULT_TOL, log: Callable[[str], None] | None = None) -> tuple[Any, list[RestartRecord]]:
     """One solve from the random weights of init seed ``seed`` (no records) or, with ``restarts``
     K > 1, :func:`solve_restarts` over init seeds seed..seed+K-1."""
-    if restarts > 1:
-        return solve_restarts(problem, range(seed, seed + restarts), method, options, tol, log)
+    seeds = restart_seeds(seed, restarts)  # checks both
+    if len(seeds) > 1:
+        return solve_restarts(problem, seeds, method, options, tol, log)
     return _solve_seed(seed, problem, method, options), []
 
 
