@@ -32,7 +32,7 @@ def evaluate_run(run_dir: str, backend: str = "casadi") -> dict:
     problem = run.problem()
     w = run.flat_weights(problem)
     if backend == "torch":
-        from ..torch.loss import objective_and_gradient as torch_objective_and_gradient
+        from ..torch.evaluate import objective_and_gradient as torch_objective_and_gradient
 
         J, g = torch_objective_and_gradient(problem, w)
     else:

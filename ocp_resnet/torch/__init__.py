@@ -19,8 +19,8 @@
 from __future__ import annotations
 
 from .conv import ConvSpec, ResNetV2, images_of
-from .evaluate import conv_evaluation, mlp_evaluation
-from .loss import StageCostLoss, objective_and_gradient, predictions, targets, weighted_stage_cost
+from .evaluate import conv_evaluation, mlp_evaluation, objective_and_gradient
+from .loss import StageCostLoss, predictions, targets, weighted_stage_cost
 from .mlp import ResNetMLP
 from .train import OPTIMIZERS, SCHEDULES, TrainOptions, Trainer, resolve_device, resolve_dtype, split
 
