@@ -13,12 +13,14 @@ gradient of λ||w||²). Same seed on the CPU → identical numbers.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -30,7 +32,8 @@ from ..status import Status
 from .loss import StageCostLoss, predictions, targets
 
 
-def _cpu_kernels(device: Any):
+@contextlib.contextmanager
+def _cpu_kernels(device: Any) -> Iterator[None]:
     """Training on the CPU runs without oneDNN (mkldnn) kernels.
 
     torch 2.13.0's CPU build corrupts the heap ("corrupted double-linked list", abort) when
@@ -38,11 +41,15 @@ def _cpu_kernels(device: Any):
     (tests/test_torch_cli.py reproduced it every run); the native kernels are as fast for the
     net sizes trained on CPU here (20 digits epochs: 6.2 s without oneDNN, 5.7 s with it).
     """
-    if torch.device(device).type == "cpu":
-        return torch.backends.mkldnn.flags(enabled=False)
-    import contextlib
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    with warnings.catch_warnings():
+        # setting the flags warns that TF32 on oneDNN needs an Intel GPU: nothing to act on here
+        warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
+        with torch.backends.mkldnn.flags(enabled=False):
+            yield
 
-    return contextlib.nullcontext()
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "lbfgs")
 SCHEDULES = ("cosine", "constant")
@@ -374,13 +381,15 @@ class _Fit:
     def _lbfgs_epoch(self, epoch: int, stop: StopOnSigint) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """One full-batch L-BFGS ``step`` (up to ``lbfgs_iter`` iterations): (Σ J·m, correct, stopped)."""
         ctx, opt, n = self.ctx, self.opt, self.n
-        own = ctx.shard(torch.arange(n, device=self.device))
+        # one process: the data as given (its layout decides the rounding of the products)
+        own = ctx.shard(torch.arange(n, device=self.device)) if ctx.active else slice(None)
         Xs, Ts, Ys = self.X[own], self.T[own], self.Y[own]
+        m = Ys.shape[0]
         lr = opt.param_groups[0]["lr"]
 
         def closure() -> torch.Tensor:
             opt.zero_grad(set_to_none=True)
-            J, _, _ = self.forward(Xs, Ts, len(own), n)
+            J, _, _ = self.forward(Xs, Ts, m, n)
             J.backward()
             return ctx.mean(J.detach())  # the global J, the same on every rank
 
@@ -388,8 +397,8 @@ class _Fit:
         self.trainer.steps_ = int(next(iter(opt.state.values()), {}).get("n_iter", 0))
         with torch.no_grad():  # the record is at the accepted iterate, not a line-search trial
             _, J, logits = self.local(Xs, Ts)
-        loss_sum, correct = J * len(own), (predictions(self.trainer.objective, logits) == Ys).sum()
-        return loss_sum, correct, self._after_step(stop, epoch, lr, J, len(own), n)
+        loss_sum, correct = J * m, (predictions(self.trainer.objective, logits) == Ys).sum()
+        return loss_sum, correct, self._after_step(stop, epoch, lr, J, m, n)
 
     def _sgd_epoch(self, epoch: int, stop: StopOnSigint) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """One pass over the (shuffled unless full) batches: (Σ J·m, correct, stopped)."""
