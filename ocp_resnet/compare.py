@@ -155,11 +155,11 @@ def _run_torch(problem: Problem, name: str, w0: np.ndarray, steps: int, lr: floa
 def _train(problem: Problem, name: str, w0: np.ndarray, steps: int, lr: float | None) -> OptimizerResult:
     """:class:`~ocp_resnet.torch.Trainer` in float64, full batch, constant rate; the trace by its callback.
 
-    The steps are those of ``ocp-resnet train --batch-size 0 --schedule constant`` with the same
-    settings. The Trainer holds the targets as sample rows (an evaluation with the CasADi
-    layout holds class columns): for cross-entropy losses a few gradient entries then round
-    differently in the last bit, so long runs of the two drift apart slowly; for MSE and BCE
-    the bits are the same.
+    The inputs go in as ``problem.U.T``, a view of the CasADi layout (the layout decides how
+    the products round). The Trainer holds the targets as sample rows: against a loop holding
+    them as class columns (the CasADi layout), a few cross-entropy gradient entries round
+    differently in the last bit, so long runs drift apart slowly; MSE gradients are the same
+    bit for bit (the documented comparisons reproduce exactly).
     """
     import torch
 
@@ -175,7 +175,6 @@ def _train(problem: Problem, name: str, w0: np.ndarray, steps: int, lr: float | 
                         dtype="float64", lbfgs_history=LBFGS_HISTORY, progress=False)
     trainer = Trainer(problem.objective, problem.data.n_classes, opts)
     rec = _Recorder(problem, model, name, steps)
-    # problem.U.T, not problem.data.X: the layout of the CasADi-twin evaluations (same bits)
     trainer.fit(model, problem.U.T, problem.data.y, callback=rec)
     if trainer.stopped_by_ == "SIGINT":  # Ctrl-C ends the whole comparison, as in an IPOPT run
         raise KeyboardInterrupt
@@ -247,6 +246,7 @@ class _Recorder:
         return self.status is not None
 
     def __call__(self, info: StepInfo) -> bool:
+        """Record the iterate of this step; True stops the Trainer."""
         if self.lbfgs:
             return self._add(*self._evaluate()) or info.step >= self.steps
         return self._add(info.objective, _grad_norm(self.params))
