@@ -23,8 +23,17 @@ from .conv import ConvSpec, ResNetV2, images_of
 from .evaluate import conv_evaluation, mlp_evaluation, objective_and_gradient
 from .loss import StageCostLoss, predictions, targets, weighted_stage_cost
 from .mlp import ResNetMLP
-from .train import (OPTIMIZERS, SCHEDULES, StepCallback, StepInfo, TrainOptions, Trainer, resolve_device,
-                    resolve_dtype, split)
+from .train import (
+    OPTIMIZERS,
+    SCHEDULES,
+    StepCallback,
+    StepInfo,
+    Trainer,
+    TrainOptions,
+    resolve_device,
+    resolve_dtype,
+    split,
+)
 
 __all__ = [
     "ConvSpec",

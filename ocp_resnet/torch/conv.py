@@ -137,7 +137,8 @@ class ConvSpec:
             return cls(**{**d, "image_size": tuple(d["image_size"]), "channels": tuple(d["channels"]),
                           "stage_blocks": tuple(d["stage_blocks"]), "branchless": tuple(d.get("branchless", ()))})
         except (KeyError, TypeError) as exc:
-            raise ValidationError(f"not a conv architecture ({exc}); the run's config.json is not from --arch conv") from None
+            raise ValidationError(f"not a conv architecture ({exc}); the run's config.json is not from "
+                                  "--arch conv") from None
 
 
 def _norm(kind: str, c: int) -> nn.Module:
@@ -341,8 +342,8 @@ class ResNetV2(nn.Module):
         if isinstance(norm, nn.BatchNorm2d):
             # training: each stage its own batch statistics, running statistics untouched
             use_batch = self.training or norm.running_mean is None
-            Z = F.batch_norm(Z, None if use_batch else rep(norm.running_mean), None if use_batch else rep(norm.running_var),
-                             rep(norm.weight), rep(norm.bias), use_batch, 0.0, norm.eps)
+            mean, var = (None, None) if use_batch else (rep(norm.running_mean), rep(norm.running_var))
+            Z = F.batch_norm(Z, mean, var, rep(norm.weight), rep(norm.bias), use_batch, 0.0, norm.eps)
         elif isinstance(norm, nn.GroupNorm):
             Z = F.group_norm(Z, norm.num_groups * K, rep(norm.weight), rep(norm.bias), norm.eps)
         Z = arch.activation(self.head.activation, Z, TORCH)

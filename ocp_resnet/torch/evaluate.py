@@ -22,7 +22,6 @@ from .conv import ConvSpec, ResNetV2
 from .loss import StageCostLoss, predictions, targets
 from .mlp import ResNetMLP
 
-
 #: Torch training has no optimality certificate: a run counts as ``success`` only when its final
 #: full-batch gradient norm is at most this (the convention of compare and the analysis).
 GRAD_TOL = 1e-6
@@ -109,7 +108,7 @@ def conv_evaluation(model: ResNetV2, images: np.ndarray, y: np.ndarray, objectiv
         grads = [p.grad.reshape(-1) for p in model.parameters() if p.grad is not None]
         grad_norm = float(torch.linalg.vector_norm(torch.cat(grads)).cpu()) if grads else 0.0
     model.zero_grad(set_to_none=True)
-    J = sum(g * l for g, l in zip(gammas, stage_losses)) + float(reg.detach())
+    J = sum(g * loss for g, loss in zip(gammas, stage_losses)) + float(reg.detach())
     block_norms = [math.sqrt(sum(float((p.detach() ** 2).sum()) for p in model.branch_parameters(k))) for k in range(N)]
     return Evaluation(float(J), stage_losses[-1], stage_losses, (correct / n).tolist(), block_norms,
                       np.sqrt(res_sq / n).tolist(), grad_norm)

@@ -227,7 +227,8 @@ class Trainer:
         return X, T, torch.as_tensor(yy).to(device)
 
     @torch.no_grad()
-    def score(self, model: Any, X: torch.Tensor, T: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> tuple[float, float]:
+    def score(self, model: Any, X: torch.Tensor, T: torch.Tensor, y: torch.Tensor,
+              chunk: int = 1024) -> tuple[float, float]:
         """(objective J incl. λ-term, final-stage accuracy) of ``model`` in eval mode."""
         was = model.training
         model.eval()
@@ -319,7 +320,8 @@ class _Fit:
         self.opt = _optimizer(opts, [p for p in model.parameters() if p.requires_grad], trainer.objective)
         self.sched = None
         if opts.schedule == "cosine" and opts.optimizer != "lbfgs":
-            self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=opts.epochs * math.ceil(n / self.bs))
+            steps = opts.epochs * math.ceil(n / self.bs)
+            self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=steps)
         self.gen = torch.Generator().manual_seed(opts.seed)
         self.t0 = time.perf_counter()
         self.by_callback = False
