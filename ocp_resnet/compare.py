@@ -2,7 +2,9 @@
 
 Every optimizer starts from the same float64 weights. IPOPT's trace comes from its iteration
 callback (the weights of each iterate, evaluated afterwards, so recording does not distort the
-clock); torch optimizers run full batch, recording J and ‖∇J‖ of every step.
+clock); the torch optimizers are :class:`~ocp_resnet.torch.Trainer` runs (full batch, constant
+learning rate, the Trainer's defaults unless ``lr`` says otherwise) whose step callback records
+J and ‖∇J‖ of every iterate and applies the stopping rule of :class:`_Recorder`.
 
     cmp = compare(problem, optimizers=("ipopt-ms", "adam"), epochs=2000)
     cmp.results["adam"].time_to_target[1e-3]
@@ -13,21 +15,28 @@ import math
 import signal
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from .errors import ValidationError, check_float, check_int
 from .problem import Problem
+from .status import Status
+
+if TYPE_CHECKING:
+    from .torch.train import StepInfo
 
 IPOPT_OPTIMIZERS = {"ipopt-ms": "multiple-shooting", "ipopt-ss": "single-shooting"}
+#: The optimizers of :class:`~ocp_resnet.torch.Trainer` that compare runs, in table order (named
+#: here so that importing this module needs no torch). AdamW is left out: its steps leave the
+#: λ-term out of the gradient, so they carry no ‖∇J‖ for the trace.
 TORCH_OPTIMIZERS = ("adam", "sgd", "lbfgs")
 OPTIMIZERS = tuple(IPOPT_OPTIMIZERS) + TORCH_OPTIMIZERS
 DEFAULT_OPTIMIZERS = OPTIMIZERS
-#: Learning rates of the full-batch torch runs (tuned once on the default spirals problem).
-DEFAULT_LR = {"adam": 1e-2, "sgd": 5e-2, "lbfgs": 1.0}
-#: L-BFGS iterations per torch ``step()`` call (one trace point each).
-LBFGS_INNER = 20
+#: L-BFGS memory of the comparison (the Trainer's default keeps 50 pairs).
+LBFGS_HISTORY = 20
+#: A torch run stops at an iterate whose gradient norm is below this (``success``).
+GRAD_STOP = 1e-10
 
 
 @dataclass
@@ -56,7 +65,7 @@ class OptimizerResult:
     train_accuracy: float
     wall_time_s: float
     iterations: int
-    status: str
+    status: Status
     block_norms: list[float]
     stage_losses: list[float]
     trace: Trace
@@ -66,6 +75,7 @@ class OptimizerResult:
     def row(self) -> dict[str, Any]:
         """A flat record for compare.json / compare.csv (no trace, no weights)."""
         d = {k: v for k, v in asdict(self).items() if k not in ("trace", "w", "time_to_target")}
+        d["status"] = self.status.value
         d["time_to_target"] = {f"{t:g}": v for t, v in self.time_to_target.items()}
         return d
 
@@ -81,6 +91,7 @@ class Comparison:
     polish: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """compare.json: rows, traces, distances and polish."""
         return {
             "best_objective": self.best_objective,
             "targets": self.targets,
@@ -102,8 +113,8 @@ def _check(optimizers: Sequence[str], targets: Sequence[float]) -> None:
 
 
 def _run_ipopt(problem: Problem, method: str, w0: np.ndarray, max_iter: int, tol: float) -> OptimizerResult:
+    from .evaluation import objective_and_gradient
     from .solvers import IpoptOptions, solve
-    from .transcription import objective_and_gradient
 
     iterates: list[tuple[float, np.ndarray]] = []
 
@@ -111,7 +122,7 @@ def _run_ipopt(problem: Problem, method: str, w0: np.ndarray, max_iter: int, tol
         iterates.append((info.wall_s, info.w))
 
     sol = solve(problem, method, IpoptOptions(tol=tol, max_iter=max_iter), init=w0, callback=record)
-    if sol.status.value == "interrupted":  # Ctrl-C ends the whole comparison, as it does in torch
+    if sol.status is Status.INTERRUPTED:  # Ctrl-C ends the whole comparison, as in a torch run
         raise KeyboardInterrupt
     trace = Trace()
     for t, w in iterates:  # evaluated after the solve, off the clock; the clock includes building
@@ -122,100 +133,133 @@ def _run_ipopt(problem: Problem, method: str, w0: np.ndarray, max_iter: int, tol
     ev = sol.evaluation
     return OptimizerResult(
         f"ipopt-{'ms' if method == 'multiple-shooting' else 'ss'}", ev.objective, sol.grad_norm,
-        ev.stage_accuracy[-1], sol.build_time_s + sol.solve_time_s, sol.iterations, sol.status.value,
+        ev.stage_accuracy[-1], sol.build_time_s + sol.solve_time_s, sol.iterations, sol.status,
         ev.block_norms, ev.stage_losses, trace, sol.w,
     )
 
 
-def _run_torch(problem: Problem, name: str, w0: np.ndarray, steps: int, lr: float) -> OptimizerResult:
+def _run_torch(problem: Problem, name: str, w0: np.ndarray, steps: int, lr: float | None) -> OptimizerResult:
+    """Full-batch torch training of ``name`` from ``w0`` for ``steps`` steps (L-BFGS: iterations)."""
     import torch
 
-    from .torch.loss import StageCostLoss
-    from .torch.mlp import ResNetMLP
-
-    torch.manual_seed(0)
     # Tiny tensors: intra-op threads only add synchronisation (measured 7 ms vs 47 ms per
     # Adam step on the default problem with 2 threads on a loaded 2-core machine).
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _torch_loop(problem, name, w0, steps, lr)
+        return _train(problem, name, w0, steps, lr)
     finally:
         torch.set_num_threads(threads)
 
 
-def _torch_loop(problem: Problem, name: str, w0: np.ndarray, steps: int, lr: float) -> OptimizerResult:
+def _train(problem: Problem, name: str, w0: np.ndarray, steps: int, lr: float | None) -> OptimizerResult:
+    """:class:`~ocp_resnet.torch.Trainer` in float64, full batch, constant rate; the trace by its callback.
+
+    The inputs go in as ``problem.U.T``, a view of the CasADi layout (the layout decides how
+    the products round). The Trainer holds the targets as sample rows: against a loop holding
+    them as class columns (the CasADi layout), a few cross-entropy gradient entries round
+    differently in the last bit, so long runs drift apart slowly; MSE gradients are the same
+    bit for bit (the documented comparisons reproduce exactly).
+    """
     import torch
 
-    from .torch.loss import StageCostLoss
-    from .torch.mlp import ResNetMLP
+    from .evaluation import evaluate
+    from .torch import ResNetMLP, Trainer, TrainOptions
 
     model = ResNetMLP(problem.spec, init=problem.params(w0), dtype=torch.float64)
-    X = torch.as_tensor(problem.U.T, dtype=torch.float64)
-    T = torch.as_tensor(problem.T.T, dtype=torch.float64)
-    loss_fn = StageCostLoss(problem.objective, problem.data.n_classes)
-    params = list(model.parameters())
-    if name == "adam":
-        opt = torch.optim.Adam(params, lr=lr)
-    elif name == "sgd":
-        opt = torch.optim.SGD(params, lr=lr, momentum=0.9)
-    else:
-        # Up to 20 L-BFGS iterations per step() and recorded per step; ``steps`` caps the total
-        # iterations. (max_iter=1 per call stalls: torch's L-BFGS stopped improving after ~40
-        # calls on the default problem, J stuck at 0.3437 with |∇J| = 0.18.)
-        opt = torch.optim.LBFGS(params, lr=lr, max_iter=LBFGS_INNER, history_size=20,
-                                line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-15)
-    trace = Trace()
-    status = "max_iter"
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        J, _ = loss_fn(model, X, T)
-        J.backward()
-        return J
-
-    def record() -> tuple[float, float]:
-        J = closure()  # J and ∇J at the current iterate; the next step() reuses this gradient
-        gnorm = float(torch.sqrt(sum((p.grad**2).sum() for p in params if p.grad is not None)))
-        trace.time_s.append(time.perf_counter() - t0)
-        trace.objective.append(float(J.detach()))
-        trace.grad_norm.append(gnorm)
-        return trace.objective[-1], gnorm
-
-    t0 = time.perf_counter()
-    Jv, gnorm = record()  # the shared start point
-    it = 0
-    while it < steps:
-        if name == "lbfgs":
-            opt.step(closure)  # evaluates inside its line search
-            it = opt.state[opt._params[0]]["n_iter"]
-        else:
-            opt.step()
-            it += 1
-        J_prev = Jv
-        Jv, gnorm = record()
-        stalled = name == "lbfgs" and Jv >= J_prev  # L-BFGS made no progress in a whole step
-        if not math.isfinite(Jv):
-            status = "nan"
-            break
-        if gnorm < 1e-10:
-            status = "success"
-            break
-        if stalled:
-            status = "stalled"
-            break
-    wall = time.perf_counter() - t0
+    # L-BFGS: up to lbfgs_iter (20) iterations per step() call, one trace point each; ``steps``
+    # caps the total iterations, so ``steps`` calls are an upper bound. (max_iter=1 per call
+    # stalls: torch's L-BFGS stopped improving after ~40 calls on the default problem, J stuck
+    # at 0.3437 with |∇J| = 0.18.)
+    opts = TrainOptions(optimizer=name, lr=lr, epochs=steps, batch_size=0, schedule="constant", device="cpu",
+                        dtype="float64", lbfgs_history=LBFGS_HISTORY, progress=False)
+    trainer = Trainer(problem.objective, problem.data.n_classes, opts)
+    rec = _Recorder(problem, model, name, steps)
+    trainer.fit(model, problem.U.T, problem.data.y, callback=rec)
+    if trainer.stopped_by_ == "SIGINT":  # Ctrl-C ends the whole comparison, as in an IPOPT run
+        raise KeyboardInterrupt
+    rec.finish()
     w = problem.spec.flatten(model.weights())
-    from .transcription import objective_and_gradient
+    ev = evaluate(problem, w)
+    status = rec.status or (Status.NAN if trainer.stopped_ == Status.NAN.value else Status.MAX_ITER)
+    return OptimizerResult(name, ev.objective, ev.grad_norm, ev.train_accuracy, rec.wall_s, trainer.steps_,
+                           status, ev.block_norms, ev.stage_losses, rec.trace, w)
 
-    J, g = objective_and_gradient(problem, w)
-    ev = problem.evaluate(w)
-    return OptimizerResult(name, ev.objective, float(np.linalg.norm(g)), ev.stage_accuracy[-1], wall, it,
-                           status, ev.block_norms, ev.stage_losses, trace, w)
+
+def _grad_norm(params: Sequence[Any]) -> float:
+    """‖∇J‖ from the parameters' ``.grad`` (in parameter order, the sum the traces always used)."""
+    import torch
+
+    return float(torch.sqrt(sum((p.grad**2).sum() for p in params if p.grad is not None)))
+
+
+class _Recorder:
+    """The ``Trainer.fit`` callback of :func:`_train`: the trace of J and ‖∇J‖, and when to stop.
+
+    An Adam/SGD step computes J(w_k) and ∇J(w_k) and moves to w_{k+1} in one go, so its callback
+    records the iterate *before* the step (from the step's own J and gradient: no extra
+    evaluation), and :meth:`finish` adds the final weights. L-BFGS steps are recorded at the
+    iterate they accepted (one evaluation each, as its line search leaves ``.grad`` at a trial).
+    A run stops at a non-finite J (``nan``), at ‖∇J‖ < :data:`GRAD_STOP` (``success``), when an
+    L-BFGS step did not lower J (``stalled``) or at ``steps`` iterations (``max_iter``). Adam and
+    SGD learn of such an iterate after the step that leaves it, so they stop one step later than
+    they would checking before every step (same trajectory and trace up to that iterate).
+    """
+
+    def __init__(self, problem: Problem, model: Any, name: str, steps: int) -> None:
+        import torch
+
+        from .torch import StageCostLoss
+
+        self.model, self.lbfgs, self.steps = model, name == "lbfgs", steps
+        self.params = list(model.parameters())  # listed once: walking the modules every step costs
+        self.loss = StageCostLoss(problem.objective, problem.data.n_classes)
+        self.X = torch.as_tensor(problem.U.T, dtype=torch.float64)
+        self.T = torch.as_tensor(problem.T.T, dtype=torch.float64)
+        self.trace = Trace()
+        self.status: Status | None = None
+        self.t0 = time.perf_counter()
+        self.wall_s = 0.0
+        if self.lbfgs:
+            self._add(*self._evaluate())  # the shared start point
+
+    def _evaluate(self) -> tuple[float, float]:
+        """J and ‖∇J‖ at the model's current weights (full batch, autograd)."""
+        self.model.zero_grad()
+        J, _ = self.loss(self.model, self.X, self.T)
+        J.backward()
+        return float(J.detach()), _grad_norm(self.params)
+
+    def _add(self, J: float, gnorm: float) -> bool:
+        """Record one iterate; True (and ``status`` set) when it ends the run."""
+        prev = self.trace.objective[-1] if self.trace.objective else None
+        self.trace.time_s.append(time.perf_counter() - self.t0)
+        self.trace.objective.append(J)
+        self.trace.grad_norm.append(gnorm)
+        if self.status is None:
+            if not math.isfinite(J):
+                self.status = Status.NAN
+            elif gnorm < GRAD_STOP:
+                self.status = Status.SUCCESS
+            elif self.lbfgs and prev is not None and J >= prev:  # no progress in a whole L-BFGS step
+                self.status = Status.STALLED
+        return self.status is not None
+
+    def __call__(self, info: StepInfo) -> bool:
+        """Record the iterate of this step; True stops the Trainer."""
+        if self.lbfgs:
+            return self._add(*self._evaluate()) or info.step >= self.steps
+        return self._add(info.objective, _grad_norm(self.params))
+
+    def finish(self) -> None:
+        """Add the final weights of an Adam/SGD run to the trace; stop the clock."""
+        if not self.lbfgs:
+            self._add(*self._evaluate())
+        self.wall_s = time.perf_counter() - self.t0
 
 
 def _run_one(problem: Problem, name: str, w0: np.ndarray, epochs: int, max_iter: int, tol: float,
-             lr: float) -> OptimizerResult:
+             lr: float | None) -> OptimizerResult:
     """One optimizer of :func:`compare`, as a task for :mod:`ocp_resnet.parallel` (any process)."""
     if name in IPOPT_OPTIMIZERS:
         return _run_ipopt(problem, IPOPT_OPTIMIZERS[name], w0, max_iter, tol)
@@ -256,10 +300,9 @@ def compare(
     epochs = check_int("epochs", epochs, 1)
     max_iter = check_int("max_iter", max_iter, 1)
     parallel.n_jobs(jobs)
-    lrs = {**DEFAULT_LR, **(lr or {})}
     w0 = initial_weights(problem, "random", seed)
     results: dict[str, OptimizerResult] = {}
-    tasks = [(problem, name, w0, epochs, max_iter, tol, lrs.get(name, 0.0)) for name in optimizers]
+    tasks = [(problem, name, w0, epochs, max_iter, tol, (lr or {}).get(name)) for name in optimizers]
     with parallel.executor(jobs, scheduler) as ex:
         if log:
             log(f"running {', '.join(optimizers)}" + (f" on {parallel.workers(ex)} workers" if parallel.workers(ex) > 1
@@ -269,8 +312,8 @@ def compare(
                 results[name] = r
                 if log:
                     log(f"  {name}: J = {r.final_objective:.10g}, |grad| = {r.final_grad_norm:.2e}, "
-                        f"{r.iterations} iterations, {r.wall_time_s:.2f} s ({r.status})")
-        except KeyboardInterrupt:  # workers ignore Ctrl-C between solves and the torch loops do not poll it
+                        f"{r.iterations} iterations, {r.wall_time_s:.2f} s ({r.status.value})")
+        except KeyboardInterrupt:  # workers ignore Ctrl-C between runs: end them
             parallel.signal_workers(ex, signal.SIGTERM)
             raise
     finite = [min(r.trace.objective + [r.final_objective]) for r in results.values()]
@@ -287,8 +330,8 @@ def compare(
 def polish_solution(problem: Problem, w: np.ndarray, tol: float = 1e-8, max_iter: int = 3000,
                     method: str = "multiple-shooting") -> dict[str, Any]:
     """Run IPOPT from SGD weights ``w`` to KKT ``tol``; report how far it moved."""
+    from .evaluation import objective_and_gradient
     from .solvers import IpoptOptions, solve
-    from .transcription import objective_and_gradient
 
     J0, g0 = objective_and_gradient(problem, w)
     sol = solve(problem, method, IpoptOptions(tol=tol, max_iter=max_iter), init=w)
@@ -316,7 +359,7 @@ def to_csv(cmp: Comparison) -> str:
     lines = [",".join(cols)]
     for r in cmp.results.values():
         vals = [r.optimizer, f"{r.final_objective:.12g}", f"{r.final_grad_norm:.6g}", f"{r.train_accuracy:.6g}",
-                f"{r.wall_time_s:.6g}", str(r.iterations), r.status]
+                f"{r.wall_time_s:.6g}", str(r.iterations), r.status.value]
         vals += ["" if r.time_to_target[t] is None else f"{r.time_to_target[t]:.6g}" for t in cmp.targets]
         vals += [";".join(f"{v:.6g}" for v in r.block_norms), ";".join(f"{v:.6g}" for v in r.stage_losses)]
         lines.append(",".join(vals))
@@ -377,7 +420,7 @@ def format_summary(cmp: Comparison) -> str:
         tts = "".join(f" {'-' if r.time_to_target[t] is None else format(r.time_to_target[t], '.3g'):>10}"
                       for t in cmp.targets)
         lines.append(f"{r.optimizer:<9} {r.final_objective:>15.10f} {r.final_grad_norm:>9.2e} {r.train_accuracy:>6.3f} "
-                     f"{r.wall_time_s:>8.2f} {r.iterations:>6}{tts}  {r.status}")
+                     f"{r.wall_time_s:>8.2f} {r.iterations:>6}{tts}  {r.status.value}")
     if cmp.polish:
         p = cmp.polish
         lines.append(f"polish (IPOPT from adam): J {p['objective_before']:.10f} -> {p['objective_after']:.10f} "

@@ -72,7 +72,7 @@ def evaluate(problem: Problem, w: np.ndarray | Mapping[str, Any], *, gradient: b
 def objective_and_gradient(problem: Problem, w: np.ndarray, backend: str = "casadi") -> tuple[float, np.ndarray]:
     """J(w) and ∇J(w) of the flat weights ``w`` by CasADi (``"casadi"``) or torch autograd (``"torch"``)."""
     if backend == "torch":
-        from .torch.loss import objective_and_gradient as torch_objective_and_gradient
+        from .torch.evaluate import objective_and_gradient as torch_objective_and_gradient
 
         return torch_objective_and_gradient(problem, w)
     from .transcription import objective_and_gradient as casadi_objective_and_gradient

@@ -9,7 +9,8 @@ import pytest
 
 from ocp_resnet import ValidationError
 from ocp_resnet.cli import main
-from ocp_resnet.compare import Trace, compare, function_space_distance
+from ocp_resnet.compare import TORCH_OPTIMIZERS, Trace, compare, format_summary, function_space_distance, to_csv
+from ocp_resnet.status import Status
 
 from problems import problem, tiny_spirals
 
@@ -93,6 +94,7 @@ def test_cli_compare_writes_json_csv_and_figures(tmp_path, capsys):
     assert set(row["time_to_target"]) == {"0.001", "1e-06"}
     rows = list(csv.DictReader(open(out / "compare.csv")))
     assert [r["optimizer"] for r in rows] == ["ipopt-ms", "adam", "lbfgs"]
+    assert row["status"] == rows[0]["status"] == "success"  # the Status value, not its repr
     assert (out / "objective_gap.png").stat().st_size > 0 and (out / "profiles.png").stat().st_size > 0
     assert "polish" in capsys.readouterr().out
     # a second run into the same directory is refused
@@ -109,3 +111,48 @@ def test_jobs_2_gives_the_objectives_of_jobs_1(cmp):
         assert p.trace.objective == r.trace.objective and np.array_equal(p.w, r.w), name
         assert p.iterations == r.iterations and p.status == r.status
     assert par.polish["objective_after"] == c.polish["objective_after"]
+
+
+def test_statuses_are_status_values(cmp):
+    prob, c = cmp
+    assert all(isinstance(r.status, Status) for r in c.results.values())
+    assert c.results["ipopt-ms"].status is Status.SUCCESS and c.results["adam"].status is Status.MAX_ITER
+    assert c.results["adam"].row()["status"] == "max_iter" and ",max_iter," in to_csv(c)
+    assert "Status." not in format_summary(c)
+
+
+def test_torch_rows_are_full_batch_trainer_runs(cmp):
+    """compare trains with the Trainer: its defaults, one step per epoch, the trace from its callback."""
+    import torch
+
+    from ocp_resnet.solvers import initial_weights
+    from ocp_resnet.torch import OPTIMIZERS, ResNetMLP, StepInfo, Trainer, TrainOptions
+
+    assert set(TORCH_OPTIMIZERS) <= set(OPTIMIZERS)
+    prob, c = cmp
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as compare trains: the same bits
+    try:
+        runs = {}
+        for name in ("adam", "sgd"):
+            model = ResNetMLP(prob.spec, init=prob.params(initial_weights(prob, "random", 0)), dtype=torch.float64)
+            infos: list[StepInfo] = []
+            Trainer(prob.objective, 2, TrainOptions(optimizer=name, epochs=60, batch_size=0, schedule="constant",
+                                                    progress=False)).fit(model, prob.U.T, prob.data.y,
+                                                                         callback=infos.append)
+            runs[name] = model, infos
+    finally:
+        torch.set_num_threads(threads)
+    for name, (model, infos) in runs.items():
+        r = c.results[name]
+        assert np.array_equal(prob.spec.flatten(model.weights()), r.w), name
+        # iterate k's J is the objective of step k+1; the trace ends with the final weights
+        assert [i.objective for i in infos] == r.trace.objective[:-1] and len(r.trace.objective) == 61
+
+
+def test_lbfgs_that_stops_improving_is_stalled():
+    prob = problem(tiny_spirals(24), blocks=3, width=2, loss="mse", gamma=0.5, weight_decay=1e-2)
+    r = compare(prob, ["lbfgs"], epochs=3000, polish=False).results["lbfgs"]
+    assert r.status is Status.STALLED and r.iterations < 3000
+    assert r.trace.objective[-1] >= r.trace.objective[-2]  # the last L-BFGS step did not lower J
+    assert r.final_grad_norm < 1e-6  # near a stationary point, where line searches stop gaining

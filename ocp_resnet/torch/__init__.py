@@ -14,15 +14,26 @@
   projection skips and all stage outputs ŷ_k in one forward pass.
 * :class:`StageCostLoss`, :func:`objective_and_gradient` — the objective of
   :mod:`ocp_resnet.objective` in torch (float64 parity with CasADi).
-* :class:`Trainer`, :class:`TrainOptions` — SGD/Adam/AdamW/L-BFGS, cosine schedule, tqdm.
+* :class:`Trainer`, :class:`TrainOptions` — SGD/Adam/AdamW/L-BFGS, cosine schedule, tqdm; a
+  per-step callback gets a :class:`StepInfo` and may stop training.
 """
 from __future__ import annotations
 
 from .conv import ConvSpec, ResNetV2, images_of
-from .evaluate import conv_evaluation, mlp_evaluation
-from .loss import StageCostLoss, objective_and_gradient, predictions, targets, weighted_stage_cost
+from .evaluate import conv_evaluation, mlp_evaluation, objective_and_gradient
+from .loss import StageCostLoss, predictions, targets, weighted_stage_cost
 from .mlp import ResNetMLP
-from .train import OPTIMIZERS, SCHEDULES, TrainOptions, Trainer, resolve_device, resolve_dtype, split
+from .train import (
+    OPTIMIZERS,
+    SCHEDULES,
+    StepCallback,
+    StepInfo,
+    Trainer,
+    TrainOptions,
+    resolve_device,
+    resolve_dtype,
+    split,
+)
 
 __all__ = [
     "ConvSpec",
@@ -31,6 +42,8 @@ __all__ = [
     "ResNetV2",
     "SCHEDULES",
     "StageCostLoss",
+    "StepCallback",
+    "StepInfo",
     "TrainOptions",
     "Trainer",
     "conv_evaluation",

@@ -108,9 +108,11 @@ class ConvSpec:
 
     @property
     def n_blocks(self) -> int:
+        """Number of residual blocks N."""
         return len(self.blocks)
 
     def has_projection(self, k: int) -> bool:
+        """Whether block k's skip is a 1x1 strided projection (channels or resolution change)."""
         c_in, c_out, stride = self.blocks[k]
         return c_in != c_out or stride != 1
 
@@ -119,6 +121,7 @@ class ConvSpec:
         return k not in self.branchless
 
     def to_dict(self) -> dict:
+        """The spec as JSON-ready lists (a run's ``config.json`` ``architecture``)."""
         d = asdict(self)
         d["image_size"] = list(self.image_size)
         d["channels"] = list(self.channels)
@@ -128,12 +131,14 @@ class ConvSpec:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ConvSpec":
+        """The spec of :meth:`to_dict`'s output."""
         d = dict(d)
         try:
             return cls(**{**d, "image_size": tuple(d["image_size"]), "channels": tuple(d["channels"]),
                           "stage_blocks": tuple(d["stage_blocks"]), "branchless": tuple(d.get("branchless", ()))})
         except (KeyError, TypeError) as exc:
-            raise ValidationError(f"not a conv architecture ({exc}); the run's config.json is not from --arch conv") from None
+            raise ValidationError(f"not a conv architecture ({exc}); the run's config.json is not from "
+                                  "--arch conv") from None
 
 
 def _norm(kind: str, c: int) -> nn.Module:
@@ -164,15 +169,18 @@ class PreActBlock(nn.Module):
         self.stride = stride
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual branch F(x) (zeros for a pruned block)."""
         if not self.has_branch:
             return torch.zeros_like(self.skip(x))
         h = self.conv1(arch.activation(self.activation, self.norm1(x), TORCH))
         return self.conv2(arch.activation(self.activation, self.norm2(h), TORCH))
 
     def skip(self, x: torch.Tensor) -> torch.Tensor:
+        """The skip path: x, or its 1x1 strided projection S x."""
         return x if self.S is None else self.S(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """skip(x) + F(x)."""
         if not self.has_branch:
             return self.skip(x)
         return self.skip(x) + self.branch(x)
@@ -219,14 +227,17 @@ class ResNetV2(nn.Module):
 
     @classmethod
     def from_spec(cls, spec: ConvSpec, **kw: Any) -> "ResNetV2":
+        """Same as the constructor (as :meth:`ResNetMLP.from_spec <ocp_resnet.torch.ResNetMLP.from_spec>`)."""
         return cls(spec, **kw)
 
     @property
     def dtype(self) -> torch.dtype:
+        """The dtype of the parameters."""
         return next(self.parameters()).dtype
 
     @property
     def device(self) -> torch.device:
+        """The device of the parameters."""
         return next(self.parameters()).device
 
     # ---------------------------------------------------------------- names ↔ weights
@@ -331,8 +342,8 @@ class ResNetV2(nn.Module):
         if isinstance(norm, nn.BatchNorm2d):
             # training: each stage its own batch statistics, running statistics untouched
             use_batch = self.training or norm.running_mean is None
-            Z = F.batch_norm(Z, None if use_batch else rep(norm.running_mean), None if use_batch else rep(norm.running_var),
-                             rep(norm.weight), rep(norm.bias), use_batch, 0.0, norm.eps)
+            mean, var = (None, None) if use_batch else (rep(norm.running_mean), rep(norm.running_var))
+            Z = F.batch_norm(Z, mean, var, rep(norm.weight), rep(norm.bias), use_batch, 0.0, norm.eps)
         elif isinstance(norm, nn.GroupNorm):
             Z = F.group_norm(Z, norm.num_groups * K, rep(norm.weight), rep(norm.bias), norm.eps)
         Z = arch.activation(self.head.activation, Z, TORCH)

@@ -1,8 +1,13 @@
-"""Numbers of trained weights in the ``metrics.json`` schema of ``solve`` (one schema for all back-ends)."""
+"""Numbers of trained weights: J and ∇J by autograd, evaluations and ``metrics.json`` records.
+
+* :func:`objective_and_gradient` — J(w) and ∇J(w) of an MLP problem's flat weights (float64);
+* :func:`mlp_evaluation`, :func:`conv_evaluation` — the one :class:`~ocp_resnet.evaluation.Evaluation`;
+* :func:`training_status`, :func:`training_metrics` — the ``metrics.json`` schema of ``solve``.
+"""
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -10,12 +15,12 @@ import torch
 from .. import objective as objective_mod
 from .._ops import TORCH
 from ..errors import ValidationError
-from ..objective import ObjectiveSpec
 from ..evaluation import Evaluation, evaluate, metrics_record
+from ..objective import ObjectiveSpec
 from ..status import Status
 from .conv import ConvSpec, ResNetV2
-from .loss import predictions, targets
-
+from .loss import StageCostLoss, predictions, targets
+from .mlp import ResNetMLP
 
 #: Torch training has no optimality certificate: a run counts as ``success`` only when its final
 #: full-batch gradient norm is at most this (the convention of compare and the analysis).
@@ -43,6 +48,22 @@ def training_metrics(ev: Evaluation, status: Status, grad_tol: float = GRAD_TOL,
 def mlp_evaluation(problem: Any, weights: Any) -> Evaluation:
     """:func:`ocp_resnet.evaluation.evaluate` with the float64 torch-autograd gradient norm."""
     return evaluate(problem, weights, backend="torch")
+
+
+def objective_and_gradient(problem: Any, w: Any, device: Any = None) -> tuple[float, np.ndarray]:
+    """J(w) and ∇J(w) of an MLP :class:`~ocp_resnet.problem.Problem` by torch autograd, float64.
+
+    The torch twin of :func:`ocp_resnet.transcription.objective_and_gradient` (same flat order).
+    """
+    model = ResNetMLP(problem.spec, init=problem.params(w), dtype=torch.float64, device=device)
+    X = torch.as_tensor(problem.U.T, dtype=torch.float64, device=device)
+    T = torch.as_tensor(problem.T, dtype=torch.float64, device=device)
+    J, _ = StageCostLoss(problem.objective, problem.data.n_classes)(model, X, T.T)
+    model.zero_grad()
+    J.backward()
+    g = torch.cat([p.grad.reshape(-1) if p.grad is not None else torch.zeros_like(p).reshape(-1)
+                   for p in model.params().values()])
+    return float(J.detach().cpu()), g.detach().cpu().numpy().astype(np.float64)
 
 
 def conv_evaluation(model: ResNetV2, images: np.ndarray, y: np.ndarray, objective: ObjectiveSpec,
@@ -87,7 +108,7 @@ def conv_evaluation(model: ResNetV2, images: np.ndarray, y: np.ndarray, objectiv
         grads = [p.grad.reshape(-1) for p in model.parameters() if p.grad is not None]
         grad_norm = float(torch.linalg.vector_norm(torch.cat(grads)).cpu()) if grads else 0.0
     model.zero_grad(set_to_none=True)
-    J = sum(g * l for g, l in zip(gammas, stage_losses)) + float(reg.detach())
+    J = sum(g * loss for g, loss in zip(gammas, stage_losses)) + float(reg.detach())
     block_norms = [math.sqrt(sum(float((p.detach() ** 2).sum()) for p in model.branch_parameters(k))) for k in range(N)]
     return Evaluation(float(J), stage_losses[-1], stage_losses, (correct / n).tolist(), block_norms,
                       np.sqrt(res_sq / n).tolist(), grad_norm)
@@ -114,4 +135,5 @@ def evaluate_conv_run(run: Any, backend: str = "torch") -> dict[str, Any]:
 
 
 def model_input_shape(spec: ConvSpec) -> tuple[int, int, int]:
+    """(channels, height, width) of the images ``spec`` takes."""
     return (spec.in_channels, *spec.image_size)

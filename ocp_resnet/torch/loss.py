@@ -96,21 +96,3 @@ class StageCostLoss:
         if self.regularization:
             J = J + model.regularization(self.objective)
         return J, logits
-
-
-def objective_and_gradient(problem: Any, w: Any, device: Any = None) -> tuple[float, np.ndarray]:
-    """J(w) and ∇J(w) of an MLP :class:`~ocp_resnet.problem.Problem` by torch autograd, float64.
-
-    The torch twin of :func:`ocp_resnet.transcription.objective_and_gradient` (same flat order).
-    """
-    from .mlp import ResNetMLP
-
-    model = ResNetMLP(problem.spec, init=problem.params(w), dtype=torch.float64, device=device)
-    X = torch.as_tensor(problem.U.T, dtype=torch.float64, device=device)
-    T = torch.as_tensor(problem.T, dtype=torch.float64, device=device)
-    J, _ = StageCostLoss(problem.objective, problem.data.n_classes)(model, X, T.T)
-    model.zero_grad()
-    J.backward()
-    g = torch.cat([p.grad.reshape(-1) if p.grad is not None else torch.zeros_like(p).reshape(-1)
-                   for p in model.params().values()])
-    return float(J.detach().cpu()), g.detach().cpu().numpy().astype(np.float64)

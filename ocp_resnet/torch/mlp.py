@@ -95,11 +95,13 @@ class ResNetMLP(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
+        """The dtype of the parameters (float64 without any)."""
         p = next(self.parameters(), None)
         return torch.float64 if p is None else p.dtype
 
     @property
     def device(self) -> torch.device:
+        """The device of the parameters (cpu without any)."""
         p = next(self.parameters(), None)
         return torch.device("cpu") if p is None else p.device
 
@@ -172,4 +174,5 @@ class ResNetMLP(nn.Module):
         return objective_mod.regularization(objective, self.flat_params(), TORCH)
 
     def extra_repr(self) -> str:
+        """Widths, branches and activation in the module's repr."""
         return f"widths={self.spec.widths}, branch={[b.branch for b in self.spec.blocks]}, act={self.spec.activation}"

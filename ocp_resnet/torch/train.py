@@ -13,12 +13,14 @@ gradient of λ||w||²). Same seed on the CPU → identical numbers.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -26,10 +28,12 @@ import torch
 from .._iteration import StopOnSigint
 from ..errors import ValidationError, check_choice, check_float, check_int
 from ..objective import ObjectiveSpec
+from ..status import Status
 from .loss import StageCostLoss, predictions, targets
 
 
-def _cpu_kernels(device: Any):
+@contextlib.contextmanager
+def _cpu_kernels(device: Any) -> Iterator[None]:
     """Training on the CPU runs without oneDNN (mkldnn) kernels.
 
     torch 2.13.0's CPU build corrupts the heap ("corrupted double-linked list", abort) when
@@ -37,11 +41,15 @@ def _cpu_kernels(device: Any):
     (tests/test_torch_cli.py reproduced it every run); the native kernels are as fast for the
     net sizes trained on CPU here (20 digits epochs: 6.2 s without oneDNN, 5.7 s with it).
     """
-    if torch.device(device).type == "cpu":
-        return torch.backends.mkldnn.flags(enabled=False)
-    import contextlib
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    with warnings.catch_warnings():
+        # setting the flags warns that TF32 on oneDNN needs an Intel GPU: nothing to act on here
+        warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
+        with torch.backends.mkldnn.flags(enabled=False):
+            yield
 
-    return contextlib.nullcontext()
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "lbfgs")
 SCHEDULES = ("cosine", "constant")
@@ -66,6 +74,7 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
 
 
 def resolve_dtype(name: str | torch.dtype) -> torch.dtype:
+    """``float32``/``float64`` (or a torch dtype) → the torch dtype."""
     if isinstance(name, torch.dtype):
         return name
     check_choice("dtype", name, DTYPES)
@@ -77,7 +86,8 @@ class TrainOptions:
     """Training hyper-parameters, validated when set.
 
     ``batch_size`` 0 or None means full batch (L-BFGS is always full batch);
-    ``lr`` None picks :data:`DEFAULT_LR`; ``lbfgs_iter`` is L-BFGS iterations per epoch.
+    ``lr`` None picks :data:`DEFAULT_LR`; ``lbfgs_iter`` is L-BFGS iterations per epoch and
+    ``lbfgs_history`` the curvature pairs L-BFGS keeps.
     """
 
     optimizer: str = "adam"
@@ -90,6 +100,7 @@ class TrainOptions:
     device: str = "auto"
     dtype: str = "float64"
     lbfgs_iter: int = 20
+    lbfgs_history: int = 50
     progress: bool = True
     #: GPU throughput switches (see docs/scale.md): torch.compile the training step, bfloat16
     #: autocast ("bf16"; float32 models only), channels-last memory layout for conv nets.
@@ -109,6 +120,7 @@ class TrainOptions:
         check_int("seed", self.seed, 0)
         check_choice("dtype", self.dtype, DTYPES)
         check_int("lbfgs_iter", self.lbfgs_iter, 1)
+        check_int("lbfgs_history", self.lbfgs_history, 1)
         resolve_device(self.device)
         if self.amp not in (None, "none", "bf16"):
             raise ValidationError(f"amp must be bf16 or none, got {self.amp!r}")
@@ -117,12 +129,23 @@ class TrainOptions:
 
     @property
     def learning_rate(self) -> float:
+        """``lr``, or the optimizer's :data:`DEFAULT_LR` when None."""
         return DEFAULT_LR[self.optimizer] if self.lr is None else float(self.lr)
 
     def to_dict(self) -> dict:
+        """The options as written to a run's config (``lr`` resolved).
+
+        ``lbfgs_history`` appears only when it is not the default 50, so that the configs and
+        checkpoints of runs with the default read as they always have (resume compares them).
+        """
         d = asdict(self)
         d["lr"] = self.learning_rate
+        if d["lbfgs_history"] == _DEFAULT_LBFGS_HISTORY:
+            del d["lbfgs_history"]
         return d
+
+
+_DEFAULT_LBFGS_HISTORY = TrainOptions.lbfgs_history
 
 
 def _optimizer(opts: TrainOptions, params: list, objective: ObjectiveSpec) -> torch.optim.Optimizer:
@@ -133,7 +156,7 @@ def _optimizer(opts: TrainOptions, params: list, objective: ObjectiveSpec) -> to
         return torch.optim.Adam(params, lr=lr)
     if opts.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=2.0 * objective.weight_decay)
-    return torch.optim.LBFGS(params, lr=lr, max_iter=opts.lbfgs_iter, history_size=50,
+    return torch.optim.LBFGS(params, lr=lr, max_iter=opts.lbfgs_iter, history_size=opts.lbfgs_history,
                              line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-15)
 
 
@@ -148,13 +171,41 @@ def history_csv(history: Sequence[dict]) -> str:
     return buf.getvalue()
 
 
+@dataclass(frozen=True)
+class StepInfo:
+    """One optimizer step of :meth:`Trainer.fit`, as its ``callback`` sees it.
+
+    ``step`` counts optimizer steps so far (L-BFGS: its iterations); ``epoch`` is the epoch of
+    the step, from 0; ``objective`` the J of the step's (global) batch of ``batch_size`` samples
+    at the weights before the step, λ-term included (AdamW: the data term alone, its decoupled
+    decay replaces the λ-term; L-BFGS: J at the iterate it accepted); ``lr`` the step's learning
+    rate; ``wall_s`` the seconds of training so far (a resumed run counts its earlier time);
+    ``model`` the model being trained, holding the weights after the step and, after SGD-type
+    steps, the step's gradient in its parameters' ``.grad`` (read them, do not change them).
+    """
+
+    step: int
+    epoch: int
+    objective: float
+    batch_size: int
+    lr: float
+    wall_s: float
+    model: Any
+
+
+#: A :meth:`Trainer.fit` callback: gets each :class:`StepInfo`; returning ``True`` stops training.
+StepCallback = Callable[[StepInfo], Optional[bool]]
+
+
 class Trainer:
     """Trains a model of this package (``ResNetMLP`` or ``ResNetV2``) on the stage-cost objective.
 
     ``fit`` returns ``self``; learned attributes: ``model_``, ``history_`` (list of per-epoch
     dicts), ``steps_`` (optimizer steps), ``train_time_s_``, ``stopped_`` (None, or why training
-    stopped early: ``"nan"``, or ``"interrupted"`` by Ctrl-C, checked once per step; the model
-    keeps its weights of that step).
+    stopped early, a :class:`~ocp_resnet.status.Status` value: ``Status.NAN.value``, or
+    ``Status.INTERRUPTED.value`` by Ctrl-C or the callback, checked once per step; the model
+    keeps its weights of that step) and ``stopped_by_`` (``"SIGINT"`` or ``"callback"`` after
+    such a stop, as a solve's ``stats["stopped_by"]``; else None).
 
     Under ``torchrun`` (:mod:`ocp_resnet.torch.distributed`) every rank calls ``fit`` with the
     whole data; each trains on its share of every global batch through DistributedDataParallel.
@@ -176,7 +227,8 @@ class Trainer:
         return X, T, torch.as_tensor(yy).to(device)
 
     @torch.no_grad()
-    def score(self, model: Any, X: torch.Tensor, T: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> tuple[float, float]:
+    def score(self, model: Any, X: torch.Tensor, T: torch.Tensor, y: torch.Tensor,
+              chunk: int = 1024) -> tuple[float, float]:
         """(objective J incl. λ-term, final-stage accuracy) of ``model`` in eval mode."""
         was = model.training
         model.eval()
@@ -193,46 +245,92 @@ class Trainer:
 
     def fit(self, model: Any, inputs: Any, y: Any, val: tuple[Any, Any] | None = None,
             checkpoint: Callable[[dict], None] | None = None, checkpoint_every: int = 0,
-            resume: dict | None = None) -> "Trainer":
-        """Train ``model`` in place on ``inputs`` (n, …) with labels ``y``; ``val`` = (inputs, labels)."""
+            resume: dict | None = None, callback: StepCallback | None = None) -> "Trainer":
+        """Train ``model`` in place on ``inputs`` (n, …) with labels ``y``; ``val`` = (inputs, labels).
+
+        ``callback(info: StepInfo)`` is called after every optimizer step; returning ``True``
+        stops training after that step, as Ctrl-C does (``stopped_`` interrupted, ``stopped_by_``
+        ``"callback"``). Under torchrun every rank must pass one (the ranks agree on the stop).
+        """
         from tqdm import tqdm
 
+        opts = self.options
+        run = _Fit(self, model, inputs, y, val, callback)
+        start = run.restore(resume)
+        bar = tqdm(range(start, opts.epochs), desc="train", unit="epoch",
+                   disable=not (opts.progress and run.ctx.is_main), leave=False, dynamic_ncols=True)
+        with StopOnSigint() as stop, _cpu_kernels(run.device):  # Ctrl-C ends training after the current step
+            for epoch in bar:
+                row = run.train_epoch(epoch, stop)
+                if row is None:  # stopped: the model keeps its weights, the unfinished epoch is not recorded
+                    break
+                bar.set_postfix(_postfix(row))
+                if not math.isfinite(row["loss"]):
+                    self.stopped_ = Status.NAN.value
+                    break
+                if checkpoint is not None and checkpoint_every and ((epoch + 1) % checkpoint_every == 0
+                                                                     or epoch + 1 == opts.epochs):
+                    checkpoint(run.state(epoch + 1))
+        bar.close()
+        self.train_time_s_ = time.perf_counter() - run.t0
+        self.model_ = model
+        model.eval()
+        return self
+
+
+def _postfix(row: dict) -> dict[str, str]:
+    """The progress bar's summary of an epoch's history row."""
+    post = {"loss": f"{row['loss']:.4g}", "acc": f"{row['accuracy']:.3f}"}
+    if "val_accuracy" in row:
+        post["val_acc"] = f"{row['val_accuracy']:.3f}"
+    return post
+
+
+class _Fit:
+    """One :meth:`Trainer.fit` call: its tensors, wrapped objective, optimizer, schedule and clock."""
+
+    def __init__(self, trainer: Trainer, model: Any, inputs: Any, y: Any, val: tuple[Any, Any] | None,
+                 callback: StepCallback | None) -> None:
         from . import distributed
 
-        ctx = distributed.current()
-        opts = self.options
-        device, dtype = ctx.device(opts.device), resolve_dtype(opts.dtype)
-        model.to(device=device, dtype=dtype)
-        X, T, Y = self._tensors(inputs, y, dtype, device)
-        layout = torch.channels_last if opts.channels_last and X.dim() == 4 else torch.contiguous_format
+        self.trainer, self.model, self.callback = trainer, model, callback
+        self.ctx = ctx = distributed.current()
+        self.opts = opts = trainer.options
+        self.device, self.dtype = ctx.device(opts.device), resolve_dtype(opts.dtype)
+        model.to(device=self.device, dtype=self.dtype)
+        self.X, self.T, self.Y = trainer._tensors(inputs, y, self.dtype, self.device)
+        self.layout = torch.channels_last if opts.channels_last and self.X.dim() == 4 else torch.contiguous_format
         if opts.channels_last:
-            model.to(memory_format=layout)
-        n = X.shape[0]
+            model.to(memory_format=self.layout)
+        self.n = n = self.X.shape[0]
         if n == 0:
             raise ValidationError("no training samples: lower --val-fraction or give more data")
-        Xv = Tv = Yv = None
+        self.val = None
         if val is not None and len(val[1]) > 0:
-            Xv, Tv, Yv = self._tensors(val[0], val[1], dtype, device)
-        full = opts.optimizer == "lbfgs" or not opts.batch_size or opts.batch_size >= n
-        bs = n if full else int(opts.batch_size)
-        ctx.check_batches(n, bs)
-        steps_per_epoch = math.ceil(n / bs)
-        adamw = opts.optimizer == "adamw"
+            self.val = trainer._tensors(val[0], val[1], self.dtype, self.device)
+        self.full = opts.optimizer == "lbfgs" or not opts.batch_size or opts.batch_size >= n
+        self.bs = n if self.full else int(opts.batch_size)
+        ctx.check_batches(n, self.bs)
+        self.adamw = opts.optimizer == "adamw"
         # the model and its loss as one module: DDP averages its gradients over the ranks
-        local = distributed.Objective(model, self.objective, regularization=not adamw)
-        net = ctx.wrap(local, device)
-        if opts.compile:
-            net = torch.compile(net)
-        autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if opts.amp == "bf16" else None)
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt = _optimizer(opts, params, self.objective)
-        sched = None
+        self.local = distributed.Objective(model, trainer.objective, regularization=not self.adamw)
+        net = ctx.wrap(self.local, self.device)
+        self.net = torch.compile(net) if opts.compile else net
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if opts.amp == "bf16" else None
+        self.opt = _optimizer(opts, [p for p in model.parameters() if p.requires_grad], trainer.objective)
+        self.sched = None
         if opts.schedule == "cosine" and opts.optimizer != "lbfgs":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=opts.epochs * steps_per_epoch)
-        gen = torch.Generator().manual_seed(opts.seed)
-        self.history_: list[dict] = []
-        self.steps_ = 0
-        self.stopped_: str | None = None
+            steps = opts.epochs * math.ceil(n / self.bs)
+            self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=steps)
+        self.gen = torch.Generator().manual_seed(opts.seed)
+        self.t0 = time.perf_counter()
+        self.by_callback = False
+
+    def restore(self, resume: dict | None) -> int:
+        """Fresh learned attributes, or the state of the checkpoint ``resume``; the first epoch to run."""
+        tr, opts, sched = self.trainer, self.opts, self.sched
+        tr.history_, tr.steps_ = [], 0
+        tr.stopped_ = tr.stopped_by_ = None
         start, elapsed = 0, 0.0
         if resume is not None:  # continue exactly where the checkpoint left off
             if sched is not None and int(resume.get("epochs", opts.epochs)) != opts.epochs:
@@ -240,105 +338,121 @@ class Trainer:
                     f"the checkpoint was trained for {resume['epochs']} epochs under the cosine schedule, which "
                     f"is tied to the number of epochs: resume with --epochs {resume['epochs']}, or train with "
                     "--schedule constant to extend runs")
-            model.load_state_dict(resume["model"])
-            opt.load_state_dict(resume["optimizer"])
+            self.model.load_state_dict(resume["model"])
+            self.opt.load_state_dict(resume["optimizer"])
             if sched is not None and resume.get("scheduler") is not None:
                 sched.load_state_dict(resume["scheduler"])
-            gen.set_state(resume["generator"])
+            self.gen.set_state(resume["generator"])
             torch.set_rng_state(resume["torch_rng"])
             start, elapsed = int(resume["epoch"]), float(resume.get("time_s", 0.0))
-            self.history_, self.steps_ = list(resume["history"]), int(resume["steps"])
-        t0 = time.perf_counter() - elapsed
+            tr.history_, tr.steps_ = list(resume["history"]), int(resume["steps"])
+        self.t0 = time.perf_counter() - elapsed
+        return start
 
-        def step(xb: torch.Tensor, tb: torch.Tensor, m: int, total: int):
-            """(J to differentiate, this shard's J, logits); bf16 autocast when asked."""
-            if layout is torch.channels_last:
-                xb = xb.contiguous(memory_format=layout)
-            w = ctx.weight(m, total, X)
-            if autocast is None:
-                return net(xb, tb, w)
-            with autocast:
-                return net(xb, tb, w)
+    def state(self, epoch: int) -> dict:
+        """The full training state after ``epoch`` epochs (what ``fit(..., resume=)`` continues)."""
+        tr, sched = self.trainer, self.sched
+        return {"epoch": epoch, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": None if sched is None else sched.state_dict(), "generator": self.gen.get_state(),
+                "torch_rng": torch.get_rng_state(), "history": list(tr.history_), "steps": tr.steps_,
+                "time_s": time.perf_counter() - self.t0, "world_size": self.ctx.world_size,
+                "epochs": self.opts.epochs}
 
-        def state(epoch: int) -> dict:
-            return {"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": None if sched is None else sched.state_dict(), "generator": gen.get_state(),
-                    "torch_rng": torch.get_rng_state(), "history": list(self.history_), "steps": self.steps_,
-                    "time_s": time.perf_counter() - t0, "world_size": ctx.world_size, "epochs": opts.epochs}
+    def forward(self, xb: torch.Tensor, tb: torch.Tensor, m: int, total: int):
+        """(J to differentiate, this shard's J, logits); bf16 autocast when asked."""
+        if self.layout is torch.channels_last:
+            xb = xb.contiguous(memory_format=self.layout)
+        w = self.ctx.weight(m, total, self.X)
+        if self.autocast is None:
+            return self.net(xb, tb, w)
+        with self.autocast:
+            return self.net(xb, tb, w)
 
-        bar = tqdm(range(start, opts.epochs), desc="train", unit="epoch",
-                   disable=not (opts.progress and ctx.is_main), leave=False, dynamic_ncols=True)
-        stopped = False
-        with StopOnSigint() as stop, _cpu_kernels(device):  # Ctrl-C ends training after the current step
-            for epoch in bar:
-                model.train()
-                lr = opt.param_groups[0]["lr"]
-                loss_sum = torch.zeros((), dtype=dtype, device=device)
-                correct = torch.zeros((), dtype=torch.long, device=device)
-                if opts.optimizer == "lbfgs":
-                    own = ctx.shard(torch.arange(n, device=device))
-                    Xs, Ts, Ys = X[own], T[own], Y[own]
+    def train_epoch(self, epoch: int, stop: StopOnSigint) -> dict | None:
+        """One epoch of steps; its history row, or None when Ctrl-C or the callback stopped it."""
+        self.model.train()
+        lr = self.opt.param_groups[0]["lr"]
+        steps = self._lbfgs_epoch if self.opts.optimizer == "lbfgs" else self._sgd_epoch
+        loss_sum, correct, stopped = steps(epoch, stop)
+        if stopped:
+            self.trainer.stopped_ = Status.INTERRUPTED.value
+            self.trainer.stopped_by_ = "callback" if self.by_callback else "SIGINT"
+            return None
+        return self._record(epoch, lr, loss_sum, correct)
 
-                    def closure() -> torch.Tensor:
-                        opt.zero_grad(set_to_none=True)
-                        J, _, _ = step(Xs, Ts, len(own), n)
-                        J.backward()
-                        return ctx.mean(J.detach())  # the global J, the same on every rank
+    def _lbfgs_epoch(self, epoch: int, stop: StopOnSigint) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """One full-batch L-BFGS ``step`` (up to ``lbfgs_iter`` iterations): (Σ J·m, correct, stopped)."""
+        ctx, opt, n = self.ctx, self.opt, self.n
+        # one process: the data as given (its layout decides the rounding of the products)
+        own = ctx.shard(torch.arange(n, device=self.device)) if ctx.active else slice(None)
+        Xs, Ts, Ys = self.X[own], self.T[own], self.Y[own]
+        m = Ys.shape[0]
+        lr = opt.param_groups[0]["lr"]
 
-                    opt.step(closure)
-                    self.steps_ = int(next(iter(opt.state.values()), {}).get("n_iter", 0))
-                    with torch.no_grad():  # the record is at the accepted iterate, not a line-search trial
-                        _, J, logits = local(Xs, Ts)
-                    loss_sum, correct = J * len(own), (predictions(self.objective, logits) == Ys).sum()
-                    stopped = ctx.any(stop.requested, device)
-                else:
-                    perm = torch.randperm(n, generator=gen).to(device) if not full else None
-                    for i in range(0, n, bs):
-                        if perm is not None:
-                            idx = ctx.shard(perm[i:i + bs])
-                        else:
-                            idx = ctx.shard(torch.arange(n, device=device)) if ctx.active else slice(None)
-                        xb, tb, yb = X[idx], T[idx], Y[idx]
-                        opt.zero_grad(set_to_none=True)
-                        J, Jm, logits = step(xb, tb, yb.shape[0], min(bs, n - i))
-                        J.backward()
-                        opt.step()
-                        if sched is not None:
-                            sched.step()
-                        self.steps_ += 1
-                        m = yb.shape[0]
-                        loss_sum = loss_sum + Jm.detach() * m
-                        correct = correct + (predictions(self.objective, logits.detach()) == yb).sum()
-                        stopped = ctx.any(stop.requested, device)  # every rank stops after the same step
-                        if stopped:
-                            break
-                if stopped:  # Ctrl-C: keep the model as it is, drop the unfinished epoch's record
-                    self.stopped_ = "interrupted"
-                    break
-                loss_sum, correct = ctx.sum(loss_sum), ctx.sum(correct)
-                train_loss = float(loss_sum) / n
-                if adamw:  # report the objective J, whose λ-term AdamW's decoupled decay replaces
-                    train_loss += float(model.regularization(self.objective).detach())
-                row = {"epoch": epoch + 1, "loss": train_loss, "accuracy": int(correct) / n, "lr": lr}
-                if Xv is not None:
-                    row["val_loss"], row["val_accuracy"] = self.score(model, Xv, Tv, Yv)
-                row["time_s"] = time.perf_counter() - t0
-                self.history_.append(row)
-                post = {"loss": f"{train_loss:.4g}", "acc": f"{row['accuracy']:.3f}"}
-                if "val_accuracy" in row:
-                    post["val_acc"] = f"{row['val_accuracy']:.3f}"
-                bar.set_postfix(post)
-                if not math.isfinite(train_loss):
-                    self.stopped_ = "nan"
-                    break
-                if checkpoint is not None and checkpoint_every and ((epoch + 1) % checkpoint_every == 0
-                                                                     or epoch + 1 == opts.epochs):
-                    checkpoint(state(epoch + 1))
-        bar.close()
-        self.train_time_s_ = time.perf_counter() - t0
-        self.model_ = model
-        model.eval()
-        return self
+        def closure() -> torch.Tensor:
+            opt.zero_grad(set_to_none=True)
+            J, _, _ = self.forward(Xs, Ts, m, n)
+            J.backward()
+            return ctx.mean(J.detach())  # the global J, the same on every rank
+
+        opt.step(closure)
+        self.trainer.steps_ = int(next(iter(opt.state.values()), {}).get("n_iter", 0))
+        with torch.no_grad():  # the record is at the accepted iterate, not a line-search trial
+            _, J, logits = self.local(Xs, Ts)
+        loss_sum, correct = J * m, (predictions(self.trainer.objective, logits) == Ys).sum()
+        return loss_sum, correct, self._after_step(stop, epoch, lr, J, m, n)
+
+    def _sgd_epoch(self, epoch: int, stop: StopOnSigint) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """One pass over the (shuffled unless full) batches: (Σ J·m, correct, stopped)."""
+        ctx, opt, n, bs, device = self.ctx, self.opt, self.n, self.bs, self.device
+        loss_sum = torch.zeros((), dtype=self.dtype, device=device)
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        perm = torch.randperm(n, generator=self.gen).to(device) if not self.full else None
+        for i in range(0, n, bs):
+            if perm is not None:
+                idx = ctx.shard(perm[i:i + bs])
+            else:
+                idx = ctx.shard(torch.arange(n, device=device)) if ctx.active else slice(None)
+            xb, tb, yb = self.X[idx], self.T[idx], self.Y[idx]
+            lr = opt.param_groups[0]["lr"]
+            opt.zero_grad(set_to_none=True)
+            J, Jm, logits = self.forward(xb, tb, yb.shape[0], min(bs, n - i))
+            J.backward()
+            opt.step()
+            if self.sched is not None:
+                self.sched.step()
+            self.trainer.steps_ += 1
+            m = yb.shape[0]
+            loss_sum = loss_sum + Jm.detach() * m
+            correct = correct + (predictions(self.trainer.objective, logits.detach()) == yb).sum()
+            if self._after_step(stop, epoch, lr, Jm.detach(), m, min(bs, n - i)):
+                return loss_sum, correct, True
+        return loss_sum, correct, False
+
+    def _after_step(self, stop: StopOnSigint, epoch: int, lr: float, J: torch.Tensor, m: int, batch: int) -> bool:
+        """Hand the step to the callback; True on every rank once any has Ctrl-C or a callback stop."""
+        if self.callback is not None:
+            # one process: J itself; ranks: the global batch mean of their shards' J (a collective)
+            objective = float(J) if not self.ctx.active else float(self.ctx.sum(J * m)) / batch
+            info = StepInfo(self.trainer.steps_, epoch, objective, batch, lr, time.perf_counter() - self.t0,
+                            self.model)
+            if self.callback(info):
+                self.by_callback = True
+        return self.ctx.any(stop.requested or self.by_callback, self.device)  # every rank stops after the same step
+
+    def _record(self, epoch: int, lr: float, loss_sum: torch.Tensor, correct: torch.Tensor) -> dict:
+        """Append the epoch's history row (global loss and accuracy, validation numbers, time)."""
+        tr, ctx, n = self.trainer, self.ctx, self.n
+        loss_sum, correct = ctx.sum(loss_sum), ctx.sum(correct)
+        train_loss = float(loss_sum) / n
+        if self.adamw:  # report the objective J, whose λ-term AdamW's decoupled decay replaces
+            train_loss += float(self.model.regularization(tr.objective).detach())
+        row = {"epoch": epoch + 1, "loss": train_loss, "accuracy": int(correct) / n, "lr": lr}
+        if self.val is not None:
+            row["val_loss"], row["val_accuracy"] = tr.score(self.model, *self.val)
+        row["time_s"] = time.perf_counter() - self.t0
+        tr.history_.append(row)
+        return row
 
 
 def split(n: int, val_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
