@@ -19,6 +19,8 @@ import pytest
 from ocp_resnet.cli import main
 from ocp_resnet.errors import ValidationError
 
+from .helpers import run_cli
+
 # --------------------------------------------------------------------------- data files
 BAD_FILES = {
     "nan.npz": dict(X=np.array([[np.nan, 1.0], [0.0, 1.0]]), y=np.array([0, 1])),
@@ -54,16 +56,6 @@ def files(tmp_path, monkeypatch):
 
     np.savez("deeper.npz", **ArchSpec.uniform(2, 2, 11, 2).init_params("random", 0))  # 11 blocks, not 10
     return tmp_path
-
-
-def run_cli(argv, capsys):
-    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    try:
-        rc = main(list(argv))
-    except SystemExit as exc:  # argparse
-        rc = exc.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def assert_one_line_error(rc, err, hint, code=2):

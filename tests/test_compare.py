@@ -12,7 +12,7 @@ from ocp_resnet.cli import main
 from ocp_resnet.compare import TORCH_OPTIMIZERS, Trace, compare, format_summary, function_space_distance, to_csv
 from ocp_resnet.status import Status
 
-from problems import problem, tiny_spirals
+from .problems import problem, tiny_spirals
 
 
 @pytest.fixture(scope="module")

@@ -25,11 +25,7 @@ CONV = ["--dataset", "digits", "--arch", "conv", "--n-samples", "200", "--epochs
         "--stage-blocks", "2,2", "--threads", "1", "--device", "cpu", "--quiet"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _restore_threads():
-    old = torch.get_num_threads()
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from ocp_resnet import ArchSpec, IpoptOptions, ObjectiveSpec, Problem, ValidationError, load_dataset, solve
+from ocp_resnet import IpoptOptions, ObjectiveSpec, Problem, load_dataset, solve
 from ocp_resnet import architecture as arch
 from ocp_resnet._ops import NUMPY
 from ocp_resnet.transcription import objective_and_gradient, transcribe
 
-from problems import problem, random_weights, tiny_multiclass, tiny_spirals
+from .problems import problem, random_weights, tiny_multiclass, tiny_spirals
 
 SPEC_VARIANTS = [
     dict(blocks=3, width=2, branch="single", loss="mse"),

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from .helpers import ROOT
 
 CASES = [
     pytest.param("01_high_accuracy_solve.py", [], ["turnpike.png"], id="01"),

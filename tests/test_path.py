@@ -7,13 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from ocp_resnet import IpoptOptions, Problem, load_dataset, path, solve
+from ocp_resnet import Problem, load_dataset, path, solve
 from ocp_resnet.analysis.blocks import analyze, verdict
 from ocp_resnet.analysis.collapse import is_collapsed, linear_loss, linear_problem
 from ocp_resnet.analysis.restarts import restart_seeds, solve_restarts
-from ocp_resnet.cli import main
 from ocp_resnet.errors import ValidationError
 from ocp_resnet.validation import split
+
+from .helpers import run_cli
 
 GAMMAS = [0, 0.03, 0.1, 0.3, 1]
 
@@ -21,15 +22,6 @@ GAMMAS = [0, 0.03, 0.1, 0.3, 1]
 def spirals_problem(n=60, blocks=5, loss="mse", **kw):
     return Problem.build(load_dataset("spirals", n_samples=n), blocks=blocks, width=2, loss=loss,
                          gamma=kw.pop("gamma", 0.1), weight_decay=kw.pop("weight_decay", 1e-3), **kw)
-
-
-def run_cli(argv, capsys):
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as exc:
-        rc = exc.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 # ------------------------------------------------------------------------------ path

@@ -16,7 +16,7 @@ import pytest
 from ocp_resnet import IpoptOptions, solve
 from ocp_resnet.transcription import _common, transcribe
 
-from problems import problem, random_weights, tiny_multiclass, tiny_spirals
+from .problems import problem, random_weights, tiny_multiclass, tiny_spirals
 
 VARIANTS = [
     dict(blocks=3, width=2, loss="bce", gamma=0.25),

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ocp_resnet.cli import main
 from ocp_resnet.errors import ValidationError
 from ocp_resnet.runs import RUN_FILES, Run, write_run
+
+from .helpers import run_cli
 
 SMALL = ["solve", "--quiet", "--n-samples", "20", "--blocks", "2", "--max-iter", "200"]
 
@@ -23,15 +24,6 @@ def snapshot(d: Path) -> dict[str, tuple[bytes, int]]:
         if p.is_file():
             out[str(p.relative_to(d))] = (hashlib.sha256(p.read_bytes()).digest(), p.stat().st_mtime_ns)
     return out
-
-
-def run_cli(argv, capsys):
-    try:
-        rc = main(list(argv))
-    except SystemExit as exc:
-        rc = exc.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def test_second_run_into_same_out_is_refused_and_first_is_untouched(tmp_path, capsys):

@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,10 +15,9 @@ import torch
 
 from ocp_resnet import Problem, ValidationError, load_dataset
 from ocp_resnet.objective import ObjectiveSpec
-from ocp_resnet.torch import ConvSpec, ResNetMLP, ResNetV2, Trainer, TrainOptions
-from ocp_resnet.torch import distributed
+from ocp_resnet.torch import ConvSpec, ResNetMLP, ResNetV2, Trainer, TrainOptions, distributed
 
-ROOT = Path(__file__).resolve().parents[1]
+from .helpers import ROOT
 
 
 def _free_port() -> int:

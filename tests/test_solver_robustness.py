@@ -22,7 +22,7 @@ from ocp_resnet.errors import ValidationError
 from ocp_resnet.sizing import plan
 from ocp_resnet.transcription import _common
 
-from problems import problem, tiny_spirals
+from .problems import problem, tiny_spirals
 
 
 def _canonical(loss: str, gamma: float, seed: int = 0, n: int = 200) -> Problem:

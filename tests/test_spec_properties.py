@@ -7,6 +7,7 @@ outcome is known independently of the code under test.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -17,7 +18,8 @@ from ocp_resnet.errors import ValidationError
 from ocp_resnet.objective import LOSSES, ObjectiveSpec
 from ocp_resnet.solvers import HESSIANS, IpoptOptions, _check_ipopt_options
 
-SETTINGS = settings(max_examples=int(__import__("os").environ.get("SPEC_EXAMPLES", 150)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=int(os.environ.get("SPEC_EXAMPLES", 150)), deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
 
 JUNK = st.one_of(st.none(), st.text(max_size=3), st.booleans(), st.lists(st.integers(), max_size=2),
                  st.just(float("nan")), st.just(float("inf")), st.just(-float("inf")))

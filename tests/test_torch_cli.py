@@ -24,11 +24,7 @@ SOLVE_KEYS = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _restore_threads():
-    old = torch.get_num_threads()
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 
 @pytest.fixture(scope="module")

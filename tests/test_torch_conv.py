@@ -9,17 +9,20 @@ import pytest
 import torch
 
 from ocp_resnet import ObjectiveSpec, ValidationError, load_dataset
-from ocp_resnet.torch import (ConvSpec, ResNetV2, StageCostLoss, Trainer, TrainOptions, conv_evaluation, images_of,
-                              targets, weighted_stage_cost)
+from ocp_resnet.torch import (
+    ConvSpec,
+    ResNetV2,
+    StageCostLoss,
+    Trainer,
+    TrainOptions,
+    conv_evaluation,
+    images_of,
+    targets,
+    weighted_stage_cost,
+)
 from ocp_resnet.torch.conv import PreActBlock
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _truncated(m: ResNetV2, xs, k):
@@ -64,7 +67,7 @@ def test_stage_cost_runs_every_block_once_and_leaves_running_stats_alone(monkeyp
         J, _ = StageCostLoss(obj, 3)(model.train(), x, targets(obj, y, 3, torch.float32))
         J.backward()
         assert len(calls) == spec.n_blocks  # one forward pass, no rerun per stage
-    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+    for (ka, va), (_kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
         if "running" in ka:
             assert torch.equal(va, vb), ka
 

@@ -12,16 +12,11 @@ from ocp_resnet.architecture import SMOOTH_ACTIVATIONS
 from ocp_resnet.data import Dataset
 from ocp_resnet.objective import LOSSES
 from ocp_resnet.solvers import IpoptOptions
-from ocp_resnet.torch import ResNetMLP, objective_and_gradient as torch_jg
+from ocp_resnet.torch import ResNetMLP
+from ocp_resnet.torch import objective_and_gradient as torch_jg
 from ocp_resnet.transcription import objective_and_gradient as casadi_jg
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices; threads only add contention on a shared CI box
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @st.composite

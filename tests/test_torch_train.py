@@ -9,13 +9,7 @@ from ocp_resnet import Problem, ValidationError, load_dataset
 from ocp_resnet.status import Status
 from ocp_resnet.torch import ResNetMLP, StepInfo, Trainer, TrainOptions, mlp_evaluation, split
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
