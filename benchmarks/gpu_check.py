@@ -42,9 +42,8 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("gpu_check: no CUDA device here; skipped")
         return 0
-    from ocp_resnet import ArchSpec, ObjectiveSpec, Problem, load_dataset
-    from ocp_resnet.torch import (ConvSpec, ResNetMLP, ResNetV2, Trainer, TrainOptions, images_of,
-                                  objective_and_gradient, targets)
+    from ocp_resnet import ObjectiveSpec, Problem, load_dataset
+    from ocp_resnet.torch import ConvSpec, ResNetV2, Trainer, TrainOptions, images_of, objective_and_gradient, targets
 
     t_all = time.perf_counter()
     dev = torch.device("cuda")

@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="seeds 0-1, bce only")
     ap.add_argument("--ipopt", action="append", default=[], metavar="NAME=VALUE", help="IPOPT option for every solve")
-    ap.add_argument("--flag", action="append", default=[], help="another solve flag for every case, e.g. --flag=--method=single-shooting")
+    ap.add_argument("--flag", action="append", default=[],
+                    help="another solve flag for every case, e.g. --flag=--method=single-shooting")
     ap.add_argument("--cap", type=float, default=120.0, help="wall-clock cap per solve in seconds (default 120)")
     ap.add_argument("--jobs", type=int, default=1, help="solves at a time (default 1: undisturbed timings)")
     ap.add_argument("--label", default="defaults")

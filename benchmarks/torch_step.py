@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     for ch, nb in (((16, 32, 64), (2, 2, 2)), ((8, 16, 32), (1, 1, 1))):
         spec = ConvSpec(1, (s, s), 10, channels=ch, stage_blocks=nb)
         ratios[f"conv {ch} x {nb}"] = compare(
-            f"conv ResNet-v2 {s}x{s} ch={ch} blocks={nb}", lambda: ResNetV2(spec, device=device), x, y, 10, "ce",
+            f"conv ResNet-v2 {s}x{s} ch={ch} blocks={nb}", lambda spec=spec: ResNetV2(spec, device=device), x, y, 10, "ce",
             args.gamma, args.steps, args.repeats, device)
 
     xm = torch.randn(args.batch * 4, 2, generator=g).to(device)
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = ArchSpec.uniform(2, 2, N, width, branch="single", activation="tanh")
         ratios[f"mlp w{width} N{N}"] = compare(
             f"MLP ResNet width {width}, N={N}, batch {args.batch * 4}",
-            lambda: ResNetMLP(spec, dtype=torch.float32, device=device), xm, ym, 2, "ce", args.gamma, args.steps,
+            lambda spec=spec: ResNetMLP(spec, dtype=torch.float32, device=device), xm, ym, 2, "ce", args.gamma, args.steps,
             args.repeats, device)
     return 0
 

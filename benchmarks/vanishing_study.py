@@ -126,7 +126,8 @@ def per_problem(rows: list[dict], loss: str, lam: float) -> str:
     for d, nz in probs:
         cells = []
         for g in gammas:
-            rs = [r for r in rows if (r["dataset"], r["noise"], r["loss"], r["weight_decay"], r["gamma"]) == (d, nz, loss, lam, g)]
+            key = (d, nz, loss, lam, g)
+            rs = [r for r in rows if (r["dataset"], r["noise"], r["loss"], r["weight_decay"], r["gamma"]) == key]
             if not rs:
                 cells.append("")
                 continue

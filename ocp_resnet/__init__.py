@@ -10,17 +10,17 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from ._iteration import IterInfo
+from .analysis.path import path
 from .architecture import ArchSpec, BlockSpec
 from .data import Dataset, load_dataset
 from .errors import ValidationError
-from .objective import ObjectiveSpec
 from .evaluation import Evaluation, evaluate, metrics_record
+from .objective import ObjectiveSpec
 from .problem import Problem
 from .solution import Solution, SolveError
-from .status import Status
-from ._iteration import IterInfo
 from .solvers import IpoptOptions, solve
-from .analysis.path import path
+from .status import Status
 
 
 def __getattr__(name: str):

@@ -19,8 +19,9 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,7 @@ class IterInfo:
 
 
 #: A user callback: gets each :class:`IterInfo`; returning ``True`` stops the solve.
-IterCallback = Callable[[IterInfo], Optional[bool]]
+IterCallback = Callable[[IterInfo], bool | None]
 
 
 class IterationMonitor:
@@ -113,7 +114,7 @@ class IterationMonitor:
                 self.error = exc
         return int(self.stop.is_set() or self.stopped_by_callback or self.error is not None)
 
-    def __enter__(self) -> "IterationMonitor":
+    def __enter__(self) -> IterationMonitor:
         self._t0 = time.perf_counter()
         return self
 
@@ -144,7 +145,7 @@ class StopOnSigint:
     def _handle(self, signum: int, frame: Any) -> None:
         self.requested = True
 
-    def __enter__(self) -> "StopOnSigint":
+    def __enter__(self) -> StopOnSigint:
         if threading.current_thread() is threading.main_thread():
             try:
                 self._old = signal.signal(signal.SIGINT, self._handle)

@@ -16,8 +16,9 @@ names none of them. Parameters live in an ordered ``dict`` with stable names
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -118,7 +119,7 @@ class ArchSpec:
         stem: str = "pad",
         activation: str = "tanh",
         step: float = 1.0,
-    ) -> "ArchSpec":
+    ) -> ArchSpec:
         """``width`` is one int, or a list of N+1 widths of x_0..x_N (projections where it changes)."""
         n_blocks = check_int("blocks", n_blocks, 0)
         BlockSpec(1, branch, hidden)  # checks branch and hidden even when there are no blocks
@@ -142,7 +143,7 @@ class ArchSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ArchSpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> ArchSpec:
         """The spec of :meth:`to_dict`'s data (checked; unknown keys are refused)."""
         d = check_mapping("architecture", d, [f.name for f in fields(cls)])
         d.setdefault("blocks", ())  # entries are checked in __post_init__

@@ -52,7 +52,7 @@ class OCPResNetClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.vanish_tol = vanish_tol
 
-    def fit(self, X: Any, y: Any) -> "OCPResNetClassifier":
+    def fit(self, X: Any, y: Any) -> OCPResNetClassifier:
         """Build the stage-cost problem on (X, y), solve it (best of ``restarts``) and analyse the solution."""
         from .analysis.blocks import analyze
         from .analysis.collapse import collapse_record

@@ -13,8 +13,9 @@ Losses ℓ (``z`` = head output, ``t`` = target column):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -94,7 +95,7 @@ class ObjectiveSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ObjectiveSpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> ObjectiveSpec:
         """The spec of a :meth:`to_dict` record (unknown keys are refused)."""
         d = check_mapping("objective", d, [f.name for f in fields(cls)])
         if isinstance(d.get("gamma"), list):

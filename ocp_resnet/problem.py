@@ -6,7 +6,8 @@ accuracies and block norms of any weights are computed one way only.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -65,7 +66,7 @@ class Problem:
         gamma: float | list[float] = 0.0,
         weight_decay: float = 1e-4,
         label_smoothing: float = 0.1,
-    ) -> "Problem":
+    ) -> Problem:
         """Build spec and objective from flat options (the CLI's flags)."""
         obj = objective_mod.ObjectiveSpec(
             loss=loss,

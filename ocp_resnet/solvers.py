@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
-from ._iteration import IterCallback, IterationMonitor, IterInfo, StopOnSigint
+from ._iteration import IterationMonitor, IterCallback, StopOnSigint
 from .errors import ValidationError, check_choice, check_float, check_int
 from .evaluation import evaluate
 from .problem import Problem
-from .solution import SolveError, Solution, Status
+from .solution import Solution, SolveError, Status
 
 HESSIANS = ("auto", "exact", "lbfgs")
 METHODS = ("multiple-shooting", "single-shooting")

@@ -4,7 +4,8 @@ warm start. ``ocp-resnet solve``, ``path`` and ``sweep`` call them with their fl
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .errors import ValidationError
 

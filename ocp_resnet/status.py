@@ -30,7 +30,7 @@ class Status(str, enum.Enum):
         return self in (Status.SUCCESS, Status.ACCEPTABLE)
 
     @classmethod
-    def from_ipopt(cls, return_status: str) -> "Status":
+    def from_ipopt(cls, return_status: str) -> Status:
         """The status of IPOPT's ``return_status`` string (``ERROR`` for one it does not know)."""
         return _IPOPT.get(return_status, cls.ERROR)
 
@@ -40,12 +40,14 @@ _MESSAGES = {
     Status.ACCEPTABLE: "converged to IPOPT's looser 'acceptable' tolerance only; tighten nothing, but check the gradient norm",
     Status.MAX_ITER: "stopped at the iteration limit before converging; raise --max-iter or warm-start from this run with --init",
     Status.MAX_TIME: "stopped at the time limit before converging; raise the limit or warm-start from this run",
-    Status.RESTORATION_FAILED: "IPOPT's restoration phase failed (usually a poor start or bad scaling); try another --seed, --init zeros, or --hessian lbfgs",
+    Status.RESTORATION_FAILED: "IPOPT's restoration phase failed (usually a poor start or bad scaling); "
+                               "try another --seed, --init zeros, or --hessian lbfgs",
     Status.INFEASIBLE: "IPOPT judged the constraints infeasible, which should not happen for this problem; report it",
     Status.NAN: "an evaluation produced NaN or inf; lower --step or the initial scale, or standardise the data",
     Status.INTERRUPTED: "interrupted by the user (Ctrl-C or a callback); the last iterate was kept: continue with --init RUN_DIR",
     Status.ERROR: "the solver stopped with an error; see stats.json for IPOPT's return status",
-    Status.STALLED: "the objective stopped decreasing before the gradient norm reached the tolerance; lower the learning rate or polish with 'ocp-resnet solve --init RUN_DIR'",
+    Status.STALLED: "the objective stopped decreasing before the gradient norm reached the tolerance; "
+                    "lower the learning rate or polish with 'ocp-resnet solve --init RUN_DIR'",
 }
 
 _IPOPT = {

@@ -27,9 +27,10 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -125,7 +126,7 @@ class TrainConfig:
     """
 
     data: DataSource
-    network: Union[MLPNet, ConvNet]
+    network: MLPNet | ConvNet
     objective: ObjectiveSpec
     options: TrainOptions
     val_fraction: float = 0.2

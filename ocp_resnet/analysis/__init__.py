@@ -15,16 +15,16 @@
 from __future__ import annotations
 
 from .blocks import DEFAULT_TOL, BlockAnalysis, analyze, analyze_run, tail_to_head_ratio
-from .costates import Costates, costates, costates_of_run, write_costates
+from .bound import BoundReport, check_bound, pad_weights, padded_bound
+from .collapse import collapse_record, is_collapsed, linear_loss
 from .conv import ConvBlockAnalysis, ConvPruneReport, analyze_conv, analyze_conv_run, prune_conv_network, prune_conv_run
 from .conv_sweep import read_conv_csv, run_conv_sweep
-from .bound import BoundReport, check_bound, pad_weights, padded_bound
-from .prune import PrunedNetwork, PruneReport, prune_network, prune_problem, prune_run
-from .sweep import grid_problem, read_csv, run_sweep, summarize
-from .collapse import collapse_record, is_collapsed, linear_loss
+from .costates import Costates, costates, costates_of_run, write_costates
 from .path import run_path  # (the function `path` is ocp_resnet.path: the name here is the module)
+from .prune import PrunedNetwork, PruneReport, prune_network, prune_problem, prune_run
 from .restarts import RestartRecord, solve_restarts
 from .settings import SolverSettings
+from .sweep import grid_problem, read_csv, run_sweep, summarize
 
 __all__ = [
     "DEFAULT_TOL", "BlockAnalysis", "analyze", "analyze_run", "tail_to_head_ratio",

@@ -8,8 +8,9 @@ diverged, and ``Status.MAX_ITER`` (ran out of epochs) otherwise — the conventi
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import ValidationError
 from .settings import SolverSettings

@@ -19,8 +19,9 @@ outputs ``r_k`` = sqrt(mean_i ‖F_k(x_k^i)‖²)):
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -15,15 +15,23 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..errors import ValidationError, check_float, check_int
-from .blocks import DEFAULT_LOSS_ATOL, DEFAULT_LOSS_RTOL, DEFAULT_TOL, BlockAnalysis, recommended_depth, relative, \
-    tail_to_head_ratio
+from .blocks import (
+    DEFAULT_LOSS_ATOL,
+    DEFAULT_LOSS_RTOL,
+    DEFAULT_TOL,
+    BlockAnalysis,
+    recommended_depth,
+    relative,
+    tail_to_head_ratio,
+)
 
 
 def is_conv_run(run: Any) -> bool:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -145,7 +146,7 @@ def summarize_conv(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault((float(r["gamma"]), str(r["stage_blocks"])), []).append(r)
     out = []
     for (g, b), rs in groups.items():
-        def ms(key: str) -> tuple[float, float]:
+        def ms(key: str, rs: list = rs) -> tuple[float, float]:
             v = np.array([float(r[key]) for r in rs], dtype=float)
             return float(np.mean(v)), float(np.std(v))
 

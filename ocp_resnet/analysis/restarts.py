@@ -9,9 +9,10 @@ the seeds with ``mapper`` (the built-in ``map``: one after the other), so a proc
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from ..errors import ValidationError, check_int
 from ..status import Status

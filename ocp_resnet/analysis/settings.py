@@ -8,8 +8,9 @@ sweep writes to ``sweep.json``/``config.json``.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..errors import check_choice, check_float, check_int
 from ..solvers import IpoptOptions

@@ -10,9 +10,10 @@ import csv
 import json
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from ..errors import ValidationError, check_choice, check_float, check_int
 from ..status import Status
 from .blocks import DEFAULT_TOL, analyze
 from .settings import BACKENDS, SolverSettings
+
 #: Columns of ``sweep.csv`` (lists are ';'-joined).
 COLUMNS = (
     "gamma", "blocks", "seed", "backend", "status", "objective", "final_loss", "train_accuracy",

@@ -215,10 +215,13 @@ def report(metrics: dict[str, Any]) -> None:
     """Print restarts, held-out table and collapse warning after the solve table."""
     if metrics.get("restarts"):
         best = min(metrics["restarts"], key=lambda r: (not Status(r["status"]).success, r["objective"]))
+        def seed(r: dict, name: str = "seed") -> str:
+            return "warm start" if r["init_seed"] is None else f"{name} {r['init_seed']:d}"
+
         print("restarts: " + ", ".join(
-            f"{'warm start' if r['init_seed'] is None else 'seed %d' % r['init_seed']}: {r['objective']:.8g} "
+            f"{seed(r)}: {r['objective']:.8g} "
             f"({r['status']}, {len(r['vanished'])} vanished{', collapsed' if r.get('collapsed') else ''})"
-            for r in metrics["restarts"]) + f"; kept {'the warm start' if best['init_seed'] is None else 'init seed %d' % best['init_seed']}")
+            for r in metrics["restarts"]) + f"; kept {'the ' if best['init_seed'] is None else ''}{seed(best, 'init seed')}")
     if "val_stage_losses" in metrics:
         from ..validation import format_val_table
 

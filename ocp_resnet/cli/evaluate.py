@@ -13,7 +13,8 @@ def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate a run directory's weights on its problem",
                        description="Print JSON with objective, grad_norm, stage_losses and stage_accuracy.")
     p.add_argument("run_dir", help="a run directory written by solve or train")
-    p.add_argument("--backend", default="casadi", help="evaluation back-end: casadi (default) or torch (float64 autograd; conv runs need torch)")
+    p.add_argument("--backend", default="casadi",
+                   help="evaluation back-end: casadi (default) or torch (float64 autograd; conv runs need torch)")
     p.set_defaults(func=run)
     return p
 

@@ -30,7 +30,8 @@ def register(sub) -> argparse.ArgumentParser:
     s.add_argument("--print-level", type=int, default=5, help="IPOPT print level 0..12 (default 5: one line per iteration)")
     s.add_argument("--ipopt", action="append", default=[], metavar="NAME=VALUE",
                    help="pass an IPOPT option through, e.g. --ipopt mumps_pivot_order=0 (repeatable)")
-    s.add_argument("--init", default="random", help="random (default), zeros, or a run directory / solution.npz to warm-start from")
+    s.add_argument("--init", default="random",
+                   help="random (default), zeros, or a run directory / solution.npz to warm-start from")
     s.add_argument("--quiet", action="store_true", help="print only the final table")
     c.add_robust_args(p)
     c.add_output_args(p)

@@ -48,11 +48,13 @@ def register(sub) -> argparse.ArgumentParser:
                    help="fraction of the data held out for validation (default 0.2; 0 = none)")
     t.add_argument("--device", default="auto", help="auto (cuda when present, default), cpu, cuda or cuda:N")
     t.add_argument("--dtype", default=None, help="float32 or float64 (default: mlp float64, conv float32)")
-    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: mlp 1, as its tiny matrices gain nothing from "
-                   "threads; conv: torch's choice)")
+    t.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: mlp 1, as its tiny matrices gain nothing from threads; "
+                        "conv: torch's choice)")
     t.add_argument("--quiet", action="store_true", help="no progress bar; print only the final table")
     t.add_argument("--checkpoint-every", type=int, default=0, metavar="E",
-                   help="write RUN_DIR/checkpoint.pt every E epochs and at the end (default 0: none; --resume keeps the value of the run it continues)")
+                   help="write RUN_DIR/checkpoint.pt every E epochs and at the end "
+                        "(default 0: none; --resume keeps the value of the run it continues)")
     t.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue the training in RUN_DIR/checkpoint.pt with the same flags (more --epochs "
                         "extend it); writes into RUN_DIR unless --out is given")

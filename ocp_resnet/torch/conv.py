@@ -26,8 +26,9 @@ exactly the eval-mode output of the network with branches k.. switched off.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -130,7 +131,7 @@ class ConvSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ConvSpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> ConvSpec:
         """The spec of :meth:`to_dict`'s output."""
         d = dict(d)
         try:
@@ -226,7 +227,7 @@ class ResNetV2(nn.Module):
         self.to(dtype=dtype, device=device)
 
     @classmethod
-    def from_spec(cls, spec: ConvSpec, **kw: Any) -> "ResNetV2":
+    def from_spec(cls, spec: ConvSpec, **kw: Any) -> ResNetV2:
         """Same as the constructor (as :meth:`ResNetMLP.from_spec <ocp_resnet.torch.ResNetMLP.from_spec>`)."""
         return cls(spec, **kw)
 
@@ -255,7 +256,7 @@ class ResNetV2(nn.Module):
         return {self._public(k): v.detach().to("cpu", torch.float64).numpy().copy()
                 for k, v in self.state_dict().items() if v.is_floating_point()}
 
-    def load_weights(self, weights: Mapping[str, Any]) -> "ResNetV2":
+    def load_weights(self, weights: Mapping[str, Any]) -> ResNetV2:
         """Load what :meth:`weights` returned (checked by name and shape)."""
         sd = self.state_dict()
         wanted = {self._public(k) for k, v in sd.items() if v.is_floating_point()}

@@ -11,7 +11,8 @@ them to the formulas as columns ``(p, n)`` (the spec's convention).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,7 +67,7 @@ class ResNetMLP(nn.Module):
 
     # ------------------------------------------------------------------ construction / weights
     @classmethod
-    def from_spec(cls, spec: ArchSpec, **kw: Any) -> "ResNetMLP":
+    def from_spec(cls, spec: ArchSpec, **kw: Any) -> ResNetMLP:
         """Same as the constructor (keyword options as there)."""
         return cls(spec, **kw)
 
@@ -81,7 +82,7 @@ class ResNetMLP(nn.Module):
             return torch.zeros(0, dtype=self.dtype, device=self.device)
         return torch.cat(ps)
 
-    def load_weights(self, weights: Mapping[str, Any]) -> "ResNetMLP":
+    def load_weights(self, weights: Mapping[str, Any]) -> ResNetMLP:
         """Copy named numpy weights (e.g. a ``solution.npz``) into the module; checked by name and shape."""
         values = self.spec.unflatten(self.spec.flatten(weights))
         with torch.no_grad():

@@ -19,8 +19,9 @@ import io
 import math
 import time
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -194,7 +195,7 @@ class StepInfo:
 
 
 #: A :meth:`Trainer.fit` callback: gets each :class:`StepInfo`; returning ``True`` stops training.
-StepCallback = Callable[[StepInfo], Optional[bool]]
+StepCallback = Callable[[StepInfo], bool | None]
 
 
 class Trainer:
@@ -245,7 +246,7 @@ class Trainer:
 
     def fit(self, model: Any, inputs: Any, y: Any, val: tuple[Any, Any] | None = None,
             checkpoint: Callable[[dict], None] | None = None, checkpoint_every: int = 0,
-            resume: dict | None = None, callback: StepCallback | None = None) -> "Trainer":
+            resume: dict | None = None, callback: StepCallback | None = None) -> Trainer:
         """Train ``model`` in place on ``inputs`` (n, …) with labels ``y``; ``val`` = (inputs, labels).
 
         ``callback(info: StepInfo)`` is called after every optimizer step; returning ``True``

@@ -12,9 +12,10 @@ and reused across data sets and sample counts.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import casadi as ca
 import numpy as np
@@ -283,7 +284,8 @@ def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, weight_dec
     g = ca.vec(G)
 
     C2, gs, gw = mapped(sf.grad)(U, T, S, w)
-    grad_f = ca.Function("nlp_grad_f", [x, p], [ca.sum2(C2) / n + reg, ca.vertcat(ca.vec(gs) / n, ca.sum2(gw) / n + 2 * weight_decay * w)],
+    grad = ca.vertcat(ca.vec(gs) / n, ca.sum2(gw) / n + 2 * weight_decay * w)
+    grad_f = ca.Function("nlp_grad_f", [x, p], [ca.sum2(C2) / n + reg, grad],
                          ["x", "p"], ["f", "grad_f_x"])
 
     I = np.arange(n, dtype=np.int64)[:, None]
