@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ._iteration import IterationMonitor, IterCallback, StopOnSigint
+from ._iteration import IterationMonitor, IterCallback, IterInfo, StopOnSigint  # noqa: F401 (IterInfo: re-exported)
 from .errors import ValidationError, check_choice, check_float, check_int
 from .evaluation import evaluate
 from .problem import Problem
