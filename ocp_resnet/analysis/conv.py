@@ -300,7 +300,8 @@ def write_conv_run(out: Any, *, config: Mapping[str, Any], spec: Any, objective:
                    n_classes: int, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray] | None,
                    status: Any = None, trainer: Any = None, extra_metrics: Mapping[str, Any] | None = None,
                    extra_files: Any = None, overwrite: bool = False) -> dict[str, Any]:
-    """Write a conv run directory in ``train --arch conv``'s format; returns its metrics.
+    """Evaluate conv weights and write their run directory with
+    :func:`ocp_resnet.training.write_training_run` (``train --arch conv``'s format); returns the metrics.
 
     ``extra_files`` is a mapping of further files, or a function of the metrics returning one.
 
@@ -311,9 +312,8 @@ def write_conv_run(out: Any, *, config: Mapping[str, Any], spec: Any, objective:
     import torch
 
     from ..data import Dataset
-    from ..runs import write_run
     from ..torch.evaluate import conv_evaluation, training_metrics, training_status
-    from ..torch.train import history_csv
+    from ..training import write_training_run
 
     model = _model(spec, weights)
     ev = conv_evaluation(model, train[0], train[1], objective, n_classes)
@@ -327,18 +327,14 @@ def write_conv_run(out: Any, *, config: Mapping[str, Any], spec: Any, objective:
         n_constraints=0, arch="conv", val_accuracy=None if vev is None else vev.stage_accuracy[-1],
         val_loss=None if vev is None else vev.stage_losses[-1], epochs=len(hist), **dict(extra_metrics or {}))
     flat = lambda a: np.asarray(a, float).reshape(len(a), -1)  # noqa: E731
-    train_ds = Dataset(flat(train[0]), np.asarray(train[1], int), n_classes, str(config.get("data", {}).get("dataset", "data")))
-    cfg = {**dict(config), "architecture": spec.to_dict(), "objective": objective.to_dict(), "arch": "conv"}
-    cfg.pop("versions", None)
+    name = str(config.get("data", {}).get("dataset", "data"))
+    train_ds = Dataset(flat(train[0]), np.asarray(train[1], int), n_classes, name)
+    val_ds = None if val is None else Dataset(flat(val[0]), np.asarray(val[1], int), n_classes, name)
     state = {model._private(k): torch.as_tensor(v) for k, v in weights.items()}
-    files: dict[str, Any] = {"model.pt": lambda p: torch.save(state, p), "history.csv": history_csv(hist)}
-    if val is not None:
-        files["val.npz"] = lambda p: np.savez(p, X=flat(val[0]), y=np.asarray(val[1], int), n_classes=n_classes)
-    files.update((extra_files(metrics) if callable(extra_files) else extra_files) or {})
-    stats = {"history": hist, "steps": int(getattr(trainer, "steps_", 0) or 0),
-             "train_time_s": float(getattr(trainer, "train_time_s_", 0.0) or 0.0)}
-    write_run(out, config=cfg, weights=dict(weights), metrics=metrics, data=train_ds, stats=stats,
-              extra_files=files, overwrite=overwrite)
+    files = (extra_files(metrics) if callable(extra_files) else extra_files) or {}
+    write_training_run(out, config=config, spec=spec, objective=objective, weights=weights, state_dict=state,
+                       metrics=metrics, train=train_ds, val=val_ds, trainer=trainer, extra_files=files,
+                       overwrite=overwrite)
     return metrics
 
 
