@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from . import _common as c
+
+if TYPE_CHECKING:
+    from ..training import TrainConfig
 
 ARCHS = ("mlp", "conv")
 #: Defaults of sweep flags left unset, per --arch (conv: those of ``train --arch conv``).
@@ -60,7 +64,7 @@ SHARED_TRAIN_FLAGS = ("dataset", "n_samples", "noise", "dim", "standardize", "lr
                       "momentum", "schedule", "threads", "device")
 
 
-def shared_config(args: argparse.Namespace, gamma: float, stage_blocks: list[int], seed: int):
+def shared_config(args: argparse.Namespace, gamma: float, stage_blocks: list[int], seed: int) -> TrainConfig:
     """The :class:`~ocp_resnet.training.TrainConfig` every grid point shares: ``train --arch conv``
     with the sweep's :data:`SHARED_TRAIN_FLAGS` and ``--val-fraction`` (default
     :data:`CONV_VAL_FRACTION`), built by train's own flag mapping (set to the first grid point)."""
