@@ -28,7 +28,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -142,6 +142,16 @@ class TrainConfig:
     def arch(self) -> str:
         """``"mlp"`` or ``"conv"``, after the network."""
         return self.network.arch
+
+    def to_dict(self) -> dict[str, Any]:
+        """The training settings as JSON values: data, network, objective, options, val_fraction,
+        checkpoint_every, threads. Where the run goes (out, resume, overwrite, argv) is left out, so
+        two configs that train the same run compare equal."""
+        record = {"arch": self.arch, "data": self.data.to_dict(), "network": asdict(self.network),
+                  "objective": self.objective.to_dict(), "options": self.options.to_dict(),
+                  "val_fraction": self.val_fraction, "checkpoint_every": self.checkpoint_every,
+                  "threads": self.threads}
+        return json.loads(json.dumps(record, default=str))  # tuples as lists, as a stored record reads back
 
 
 @dataclass

@@ -174,5 +174,54 @@ def test_sweep_conv_tiny_grid_and_resume(tmp_path, capsys):
     stamp = (out / "runs" / "gamma1-B2-1-seed0" / "solution.npz").stat().st_mtime_ns
     assert main([*args, "--resume"]) == 0  # finished points are read back, not retrained
     assert (out / "runs" / "gamma1-B2-1-seed0" / "solution.npz").stat().st_mtime_ns == stamp
+    assert main([*args, "--epochs", "2", "--resume"]) == 2  # finished runs of other settings are refused
+    assert "other settings" in capsys.readouterr().err
+    assert (out / "runs" / "gamma1-B2-1-seed0" / "solution.npz").stat().st_mtime_ns == stamp
     assert main(["sweep", "--arch", "conv", "--dataset", "digits", "--out", str(tmp_path / "x")]) == 2
     assert "--backend torch" in capsys.readouterr().err
+
+
+def _shared_conv_config(**kw):
+    from ocp_resnet.torch import TrainOptions
+    from ocp_resnet.training import ConvNet, DataSource, TrainConfig
+
+    return TrainConfig(DataSource("digits", n_samples=120), ConvNet(channels=(4, 8)), ObjectiveSpec(loss="ce", weight_decay=1e-3),
+                       TrainOptions(epochs=1, dtype="float32", device="cpu"), threads=1, **kw)
+
+
+def test_run_conv_sweep_from_a_train_config_is_train(tmp_path):
+    """A grid point of the library sweep is the ``train`` run of the same settings."""
+    from ocp_resnet.analysis.conv_sweep import run_conv_sweep
+
+    rows = run_conv_sweep(_shared_conv_config(), [0.3], [(2, 1)], [1], tmp_path / "sw")
+    assert main(["train", "--dataset", "digits", "--arch", "conv", "--n-samples", "120", "--epochs", "1",
+                 "--channels", "4,8", "--stage-blocks", "2,1", "--gamma", "0.3", "--seed", "1", "--threads", "1",
+                 "--device", "cpu", "--quiet", "--out", str(tmp_path / "train")]) == 0
+    ref = Run(tmp_path / "train").metrics
+    assert rows[0]["objective"] == ref["objective"] and rows[0]["val_accuracy"] == ref["val_accuracy"]
+    point = tmp_path / "sw" / "runs" / "gamma0.3-B2-1-seed1"
+    recorded = json.loads(point.with_name(point.name + ".train.json").read_text())
+    assert recorded["objective"]["gamma"] == 0.3 and recorded["network"]["stage_blocks"] == [2, 1]
+    assert recorded["data"]["seed"] == recorded["options"]["seed"] == 1
+    assert json.loads((tmp_path / "sw" / "sweep.json").read_text())["train"]["network"]["channels"] == [4, 8]
+    assert point.with_name(point.name + ".log").read_text().startswith("train (conv")
+
+
+def test_run_conv_sweep_interrupted_point_and_mlp_config(tmp_path, monkeypatch):
+    import ocp_resnet.training as training
+    from ocp_resnet.analysis.conv_sweep import run_conv_sweep
+    from ocp_resnet.status import Status
+
+    seen = []
+
+    def interrupted(config, log=None):
+        seen.append(config)
+        return training.TrainResult(Status.INTERRUPTED, None, None, 0, 0.0)
+
+    monkeypatch.setattr(training, "train_run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_conv_sweep(_shared_conv_config(), [0.0, 1.0], [(1, 1)], [0], tmp_path / "sw")
+    assert len(seen) == 1 and seen[0].objective.gamma == 0.0 and seen[0].overwrite and not seen[0].options.progress
+    with pytest.raises(ValidationError, match="ConvNet"):
+        run_conv_sweep(training.TrainConfig(training.DataSource("digits"), training.MLPNet(), ObjectiveSpec(),
+                                            seen[0].options), [0.0], [(1, 1)], [0], tmp_path / "mlp")

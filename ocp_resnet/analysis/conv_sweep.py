@@ -1,21 +1,22 @@
 """Conv ResNet-v2 sweeps (``sweep --backend torch --arch conv``): γ × stage depths × seeds.
 
-Every grid point is one ``ocp-resnet train --arch conv`` run (so its directory is exactly
-train's format: analyze, prune and evaluate work on it), written to
-``runs/gamma{γ}-B{b0-b1-…}-seed{s}``. The seed sets the initial weights, the mini-batch order
-and the train/validation split (train's ``--seed``), so the same seed gives the same split for
-every γ. ``sweep.csv`` has the columns of the MLP sweeps (:data:`.sweep.COLUMNS`, with the
+Every grid point is one :func:`~ocp_resnet.training.train_run` of a conv
+:class:`~ocp_resnet.training.TrainConfig` (the run of ``ocp-resnet train --arch conv``, so its
+directory is exactly train's format: analyze, prune and evaluate work on it), written to
+``runs/gamma{γ}-B{b0-b1-…}-seed{s}`` with ``runs/<point>.log`` (what the training reported) and
+``runs/<point>.train.json`` (its settings, compared on resume). The seed sets the initial weights,
+the mini-batch order and the train/validation split (train's ``--seed``), so the same seed gives
+the same split for every γ. ``sweep.csv`` has the columns of the MLP sweeps (:data:`.sweep.COLUMNS`, with the
 conv meanings of :mod:`.conv`: vanished by RMS residual output, tail-to-head of residual
 norms) plus :data:`EXTRA_COLUMNS`.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from ..errors import ValidationError, check_float, check_int
 from .blocks import DEFAULT_TOL
 from .conv import analyze_conv_run
 from .sweep import COLUMNS, _finished, write_csv
+
+if TYPE_CHECKING:
+    from ..training import TrainConfig
 
 EXTRA_COLUMNS = ("val_accuracy", "stage_blocks", "optimizer", "reach_block", "val_reach_block", "n_parameters",
                  "stage_accuracy", "val_stage_accuracy", "residual_norms", "rel_residual_norms")
@@ -71,7 +75,7 @@ def read_conv_csv(path: Any) -> list[dict[str, Any]]:
 
 
 def run_conv_sweep(
-    train_args: Sequence[str],
+    config: TrainConfig,
     gammas: Sequence[float],
     stage_blocks: Sequence[Sequence[int]],
     seeds: Sequence[int],
@@ -81,13 +85,17 @@ def run_conv_sweep(
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Train every grid point with ``ocp-resnet train --arch conv TRAIN_ARGS --gamma γ --stage-blocks B
-    --seed s`` and write ``sweep.csv`` (rewritten after every point; ``resume`` reuses finished runs).
+    """Train every grid point with :func:`~ocp_resnet.training.train_run` and write ``sweep.csv``
+    (rewritten after every point; ``resume`` reuses finished runs trained with the same settings).
 
-    ``train_args`` are the train flags shared by all points (data, widths, optimizer, epochs …).
+    ``config`` holds the settings all points share (data, conv net, objective, options,
+    val_fraction, threads); :func:`point_config` sets each point's γ, stage blocks and seed.
+    A point whose training is interrupted raises KeyboardInterrupt (its run directory is written).
     """
-    from ..cli import main
+    from ..training import ConvNet
 
+    if not isinstance(config.network, ConvNet):
+        raise ValidationError(f"a conv sweep needs a ConvNet network, got {type(config.network).__name__}")
     gammas = [check_float("gamma", g, 0.0) for g in gammas]
     stage_blocks = [tuple(check_int("stage blocks", b, 0) for b in sb) for sb in stage_blocks]
     seeds = [check_int("seed", s, 0) for s in seeds]
@@ -98,25 +106,16 @@ def run_conv_sweep(
     if out.exists() and not (resume or overwrite):
         raise ValidationError(f"{out} already exists: pass --resume to continue that sweep, --overwrite, or another --out")
     (out / "runs").mkdir(parents=True, exist_ok=True)
-    with open(out / "sweep.json", "w") as fh:
+    with open(out / "sweep.json", "w") as fh:  # "train": the shared settings; γ, blocks, seed come from the grid
         json.dump({"arch": "conv", "gammas": gammas, "stage_blocks": [list(b) for b in stage_blocks], "seeds": seeds,
-                   "train_args": list(train_args), "tol": tol}, fh, indent=2)
+                   "train": config.to_dict(), "tol": tol}, fh, indent=2)
     rows: list[dict[str, Any]] = []
     grid = [(g, b, s) for g in gammas for b in stage_blocks for s in seeds]
     for i, (g, b, s) in enumerate(grid, 1):
         rd = out / "runs" / run_name(g, b, s)
-        argv = ["train", *train_args, "--arch", "conv", "--gamma", f"{g:g}", "--stage-blocks", ",".join(map(str, b)),
-                "--seed", str(s), "--quiet", "--out", str(rd), "--overwrite"]
-        if not (resume and _finished(rd) and _same_argv(rd, argv)):
-            buf = io.StringIO()
-            with contextlib.redirect_stdout(buf):
-                rc = main(argv)
-            (out / "runs" / f"{rd.name}.log").write_text(buf.getvalue())
-            (out / "runs" / f"{rd.name}.argv.json").write_text(json.dumps(argv))
-            if rc == 2:
-                raise ValidationError(f"train refused the sweep's flags: ocp-resnet {' '.join(argv)}")
-            if rc == 130:
-                raise KeyboardInterrupt
+        point = point_config(config, g, b, s, rd)
+        if not (resume and _finished(rd) and _same_settings(rd, point)):
+            _train_point(point, rd)
         row = row_from_conv_run(rd, g, b, s, tol)
         rows.append(row)
         write_csv(out / "sweep.csv", rows, CONV_COLUMNS)
@@ -127,15 +126,45 @@ def run_conv_sweep(
     return rows
 
 
-def _same_argv(rd: Path, argv: Sequence[str]) -> bool:
-    """A finished run is reused only when it was trained with the same flags."""
-    f = rd.parent / f"{rd.name}.argv.json"
+def point_config(config: TrainConfig, gamma: float, stage_blocks: Sequence[int], seed: int,
+                 run_dir: Any) -> TrainConfig:
+    """The :class:`~ocp_resnet.training.TrainConfig` of one grid point: ``config`` with stage weight
+    ``gamma``, ``stage_blocks`` and ``seed`` (data, split, initial weights and batch order, as
+    ``train --seed``), no progress bar, written to ``run_dir`` (replaced if there)."""
+    return replace(config, data=replace(config.data, seed=seed),
+                   network=replace(config.network, stage_blocks=tuple(stage_blocks)),
+                   objective=replace(config.objective, gamma=float(gamma)),
+                   options=replace(config.options, seed=seed, progress=False),
+                   out=str(run_dir), overwrite=True, resume=None)
+
+
+def _train_point(config: TrainConfig, rd: Path) -> None:
+    """Train one point; beside its run directory go ``<point>.log`` and ``<point>.train.json``
+    (the settings :func:`_same_settings` compares on ``--resume``)."""
+    from ..status import Status
+    from ..training import train_run
+
+    lines: list[str] = []  # train_run's description of the run, then how it ended
+    res = train_run(config, log=lines.append)
+    m = res.metrics
+    if m is not None:  # None only on a torchrun rank other than 0, which writes nothing
+        lines.append(f"{res.status.value} after {res.steps} steps ({res.train_time_s:.2f}s): objective "
+                     f"{m['objective']:.10g}, grad norm {m['grad_norm']:.2e}, train accuracy {m['train_accuracy']:.3f}, "
+                     f"val accuracy {m['val_accuracy']}" + (f"; {m['status_message']}" if m["status_message"] else ""))
+    rd.parent.joinpath(f"{rd.name}.log").write_text("\n".join(lines) + "\n")
+    rd.parent.joinpath(f"{rd.name}.train.json").write_text(json.dumps(config.to_dict(), indent=2))
+    if res.status == Status.INTERRUPTED:
+        raise KeyboardInterrupt
+
+
+def _same_settings(rd: Path, config: TrainConfig) -> bool:
+    """A finished run is reused only when it was trained with the same settings."""
+    f = rd.parent / f"{rd.name}.train.json"
     if not f.exists():
         return False
-    stored = json.loads(f.read_text())
-    if list(stored) != list(argv):
-        raise ValidationError(f"{rd} was trained with other flags than this sweep: use the original flags with "
-                              "--resume, or another --out")
+    if json.loads(f.read_text()) != config.to_dict():
+        raise ValidationError(f"{rd} was trained with other settings than this sweep: use the original flags "
+                              "with --resume, or another --out")
     return True
 
 

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from . import _common as c
+
+if TYPE_CHECKING:
+    from ..training import TrainConfig
 
 ARCHS = ("mlp", "conv")
 #: Defaults of sweep flags left unset, per --arch (conv: those of ``train --arch conv``).
@@ -53,22 +57,25 @@ def _stage_blocks(text: str) -> list[list[int]]:
     return out
 
 
-def train_args(args: argparse.Namespace) -> list[str]:
-    """The ``train`` flags every grid point shares."""
-    a = ["--dataset", args.dataset]
-    for flag, val in (("--n-samples", args.n_samples), ("--noise", args.noise), ("--dim", args.dim),
-                      ("--lr", args.lr), ("--dtype", args.dtype)):
-        if val is not None:
-            a += [flag, str(val)]
-    if args.standardize:
-        a.append("--standardize")
-    a += ["--channels", args.channels, "--norm", args.norm, "--activation", args.activation, "--loss", args.loss,
-          "--label-smoothing", f"{args.label_smoothing:g}", "--weight-decay", f"{args.weight_decay:g}",
-          "--optimizer", args.optimizer, "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-          "--momentum", f"{args.momentum:g}", "--schedule", args.schedule, "--val-fraction",
-          f"{CONV_VAL_FRACTION if args.val_fraction is None else args.val_fraction:g}",
-          "--threads", str(args.threads), "--device", args.device]
-    return a
+#: the ``train`` flags a conv grid point takes from the sweep's flags of the same name (train's
+#: other flags keep their defaults; --gamma, --stage-blocks and --seed are set per point)
+SHARED_TRAIN_FLAGS = ("dataset", "n_samples", "noise", "dim", "standardize", "lr", "dtype", "channels", "norm",
+                      "activation", "loss", "label_smoothing", "weight_decay", "optimizer", "epochs", "batch_size",
+                      "momentum", "schedule", "threads", "device")
+
+
+def shared_config(args: argparse.Namespace, gamma: float, stage_blocks: list[int], seed: int) -> TrainConfig:
+    """The :class:`~ocp_resnet.training.TrainConfig` every grid point shares: ``train --arch conv``
+    with the sweep's :data:`SHARED_TRAIN_FLAGS` and ``--val-fraction`` (default
+    :data:`CONV_VAL_FRACTION`), built by train's own flag mapping (set to the first grid point)."""
+    from . import train
+
+    targs = train.register(argparse.ArgumentParser().add_subparsers()).parse_args(["--arch", "conv", "--quiet"])
+    for name in SHARED_TRAIN_FLAGS:
+        setattr(targs, name, getattr(args, name))
+    targs.val_fraction = CONV_VAL_FRACTION if args.val_fraction is None else args.val_fraction
+    targs.gamma, targs.stage_blocks, targs.seed = repr(float(gamma)), ",".join(map(str, stage_blocks)), seed
+    return train.config_from_args(targs)
 
 
 def run_conv_sweep_cli(args: argparse.Namespace) -> int:
@@ -86,7 +93,8 @@ def run_conv_sweep_cli(args: argparse.Namespace) -> int:
     seeds = c.parse_list("--seeds", args.seeds, int)
     blocks = _stage_blocks(args.stage_blocks)
     out = Path(args.out) if args.out is not None else default_run_dir(f"{args.dataset.replace('/', '_')}-sweep-conv")
-    rows = run_conv_sweep(train_args(args), gammas, blocks, seeds, out, tol=args.vanish_tol, resume=args.resume,
+    config = shared_config(args, gammas[0], blocks[0], seeds[0])
+    rows = run_conv_sweep(config, gammas, blocks, seeds, out, tol=args.vanish_tol, resume=args.resume,
                           overwrite=args.overwrite, log=None if args.quiet else c.echo)
     summary = summarize_conv(rows)
     write_csv(out / "summary.csv", summary, columns=list(summary[0].keys()))
