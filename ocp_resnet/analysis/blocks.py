@@ -167,13 +167,18 @@ def analyze(
     tol: float = DEFAULT_TOL,
     loss_rtol: float = DEFAULT_LOSS_RTOL,
     loss_atol: float = DEFAULT_LOSS_ATOL,
+    evaluation: Any = None,
 ) -> BlockAnalysis:
-    """Analyse ``weights`` on ``problem`` (a :class:`~ocp_resnet.problem.Problem`)."""
+    """Analyse ``weights`` on ``problem`` (a :class:`~ocp_resnet.problem.Problem`).
+
+    ``evaluation``: the :class:`~ocp_resnet.evaluation.Evaluation` of these weights when the
+    caller has it already (a solution's own), so they are not evaluated a second time.
+    """
     tol = check_float("tol", tol, 0.0)
     check_float("loss_rtol", loss_rtol, 0.0)
     check_float("loss_atol", loss_atol, 0.0)
     spec = problem.spec
-    ev = evaluate(problem, weights, gradient=False)
+    ev = evaluate(problem, weights, gradient=False) if evaluation is None else evaluation
     van = vanished_blocks(spec, ev.block_norms, ev.residual_norms, tol)
     return BlockAnalysis(
         n_blocks=spec.n_blocks,

@@ -186,7 +186,7 @@ def run_path(
     analyses = []
     for g, problem, sol, records in iter_path(base, gammas, method, pr.options, init, pr.seed, pr.restarts,
                                               warm_start, pr.tol, log):
-        an = analyze(problem, sol.w, pr.tol)
+        an = analyze(problem, sol.w, pr.tol, evaluation=sol.evaluation)
         rows.append(_write_point(pr, g, problem, sol, records, an, rows[-1]["gamma"] if rows else None))
         analyses.append(an)
         write_csv(pr.out / "path.csv", rows, COLUMNS)

@@ -129,7 +129,7 @@ def solution_metrics(problem: Any, sol: Any, records: Sequence[RestartRecord] = 
     from .blocks import analyze
     from .collapse import solution_collapse_record
 
-    an = analyze(problem, sol.w, tol) if analysis is None else analysis
+    an = analyze(problem, sol.w, tol, evaluation=sol.evaluation) if analysis is None else analysis
     out: dict[str, Any] = {"vanished": an.vanished, "recommended_depth": an.recommended_depth}
     out.update(solution_collapse_record(problem, sol))
     out.update(restart_metrics(records))
