@@ -33,7 +33,7 @@ class OCPResNetClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, blocks: int = 10, width: int | None = None, branch: str = "single",
                  activation: str = "tanh", step: float = 1.0, loss: str = "mse", gamma: float = 0.1,
-                 weight_decay: float = 1e-3, label_smoothing: float = 0.1, method: str = "multiple-shooting",
+                 weight_decay: float = 1e-3, label_smoothing: float = 0.1, method: str = "auto",
                  tol: float = 1e-8, max_iter: int = 3000, restarts: int = 1, random_state: int = 0,
                  vanish_tol: float = 1e-3):
         self.blocks = blocks
@@ -54,12 +54,12 @@ class OCPResNetClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any) -> OCPResNetClassifier:
         """Build the stage-cost problem on (X, y), solve it (best of ``restarts``) and analyse the solution."""
-        from .analysis.blocks import analyze
-        from .analysis.collapse import collapse_record
-        from .analysis.restarts import solve_restarts
-        from .data import Dataset
-        from .problem import Problem
-        from .solvers import IpoptOptions
+        from ocp_resnet.analysis.blocks import analyze
+        from ocp_resnet.analysis.collapse import collapse_record
+        from ocp_resnet.analysis.restarts import solve_restarts
+        from ocp_resnet.data.arrays import Dataset
+        from ocp_resnet.model.problem import Problem
+        from ocp_resnet.solvers import make_solver
 
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
@@ -73,8 +73,8 @@ class OCPResNetClassifier(ClassifierMixin, BaseEstimator):
                                       weight_decay=self.weight_decay, label_smoothing=self.label_smoothing)
         seed = int(self.random_state or 0)
         self.solution_, records = solve_restarts(
-            self.problem_, range(seed, seed + int(self.restarts)), self.method,
-            IpoptOptions(tol=self.tol, max_iter=self.max_iter), self.vanish_tol)
+            self.problem_, range(seed, seed + int(self.restarts)),
+            make_solver("casadi", method=self.method, tol=self.tol, max_iter=self.max_iter), self.vanish_tol)
         self.restarts_ = [r.to_dict() for r in records]
         self.n_iter_ = self.solution_.iterations
         an = analyze(self.problem_, self.solution_.w, self.vanish_tol)
@@ -85,8 +85,8 @@ class OCPResNetClassifier(ClassifierMixin, BaseEstimator):
 
     def _outputs(self, X: Any) -> np.ndarray:
         """Head outputs ŷ_N, (n_samples, n_outputs)."""
-        from . import architecture as arch
-        from ._ops import NUMPY
+        from ocp_resnet.model import architecture as arch
+        from ocp_resnet.model._ops import NUMPY
 
         check_is_fitted(self, "solution_")
         X = validate_data(self, X, dtype=np.float64, reset=False)

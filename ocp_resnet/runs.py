@@ -12,7 +12,6 @@ A run directory holds::
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -24,14 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ValidationError
+from ocp_resnet.errors import ValidationError
+from ocp_resnet.files import dump_json, load_weights, read_json, run_path
 
 RUN_FILES = ("config.json", "solution.npz", "data.npz", "metrics.json")
 
 
 def versions() -> dict[str, str]:
     """Versions of the libraries that decide the numbers."""
-    from . import __version__
+    from ocp_resnet import __version__
 
     out = {"ocp_resnet": __version__, "numpy": np.__version__, "python": platform.python_version()}
     try:
@@ -76,22 +76,6 @@ def check_target(out: str | os.PathLike, overwrite: bool = False) -> Path:
     return out
 
 
-def _dump_json(path: Path, obj: Any) -> None:
-    with open(path, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=False, default=_json_default)
-        fh.write("\n")
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer, np.floating)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
 def write_run(
     out: str | os.PathLike,
     *,
@@ -133,42 +117,11 @@ def multiplier_files(solution: Any) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ reading
-def _run_path(path: str | os.PathLike) -> Path:
-    p = Path(path)
-    if not p.exists():
-        raise ValidationError(f"{p} does not exist: give a run directory written by 'ocp-resnet solve' or 'train'")
-    return p
-
-
-def load_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Weights from a ``solution.npz`` file or a run directory."""
-    p = _run_path(path)
-    f = p / "solution.npz" if p.is_dir() else p
-    if not f.exists():
-        raise ValidationError(f"{p} has no solution.npz: it is not a complete run directory")
-    try:
-        with np.load(f, allow_pickle=False) as z:
-            return {k: np.asarray(z[k], dtype=float) for k in z.files}
-    except Exception as exc:
-        raise ValidationError(f"{f}: cannot read the weights ({exc}); the file is corrupt or not an .npz") from None
-
-
-def read_json(path: Path) -> dict:
-    """A run directory's JSON file; a missing or corrupt one raises ValidationError naming it."""
-    try:
-        with open(path) as fh:
-            return json.load(fh)
-    except FileNotFoundError:
-        raise ValidationError(f"{path} is missing: the run directory is incomplete") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValidationError(f"{path}: cannot read ({exc}); the file is corrupt") from None
-
-
 class Run:
     """A run directory read back: ``config``, ``metrics``, ``weights`` and the rebuilt ``problem``."""
 
     def __init__(self, path: str | os.PathLike):
-        self.path = _run_path(path)
+        self.path = run_path(path)
         if not self.path.is_dir():
             raise ValidationError(f"{self.path} is not a directory: give a run directory")
         self.config = read_json(self.path / "config.json")
@@ -192,8 +145,8 @@ class Run:
             raise ValidationError(f"{f}: cannot read the multipliers ({exc}); the file is corrupt") from None
 
     def data(self):
-        """The run's data (``data.npz``) as a :class:`~ocp_resnet.data.Dataset`."""
-        from .data import Dataset
+        """The run's data (``data.npz``) as a :class:`~ocp_resnet.data.datasets.Dataset`."""
+        from ocp_resnet.data.arrays import Dataset
 
         f = self.path / "data.npz"
         if not f.exists():
@@ -207,9 +160,9 @@ class Run:
 
     def problem(self):
         """The run's problem (spec + objective + its own data)."""
-        from .architecture import ArchSpec
-        from .objective import ObjectiveSpec
-        from .problem import Problem
+        from ocp_resnet.model.architecture import ArchSpec
+        from ocp_resnet.model.objective import ObjectiveSpec
+        from ocp_resnet.model.problem import Problem
 
         try:
             spec = ArchSpec.from_dict(self.config["architecture"])
@@ -258,7 +211,7 @@ def write_directory(out: str | os.PathLike, files: Mapping[str, Any], overwrite:
             if callable(content):
                 content(target)
             elif isinstance(content, Mapping):
-                _dump_json(target, content)
+                dump_json(target, content)
             elif isinstance(content, bytes):
                 target.write_bytes(content)
             else:
@@ -284,16 +237,16 @@ def evaluate_run(run_dir: str | os.PathLike, backend: str = "casadi") -> dict[st
     """Objective, gradient norm, stage losses/accuracies, final loss and block norms of a run
     directory's weights on its own problem (``ocp-resnet evaluate``), as a dict.
 
-    MLP runs: :func:`ocp_resnet.evaluation.evaluate` with the gradient by CasADi or torch
+    MLP runs: :func:`ocp_resnet.model.evaluation.evaluate` with the gradient by CasADi or torch
     autograd (float64); conv runs: torch only.
     """
-    from .errors import check_choice
-    from .evaluation import evaluate
+    from ocp_resnet.errors import check_choice
+    from ocp_resnet.model.evaluation import evaluate
 
     check_choice("backend", backend, EVALUATION_BACKENDS)
     run = Run(run_dir)
     if run.config.get("architecture", {}).get("kind") == "conv":
-        from .torch.evaluate import evaluate_conv_run
+        from ocp_resnet.torch.evaluate import evaluate_conv_run
 
         return evaluate_conv_run(run, backend)
     problem = run.problem()

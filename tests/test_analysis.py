@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from ocp_resnet.analysis.blocks import analyze, recommended_depth, tail_to_head_ratio, vanished_blocks
-from ocp_resnet.data import load_dataset
+from ocp_resnet.data.datasets import load_dataset
 from ocp_resnet.errors import ValidationError
-from ocp_resnet.problem import Problem
+from ocp_resnet.model.problem import Problem
 from ocp_resnet.runs import write_run
 
 

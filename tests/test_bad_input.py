@@ -52,7 +52,7 @@ def files(tmp_path, monkeypatch):
     Path("headeronly.csv").write_text("x1,x2,label\n")
     Path("data.txt").write_text("1,2,0\n")
     Path("afile").write_text("not a directory\n")
-    from ocp_resnet.architecture import ArchSpec
+    from ocp_resnet.model.architecture import ArchSpec
 
     np.savez("deeper.npz", **ArchSpec.uniform(2, 2, 11, 2).init_params("random", 0))  # 11 blocks, not 10
     return tmp_path
@@ -180,7 +180,7 @@ def _corrupt(good_run, tmp_path, how):
 
 
 def _swap_weights(d):  # the weights of a 3-block net in a 2-block run
-    from ocp_resnet.architecture import ArchSpec
+    from ocp_resnet.model.architecture import ArchSpec
 
     spec = ArchSpec.uniform(2, 2, 3, 2)
     np.savez(d / "solution.npz", **spec.init_params("random", 0))
@@ -325,19 +325,19 @@ def test_console_script_prints_no_traceback(files, argv, hint):
 
 # --------------------------------------------------------------------------- the API
 def _problem(**kw):
-    from ocp_resnet.data import load_dataset
-    from ocp_resnet.problem import Problem
+    from ocp_resnet.data.datasets import load_dataset
+    from ocp_resnet.model.problem import Problem
 
     return Problem.build(load_dataset("spirals", n_samples=20), **{"blocks": 2, "loss": "bce", **kw})
 
 
 def _api_cases():
-    from ocp_resnet.architecture import ArchSpec, BlockSpec
-    from ocp_resnet.data import Dataset, check_dataset, load_dataset
-    from ocp_resnet.objective import ObjectiveSpec
-    from ocp_resnet.problem import Problem
+    from ocp_resnet.data.datasets import Dataset, check_dataset, load_dataset
+    from ocp_resnet.model.architecture import ArchSpec, BlockSpec
+    from ocp_resnet.model.objective import ObjectiveSpec
+    from ocp_resnet.model.problem import Problem
     from ocp_resnet.runs import Run, check_target, load_weights
-    from ocp_resnet.solvers import IpoptOptions, initial_weights
+    from ocp_resnet.solvers.ipopt.solver import IpoptOptions, initial_weights
 
     X = np.random.default_rng(0).normal(size=(6, 2))
     y = np.array([0, 1, 0, 1, 0, 1])

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import ValidationError
-from ..status import Status
+from ocp_resnet.errors import ValidationError
+from ocp_resnet.status import Status
+
+if TYPE_CHECKING:
+    from ocp_resnet.solvers import IpoptSolver
 
 #: Defaults of a bare ``ocp-resnet solve``: the embedded two spirals, small enough to solve in
 #: seconds, with stage costs on, so the table shows trailing blocks vanishing (docs/theory.md).
@@ -101,7 +104,7 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
 
 def data_source(args: argparse.Namespace):
     """The :class:`~ocp_resnet.training.DataSource` of the data flags."""
-    from ..training import DataSource
+    from ocp_resnet.training import DataSource
 
     return DataSource(args.dataset, n_samples=args.n_samples, noise=args.noise, dim=args.dim,
                       standardize=bool(args.standardize), seed=args.seed)
@@ -114,7 +117,7 @@ def data_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def problem_from_args(args: argparse.Namespace):
     """Build the (validated) Problem the flags describe."""
-    from ..problem import Problem
+    from ocp_resnet.model.problem import Problem
 
     ds = data_source(args).load()
     return Problem.build(
@@ -175,7 +178,7 @@ def run_config(args: argparse.Namespace, problem, command: str, solver: dict[str
 
 def output_dir(args: argparse.Namespace, label: str):
     """The run directory to write, checked before any work so a clash costs nothing."""
-    from ..runs import check_target, default_run_dir
+    from ocp_resnet.runs import check_target, default_run_dir
 
     if args.out is None:
         return default_run_dir(label)
@@ -199,14 +202,14 @@ def add_robust_args(p: argparse.ArgumentParser, restarts: bool = True) -> None:
 
 def init_seed(args: argparse.Namespace) -> int:
     """The seed of the initial weights: ``--init-seed``, else ``--seed``."""
-    from ..errors import check_int
+    from ocp_resnet.errors import check_int
 
     return check_int("--init-seed", args.seed if args.init_seed is None else args.init_seed, 0)
 
 
 def split_problem(args: argparse.Namespace, problem: Any) -> tuple[Any, Any]:
     """(training problem, validation Dataset or None) per ``--val-fraction``."""
-    from ..solving import split_problem as split
+    from ocp_resnet.solving import split_problem as split
 
     return split(problem, getattr(args, "val_fraction", None), seed=args.seed)
 
@@ -223,10 +226,31 @@ def report(metrics: dict[str, Any]) -> None:
             f"({r['status']}, {len(r['vanished'])} vanished{', collapsed' if r.get('collapsed') else ''})"
             for r in metrics["restarts"]) + f"; kept {'the ' if best['init_seed'] is None else ''}{seed(best, 'init seed')}")
     if "val_stage_losses" in metrics:
-        from ..validation import format_val_table
+        from ocp_resnet.data.validation import format_val_table
 
         print(format_val_table(metrics))
     if metrics.get("collapsed"):
         warn(f"collapsed: final loss {metrics['final_loss']:.6g} is no better than the best linear classifier's "
              f"{metrics['linear_loss']:.6g}: the small blocks are not a depth recommendation "
              "(try --restarts 4, or ocp-resnet path)")
+
+
+def ipopt_solver(args: argparse.Namespace) -> IpoptSolver:
+    """The IPOPT solver of a command's flags (``--method``, ``--tol``, ``--max-iter``, ``--hessian``,
+    ``--ipopt`` and, where the command has them, ``--print-level``, ``--jit``, ``--threads``,
+    ``--divergence-restarts``): the one place CLI flags become a solver."""
+    from ocp_resnet.cli.solve import parse_ipopt
+    from ocp_resnet.solvers import IpoptSolver, make_solver
+
+    given = {"method": args.method, "tol": args.tol, "max_iter": args.max_iter, "hessian": args.hessian,
+             "ipopt": parse_ipopt(getattr(args, "ipopt", None) or [])}
+    if hasattr(args, "print_level"):
+        given["print_level"] = 0 if getattr(args, "quiet", False) else args.print_level
+    if hasattr(args, "jit"):
+        given["jit"] = {"auto": "auto", "yes": True, "no": False}[args.jit]
+    for name in ("threads", "divergence_restarts"):
+        if hasattr(args, name):
+            given[name] = getattr(args, name)
+    solver = make_solver("casadi", **given)
+    assert isinstance(solver, IpoptSolver)
+    return solver

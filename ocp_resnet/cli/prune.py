@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._common import EXIT_OK, exit_code, parse_list
+from ocp_resnet.cli._common import EXIT_OK, exit_code, parse_list
 
 
 def register(sub) -> argparse.ArgumentParser:
@@ -37,10 +37,10 @@ def register(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """``ocp-resnet prune`` with the parsed flags; returns the exit code."""
-    from ..analysis.conv import is_conv_run, prune_conv_run
-    from ..analysis.prune import prune_run
-    from ..errors import ValidationError
-    from ..runs import Run
+    from ocp_resnet.analysis.conv import is_conv_run, prune_conv_run
+    from ocp_resnet.analysis.prune import prune_run
+    from ocp_resnet.errors import ValidationError
+    from ocp_resnet.runs import Run
 
     if is_conv_run(Run(args.run_dir)):
         if args.resolve:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from . import _common as c
+from ocp_resnet.cli import _common as c
 
 
 def register(sub) -> argparse.ArgumentParser:
@@ -41,7 +41,7 @@ def register(sub) -> argparse.ArgumentParser:
 
 def parse_ipopt(items: list[str]) -> dict:
     """``["name=value", ...]`` → {name: int | float | str}."""
-    from ..errors import ValidationError
+    from ocp_resnet.errors import ValidationError
 
     out: dict = {}
     for item in items:
@@ -61,21 +61,18 @@ def parse_ipopt(items: list[str]) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     """``ocp-resnet solve`` with the parsed flags; returns the exit code."""
-    from ..runs import multiplier_files, write_run
-    from ..solvers import IpoptOptions
-    from ..solving import extra_files, extra_metrics, solve_with_restarts, warm_start_record
+    from ocp_resnet.runs import multiplier_files, write_run
+    from ocp_resnet.solving import extra_files, extra_metrics, solve_with_restarts, warm_start_record
 
     t_start = time.perf_counter()
     problem, val = c.split_problem(args, c.problem_from_args(args))
-    options = IpoptOptions(tol=args.tol, max_iter=args.max_iter, print_level=0 if args.quiet else args.print_level,
-                           hessian=args.hessian, ipopt=parse_ipopt(args.ipopt),
-                           jit={"auto": "auto", "yes": True, "no": False}[args.jit], threads=args.threads,
-                           divergence_restarts=args.divergence_restarts)
+    solver = c.ipopt_solver(args)
+    options = solver.options
     out = c.output_dir(args, f"{args.dataset.replace('/', '_')}-solve")
     c.echo(f"problem: {problem.data.name} n={problem.n_samples}, N={problem.spec.n_blocks} blocks, widths "
            f"{problem.spec.widths}, loss {problem.objective.loss}, gamma {problem.objective.gamma}, "
            f"lambda {problem.objective.weight_decay}", args.quiet)
-    sol, records = solve_with_restarts(problem, options, args.method, init=args.init, seed=c.init_seed(args),
+    sol, records = solve_with_restarts(problem, solver, init=args.init, seed=c.init_seed(args),
                                        restarts=args.restarts, log=None if args.quiet else c.echo)
     metrics = sol.metrics()
     metrics.update(extra_metrics(problem, sol, records, val))

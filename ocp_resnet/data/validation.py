@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .data import Dataset
-from .errors import ValidationError, check_float
+from ocp_resnet.data.arrays import Dataset
+from ocp_resnet.errors import ValidationError, check_float
 
 
 def split(data: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Dataset]:
@@ -38,8 +38,8 @@ def split(data: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Datas
 
 def validation_metrics(problem: Any, weights: Any, val: Dataset) -> dict[str, Any]:
     """``val_*`` fields of ``metrics.json``: stage losses/accuracies of ``weights`` on ``val``."""
-    from .evaluation import evaluate
-    from .problem import Problem
+    from ocp_resnet.model.evaluation import evaluate
+    from ocp_resnet.model.problem import Problem
 
     ev = evaluate(Problem(problem.spec, problem.objective, val), weights, gradient=False)
     return {"val_n_samples": val.n_samples, "val_loss": ev.final_loss, "val_accuracy": ev.stage_accuracy[-1],
