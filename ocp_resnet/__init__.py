@@ -8,8 +8,6 @@ Public API::
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from ocp_resnet.analysis.gamma_path import path
 from ocp_resnet.data import Dataset, load_dataset
 from ocp_resnet.errors import ValidationError
@@ -26,6 +24,7 @@ from ocp_resnet.solvers import (
     solve,
 )
 from ocp_resnet.status import Status
+from ocp_resnet.version import __version__
 
 
 def __getattr__(name: str):

@@ -296,7 +296,7 @@ def compare(
     (and so time-to-target) are then measured while the optimizers share the machine.
     """
     from ocp_resnet import parallel
-    from ocp_resnet.solvers.ipopt.solver import initial_weights
+    from ocp_resnet.solvers import initial_weights
 
     _check(optimizers, targets)
     epochs = check_int("epochs", epochs, 1)

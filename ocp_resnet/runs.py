@@ -31,7 +31,7 @@ RUN_FILES = ("config.json", "solution.npz", "data.npz", "metrics.json")
 
 def versions() -> dict[str, str]:
     """Versions of the libraries that decide the numbers."""
-    from ocp_resnet import __version__
+    from ocp_resnet.version import __version__
 
     out = {"ocp_resnet": __version__, "numpy": np.__version__, "python": platform.python_version()}
     try:

@@ -59,7 +59,7 @@ def warm_start_record(problem: Any, init: Any) -> dict[str, Any]:
     import numpy as np
 
     from ocp_resnet.model.evaluation import objective_and_gradient
-    from ocp_resnet.solvers.ipopt.solver import initial_weights
+    from ocp_resnet.solvers import initial_weights
 
     J0, g0 = objective_and_gradient(problem, initial_weights(problem, init))
     return {"init_from": str(init), "init_objective": J0, "init_grad_norm": float(np.linalg.norm(g0))}

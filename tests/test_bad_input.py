@@ -337,7 +337,7 @@ def _api_cases():
     from ocp_resnet.model.objective import ObjectiveSpec
     from ocp_resnet.model.problem import Problem
     from ocp_resnet.runs import Run, check_target, load_weights
-    from ocp_resnet.solvers.ipopt.solver import IpoptOptions, initial_weights
+    from ocp_resnet.solvers import IpoptOptions, initial_weights
 
     X = np.random.default_rng(0).normal(size=(6, 2))
     y = np.array([0, 1, 0, 1, 0, 1])

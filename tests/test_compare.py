@@ -125,7 +125,7 @@ def test_torch_rows_are_full_batch_trainer_runs(cmp):
     """compare trains with the Trainer: its defaults, one step per epoch, the trace from its callback."""
     import torch
 
-    from ocp_resnet.solvers.ipopt.solver import initial_weights
+    from ocp_resnet.solvers import initial_weights
     from ocp_resnet.torch import OPTIMIZERS, ResNetMLP, StepInfo, Trainer, TrainOptions
 
     assert set(TORCH_OPTIMIZERS) <= set(OPTIMIZERS)

@@ -48,7 +48,7 @@ def test_interrupted_solve_is_deterministic_too(tmp_path):
     """The same stop point (a callback at iteration 3) gives the same iterate."""
     from ocp_resnet.data.datasets import load_dataset
     from ocp_resnet.model.problem import Problem
-    from ocp_resnet.solvers.ipopt.solver import IpoptOptions, solve
+    from ocp_resnet.solvers import IpoptOptions, solve
 
     problem = Problem.build(load_dataset("xor", n_samples=24, noise=0.1, seed=2), blocks=3, loss="bce", gamma=0.2)
     sols = [solve(problem, options=IpoptOptions(max_iter=100), seed=7, callback=lambda i: i.iteration >= 3)

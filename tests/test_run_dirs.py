@@ -101,7 +101,7 @@ def test_max_iter_keeps_a_complete_run_with_the_last_iterate(tmp_path, capsys):
     assert run.metrics["iterations"] == 3
     # the last iterate, not the start point: the weights moved away from the seeded initial ones
     problem = run.problem()
-    from ocp_resnet.solvers.ipopt.solver import initial_weights
+    from ocp_resnet.solvers import initial_weights
 
     w = run.flat_weights(problem)
     assert np.all(np.isfinite(w))

@@ -11,7 +11,7 @@ from ocp_resnet.analysis.sweep import COLUMNS, grid_problem, read_csv, run_name,
 from ocp_resnet.data.datasets import load_dataset
 from ocp_resnet.errors import ValidationError
 from ocp_resnet.model.problem import Problem
-from ocp_resnet.solvers.ipopt.solver import IpoptOptions, solve
+from ocp_resnet.solvers import IpoptOptions, solve
 
 FAST = {"method": "multiple-shooting", "tol": 1e-8, "max_iter": 500}
 

@@ -11,7 +11,7 @@ from ocp_resnet import ArchSpec, BlockSpec, ObjectiveSpec, Problem, ValidationEr
 from ocp_resnet.data.datasets import Dataset
 from ocp_resnet.model.architecture import SMOOTH_ACTIVATIONS
 from ocp_resnet.model.objective import LOSSES
-from ocp_resnet.solvers.ipopt.solver import IpoptOptions
+from ocp_resnet.solvers import IpoptOptions
 from ocp_resnet.solvers.ipopt.transcription import objective_and_gradient as casadi_jg
 from ocp_resnet.torch import ResNetMLP
 from ocp_resnet.torch import objective_and_gradient as torch_jg

@@ -53,7 +53,7 @@ def linear_problem(problem: Any) -> Any:
 
 def linear_loss(problem: Any) -> float:
     """L_lin: the final loss of the best linear classifier on ``problem``'s data (cached)."""
-    from ocp_resnet.solvers.ipopt.solver import IpoptOptions, solve
+    from ocp_resnet.solvers import IpoptOptions, solve
 
     lin = linear_problem(problem)
     key = _key(problem, lin.objective.weight_decay)

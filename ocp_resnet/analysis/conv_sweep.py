@@ -22,7 +22,7 @@ import numpy as np
 
 from ocp_resnet.analysis.blocks import DEFAULT_TOL
 from ocp_resnet.analysis.conv import analyze_conv_run
-from ocp_resnet.analysis.sweep import COLUMNS, _finished, write_csv
+from ocp_resnet.analysis.sweep import COLUMNS, finished_point, write_csv
 from ocp_resnet.errors import ValidationError, check_float, check_int
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ def run_conv_sweep(
     for i, (g, b, s) in enumerate(grid, 1):
         rd = out / "runs" / run_name(g, b, s)
         point = point_config(config, g, b, s, rd)
-        if not (resume and _finished(rd) and _same_settings(rd, point)):
+        if not (resume and finished_point(rd) and _same_settings(rd, point)):
             _train_point(point, rd)
         row = row_from_conv_run(rd, g, b, s, tol)
         rows.append(row)

@@ -128,7 +128,7 @@ def solution_metrics(problem: Any, sol: Any, records: Sequence[RestartRecord] = 
     """
     from ocp_resnet.analysis.blocks import analyze
     from ocp_resnet.analysis.collapse import solution_collapse_record
-    from ocp_resnet.data.validation import validation_metrics
+    from ocp_resnet.model.evaluation import validation_metrics
 
     an = analyze(problem, sol.w, tol, evaluation=sol.evaluation) if analysis is None else analysis
     out: dict[str, Any] = {"vanished": an.vanished, "recommended_depth": an.recommended_depth}

@@ -175,13 +175,13 @@ def _solve_task(problem: Any, seed: int, solver: Solver, restarts: int = 1,
     t0 = time.perf_counter()
     weights, metrics, stats = _solve_point(problem, seed, solver, None, restarts)
     if val is not None:
-        from ocp_resnet.data.validation import validation_metrics
+        from ocp_resnet.model.evaluation import validation_metrics
 
         metrics.update(validation_metrics(problem, weights, val))
     return weights, metrics, stats, time.perf_counter() - t0
 
 
-def _finished(rd: Path) -> bool:
+def finished_point(rd: Path) -> bool:
     """A grid point's run directory is complete and was not interrupted."""
     if not ((rd / "metrics.json").exists() and (rd / "solution.npz").exists()):
         return False
@@ -260,7 +260,7 @@ def run_sweep(
                               "or another --out")
     grid = [(g, n, s) for g in gammas for n in blocks for s in seeds]
     problems = [grid_problem(base, g, n) for g, n, _ in grid]
-    done = [resume and _finished(sw.run_dir(*p)) for p in grid]
+    done = [resume and finished_point(sw.run_dir(*p)) for p in grid]
     for point, problem, d in zip(grid, problems, done):
         if d:
             _check_same(sw.run_dir(*point), problem)

@@ -239,7 +239,6 @@ def ipopt_solver(args: argparse.Namespace) -> IpoptSolver:
     """The IPOPT solver of a command's flags (``--method``, ``--tol``, ``--max-iter``, ``--hessian``,
     ``--ipopt`` and, where the command has them, ``--print-level``, ``--jit``, ``--threads``,
     ``--divergence-restarts``): the one place CLI flags become a solver."""
-    from ocp_resnet.cli.solve import parse_ipopt
     from ocp_resnet.solvers import IpoptSolver, make_solver
 
     given = {"method": args.method, "tol": args.tol, "max_iter": args.max_iter, "hessian": args.hessian,
@@ -254,3 +253,23 @@ def ipopt_solver(args: argparse.Namespace) -> IpoptSolver:
     solver = make_solver("casadi", **given)
     assert isinstance(solver, IpoptSolver)
     return solver
+
+
+def parse_ipopt(items: list[str]) -> dict:
+    """``["name=value", ...]`` → {name: int | float | str}."""
+    from ocp_resnet.errors import ValidationError
+
+    out: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise ValidationError(f"--ipopt needs NAME=VALUE, got {item!r} (e.g. --ipopt mumps_pivot_order=0)")
+        k, v = item.split("=", 1)
+        for conv in (int, float):
+            try:
+                out[k.strip()] = conv(v)
+                break
+            except ValueError:
+                continue
+        else:
+            out[k.strip()] = v.strip()
+    return out

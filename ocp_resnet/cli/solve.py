@@ -39,26 +39,6 @@ def register(sub) -> argparse.ArgumentParser:
     return p
 
 
-def parse_ipopt(items: list[str]) -> dict:
-    """``["name=value", ...]`` → {name: int | float | str}."""
-    from ocp_resnet.errors import ValidationError
-
-    out: dict = {}
-    for item in items:
-        if "=" not in item:
-            raise ValidationError(f"--ipopt needs NAME=VALUE, got {item!r} (e.g. --ipopt mumps_pivot_order=0)")
-        k, v = item.split("=", 1)
-        for conv in (int, float):
-            try:
-                out[k.strip()] = conv(v)
-                break
-            except ValueError:
-                continue
-        else:
-            out[k.strip()] = v.strip()
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     """``ocp-resnet solve`` with the parsed flags; returns the exit code."""
     from ocp_resnet.runs import multiplier_files, write_run

@@ -36,16 +36,6 @@ def split(data: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Datas
             Dataset(data.X[va], data.y[va], data.n_classes, f"{data.name} (held out)", meta))
 
 
-def validation_metrics(problem: Any, weights: Any, val: Dataset) -> dict[str, Any]:
-    """``val_*`` fields of ``metrics.json``: stage losses/accuracies of ``weights`` on ``val``."""
-    from ocp_resnet.model.evaluation import evaluate
-    from ocp_resnet.model.problem import Problem
-
-    ev = evaluate(Problem(problem.spec, problem.objective, val), weights, gradient=False)
-    return {"val_n_samples": val.n_samples, "val_loss": ev.final_loss, "val_accuracy": ev.stage_accuracy[-1],
-            "val_stage_losses": ev.stage_losses, "val_stage_accuracy": ev.stage_accuracy}
-
-
 def val_data_file(val: Dataset) -> dict[str, Any]:
     """``{"val_data.npz": writer}`` for ``write_run``'s ``extra_files``."""
     return {"val_data.npz": lambda p: np.savez(p, X=val.X, y=val.y, n_classes=val.n_classes)}

@@ -19,6 +19,7 @@ import numpy as np
 from ocp_resnet.status import Status
 
 if TYPE_CHECKING:
+    from ocp_resnet.data.arrays import Dataset
     from ocp_resnet.model.problem import Problem
 
 
@@ -94,3 +95,10 @@ def metrics_record(ev: Evaluation, status: Status, *, status_message: str | None
         "success": status.success,
         **extra,
     }
+
+
+def validation_metrics(problem: Problem, weights: Any, val: Dataset) -> dict[str, Any]:
+    """``val_*`` fields of ``metrics.json``: stage losses/accuracies of ``weights`` on ``val``."""
+    ev = evaluate(type(problem)(problem.spec, problem.objective, val), weights, gradient=False)
+    return {"val_n_samples": val.n_samples, "val_loss": ev.final_loss, "val_accuracy": ev.stage_accuracy[-1],
+            "val_stage_losses": ev.stage_losses, "val_stage_accuracy": ev.stage_accuracy}

@@ -47,7 +47,7 @@ class IpoptOptions:
         if not isinstance(self.ipopt, Mapping):
             raise ValidationError("ipopt options must be a mapping name -> value, e.g. {'mumps_pivot_order': 0}")
         if self.ipopt:
-            _check_ipopt_options(self.ipopt_dict(), self.ipopt)
+            check_ipopt_options(self.ipopt_dict(), self.ipopt)
 
     def to_dict(self) -> dict:
         """The options as plain data (written to ``config.json``)."""
@@ -80,7 +80,7 @@ class IpoptOptions:
         return opts
 
 
-def _check_ipopt_options(opts: Mapping[str, Any], given: Mapping[str, Any]) -> None:
+def check_ipopt_options(opts: Mapping[str, Any], given: Mapping[str, Any]) -> None:
     """Let IPOPT itself vet pass-through options on a one-variable problem (milliseconds)."""
     import casadi as ca
 
