@@ -195,7 +195,7 @@ def load_dataset(
                 ".npz/.csv file, an MNIST IDX directory or a CIFAR-10 python-batch directory"
             )
         if p.is_dir():
-            from ocp_resnet.data.datasets import vision
+            from ocp_resnet.data import vision
             found = vision.layout(p)  # torchvision's layouts: CIFAR-10 batches, ROOT/MNIST/raw, ...
             if found is not None and (found[0] == "cifar10" or found[1] != p):
                 ds = vision.load_image_dir(p, n_samples=n_samples, seed=seed)
