@@ -130,14 +130,19 @@ def stage_losses_per_sample(
 
 
 def sample_cost(
-    spec: arch.ArchSpec, obj: ObjectiveSpec, p: Mapping[str, Any], xs: Sequence[Any], t: Any, ops: Any
+    spec: arch.ArchSpec, obj: ObjectiveSpec, p: Mapping[str, Any], xs: Sequence[Any], t: Any, ops: Any,
+    gammas: Sequence[Any] | None = None,
 ) -> Any:
-    """Σ_k γ_k ℓ(ŷ_k^i) per sample (1, n); stages with γ_k = 0 are not even built."""
-    gammas = obj.stage_weights(spec.n_blocks)
+    """Σ_k γ_k ℓ(ŷ_k^i) per sample (1, n); stages with γ_k = 0 are not even built.
+
+    ``gammas`` replaces ``obj.stage_weights`` (N + 1 entries): the transcriptions pass symbols
+    there, so one compiled function serves every γ (a number 0.0 still drops its stage).
+    """
+    gammas = obj.stage_weights(spec.n_blocks) if gammas is None else list(gammas)
     per_stage = stage_losses_per_sample(spec, obj, p, xs, t, ops)
     total = 0
     for g, l in zip(gammas, per_stage):
-        if g != 0.0:
+        if not (isinstance(g, (int, float)) and g == 0.0):
             total = total + g * l
     return total
 

@@ -101,8 +101,10 @@ def memory_limit() -> float:
         return 8e9
 
 
-def plan(problem, method: str = "auto", hessian: str = "auto") -> Plan:
-    """Resolve ``auto`` method/Hessian for ``problem`` (explicit choices are kept as given)."""
+def plan(problem, method: str = "auto", hessian: str = "auto", jit: object = "auto") -> Plan:
+    """Resolve ``auto`` method/Hessian for ``problem`` (explicit choices are kept as given) and
+    whether to compile (``jit``: "auto", True or False; True is refused, and ``reason`` says so,
+    when the code would take too long to compile)."""
     spec = problem.spec
     ops = sample_ops(spec)
     ests = estimates(problem)
@@ -116,11 +118,13 @@ def plan(problem, method: str = "auto", hessian: str = "auto") -> Plan:
     limit = memory_limit()
     candidates = [e for e in ests if (method in ("auto", e.method)) and (hessian in ("auto", e.hessian))]
     if not candidates:  # an explicit combination the table does not list (multiple shooting + L-BFGS)
-        return Plan(method, hessian, ests, f"{method} + {hessian} Hessian (as requested)", {}, _jit(problem, hessian))
+        use, note = _jit(problem, method, hessian, jit)
+        return Plan(method, hessian, ests, _with_note(f"{method} + {hessian} Hessian (as requested)", note), {}, use)
     if method != "auto" and hessian != "auto":
         e = candidates[0]
-        return Plan(e.method, e.hessian, ests, f"{e.method} + {e.hessian} Hessian (as requested; {e.describe()})",
-                    _ipopt(e), _jit(problem, e.hessian))
+        use, note = _jit(problem, e.method, e.hessian, jit)
+        return Plan(e.method, e.hessian, ests, _with_note(f"{e.method} + {e.hessian} Hessian (as requested; "
+                                                          f"{e.describe()})", note), _ipopt(e), use)
     fits = [e for e in candidates if e.memory_bytes <= limit]
     if not fits:
         best = min(candidates, key=lambda e: e.memory_bytes)
@@ -135,21 +139,34 @@ def plan(problem, method: str = "auto", hessian: str = "auto") -> Plan:
     why = "; ".join(
         f"{e.method} + {e.hessian} would need {e.describe()}" for e in skipped
     ) or "the most robust path fits"
-    jit = _jit(problem, chosen.hessian)
+    use, note = _jit(problem, chosen.method, chosen.hessian, jit)
     reason = f"auto: {chosen.method} + {chosen.hessian} Hessian ({chosen.describe()}): {why}"
-    if jit:
+    if use:
         reason += "; per-sample functions compiled with the C compiler"
-    return Plan(chosen.method, chosen.hessian, ests, reason, _ipopt(chosen), jit)
+    return Plan(chosen.method, chosen.hessian, ests, _with_note(reason, note), _ipopt(chosen), use)
 
 
-def _jit(problem, hessian: str) -> bool:
-    """Compile the per-sample functions where evaluations dominate: the L-BFGS path (thousands
-    of cheap iterations, each a few objective/gradient evaluations over all samples), when a
-    C compiler is there. On the exact-Hessian paths the factorisation dominates and the ~1 s
-    compile would not pay back (docs/performance.md)."""
+def _with_note(reason: str, note: str | None) -> str:
+    return reason if note is None else f"{reason}; {note}"
+
+
+def _jit(problem, method: str, hessian: str, requested: object = "auto") -> tuple[bool, str | None]:
+    """(compile?, why not when asked). ``auto`` compiles the per-sample functions where evaluations
+    dominate: the L-BFGS path (thousands of cheap iterations, each a few objective/gradient
+    evaluations over all samples), when a C compiler is there. On the exact-Hessian paths the
+    factorisation dominates and the compile would not pay back (docs/performance.md). Code whose
+    compile is estimated to take more than :data:`MAX_COMPILE_S` is never compiled."""
     from ocp_resnet.solvers.ipopt.transcription._common import c_compiler
 
-    return hessian == "lbfgs" and c_compiler() is not None
+    wanted = requested is True or (requested == "auto" and hessian == "lbfgs")
+    if not wanted or c_compiler() is None:
+        return False, None
+    n = compile_instructions(problem, method, hessian)
+    t = compile_seconds(n)
+    if t > MAX_COMPILE_S:
+        return False, (f"per-sample functions interpreted: ~{n:,} instructions would take ~{t:.0f} s to compile "
+                       f"(more than {MAX_COMPILE_S:.0f} s)")
+    return True, None
 
 
 def _ipopt(e: Estimate) -> dict:
@@ -165,3 +182,33 @@ def _size(b: float) -> str:
 
 def _seconds(t: float) -> str:
     return f"{t:.2g} s" if t >= 0.01 else f"{t * 1e3:.2g} ms"
+
+
+
+#: gcc -O2 time of one per-sample function, fitted as ``a·instructions^1.2`` to the per-sample
+#: Hessians of single shooting (bce, widths 2–4, 3–10 blocks: 2,111 instructions 0.6 s, 19,996
+#: 11 s, 38,114 27 s, 66,117 78 s, 166,609 ~140 s and 3 GB of compiler memory; docs/performance.md).
+COMPILE_S_COEFF = 7.6e-5
+#: Per-sample code estimated to take longer than this to compile is run interpreted instead.
+MAX_COMPILE_S = 60.0
+
+
+def compile_seconds(instructions: float) -> float:
+    """Estimated C-compiler seconds for per-sample code of ``instructions`` SX instructions."""
+    return COMPILE_S_COEFF * max(float(instructions), 0.0) ** 1.2
+
+
+def compile_instructions(problem, method: str, hessian: str) -> int:
+    """Estimated SX instructions of the largest per-sample function the JIT would compile, from the
+    structure alone: value and gradient take a few forward passes; the exact Hessian of single
+    shooting is dense in the ``m`` weights (≈ 0.6·m forward passes), that of multiple shooting
+    local to one block (≈ 1.5 + 1.2·width forward passes). Measured on the problems of
+    :data:`COMPILE_S_COEFF` to within 20 %."""
+    spec = problem.spec
+    ops = sample_ops(spec)
+    value = 4.5 * ops
+    if hessian != "exact":
+        return int(value)
+    if method == "single-shooting":
+        return int(max(value, 0.6 * spec.n_params * ops))
+    return int(max(value, (1.5 + 1.2 * max(spec.widths)) * ops))

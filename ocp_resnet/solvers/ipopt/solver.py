@@ -61,11 +61,11 @@ def solve(
     options = options or IpoptOptions()
     check_choice("method", method, ("auto", *METHODS))
     check_smooth(problem)
-    chosen = plan_path(problem, method, options.hessian)
-    if log is not None and "auto" in (method, options.hessian):
+    chosen = plan_path(problem, method, options.hessian, options.jit)
+    if log is not None and ("auto" in (method, options.hessian) or (options.jit is True and not chosen.jit)):
         log(chosen.reason)
     options = replace(options, hessian=chosen.hessian, ipopt={**chosen.ipopt, **options.ipopt},
-                      jit=chosen.jit if options.jit == "auto" else options.jit)
+                      jit=chosen.jit if options.jit in ("auto", True) else False)
     w0 = initial_weights(problem, init, seed)
     objective_and_gradient(problem, w0)  # built here: CasADi builds symbols in one thread at a time
     job = _IpoptJob(problem, chosen.method, options, init, w0, log, callback)
@@ -221,11 +221,19 @@ class _IpoptJob:
             n_variables=nlp.n_variables if nlp is not None else 0,
             n_constraints=nlp.n_constraints if nlp is not None else 0,
             method=self.method,
-            stats={**_jsonable(stats), "hessian": self.options.hessian, "jit": bool(nlp is not None and nlp.meta.get("jit"))},
+            stats={**_jsonable(stats), "hessian": self.options.hessian, "jit": bool(nlp is not None and nlp.meta.get("jit")),
+                   **_jit_note(nlp)},
             x=xopt,
             lam_g=self.res["lam_g"] if done else None,
             lam_x=self.res["lam_x"] if done else None,
         )
+
+
+def _jit_note(nlp: Any) -> dict[str, str]:
+    """``{"jit_note": why}`` when compiled code was asked for and (some of) it runs interpreted."""
+    sf = None if nlp is None else nlp.meta.get("sample_functions")
+    note = getattr(sf, "jit_note", None)
+    return {} if note is None else {"jit_note": note}
 
 
 def _warm_start(nlp, previous: Solution) -> dict[str, np.ndarray]:

@@ -100,41 +100,75 @@ def sample_symbols(problem) -> tuple[Any, Any, Any, dict]:
     return u, t, w, spec.unflatten(w, CASADI)
 
 
+def stage_mask(problem, jit: bool) -> tuple[bool, ...]:
+    """Which stage losses k < N the per-sample functions contain: all of them when compiled (one
+    library serves every γ), else those with γ_k ≠ 0 (a shallow objective stays cheap)."""
+    gammas = problem.objective.stage_weights(problem.spec.n_blocks)[:-1]
+    return tuple(True for _ in gammas) if jit else tuple(g != 0.0 for g in gammas)
+
+
+def gamma_symbols(mask: tuple[bool, ...]) -> tuple[Any, list]:
+    """The symbol γ (one entry per stage k < N, an input of every per-sample function) and the
+    stage weights handed to :func:`~ocp_resnet.objective.sample_cost` (0.0 drops a stage)."""
+    gam = ca.SX.sym("gamma", len(mask))
+    return gam, [gam[k] if on else 0.0 for k, on in enumerate(mask)] + [1.0]
+
+
+def structure_key(method: str, problem, mask: tuple[bool, ...]) -> tuple:
+    """What the per-sample functions depend on: the transcription, the architecture, the loss
+    (with its label smoothing, a constant of ``sce``), the target size and the built stages;
+    not γ, λ or the data, which are inputs."""
+    obj = problem.objective
+    return (method, repr(problem.spec), obj.loss, obj.label_smoothing, problem.T.shape[0], mask)
+
+
 # --------------------------------------------------------------------------- structured NLP
 class SampleFunctions:
     """One sample's SX functions and the local sparsity of their derivatives.
 
-    Local variables are z = [s; w] (``ns`` own states, then the shared weights). The Hessian
-    is built on first use only: single shooting's per-sample Hessian is large (dense in the
-    weights) and L-BFGS never needs it.
+    Local variables are z = [s; w] (``ns`` own states, then the shared weights); every function
+    takes the data (u, t), then s and w, and last the stage weights γ (k < N), so that nothing
+    that changes between problems of one structure is a constant of the (compiled) code. The
+    Hessian is built on first use only: single shooting's per-sample Hessian is large (dense in
+    the weights) and L-BFGS never needs it.
     """
 
-    def __init__(self, u, t, s, w, cost, G, jit: bool = False) -> None:
-        self._sym = (u, t, s, w, cost, G)
+    def __init__(self, u, t, s, w, gam, cost, G, jit: bool = False) -> None:
+        self._sym = (u, t, s, w, gam, cost, G)
         self.ns, self.nw = int(s.numel()), int(w.numel())
-        self.jit = jit
-        build = compiled if jit else (lambda f: f)
+        #: why the functions are interpreted although ``jit`` was asked for (``None``: not asked, or compiled)
+        self.jit_note: str | None = None
         z = ca.vertcat(s, w)
-        #: (u, t, s, w) -> (cost, G)
-        self.value = ca.Function("sample_value", [u, t, s, w], [cost, G])
-        self.value = compiled(self.value, reverse=True) if jit else self.value
-        #: whether the functions really run as machine code (``compiled`` falls back without a compiler)
-        self.jit = jit and self.value.class_name() == "External"
+        #: (u, t, s, w, γ) -> (cost, G)
+        self.value = ca.Function("sample_value", [u, t, s, w, gam], [cost, G])
         gz = ca.gradient(cost, z)
-        #: (u, t, s, w) -> (cost, dcost/ds, dcost/dw)
-        self.grad = build(ca.Function("sample_grad", [u, t, s, w], [cost, gz[: self.ns], gz[self.ns :]]))
+        #: (u, t, s, w, γ) -> (cost, dcost/ds, dcost/dw)
+        self.grad = ca.Function("sample_grad", [u, t, s, w, gam], [cost, gz[: self.ns], gz[self.ns :]])
         J = ca.jacobian(G, z)
         self.jac_rows, self.jac_cols = (np.asarray(a, dtype=np.int64) for a in J.sparsity().get_triplet())
-        #: (u, t, s, w) -> (G, non-zeros of dG/dz)
-        self.jac = build(ca.Function("sample_jac", [u, t, s, w], [G, _nz(J, range(J.nnz()))]))
+        #: (u, t, s, w, γ) -> (G, non-zeros of dG/dz)
+        self.jac = ca.Function("sample_jac", [u, t, s, w, gam], [G, _nz(J, range(J.nnz()))])
+        #: whether the functions really run as machine code (``compiled`` falls back without a
+        #: compiler, or when the code would be too large to compile, see :func:`compile_too_large`)
+        self.jit = False
+        if jit:
+            note = compile_too_large(self.value, self.grad, self.jac)
+            if note is None:
+                self.value = compiled(self.value, reverse=True)
+                self.jit = self.value.class_name() == "External"
+                if self.jit:
+                    self.grad, self.jac = compiled(self.grad), compiled(self.jac)
+                else:
+                    note = "no C compiler, or the compile failed"
+            self.jit_note = None if self.jit else f"per-sample functions interpreted: {note}"
         self._hess = None
 
     @property
     def hess(self) -> tuple:
-        """(Function (u, t, s, w, lam, sig_c, sig_r) -> (own nz, shared nz) of the upper triangle
+        """(Function (u, t, s, w, lam, sig_c, sig_r, γ) -> (own nz, shared nz) of the upper triangle
         of ∇²_z (sig_c cost + lam·G + sig_r |w|²), rows/cols of the own and the shared entries)."""
         if self._hess is None:
-            u, t, s, w, cost, G = self._sym
+            u, t, s, w, gam, cost, G = self._sym
             ns = self.ns
             z = ca.vertcat(s, w)
             lam = ca.SX.sym("lam", G.numel())
@@ -144,8 +178,13 @@ class SampleFunctions:
             hr, hc = (np.asarray(a, dtype=np.int64) for a in H.sparsity().get_triplet())
             own = np.flatnonzero(hr < ns)  # upper triangle (r <= c): a row in s makes the entry per-sample
             sh = np.flatnonzero(hr >= ns)  # the (w, w) block: summed over the samples
-            fn = ca.Function("sample_hess", [u, t, s, w, lam, sig_c, sig_r], [_nz(H, own), _nz(H, sh)])
-            fn = compiled(fn) if self.jit else fn
+            fn = ca.Function("sample_hess", [u, t, s, w, lam, sig_c, sig_r, gam], [_nz(H, own), _nz(H, sh)])
+            if self.jit:
+                note = compile_too_large(fn)
+                if note is None:
+                    fn = compiled(fn)
+                else:  # value and gradient stay compiled; only the Hessian is interpreted
+                    self.jit_note = f"per-sample Hessian interpreted: {note}"
             self._hess = (fn, hr[own], hc[own], hr[sh], hc[sh])
         return self._hess
 
@@ -193,6 +232,23 @@ def cache_dir() -> Path:
 
 _CFLAGS = ("-O2", "-shared", "-fPIC")
 
+#: What :func:`compiled` did in this process: ``compiled`` (the C compiler ran), ``loaded`` (a
+#: library from :func:`cache_dir` was reused), ``fallback`` (no compiler, or the compile failed).
+COMPILE_COUNTS = {"compiled": 0, "loaded": 0, "fallback": 0}
+
+def compile_too_large(*fns: Any) -> str | None:
+    """``None`` when the SX Functions ``fns`` are small enough to compile, else why not in words:
+    gcc -O2 needs time and memory that grow faster than the size of one C function, so code whose
+    compile is estimated (:func:`ocp_resnet.sizing.compile_seconds`) to take longer than
+    :data:`ocp_resnet.sizing.MAX_COMPILE_S` stays interpreted."""
+    from ocp_resnet.solvers.ipopt.sizing import MAX_COMPILE_S, compile_seconds
+
+    n = sum(int(f.n_instructions()) for f in fns)
+    t = compile_seconds(n)
+    if t <= MAX_COMPILE_S:
+        return None
+    return f"{n:,} instructions would take ~{t:.0f} s to compile (more than {MAX_COMPILE_S:.0f} s)"
+
 
 def compiled(fn: Any, reverse: bool = False) -> Any:
     """``fn`` as machine code: CasADi generates its C code, the C compiler builds a shared library
@@ -207,6 +263,7 @@ def compiled(fn: Any, reverse: bool = False) -> Any:
 
     cc = c_compiler()
     if cc is None:
+        COMPILE_COUNTS["fallback"] += 1
         return fn
     cg = ca.CodeGenerator(f"{fn.name()}.c", {"with_header": False})
     cg.add(fn)
@@ -216,27 +273,38 @@ def compiled(fn: Any, reverse: bool = False) -> Any:
     key = hashlib.sha256("\0".join([code, cc, *_CFLAGS, ca.__version__]).encode()).hexdigest()[:20]
     target = cache_dir() / f"{fn.name()}_{key}.so"
     try:
-        if not target.exists():
+        if target.exists():
+            COMPILE_COUNTS["loaded"] += 1
+        else:
             target.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
                 src, lib = Path(tmp) / f"{fn.name()}.c", Path(tmp) / "lib.so"
                 src.write_text(code)
                 subprocess.run([cc, *_CFLAGS, "-o", str(lib), str(src), "-lm"], check=True, capture_output=True)
                 os.replace(lib, target)  # atomic: a concurrent run sees a whole library or none
+            COMPILE_COUNTS["compiled"] += 1
         return ca.external(fn.name(), str(target))
     except (OSError, subprocess.CalledProcessError, RuntimeError):
+        COMPILE_COUNTS["fallback"] += 1
         return fn
 
 
-def sample_functions(key: Any, make: Callable[[], tuple], jit: bool = False) -> SampleFunctions:
-    """Per-sample functions for the structure ``key`` (built once per process by ``make()``,
-    which returns the SX symbols and expressions ``(u, t, s, w, cost, G)``); ``jit`` compiles
-    them with the C compiler (the symbols are shared with the interpreted twin)."""
+def sample_functions(method: str, problem, make: Callable[[tuple[bool, ...]], tuple], jit: bool = False) -> SampleFunctions:
+    """Per-sample functions of ``problem``'s structure (:func:`structure_key`), built once per
+    process by ``make(mask)``, which returns the SX symbols and expressions
+    ``(u, t, s, w, γ, cost, G)`` with the stages of ``mask``; ``jit`` compiles them with the C
+    compiler. Problems that differ only in γ, λ or the data share them."""
+    mask = stage_mask(problem, jit)
+    key = structure_key(method, problem, mask)
     hit = _SAMPLE_CACHE.get((key, jit))
     if hit is None:
-        twin = _SAMPLE_CACHE.get((key, not jit))
-        hit = _SAMPLE_CACHE[(key, jit)] = SampleFunctions(*(twin._sym if twin else make()), jit=jit)
+        hit = _SAMPLE_CACHE[(key, jit)] = SampleFunctions(*make(mask), jit=jit)
     return hit
+
+
+def stage_gammas(problem) -> np.ndarray:
+    """The numeric γ input of the per-sample functions: γ_k for the stages k < N."""
+    return np.asarray(problem.objective.stage_weights(problem.spec.n_blocks)[:-1], dtype=float).reshape(-1, 1)
 
 
 def _nz(M: Any, idx) -> Any:
@@ -256,13 +324,15 @@ def _scatter(nrow: int, ncol: int, rows: np.ndarray, cols: np.ndarray, vals: Any
     return ca.MX(sp, vals[order.tolist()])
 
 
-def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, weight_decay: float, threads: int = 1) -> dict:
+def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, gammas: np.ndarray, weight_decay: float,
+                   threads: int = 1) -> dict:
     """x, f, g and the nlpsol derivative Functions of
 
-        min_x (1/n) Σ_i cost(u_i, t_i, s_i, w) + λ |w|²   s.t.  G(u_i, t_i, s_i, w) = 0,
+        min_x (1/n) Σ_i cost(u_i, t_i, s_i, w; γ) + λ |w|²   s.t.  G(u_i, t_i, s_i, w) = 0,
 
-    with x = [s_1; …; s_n; w] (sample by sample, weights last: an arrowhead KKT). ``threads`` > 1
-    evaluates the samples in that many threads (CasADi's thread map; the sums are the same).
+    with x = [s_1; …; s_n; w] (sample by sample, weights last: an arrowhead KKT). The data, γ
+    (``gammas``, one per stage k < N) and λ enter as values here, outside the per-sample code.
+    ``threads`` > 1 evaluates the samples in that many threads (CasADi's thread map; the sums are the same).
     """
 
     def mapped(fn):
@@ -270,7 +340,7 @@ def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, weight_dec
 
     n, ns, nw = U.shape[1], sf.ns, sf.nw
     nx, ng = ns * n + nw, int(sf.value.size1_out(1)) * n
-    U, T = ca.DM(U), ca.DM(T)
+    U, T, gam = ca.DM(U), ca.DM(T), ca.DM(gammas)
     x = ca.MX.sym("x", nx)
     p = ca.MX.sym("p", 0, 1)
     S = ca.reshape(x[: ns * n], ns, n)
@@ -279,11 +349,11 @@ def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, weight_dec
     lam_g = ca.MX.sym("lam_g", ng)
     reg = weight_decay * ca.sumsqr(w)
 
-    C, G = mapped(sf.value)(U, T, S, w)
+    C, G = mapped(sf.value)(U, T, S, w, gam)
     f = ca.sum2(C) / n + reg
     g = ca.vec(G)
 
-    C2, gs, gw = mapped(sf.grad)(U, T, S, w)
+    C2, gs, gw = mapped(sf.grad)(U, T, S, w, gam)
     grad = ca.vertcat(ca.vec(gs) / n, ca.sum2(gw) / n + 2 * weight_decay * w)
     grad_f = ca.Function("nlp_grad_f", [x, p], [ca.sum2(C2) / n + reg, grad],
                          ["x", "p"], ["f", "grad_f_x"])
@@ -295,7 +365,7 @@ def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, weight_dec
 
     out = LazyFunctions(grad_f=grad_f)
     if ng:
-        G2, jv = mapped(sf.jac)(U, T, S, w)
+        G2, jv = mapped(sf.jac)(U, T, S, w, gam)
         ngs = ng // n
         rows = (I * ngs + sf.jac_rows[None, :]).ravel()
         cols = glob(sf.jac_cols).ravel()
@@ -305,7 +375,7 @@ def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, weight_dec
     def hess_lag() -> Any:
         fn, r_own, c_own, r_sh, c_sh = sf.hess
         L = ca.reshape(lam_g, ng // n, n) if ng else ca.MX(0, n)
-        ho, hs = mapped(fn)(U, T, S, w, L, lam_f / n, lam_f * weight_decay / n)
+        ho, hs = mapped(fn)(U, T, S, w, L, lam_f / n, lam_f * weight_decay / n, gam)
         rows = np.concatenate([glob(r_own).ravel(), ns * n + r_sh - ns])
         cols = np.concatenate([glob(c_own).ravel(), ns * n + c_sh - ns])
         vals = ca.vertcat(ca.vec(ho), ca.sum2(hs))
@@ -313,4 +383,4 @@ def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, weight_dec
                            ["x", "p", "lam_f", "lam_g"], ["hess_gamma_x_x"])
 
     out["hess_lag"] = hess_lag  # built on first use (not for L-BFGS)
-    return {"x": x, "f": f, "g": g, "functions": out, "jit": sf.jit}
+    return {"x": x, "f": f, "g": g, "functions": out, "jit": sf.jit, "sf": sf}

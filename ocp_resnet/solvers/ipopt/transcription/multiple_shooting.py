@@ -13,13 +13,23 @@ import numpy as np
 from ocp_resnet.model import architecture as arch
 from ocp_resnet.model import objective as objective_mod
 from ocp_resnet.model._ops import CASADI, NUMPY
-from ocp_resnet.solvers.ipopt.transcription._common import NLP, check_smooth, sample_functions, sample_symbols, structured_nlp
+from ocp_resnet.solvers.ipopt.transcription._common import (
+    NLP,
+    check_smooth,
+    gamma_symbols,
+    sample_functions,
+    sample_symbols,
+    stage_gammas,
+    structured_nlp,
+)
 
 
-def _sample_problem(problem):
-    """One sample's symbols (u, t, s, w), its cost and its dynamics defects G(s, w) = 0."""
+def _sample_problem(problem, mask: tuple[bool, ...]):
+    """One sample's symbols (u, t, s, w, γ), its cost and its dynamics defects G(s, w) = 0
+    (the stage losses of ``mask``, see :func:`~._common.stage_mask`)."""
     spec, obj = problem.spec, problem.objective
     u, t, w, P = sample_symbols(problem)
+    gam, gammas = gamma_symbols(mask)
     widths = spec.widths
     s = ca.SX.sym("s", sum(widths[1:]))
     xs = [arch.stem(spec, P, u, CASADI)]
@@ -28,18 +38,17 @@ def _sample_problem(problem):
         xs.append(s[off : off + d])
         off += d
     defects = [arch.block(spec, k, P, xs[k], CASADI) - xs[k + 1] for k in range(spec.n_blocks)]
-    cost = objective_mod.sample_cost(spec, obj, P, xs, t, CASADI)
-    return u, t, s, w, cost, ca.vertcat(*defects) if defects else ca.SX(0, 1)
+    cost = objective_mod.sample_cost(spec, obj, P, xs, t, CASADI, gammas)
+    return u, t, s, w, gam, cost, ca.vertcat(*defects) if defects else ca.SX(0, 1)
 
 
 def multiple_shooting(problem, jit: bool = False, threads: int = 1) -> NLP:
     """Transcribe ``problem`` by multiple shooting."""
     check_smooth(problem)
     spec = problem.spec
-    key = ("multiple-shooting", repr(spec), repr(problem.objective), problem.T.shape[0])
-    sf = sample_functions(key, lambda: _sample_problem(problem), jit)
+    sf = sample_functions("multiple-shooting", problem, lambda mask: _sample_problem(problem, mask), jit)
     ns, n, nw = sf.ns, problem.n_samples, spec.n_params
-    parts = structured_nlp(sf, problem.U, problem.T, problem.objective.weight_decay, threads)
+    parts = structured_nlp(sf, problem.U, problem.T, stage_gammas(problem), problem.objective.weight_decay, threads)
     g = parts["g"]
 
     def initial_guess(w0: np.ndarray) -> np.ndarray:
@@ -58,6 +67,6 @@ def multiple_shooting(problem, jit: bool = False, threads: int = 1) -> NLP:
         n_weights=nw,
         initial_guess=initial_guess,
         weights=lambda xv: np.asarray(xv, dtype=float).ravel()[ns * n :],
-        meta={"states_per_sample": ns, "jit": parts["jit"]},
+        meta={"states_per_sample": ns, "jit": parts["jit"], "sample_functions": parts["sf"]},
         functions=parts["functions"],
     )

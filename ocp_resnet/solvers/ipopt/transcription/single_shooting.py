@@ -15,7 +15,15 @@ import numpy as np
 from ocp_resnet.model import architecture as arch
 from ocp_resnet.model import objective as objective_mod
 from ocp_resnet.model._ops import CASADI
-from ocp_resnet.solvers.ipopt.transcription._common import NLP, check_smooth, sample_functions, sample_symbols, structured_nlp
+from ocp_resnet.solvers.ipopt.transcription._common import (
+    NLP,
+    check_smooth,
+    gamma_symbols,
+    sample_functions,
+    sample_symbols,
+    stage_gammas,
+    structured_nlp,
+)
 
 
 def _sample_cost_function(problem) -> tuple[Any, Any, Any, Any]:
@@ -32,19 +40,19 @@ def _objective(problem, cost: Any, w: Any) -> Any:
     return ca.sum2(cost.map(n)(problem.U, problem.T, w)) / n + objective_mod.regularization(problem.objective, w, CASADI)
 
 
-def _sample_problem(problem):
+def _sample_problem(problem, mask: tuple[bool, ...]):
     spec, obj = problem.spec, problem.objective
     u, t, w, P = sample_symbols(problem)
+    gam, gammas = gamma_symbols(mask)
     xs = arch.trajectory(spec, P, u, CASADI)
-    return u, t, ca.SX(0, 1), w, objective_mod.sample_cost(spec, obj, P, xs, t, CASADI), ca.SX(0, 1)
+    return u, t, ca.SX(0, 1), w, gam, objective_mod.sample_cost(spec, obj, P, xs, t, CASADI, gammas), ca.SX(0, 1)
 
 
 def single_shooting(problem, jit: bool = False, threads: int = 1) -> NLP:
     """Transcribe ``problem`` by single shooting."""
     check_smooth(problem)
-    key = ("single-shooting", repr(problem.spec), repr(problem.objective), problem.T.shape[0])
-    sf = sample_functions(key, lambda: _sample_problem(problem), jit)
-    parts = structured_nlp(sf, problem.U, problem.T, problem.objective.weight_decay, threads)
+    sf = sample_functions("single-shooting", problem, lambda mask: _sample_problem(problem, mask), jit)
+    parts = structured_nlp(sf, problem.U, problem.T, stage_gammas(problem), problem.objective.weight_decay, threads)
     nw = problem.spec.n_params
     return NLP(
         method="single-shooting",
@@ -57,7 +65,7 @@ def single_shooting(problem, jit: bool = False, threads: int = 1) -> NLP:
         initial_guess=lambda w0: np.asarray(w0, dtype=float).ravel(),
         weights=lambda x: np.asarray(x, dtype=float).ravel()[:nw],
         functions=parts["functions"],
-        meta={"jit": parts["jit"]},
+        meta={"jit": parts["jit"], "sample_functions": parts["sf"]},
     )
 
 
