@@ -38,11 +38,14 @@ def solve_with_restarts(problem: Problem, solver: Solver, *, init: Any = "random
     return solve_best(problem, seed, k, solver, log=log)
 
 
-def extra_metrics(problem: Any, sol: Any, records: list, val: Any, tol: float = 1e-3) -> dict[str, Any]:
-    """``vanished``, ``recommended_depth``, ``collapsed``/``linear_loss``, ``restarts`` and ``val_*``."""
-    from ocp_resnet.analysis.restarts import solution_metrics
+def extra_metrics(problem: Any, sol: Any, records: list, val: Any, tol: float = 1e-3,
+                  certificate_max_params: int | None = None) -> dict[str, Any]:
+    """``vanished``, ``recommended_depth``, ``collapsed``/``linear_loss``, ``restarts``, ``val_*`` and
+    the ``second_order`` certificate (``certificate_max_params``: None for the default limit, 0 for none)."""
+    from ocp_resnet.analysis.restarts import CERTIFICATE_MAX_PARAMS, solution_metrics
 
-    return solution_metrics(problem, sol, records, val, tol=tol)
+    limit = CERTIFICATE_MAX_PARAMS if certificate_max_params is None else certificate_max_params
+    return solution_metrics(problem, sol, records, val, tol=tol, certificate_max_params=limit)
 
 
 def extra_files(val: Any) -> dict[str, Any]:

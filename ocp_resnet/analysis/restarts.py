@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any
 
 from ocp_resnet.analysis.blocks import DEFAULT_TOL, vanished_blocks
+from ocp_resnet.certificate import MAX_PARAMS as CERTIFICATE_MAX_PARAMS
 from ocp_resnet.errors import ValidationError, check_int
 from ocp_resnet.model.problem import Problem
 from ocp_resnet.solvers import Solution, Solver, make_solver
@@ -119,9 +120,12 @@ def restart_metrics(records: Sequence[RestartRecord]) -> dict[str, Any]:
 
 
 def solution_metrics(problem: Any, sol: Any, records: Sequence[RestartRecord] = (), val: Any = None,
-                     analysis: Any = None, tol: float = DEFAULT_TOL) -> dict[str, Any]:
+                     analysis: Any = None, tol: float = DEFAULT_TOL,
+                     certificate_max_params: int | None = CERTIFICATE_MAX_PARAMS) -> dict[str, Any]:
     """What ``metrics.json`` adds to a solution's own record: ``vanished``, ``recommended_depth``,
-    ``collapsed``/``linear_loss``, ``restarts`` and the ``val_*`` numbers of held-out data ``val``.
+    ``collapsed``/``linear_loss``, ``restarts``, the ``val_*`` numbers of held-out data ``val`` and
+    ``second_order`` (:func:`ocp_resnet.certificate.certify` of the weights, its time in
+    ``second_order_time_s``; skipped above ``certificate_max_params`` weights, 0 never computes it).
 
     ``analysis``: the solution's :class:`~.blocks.BlockAnalysis` when the caller has it already
     (otherwise it is computed at ``tol``).
@@ -138,4 +142,19 @@ def solution_metrics(problem: Any, sol: Any, records: Sequence[RestartRecord] = 
     out.update(restart_metrics(records))
     if val is not None:
         out.update(validation_metrics(problem, sol.w, val))
+    out.update(certificate_metrics(problem, sol.w, certificate_max_params))
     return out
+
+
+def certificate_metrics(problem: Any, w: Any, max_params: int | None = CERTIFICATE_MAX_PARAMS) -> dict[str, Any]:
+    """``{"second_order": record, "second_order_time_s": seconds}`` of the weights ``w``; empty when
+    ``max_params`` is 0 or the weights are not finite (a failed solve's overflow has no curvature)."""
+    import numpy as np
+
+    from ocp_resnet.certificate import certify
+
+    w = np.asarray(w, dtype=float).ravel()
+    if max_params == 0 or not np.all(np.isfinite(w)):
+        return {}
+    cert = certify(problem, w, max_params=max_params)
+    return {"second_order": cert.to_dict(timings=False), "second_order_time_s": cert.time_s}

@@ -247,6 +247,11 @@ def report(metrics: dict[str, Any]) -> None:
         from ocp_resnet.data.validation import format_val_table
 
         print(format_val_table(metrics))
+    if "second_order" in metrics:
+        from ocp_resnet.certificate import describe_record
+
+        where = "" if metrics.get("success") else " (at the last iterate, which is not a converged solution)"
+        print(f"second-order: {describe_record(metrics['second_order'])}{where}")
     if metrics.get("collapsed"):
         warn(f"collapsed: final loss {metrics['final_loss']:.6g} is no better than the best linear classifier's "
              f"{metrics['linear_loss']:.6g}: the small blocks are not a depth recommendation "

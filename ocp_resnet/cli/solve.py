@@ -32,6 +32,9 @@ def register(sub) -> argparse.ArgumentParser:
                    help="pass an IPOPT option through, e.g. --ipopt mumps_pivot_order=0 (repeatable)")
     s.add_argument("--init", default="random",
                    help="random (default), zeros, or a run directory / solution.npz to warm-start from")
+    s.add_argument("--certificate-max-params", type=int, default=None, metavar="P",
+                   help="second-order certificate (smallest Hessian eigenvalues at the solution) up to P weights "
+                        "(default 20000: dense up to 2000, Lanczos above; 0 = never)")
     s.add_argument("--quiet", action="store_true", help="print only the final table")
     c.add_robust_args(p)
     c.add_output_args(p)
@@ -41,10 +44,13 @@ def register(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """``ocp-resnet solve`` with the parsed flags; returns the exit code."""
+    from ocp_resnet.errors import ValidationError
     from ocp_resnet.runs import multiplier_files, write_run
     from ocp_resnet.solving import extra_files, extra_metrics, solve_with_restarts, warm_start_record
 
     t_start = time.perf_counter()
+    if args.certificate_max_params is not None and args.certificate_max_params < 0:
+        raise ValidationError(f"--certificate-max-params must be >= 0 (0: no certificate), got {args.certificate_max_params}")
     problem, val = c.split_problem(args, c.problem_from_args(args))
     solver = c.ipopt_solver(args)
     options = solver.options
@@ -55,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     sol, records = solve_with_restarts(problem, c.with_retries(args, solver), init=args.init, seed=c.init_seed(args),
                                        restarts=args.restarts, log=None if args.quiet else c.echo)
     metrics = sol.metrics()
-    metrics.update(extra_metrics(problem, sol, records, val))
+    metrics.update(extra_metrics(problem, sol, records, val, certificate_max_params=args.certificate_max_params))
     if str(args.init) not in ("random", "zeros"):  # warm start (e.g. a torch run): how far did IPOPT move it?
         metrics.update(warm_start_record(problem, args.init))
     config = c.run_config(args, problem, "solve", {

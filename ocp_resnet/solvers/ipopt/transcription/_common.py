@@ -302,6 +302,14 @@ def sample_functions(method: str, problem, make: Callable[[tuple[bool, ...]], tu
     return hit
 
 
+def compiled_in_process(method: str, problem) -> bool:
+    """Whether compiled per-sample functions of ``problem``'s structure were built in this process
+    (so that asking for ``jit`` again costs nothing)."""
+    key = structure_key(method, problem, stage_mask(problem, True))
+    hit = _SAMPLE_CACHE.get((key, True))
+    return hit is not None and hit.jit
+
+
 def stage_gammas(problem) -> np.ndarray:
     """The numeric γ input of the per-sample functions: γ_k for the stages k < N."""
     return np.asarray(problem.objective.stage_weights(problem.spec.n_blocks)[:-1], dtype=float).reshape(-1, 1)

@@ -1,0 +1,262 @@
+"""A second-order certificate of a solution: the curvature of the training objective at the weights.
+
+    cert = certify(problem, sol.w)
+    cert.describe()   # 'strict local minimum (λ_min 3.2e-04, λ_max 41, p=63)'
+
+At the returned weights w the smallest eigenvalues of the Hessian ∇²J(w) of the condensed
+objective J(w) (the weights are the only variables, states simulated: the single-shooting
+objective, whatever transcription found w) decide what w is:
+
+* ``strict local minimum``: λ_min > tol (with ∇J(w) = 0, a strict local minimiser);
+* ``saddle``: λ_min < −tol (a direction of descent: not a minimum);
+* ``degenerate``: |λ_min| ≤ tol (second order cannot tell; e.g. a flat direction),
+
+with tol = ``rtol`` · max|λ|. With p ≤ ``dense_max`` weights all eigenvalues come from the
+dense Hessian (``scipy.linalg.eigh``); above, the ``k`` smallest and the largest by Lanczos
+(``scipy.sparse.linalg.eigsh``) on CasADi Hessian-vector products (:func:`hvp`); above
+``max_params`` nothing is computed (``kind = "skipped"``).
+
+The dense Hessian comes from CasADi (:func:`hessian`: the exact-Hessian functions of the
+single-shooting transcription, one sample differentiated symbolically) when that symbolic
+per-sample Hessian is small, else from torch (:func:`torch_hessian`, ``torch.func.hessian`` in
+float64). Measured (docs/performance.md, "Second-order certificate"): on P1 (p = 63) CasADi
+takes 0.65 s the first time in a process and 0.04 s after, torch 0.2 s plus ~1.8 s CPU to
+import torch; at width 4, 10 blocks, n = 200 (p = 205) CasADi's symbolic Hessian takes 3.7 s
+to build (0.3 s to evaluate), torch 0.6 s.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ocp_resnet.errors import ValidationError, check_float, check_int
+
+#: Weights up to which the Hessian is formed and fully diagonalised (a p×p eigh: 2000 → ~1 s).
+DENSE_MAX = 2000
+#: Weights above which no certificate is computed by default: Lanczos needs a few hundred
+#: Hessian-vector products (each ~4 gradients), i.e. minutes at that size.
+MAX_PARAMS = 20_000
+#: Largest symbolic per-sample Hessian (estimated SX instructions, :func:`ocp_resnet.solvers.ipopt.sizing.compile_instructions`)
+#: that the CasADi back-end builds for the dense Hessian; above it torch is faster.
+CASADI_MAX_INSTRUCTIONS = 50_000
+#: Relative tolerance: |λ| ≤ RTOL · max|λ| counts as zero. The AD Hessian is exact to rounding
+#: (~1e-13 relative after summing n samples), so this leaves a margin of ~1e4 for the solve's
+#: own inexactness. Trained nets are ill-conditioned: P1's minimum has λ_min 1.3e-4 (weight decay
+#: 2λ = 2e-4 on the unused directions) against λ_max 1.1e4, a strict minimum that RTOL 1e-6
+#: would have called degenerate.
+RTOL = 1e-9
+#: Lanczos restarts before the certificate gives up (``method`` then says ``not converged``).
+LANCZOS_MAXITER = 300
+KINDS = ("strict local minimum", "saddle", "degenerate", "skipped")
+
+
+@dataclass
+class Certificate:
+    """The curvature of J at some weights: ``kind`` (one of :data:`KINDS`), the smallest
+    eigenvalues (ascending), the largest, the tolerance that separated the kinds, how they were
+    computed (``dense`` / ``lanczos``) and in how many seconds."""
+
+    kind: str
+    n_params: int
+    lambda_min: float | None = None
+    lambda_max: float | None = None
+    smallest: list[float] = field(default_factory=list)
+    tol: float | None = None
+    rtol: float = RTOL
+    n_negative: int | None = None
+    method: str = "dense"
+    time_s: float = 0.0
+
+    def to_dict(self, timings: bool = True) -> dict[str, Any]:
+        """Plain JSON-ready values (the ``second_order`` record of ``metrics.json``, which keeps
+        ``time_s`` beside it as ``second_order_time_s``: ``timings=False`` leaves it out)."""
+        d = asdict(self)
+        if not timings:
+            d.pop("time_s")
+        return d
+
+    def describe(self) -> str:
+        """One line, e.g. ``strict local minimum (λ_min 3.2e-04, λ_max 41, tol 4e-05, p=63, dense (casadi))``."""
+        if self.kind == "skipped":
+            return f"skipped (p={self.n_params} weights, more than the limit)"
+        at_least = "≥ " if self.method.startswith("lanczos") and self.n_negative == len(self.smallest) else ""
+        neg = f", {at_least}{self.n_negative} negative" if self.n_negative else ""
+        return (f"{self.kind} (λ_min {self.lambda_min:.3g}, λ_max {self.lambda_max:.3g}, tol {self.tol:.1g}, "
+                f"p={self.n_params}{neg}, {self.method})")
+
+
+def describe_record(record: dict[str, Any]) -> str:
+    """:meth:`Certificate.describe` of a ``second_order`` record of ``metrics.json``."""
+    return Certificate(**record).describe()
+
+
+def classify(lambda_min: float, lambda_max_abs: float, rtol: float = RTOL) -> tuple[str, float]:
+    """(kind, tol) of a Hessian whose smallest eigenvalue is ``lambda_min`` and largest modulus ``lambda_max_abs``."""
+    tol = rtol * lambda_max_abs
+    if lambda_min > tol:
+        return "strict local minimum", tol
+    if lambda_min < -tol:
+        return "saddle", tol
+    return "degenerate", tol
+
+
+# --------------------------------------------------------------------------- Hessian by CasADi
+def _grad_function(problem: Any) -> Any:
+    """The MX Function w -> (J, ∇J) of :func:`~ocp_resnet.solvers.ipopt.transcription.objective_and_gradient`."""
+    from ocp_resnet.solvers.ipopt.transcription import objective_and_gradient
+
+    if problem.__dict__.get("_casadi_grad_fn") is None:
+        objective_and_gradient(problem, np.zeros(problem.spec.n_params))
+    return problem.__dict__["_casadi_grad_fn"]
+
+
+def hessian(problem: Any, w: np.ndarray) -> np.ndarray:
+    """∇²J(w), dense and symmetric (p×p), by CasADi: the exact-Hessian functions of the
+    single-shooting transcription (one sample differentiated symbolically, mapped over the data)."""
+    import casadi as ca
+
+    from ocp_resnet.solvers.ipopt.transcription import single_shooting
+    from ocp_resnet.solvers.ipopt.transcription._common import compiled_in_process
+
+    fn = problem.__dict__.get("_casadi_hess_fn")
+    if fn is None:  # a solve by single shooting may have compiled these functions already: reuse them
+        nlp = single_shooting(problem, jit=compiled_in_process("single-shooting", problem))
+        fn = problem.__dict__["_casadi_hess_fn"] = nlp.functions["hess_lag"]
+    H = np.asarray(ca.densify(fn(np.asarray(w, dtype=float).ravel(), [], 1.0, [])))
+    return np.triu(H) + np.triu(H, 1).T  # IPOPT's upper triangle, mirrored
+
+
+def hvp(problem: Any) -> Any:
+    """A function v -> ∇²J(w)v at given weights: ``hvp(problem)(w, v)`` (CasADi forward-over-reverse
+    on the mapped per-sample gradient; v may be a p×k block of directions)."""
+    import casadi as ca
+
+    fn = problem.__dict__.get("_casadi_hvp_fn")
+    if fn is None:
+        g = _grad_function(problem)
+        wm = ca.MX.sym("w", problem.spec.n_params)
+        vm = ca.MX.sym("v", problem.spec.n_params)
+        grad = g(wm)[1]
+        fn = problem.__dict__["_casadi_hvp_fn"] = ca.Function("hvp", [wm, vm], [ca.jtimes(grad, wm, vm)])
+    return lambda w, v: np.asarray(fn(np.asarray(w, dtype=float).ravel(), np.asarray(v, dtype=float)))
+
+
+# --------------------------------------------------------------------------- Hessian by torch
+def torch_objective(problem: Any) -> Any:
+    """J as a torch function of the flat float64 weights (the same formula as ``Problem.objective_value``)."""
+    import torch
+
+    from ocp_resnet.model import architecture as arch
+    from ocp_resnet.model import objective as objective_mod
+    from ocp_resnet.model._ops import TORCH
+
+    spec, obj = problem.spec, problem.objective
+    U = torch.as_tensor(problem.U, dtype=torch.float64)
+    T = torch.as_tensor(problem.T, dtype=torch.float64)
+
+    def J(wf: Any) -> Any:
+        p = spec.unflatten(wf, TORCH)
+        cost = objective_mod.sample_cost(spec, obj, p, arch.trajectory(spec, p, U, TORCH), T, TORCH)
+        return cost.mean() + objective_mod.regularization(obj, wf, TORCH)
+
+    return J
+
+
+def torch_hessian(problem: Any, w: np.ndarray) -> np.ndarray:
+    """∇²J(w) by ``torch.func.hessian`` in float64 (the cross-check of :func:`hessian`)."""
+    import torch
+
+    H = torch.func.hessian(torch_objective(problem))(torch.as_tensor(np.asarray(w, dtype=float).ravel()))
+    H = H.detach().numpy()
+    return 0.5 * (H + H.T)
+
+
+# --------------------------------------------------------------------------- the certificate
+def dense_backend(problem: Any) -> str:
+    """``"casadi"`` when the symbolic per-sample Hessian is small (and the activation smooth), else ``"torch"``."""
+    from ocp_resnet.model.architecture import SMOOTH_ACTIVATIONS
+    from ocp_resnet.solvers.ipopt.sizing import compile_instructions
+
+    if problem.spec.activation not in SMOOTH_ACTIVATIONS:
+        return "torch"
+    small = compile_instructions(problem, "single-shooting", "exact") <= CASADI_MAX_INSTRUCTIONS
+    return "casadi" if small else "torch"
+
+
+def certify(problem: Any, w: Any, *, rtol: float = RTOL, k: int = 6, dense_max: int = DENSE_MAX,
+            max_params: int | None = MAX_PARAMS, method: str = "auto", backend: str = "auto",
+            seed: int = 0) -> Certificate:
+    """The :class:`Certificate` of the weights ``w`` (flat vector or name → array) on ``problem``.
+
+    ``method``: ``"dense"`` (the whole Hessian, ``scipy.linalg.eigh``), ``"lanczos"`` (the ``k``
+    smallest and the largest eigenvalue by ``scipy.sparse.linalg.eigsh`` on CasADi
+    Hessian-vector products, start vector seeded by ``seed``) or ``"auto"``: dense for
+    p ≤ ``dense_max`` (default 2000), Lanczos above. Above ``max_params`` weights (default
+    20,000; ``None``: no limit) the certificate is ``skipped``: Lanczos would need minutes of
+    Hessian-vector products. ``backend`` of the dense Hessian: ``"casadi"``, ``"torch"`` or
+    ``"auto"`` (:func:`dense_backend`).
+    """
+    rtol = check_float("rtol", rtol, 0.0)
+    k = check_int("k", k, 1)
+    if method not in ("auto", "dense", "lanczos"):
+        raise ValidationError(f"method must be 'auto', 'dense' or 'lanczos', got {method!r}")
+    if backend not in ("auto", "casadi", "torch"):
+        raise ValidationError(f"backend must be 'auto', 'casadi' or 'torch', got {backend!r}")
+    t0 = time.perf_counter()
+    w = problem.spec.flatten(w) if isinstance(w, dict) else np.asarray(w, dtype=float).ravel()
+    p = w.size
+    if max_params is not None and p > max_params:
+        return Certificate("skipped", p, rtol=rtol, method="none")
+    if not np.all(np.isfinite(w)):
+        raise ValidationError("the weights contain NaN or inf: there is no curvature to certify")
+    if method == "dense" or (method == "auto" and p <= dense_max):
+        import scipy.linalg
+
+        backend = dense_backend(problem) if backend == "auto" else backend
+        H = hessian(problem, w) if backend == "casadi" else torch_hessian(problem, w)
+        ev = scipy.linalg.eigh(H, eigvals_only=True)
+        smallest, lmax, lmin, lam_abs = ev[:k], float(ev[-1]), float(ev[0]), float(np.max(np.abs(ev)))
+        used = f"dense ({backend})"
+        kind, tol = classify(lmin, lam_abs, rtol)
+        neg_count = int(np.sum(ev < -tol))
+    else:
+        smallest, lmax, lam_abs, converged = _lanczos(problem, w, k, seed)
+        lmin = float(smallest[0])
+        used = "lanczos (casadi)" if converged else "lanczos (casadi, not converged)"
+        kind, tol = classify(lmin, lam_abs, rtol)
+        neg_count = int(np.sum(smallest < -tol))  # among the k computed
+    return Certificate(kind, p, lmin, lmax, [float(v) for v in smallest], tol, rtol, neg_count, used,
+                       time.perf_counter() - t0)
+
+
+def _lanczos(problem: Any, w: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, float, float, bool]:
+    """(k smallest eigenvalues ascending, largest, largest modulus, converged) of ∇²J(w) by Lanczos."""
+    from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+
+    p = w.size
+    prod = hvp(problem)
+
+    def matvec(v: np.ndarray) -> np.ndarray:
+        return prod(w, v.reshape(p, -1)).reshape(v.shape)
+
+    op = LinearOperator((p, p), matvec=matvec, matmat=lambda V: prod(w, V), dtype=float)
+    v0 = np.random.default_rng(seed).standard_normal(p)
+    k = min(k, p - 1)
+    converged = True
+
+    def run(kk: int, which: str) -> np.ndarray:
+        nonlocal converged
+        try:
+            return eigsh(op, k=kk, which=which, v0=v0, tol=1e-10, maxiter=LANCZOS_MAXITER, return_eigenvectors=False)
+        except ArpackNoConvergence as exc:  # keep what did converge
+            converged = False
+            if len(exc.eigenvalues) == 0:
+                raise
+            return np.asarray(exc.eigenvalues).real
+
+    lmax = float(np.max(run(1, "LA")))
+    small = np.sort(run(k, "SA"))
+    return small, lmax, max(abs(lmax), abs(float(small[0]))), converged
