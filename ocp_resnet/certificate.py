@@ -17,12 +17,17 @@ dense Hessian (``scipy.linalg.eigh``); above, the ``k`` smallest and the largest
 ``max_params`` nothing is computed (``kind = "skipped"``).
 
 The dense Hessian comes from CasADi (:func:`hessian`: the exact-Hessian functions of the
-single-shooting transcription, one sample differentiated symbolically) when that symbolic
-per-sample Hessian is small, else from torch (:func:`torch_hessian`, ``torch.func.hessian`` in
-float64). Measured (docs/performance.md, "Second-order certificate"): on P1 (p = 63) CasADi
-takes 0.65 s the first time in a process and 0.04 s after, torch 0.2 s plus ~1.8 s CPU to
-import torch; at width 4, 10 blocks, n = 200 (p = 205) CasADi's symbolic Hessian takes 3.7 s
-to build (0.3 s to evaluate), torch 0.6 s.
+single-shooting transcription, one sample differentiated symbolically and mapped) unless that
+symbolic per-sample Hessian would be huge or the activation is not smooth; then from torch
+(:func:`torch_hessian`, ``torch.func.hessian`` in float64). Measured, CPU seconds in a fresh
+process (docs/performance.md, "Second-order certificate"): P1 (p = 63) CasADi 0.28 s, torch
+2.1 s plus 1.4 s to import torch; width 4, 10 blocks, n = 200 (p = 205) CasADi 1.2 s, torch
+2.2 s plus the import.
+
+Lanczos is for large p only: on trained nets the spectrum spans 1e-4 … 1e4 with clusters at
+2λ (weights the data does not use), and ARPACK then stops after :data:`LANCZOS_MAXITER`
+restarts with only part of the eigenvalues converged (``method`` says ``not converged``; the
+values it has are converged Ritz values).
 """
 from __future__ import annotations
 
@@ -40,8 +45,9 @@ DENSE_MAX = 2000
 #: Hessian-vector products (each ~4 gradients), i.e. minutes at that size.
 MAX_PARAMS = 20_000
 #: Largest symbolic per-sample Hessian (estimated SX instructions, :func:`ocp_resnet.solvers.ipopt.sizing.compile_instructions`)
-#: that the CasADi back-end builds for the dense Hessian; above it torch is faster.
-CASADI_MAX_INSTRUCTIONS = 50_000
+#: that the CasADi back-end builds for the dense Hessian (166k instructions, p = 205: 1.2 s CPU);
+#: above it torch, whose cost does not depend on an expression's size.
+CASADI_MAX_INSTRUCTIONS = 1_000_000
 #: Relative tolerance: |λ| ≤ RTOL · max|λ| counts as zero. The AD Hessian is exact to rounding
 #: (~1e-13 relative after summing n samples), so this leaves a margin of ~1e4 for the solve's
 #: own inexactness. Trained nets are ill-conditioned: P1's minimum has λ_min 1.3e-4 (weight decay
@@ -68,6 +74,8 @@ class Certificate:
     rtol: float = RTOL
     n_negative: int | None = None
     method: str = "dense"
+    #: why a certificate was skipped
+    note: str | None = None
     time_s: float = 0.0
 
     def to_dict(self, timings: bool = True) -> dict[str, Any]:
@@ -81,7 +89,7 @@ class Certificate:
     def describe(self) -> str:
         """One line, e.g. ``strict local minimum (λ_min 3.2e-04, λ_max 41, tol 4e-05, p=63, dense (casadi))``."""
         if self.kind == "skipped":
-            return f"skipped (p={self.n_params} weights, more than the limit)"
+            return f"skipped ({self.note})"
         at_least = "≥ " if self.method.startswith("lanczos") and self.n_negative == len(self.smallest) else ""
         neg = f", {at_least}{self.n_negative} negative" if self.n_negative else ""
         return (f"{self.kind} (λ_min {self.lambda_min:.3g}, λ_max {self.lambda_max:.3g}, tol {self.tol:.1g}, "
@@ -209,14 +217,26 @@ def certify(problem: Any, w: Any, *, rtol: float = RTOL, k: int = 6, dense_max: 
     w = problem.spec.flatten(w) if isinstance(w, dict) else np.asarray(w, dtype=float).ravel()
     p = w.size
     if max_params is not None and p > max_params:
-        return Certificate("skipped", p, rtol=rtol, method="none")
+        return Certificate("skipped", p, rtol=rtol, method="none",
+                           note=f"p={p} weights, more than max_params={max_params}")
     if not np.all(np.isfinite(w)):
         raise ValidationError("the weights contain NaN or inf: there is no curvature to certify")
+    try:
+        return _certify(problem, w, rtol, k, dense_max, method, backend, seed, t0)
+    except FloatingPointError as exc:  # the weights are finite, J overflows there
+        return Certificate("skipped", p, rtol=rtol, method="none", note=str(exc), time_s=time.perf_counter() - t0)
+
+
+def _certify(problem: Any, w: np.ndarray, rtol: float, k: int, dense_max: int, method: str, backend: str, seed: int,
+             t0: float) -> Certificate:
+    p = w.size
     if method == "dense" or (method == "auto" and p <= dense_max):
         import scipy.linalg
 
         backend = dense_backend(problem) if backend == "auto" else backend
         H = hessian(problem, w) if backend == "casadi" else torch_hessian(problem, w)
+        if not np.all(np.isfinite(H)):
+            raise FloatingPointError("the Hessian is not finite at these weights (overflow)")
         ev = scipy.linalg.eigh(H, eigvals_only=True)
         smallest, lmax, lmin, lam_abs = ev[:k], float(ev[-1]), float(ev[0]), float(np.max(np.abs(ev)))
         used = f"dense ({backend})"
@@ -228,35 +248,49 @@ def certify(problem: Any, w: Any, *, rtol: float = RTOL, k: int = 6, dense_max: 
         used = "lanczos (casadi)" if converged else "lanczos (casadi, not converged)"
         kind, tol = classify(lmin, lam_abs, rtol)
         neg_count = int(np.sum(smallest < -tol))  # among the k computed
-    return Certificate(kind, p, lmin, lmax, [float(v) for v in smallest], tol, rtol, neg_count, used,
-                       time.perf_counter() - t0)
+    return Certificate(kind, p, lambda_min=lmin, lambda_max=lmax, smallest=[float(v) for v in smallest], tol=tol,
+                       rtol=rtol, n_negative=neg_count, method=used, time_s=time.perf_counter() - t0)
 
 
 def _lanczos(problem: Any, w: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, float, float, bool]:
-    """(k smallest eigenvalues ascending, largest, largest modulus, converged) of ∇²J(w) by Lanczos."""
+    """(k smallest eigenvalues ascending, largest, largest modulus, converged) of ∇²J(w) by Lanczos.
+
+    The smallest eigenvalues are found as the largest of σI − ∇²J (σ just above λ_max): ARPACK's
+    stopping test is relative to the eigenvalue it converges to, which for λ_min ≈ 1e-4 against
+    λ_max ≈ 1e4 asks for a residual below rounding and never ends (301 restarts without one
+    eigenvalue on P1); shifted, the test is relative to σ, i.e. absolute accuracy 1e-10·λ_max.
+    """
     from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
     p = w.size
     prod = hvp(problem)
-
-    def matvec(v: np.ndarray) -> np.ndarray:
-        return prod(w, v.reshape(p, -1)).reshape(v.shape)
-
-    op = LinearOperator((p, p), matvec=matvec, matmat=lambda V: prod(w, V), dtype=float)
     v0 = np.random.default_rng(seed).standard_normal(p)
     k = min(k, p - 1)
     converged = True
 
-    def run(kk: int, which: str) -> np.ndarray:
+    def operator(shift: float) -> LinearOperator:
+        def matmat(V: np.ndarray) -> np.ndarray:
+            V = np.asarray(V, dtype=float).reshape(p, -1)
+            HV = prod(w, V)
+            if not np.all(np.isfinite(HV)):
+                raise FloatingPointError("a Hessian-vector product is not finite at these weights (overflow)")
+            return shift * V - HV if shift else HV
+
+        return LinearOperator((p, p), matvec=lambda v: matmat(v).reshape(np.shape(v)), matmat=matmat, dtype=float)
+
+    def largest(op: LinearOperator, kk: int) -> np.ndarray:
         nonlocal converged
         try:
-            return eigsh(op, k=kk, which=which, v0=v0, tol=1e-10, maxiter=LANCZOS_MAXITER, return_eigenvectors=False)
+            return eigsh(op, k=kk, which="LA", v0=v0, tol=1e-10, ncv=min(p, max(2 * kk + 1, 20)),
+                         maxiter=LANCZOS_MAXITER, return_eigenvectors=False)
         except ArpackNoConvergence as exc:  # keep what did converge
             converged = False
             if len(exc.eigenvalues) == 0:
                 raise
             return np.asarray(exc.eigenvalues).real
 
-    lmax = float(np.max(run(1, "LA")))
-    small = np.sort(run(k, "SA"))
+    top = largest(operator(0.0), 1)
+    lmax = float(np.max(top))
+    sigma = abs(lmax) * 1.01 + 1e-12  # σI − H is positive semi-definite: its top is H's bottom
+    small = np.sort(sigma - largest(operator(sigma), k))
     return small, lmax, max(abs(lmax), abs(float(small[0]))), converged

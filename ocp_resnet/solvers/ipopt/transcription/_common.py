@@ -109,7 +109,7 @@ def stage_mask(problem, jit: bool) -> tuple[bool, ...]:
 
 def gamma_symbols(mask: tuple[bool, ...]) -> tuple[Any, list]:
     """The symbol γ (one entry per stage k < N, an input of every per-sample function) and the
-    stage weights handed to :func:`~ocp_resnet.objective.sample_cost` (0.0 drops a stage)."""
+    stage weights handed to :func:`~ocp_resnet.model.objective.sample_cost` (0.0 drops a stage)."""
     gam = ca.SX.sym("gamma", len(mask))
     return gam, [gam[k] if on else 0.0 for k, on in enumerate(mask)] + [1.0]
 
@@ -239,8 +239,8 @@ COMPILE_COUNTS = {"compiled": 0, "loaded": 0, "fallback": 0}
 def compile_too_large(*fns: Any) -> str | None:
     """``None`` when the SX Functions ``fns`` are small enough to compile, else why not in words:
     gcc -O2 needs time and memory that grow faster than the size of one C function, so code whose
-    compile is estimated (:func:`ocp_resnet.sizing.compile_seconds`) to take longer than
-    :data:`ocp_resnet.sizing.MAX_COMPILE_S` stays interpreted."""
+    compile is estimated (:func:`ocp_resnet.solvers.ipopt.sizing.compile_seconds`) to take longer than
+    :data:`ocp_resnet.solvers.ipopt.sizing.MAX_COMPILE_S` stays interpreted."""
     from ocp_resnet.solvers.ipopt.sizing import MAX_COMPILE_S, compile_seconds
 
     n = sum(int(f.n_instructions()) for f in fns)
