@@ -14,7 +14,7 @@ import json
 import numpy as np
 import pytest
 
-from ocp_resnet import IpoptOptions, Problem, load_dataset, solve
+from ocp_resnet import Dataset, IpoptOptions, Problem, load_dataset, solve
 from ocp_resnet.certificate import certify, classify, hessian, torch_hessian
 from ocp_resnet.errors import ValidationError
 from ocp_resnet.solvers.ipopt.transcription import objective_and_gradient
@@ -45,6 +45,19 @@ def test_logistic_regression_is_a_strict_minimum_above_the_weight_decay():
     cert = certify(prob, sol.w)
     assert cert.kind == "strict local minimum" and cert.n_negative == 0
     assert cert.lambda_min >= 2 * lam * (1 - 1e-10)  # logistic Hessian ⪰ 0, plus 2λI
+
+
+def test_collinear_features_without_weight_decay_are_degenerate():
+    """0 blocks, mse, λ = 0 and the second feature a copy of the first: Z Zᵀ is singular, so
+    ∇²J has exact zeros (one per output) and the rest is Z Zᵀ/n ⊗ I."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=30)
+    data = Dataset(np.column_stack([x, x]), (x > 0).astype(int), 2, "collinear")
+    prob = Problem.build(data, blocks=0, width=2, loss="mse", gamma=0.0, weight_decay=0.0)
+    cert = certify(prob, random_weights(prob, seed=1))
+    assert cert.kind == "degenerate"
+    assert abs(cert.lambda_min) <= cert.tol and cert.smallest[1] == pytest.approx(cert.smallest[0], abs=cert.tol)
+    assert cert.smallest[2] > 1e3 * cert.tol
 
 
 def test_the_symmetric_point_of_a_two_layer_branch_is_a_saddle_with_the_known_eigenvalue():
