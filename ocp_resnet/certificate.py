@@ -19,7 +19,7 @@ dense Hessian (``scipy.linalg.eigh``); above, the ``k`` smallest and the largest
 The dense Hessian comes from CasADi (:func:`hessian`: the exact-Hessian functions of the
 single-shooting transcription, one sample differentiated symbolically and mapped) unless that
 symbolic per-sample Hessian would be huge or the activation is not smooth; then from torch
-(:func:`torch_hessian`, ``torch.func.hessian`` in float64). Measured, CPU seconds in a fresh
+(:func:`torch_hessian`, ``torch.func`` in float64). Measured, CPU seconds in a fresh
 process (docs/performance.md, "Second-order certificate"): P1 (p = 63) CasADi 0.28 s, torch
 2.1 s plus 1.4 s to import torch; width 4, 10 blocks, n = 200 (p = 205) CasADi 1.2 s, torch
 2.2 s plus the import.
@@ -41,9 +41,10 @@ from ocp_resnet.errors import ValidationError, check_float, check_int
 
 #: Weights up to which the Hessian is formed and fully diagonalised (a p×p eigh: 2000 → ~1 s).
 DENSE_MAX = 2000
-#: Weights above which no certificate is computed by default: Lanczos needs a few hundred
-#: Hessian-vector products (each ~4 gradients), i.e. minutes at that size.
-MAX_PARAMS = 20_000
+#: Weights above which no certificate is computed by default: that is Lanczos territory, which
+#: needs hundreds of Hessian-vector products, and one costs 1.9 s CPU on digits with width 64,
+#: 2 blocks (p = 8970, n = 1797): minutes. ``max_params=None`` asks for it anyway.
+MAX_PARAMS = DENSE_MAX
 #: Largest symbolic per-sample Hessian (estimated SX instructions, :func:`ocp_resnet.solvers.ipopt.sizing.compile_instructions`)
 #: that the CasADi back-end builds for the dense Hessian (166k instructions, p = 205: 1.2 s CPU);
 #: above it torch, whose cost does not depend on an expression's size.
@@ -172,11 +173,18 @@ def torch_objective(problem: Any) -> Any:
     return J
 
 
+#: Hessian columns torch computes at once: each is a full backward pass over the data, so
+#: ``TORCH_CHUNK`` bounds the memory to that many passes (p at once: p × n × widths floats).
+TORCH_CHUNK = 32
+
+
 def torch_hessian(problem: Any, w: np.ndarray) -> np.ndarray:
-    """∇²J(w) by ``torch.func.hessian`` in float64 (the cross-check of :func:`hessian`)."""
+    """∇²J(w) by torch in float64: ``torch.func.jacrev`` of the gradient, :data:`TORCH_CHUNK`
+    columns at a time (the cross-check of :func:`hessian`, and the back-end for large expressions)."""
     import torch
 
-    H = torch.func.hessian(torch_objective(problem))(torch.as_tensor(np.asarray(w, dtype=float).ravel()))
+    f = torch_objective(problem)
+    H = torch.func.jacrev(torch.func.grad(f), chunk_size=TORCH_CHUNK)(torch.as_tensor(np.asarray(w, dtype=float).ravel()))
     H = H.detach().numpy()
     return 0.5 * (H + H.T)
 
@@ -202,8 +210,8 @@ def certify(problem: Any, w: Any, *, rtol: float = RTOL, k: int = 6, dense_max: 
     smallest and the largest eigenvalue by ``scipy.sparse.linalg.eigsh`` on CasADi
     Hessian-vector products, start vector seeded by ``seed``) or ``"auto"``: dense for
     p ≤ ``dense_max`` (default 2000), Lanczos above. Above ``max_params`` weights (default
-    20,000; ``None``: no limit) the certificate is ``skipped``: Lanczos would need minutes of
-    Hessian-vector products. ``backend`` of the dense Hessian: ``"casadi"``, ``"torch"`` or
+    2000, i.e. Lanczos only when asked for; ``None``: no limit) the certificate is ``skipped``:
+    Lanczos needs hundreds of Hessian-vector products, minutes at that size. ``backend`` of the dense Hessian: ``"casadi"``, ``"torch"`` or
     ``"auto"`` (:func:`dense_backend`).
     """
     rtol = check_float("rtol", rtol, 0.0)

@@ -34,7 +34,7 @@ def register(sub) -> argparse.ArgumentParser:
                    help="random (default), zeros, or a run directory / solution.npz to warm-start from")
     s.add_argument("--certificate-max-params", type=int, default=None, metavar="P",
                    help="second-order certificate (smallest Hessian eigenvalues at the solution) up to P weights "
-                        "(default 20000: dense up to 2000, Lanczos above; 0 = never)")
+                        "(default 2000: the dense Hessian; above 2000 Lanczos, minutes at that size; 0 = never)")
     s.add_argument("--quiet", action="store_true", help="print only the final table")
     c.add_robust_args(p)
     c.add_output_args(p)
