@@ -1,4 +1,4 @@
-"""Cost of the second-order certificate (:func:`ocp_resnet.certificate.certify`) at a solution.
+"""Cost of the second-order certificate (:func:`ocp_resnet.analysis.certificate.certify`) at a solution.
 
 Run:  python benchmarks/certificate.py RUN_DIR [--backend casadi|torch] [--method dense|lanczos]
 
@@ -29,7 +29,7 @@ def main() -> None:
     if args.backend == "torch":
         import torch  # noqa: F401  (its import is part of the torch back-end's cost)
     c1 = time.process_time()
-    from ocp_resnet.certificate import certify
+    from ocp_resnet.analysis.certificate import certify
 
     cert = certify(problem, w, backend=args.backend, method=args.method)
     c2 = time.process_time()

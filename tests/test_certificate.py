@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from ocp_resnet import Dataset, IpoptOptions, Problem, load_dataset, solve
-from ocp_resnet.certificate import certify, classify, hessian, torch_hessian
+from ocp_resnet.analysis.certificate import certify, classify, hessian, torch_hessian
 from ocp_resnet.errors import ValidationError
 from ocp_resnet.solvers.ipopt.transcription import objective_and_gradient
 

@@ -8,6 +8,7 @@
 * :mod:`.gamma_path` — warm-started γ paths (:func:`~.gamma_path.path`, :func:`run_path`);
 * :mod:`.restarts` — best of several initial weights (:func:`solve_restarts`);
 * :mod:`.collapse` — is a run no better than the best linear classifier (:func:`linear_loss`).
+* :mod:`.certificate` — second-order certificate: smallest Hessian eigenvalues at a solution (:func:`certify`).
 * :mod:`.conv` / :mod:`.conv_sweep` — the same for conv ResNet-v2 runs (:func:`analyze_conv_run`,
   :func:`prune_conv_run`, :func:`run_conv_sweep`).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from ocp_resnet.analysis.blocks import DEFAULT_TOL, BlockAnalysis, analyze, analyze_run, tail_to_head_ratio
 from ocp_resnet.analysis.bound import BoundReport, check_bound, pad_weights, padded_bound
+from ocp_resnet.analysis.certificate import Certificate, certify
 from ocp_resnet.analysis.collapse import collapse_record, is_collapsed, linear_loss
 from ocp_resnet.analysis.conv import (
     ConvBlockAnalysis,
@@ -32,7 +34,7 @@ from ocp_resnet.analysis.restarts import RestartRecord, solve_restarts
 from ocp_resnet.analysis.sweep import grid_problem, read_csv, run_sweep, summarize
 
 __all__ = [
-    "DEFAULT_TOL", "BlockAnalysis", "analyze", "analyze_run", "tail_to_head_ratio",
+    "DEFAULT_TOL", "BlockAnalysis", "analyze", "analyze_run", "tail_to_head_ratio", "Certificate", "certify",
     "Costates", "costates", "costates_of_run", "write_costates",
     "BoundReport", "check_bound", "pad_weights", "padded_bound",
     "PrunedNetwork", "PruneReport", "prune_network", "prune_problem", "prune_run",

@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any
 
 from ocp_resnet.analysis.blocks import DEFAULT_TOL, vanished_blocks
-from ocp_resnet.certificate import MAX_PARAMS as CERTIFICATE_MAX_PARAMS
+from ocp_resnet.analysis.certificate import MAX_PARAMS as CERTIFICATE_MAX_PARAMS
 from ocp_resnet.errors import ValidationError, check_int
 from ocp_resnet.model.problem import Problem
 from ocp_resnet.solvers import Solution, Solver, make_solver
@@ -124,7 +124,7 @@ def solution_metrics(problem: Any, sol: Any, records: Sequence[RestartRecord] = 
                      certificate_max_params: int | None = CERTIFICATE_MAX_PARAMS) -> dict[str, Any]:
     """What ``metrics.json`` adds to a solution's own record: ``vanished``, ``recommended_depth``,
     ``collapsed``/``linear_loss``, ``restarts``, the ``val_*`` numbers of held-out data ``val`` and
-    ``second_order`` (:func:`ocp_resnet.certificate.certify` of the weights, its time in
+    ``second_order`` (:func:`ocp_resnet.analysis.certificate.certify` of the weights, its time in
     ``second_order_time_s``; skipped above ``certificate_max_params`` weights, 0 never computes it).
 
     ``analysis``: the solution's :class:`~.blocks.BlockAnalysis` when the caller has it already
@@ -151,7 +151,7 @@ def certificate_metrics(problem: Any, w: Any, max_params: int | None = CERTIFICA
     ``max_params`` is 0 or the weights are not finite (a failed solve's overflow has no curvature)."""
     import numpy as np
 
-    from ocp_resnet.certificate import certify
+    from ocp_resnet.analysis.certificate import certify
 
     w = np.asarray(w, dtype=float).ravel()
     if max_params == 0 or not np.all(np.isfinite(w)):

@@ -248,7 +248,7 @@ def report(metrics: dict[str, Any]) -> None:
 
         print(format_val_table(metrics))
     if "second_order" in metrics:
-        from ocp_resnet.certificate import describe_record
+        from ocp_resnet.analysis.certificate import describe_record
 
         where = "" if metrics.get("success") else " (at the last iterate, which is not a converged solution)"
         print(f"second-order: {describe_record(metrics['second_order'])}{where}")

@@ -155,17 +155,18 @@ def _jit(problem, method: str, hessian: str, requested: object = "auto") -> tupl
     dominate: the L-BFGS path (thousands of cheap iterations, each a few objective/gradient
     evaluations over all samples), when a C compiler is there. On the exact-Hessian paths the
     factorisation dominates and the compile would not pay back (docs/performance.md). Code whose
-    compile is estimated to take more than :data:`MAX_COMPILE_S` is never compiled."""
-    from ocp_resnet.solvers.ipopt.transcription._common import c_compiler
+    compile is estimated to take more than
+    :data:`~ocp_resnet.solvers.ipopt.transcription._common.MAX_COMPILE_S` is never compiled."""
+    from ocp_resnet.solvers.ipopt.transcription import _common
 
     wanted = requested is True or (requested == "auto" and hessian == "lbfgs")
-    if not wanted or c_compiler() is None:
+    if not wanted or _common.c_compiler() is None:
         return False, None
     n = compile_instructions(problem, method, hessian)
-    t = compile_seconds(n)
-    if t > MAX_COMPILE_S:
+    t = _common.compile_seconds(n)
+    if t > _common.MAX_COMPILE_S:
         return False, (f"per-sample functions interpreted: ~{n:,} instructions would take ~{t:.0f} s to compile "
-                       f"(more than {MAX_COMPILE_S:.0f} s)")
+                       f"(more than {_common.MAX_COMPILE_S:.0f} s)")
     return True, None
 
 
@@ -185,25 +186,12 @@ def _seconds(t: float) -> str:
 
 
 
-#: gcc -O2 time of one per-sample function, fitted as ``a·instructions^1.2`` to the per-sample
-#: Hessians of single shooting (bce, widths 2–4, 3–10 blocks: 2,111 instructions 0.6 s, 19,996
-#: 11 s, 38,114 27 s, 66,117 78 s, 166,609 ~140 s and 3 GB of compiler memory; docs/performance.md).
-COMPILE_S_COEFF = 7.6e-5
-#: Per-sample code estimated to take longer than this to compile is run interpreted instead.
-MAX_COMPILE_S = 60.0
-
-
-def compile_seconds(instructions: float) -> float:
-    """Estimated C-compiler seconds for per-sample code of ``instructions`` SX instructions."""
-    return COMPILE_S_COEFF * max(float(instructions), 0.0) ** 1.2
-
-
 def compile_instructions(problem, method: str, hessian: str) -> int:
     """Estimated SX instructions of the largest per-sample function the JIT would compile, from the
     structure alone: value and gradient take a few forward passes; the exact Hessian of single
     shooting is dense in the ``m`` weights (≈ 0.6·m forward passes), that of multiple shooting
     local to one block (≈ 1.5 + 1.2·width forward passes). Measured on the problems of
-    :data:`COMPILE_S_COEFF` to within 20 %."""
+    :data:`~ocp_resnet.solvers.ipopt.transcription._common.COMPILE_S_COEFF` within a factor 1.5."""
     spec = problem.spec
     ops = sample_ops(spec)
     value = 4.5 * ops

@@ -236,13 +236,24 @@ _CFLAGS = ("-O2", "-shared", "-fPIC")
 #: library from :func:`cache_dir` was reused), ``fallback`` (no compiler, or the compile failed).
 COMPILE_COUNTS = {"compiled": 0, "loaded": 0, "fallback": 0}
 
+#: gcc -O2 time of one per-sample function, fitted as ``a·instructions^1.2`` to the per-sample
+#: Hessians of single shooting (bce, widths 2–4, 3–10 blocks: 2,111 instructions 0.6 s, 19,996
+#: 11 s, 38,114 27 s, 66,117 78 s, 166,609 ~140 s and 3 GB of compiler memory; docs/performance.md).
+COMPILE_S_COEFF = 7.6e-5
+#: Per-sample code estimated to take longer than this to compile is run interpreted instead.
+MAX_COMPILE_S = 60.0
+
+
+def compile_seconds(instructions: float) -> float:
+    """Estimated C-compiler seconds for per-sample code of ``instructions`` SX instructions."""
+    return COMPILE_S_COEFF * max(float(instructions), 0.0) ** 1.2
+
+
 def compile_too_large(*fns: Any) -> str | None:
     """``None`` when the SX Functions ``fns`` are small enough to compile, else why not in words:
     gcc -O2 needs time and memory that grow faster than the size of one C function, so code whose
-    compile is estimated (:func:`ocp_resnet.solvers.ipopt.sizing.compile_seconds`) to take longer than
-    :data:`ocp_resnet.solvers.ipopt.sizing.MAX_COMPILE_S` stays interpreted."""
-    from ocp_resnet.solvers.ipopt.sizing import MAX_COMPILE_S, compile_seconds
-
+    compile is estimated (:func:`compile_seconds`) to take longer than
+    :data:`MAX_COMPILE_S` stays interpreted."""
     n = sum(int(f.n_instructions()) for f in fns)
     t = compile_seconds(n)
     if t <= MAX_COMPILE_S:

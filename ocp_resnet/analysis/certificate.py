@@ -211,8 +211,8 @@ def certify(problem: Any, w: Any, *, rtol: float = RTOL, k: int = 6, dense_max: 
     Hessian-vector products, start vector seeded by ``seed``) or ``"auto"``: dense for
     p ≤ ``dense_max`` (default 2000), Lanczos above. Above ``max_params`` weights (default
     2000, i.e. Lanczos only when asked for; ``None``: no limit) the certificate is ``skipped``:
-    Lanczos needs hundreds of Hessian-vector products, minutes at that size. ``backend`` of the dense Hessian: ``"casadi"``, ``"torch"`` or
-    ``"auto"`` (:func:`dense_backend`).
+    Lanczos needs hundreds of Hessian-vector products, minutes at that size. ``backend`` of the
+    dense Hessian: ``"casadi"``, ``"torch"`` or ``"auto"`` (:func:`dense_backend`).
     """
     rtol = check_float("rtol", rtol, 0.0)
     k = check_int("k", k, 1)
