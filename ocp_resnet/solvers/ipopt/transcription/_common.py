@@ -119,7 +119,8 @@ def structure_key(method: str, problem, mask: tuple[bool, ...]) -> tuple:
     (with its label smoothing, a constant of ``sce``), the target size and the built stages;
     not γ, λ or the data, which are inputs."""
     obj = problem.objective
-    return (method, repr(problem.spec), obj.loss, obj.label_smoothing, problem.T.shape[0], mask)
+    eps = obj.label_smoothing if obj.loss == "sce" else None  # the other losses do not use it
+    return (method, repr(problem.spec), obj.loss, eps, problem.T.shape[0], mask)
 
 
 # --------------------------------------------------------------------------- structured NLP
