@@ -386,8 +386,8 @@ def plot_objective_gap(cmp: Comparison, path: Any) -> None:
         keep = (t > 0) & (gap > 0) & np.isfinite(gap)
         if keep.any():
             ax.loglog(t[keep], gap[keep], label=name)
-    for tgt in cmp.targets:
-        ax.axhline(tgt, color="grey", lw=0.7, ls=":")
+    for i, tgt in enumerate(cmp.targets):  # the gaps time_to_target is measured at
+        ax.axhline(tgt, color="grey", lw=0.7, ls=(0, (1, 1 + 2 * i)), label=f"target gap {tgt:g}")
     ax.set(xlabel="wall time [s]", ylabel="J(w) − best J", title="objective gap against time")
     ax.legend()
     fig.tight_layout()
@@ -399,11 +399,19 @@ def plot_profiles(cmp: Comparison, path: Any) -> None:
     """Per-block weight norms and stage losses of every optimizer, overlaid."""
     plt = _pyplot()
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-    for name, r in cmp.results.items():
-        ax[0].semilogy(range(len(r.block_norms)), np.maximum(r.block_norms, 1e-16), "o-", label=name)
-        ax[1].semilogy(range(len(r.stage_losses)), np.maximum(r.stage_losses, 1e-16), "o-", label=name)
+    markers = "osD^vx+"
+    for i, (name, r) in enumerate(cmp.results.items()):
+        # shrinking markers and alternating dashes keep optimizers that reach the same point visible
+        style = {"marker": markers[i % len(markers)], "ms": max(9 - 1.5 * i, 3), "ls": "-" if i % 2 == 0 else "--",
+                 "label": name}
+        ax[0].semilogy(range(len(r.block_norms)), np.maximum(r.block_norms, 1e-16), **style)
+        ax[1].semilogy(range(len(r.stage_losses)), np.maximum(r.stage_losses, 1e-16), **style)
     ax[0].set(xlabel="block k", ylabel="‖w_k‖", title="per-block weight norms")
     ax[1].set(xlabel="stage k", ylabel="ℓ(ŷ_k)", title="stage losses")
+    from matplotlib.ticker import MaxNLocator
+
+    for a in ax:
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax[0].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
