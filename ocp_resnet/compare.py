@@ -273,7 +273,7 @@ WARMUP_STEPS = 2
 def _warm_up(problem: Problem, name: str, w0: np.ndarray, tol: float, lr: float | None) -> None:
     """A short untimed run of ``name`` on ``problem``, so that the timed run starts in a warm process.
 
-    The first torch step in a process pays one-off costs (lazy imports and dispatch set-up:
+    The first ``torch.optim`` optimizer built in a process imports ``torch._dynamo`` (seconds:
     Adam's first trace point came at 1.34 s against SGD's 0.005 s when Adam ran first), and the
     first CasADi build of a structure pays for the per-sample functions that later builds reuse.
     Without this, whichever optimizer ran first carried them.
