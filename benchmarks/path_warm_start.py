@@ -12,7 +12,7 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import ocp_resnet.analysis.path as P  # noqa: E402
+import ocp_resnet.analysis.gamma_path as P  # noqa: E402
 from ocp_resnet import Problem, load_dataset, path  # noqa: E402
 from ocp_resnet.analysis.blocks import analyze  # noqa: E402
 

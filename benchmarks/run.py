@@ -250,7 +250,7 @@ def main(argv=None) -> int:
     if args.p2:
         print(f"## P2: n=2000, N=20, width 4, tol 1e-6 ({args.p2_method}, {args.p2_hessian} Hessian; target ≤ 60 s, ≤ 2 GiB)\n")
         print(HEADER)
-        from ocp_resnet.cli.solve import parse_ipopt
+        from ocp_resnet.cli._common import parse_ipopt
 
         r = run_worker("ipopt", dict(n=2000, N=20, width=4, tol=1e-6, method=args.p2_method, hessian=args.p2_hessian,
                                      ipopt=parse_ipopt(args.p2_ipopt)),

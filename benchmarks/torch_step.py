@@ -16,8 +16,8 @@ import time
 
 import torch
 
-from ocp_resnet.architecture import ArchSpec
-from ocp_resnet.objective import ObjectiveSpec
+from ocp_resnet.model.architecture import ArchSpec
+from ocp_resnet.model.objective import ObjectiveSpec
 from ocp_resnet.torch import ConvSpec, ResNetMLP, ResNetV2, StageCostLoss, targets
 
 

@@ -12,7 +12,7 @@ CPU variant at a small size (what docs/scale.md records)::
         --batch 64 --size 16 --steps 4 --epochs 4
 
 Each variant trains ``--epochs`` epochs of ``--steps`` batches on synthetic images
-(:func:`ocp_resnet.vision.synthetic_images`); the first epoch is warm-up (compilation, cuDNN
+(:func:`ocp_resnet.data.vision.synthetic_images`); the first epoch is warm-up (compilation, cuDNN
 autotuning) and images/s counts the others, timed at epoch ends (after a device sync). The
 variants run interleaved ``--repeats`` times and the median is reported, so a shared machine
 disturbs them alike. Goals: stage-cost overhead (γ>0 vs γ=0) ≤ 1.15x on the GPU, γ = 0 at
@@ -28,10 +28,10 @@ import time
 import numpy as np
 import torch
 
-from ocp_resnet.objective import ObjectiveSpec
+from ocp_resnet.data.vision import synthetic_images
+from ocp_resnet.model.objective import ObjectiveSpec
 from ocp_resnet.torch import ConvSpec, ResNetV2, Trainer, TrainOptions
 from ocp_resnet.torch.train import _cpu_kernels, resolve_device
-from ocp_resnet.vision import synthetic_images
 
 
 def _sync(device: torch.device) -> None:

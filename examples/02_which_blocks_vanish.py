@@ -19,7 +19,7 @@ import numpy as np
 from ocp_resnet import IpoptOptions, load_dataset, solve
 from ocp_resnet.analysis import analyze, prune_problem, summarize
 from ocp_resnet.analysis.sweep import format_summary
-from ocp_resnet.problem import Problem
+from ocp_resnet.model.problem import Problem
 
 GAMMAS = (0.0, 0.1, 1.0)
 

@@ -27,12 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ValidationError, check_float, check_int
-from .problem import Problem
-from .status import Status
+from ocp_resnet.errors import ValidationError, check_float, check_int
+from ocp_resnet.model.problem import Problem
+from ocp_resnet.solvers.base import Method
+from ocp_resnet.status import Status
 
 if TYPE_CHECKING:
-    from .torch.train import StepInfo
+    from ocp_resnet.torch.train import StepInfo
 
 IPOPT_OPTIMIZERS = {"ipopt-ms": "multiple-shooting", "ipopt-ss": "single-shooting"}
 #: The optimizers of :class:`~ocp_resnet.torch.Trainer` that compare runs, in table order (named
@@ -120,16 +121,16 @@ def _check(optimizers: Sequence[str], targets: Sequence[float]) -> None:
         check_float("target", t, 0.0, strict=True)
 
 
-def _run_ipopt(problem: Problem, method: str, w0: np.ndarray, max_iter: int, tol: float) -> OptimizerResult:
-    from .evaluation import objective_and_gradient
-    from .solvers import IpoptOptions, solve
+def _run_ipopt(problem: Problem, method: Method, w0: np.ndarray, max_iter: int, tol: float) -> OptimizerResult:
+    from ocp_resnet.model.evaluation import objective_and_gradient
+    from ocp_resnet.solvers import IpoptOptions, IpoptSolver
 
     iterates: list[tuple[float, np.ndarray]] = []
 
     def record(info: Any) -> None:
         iterates.append((info.wall_s, info.w))
 
-    sol = solve(problem, method, IpoptOptions(tol=tol, max_iter=max_iter), init=w0, callback=record)
+    sol = IpoptSolver(method, IpoptOptions(tol=tol, max_iter=max_iter), callback=record).solve(problem, w0)
     if sol.status is Status.INTERRUPTED:  # Ctrl-C ends the whole comparison, as in a torch run
         raise KeyboardInterrupt
     trace = Trace()
@@ -171,8 +172,8 @@ def _train(problem: Problem, name: str, w0: np.ndarray, steps: int, lr: float | 
     """
     import torch
 
-    from .evaluation import evaluate
-    from .torch import ResNetMLP, Trainer, TrainOptions
+    from ocp_resnet.model.evaluation import evaluate
+    from ocp_resnet.torch import ResNetMLP, Trainer, TrainOptions
 
     model = ResNetMLP(problem.spec, init=problem.params(w0), dtype=torch.float64)
     # L-BFGS: up to lbfgs_iter (20) iterations per step() call, one trace point each; ``steps``
@@ -217,7 +218,7 @@ class _Recorder:
     def __init__(self, problem: Problem, model: Any, name: str, steps: int) -> None:
         import torch
 
-        from .torch import StageCostLoss
+        from ocp_resnet.torch import StageCostLoss
 
         self.model, self.lbfgs, self.steps = model, name == "lbfgs", steps
         self.params = list(model.parameters())  # listed once: walking the modules every step costs
@@ -274,14 +275,14 @@ def _warm_up(problem: Problem, name: str, w0: np.ndarray, tol: float, lr: float 
     """A short untimed run of ``name`` on ``problem``, so that the timed run starts in a warm process.
 
     The first ``torch.optim`` optimizer built in a process imports ``torch._dynamo`` (seconds:
-    Adam's first trace point came at 1.34 s against SGD's 0.005 s when Adam ran first), and the
+    docs/comparison.md gives the first trace points with and without it), and the
     first CasADi build of a structure pays for the per-sample functions that later builds reuse.
     Without this, whichever optimizer ran first carried them.
     """
     if name in IPOPT_OPTIMIZERS:
-        from .solvers import IpoptOptions, solve
+        from ocp_resnet.solvers import IpoptOptions, IpoptSolver
 
-        solve(problem, IPOPT_OPTIMIZERS[name], IpoptOptions(tol=tol, max_iter=WARMUP_STEPS), init=w0)
+        IpoptSolver(IPOPT_OPTIMIZERS[name], IpoptOptions(tol=tol, max_iter=WARMUP_STEPS)).solve(problem, w0)
     else:
         _run_torch(problem, name, w0, WARMUP_STEPS, lr)
 
@@ -327,8 +328,8 @@ def compare(
     once (:mod:`ocp_resnet.parallel`): the same iterates and objectives, but the wall times
     (and so time-to-target) are then measured while the optimizers share the machine.
     """
-    from . import parallel
-    from .solvers import initial_weights
+    from ocp_resnet import parallel
+    from ocp_resnet.solvers import initial_weights
 
     _check(optimizers, targets)
     epochs = check_int("epochs", epochs, 1)
@@ -362,13 +363,13 @@ def compare(
 
 
 def polish_solution(problem: Problem, w: np.ndarray, tol: float = 1e-8, max_iter: int = 3000,
-                    method: str = "multiple-shooting") -> dict[str, Any]:
+                    method: Method = "multiple-shooting") -> dict[str, Any]:
     """Run IPOPT from SGD weights ``w`` to KKT ``tol``; report how far it moved."""
-    from .evaluation import objective_and_gradient
-    from .solvers import IpoptOptions, solve
+    from ocp_resnet.model.evaluation import objective_and_gradient
+    from ocp_resnet.solvers import IpoptOptions, IpoptSolver
 
     J0, g0 = objective_and_gradient(problem, w)
-    sol = solve(problem, method, IpoptOptions(tol=tol, max_iter=max_iter), init=w)
+    sol = IpoptSolver(method, IpoptOptions(tol=tol, max_iter=max_iter)).solve(problem, w)
     return {
         "start": "adam",
         "objective_before": J0,

@@ -26,7 +26,7 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExe
 from contextlib import contextmanager
 from typing import Any
 
-from .errors import ValidationError
+from ocp_resnet.errors import ValidationError
 
 #: How often the parent checks for Ctrl-C while it waits for workers.
 POLL_S = 0.2
@@ -63,7 +63,7 @@ def n_jobs(jobs: int) -> int:
 def worker_init() -> None:
     """Every worker process: one thread, and Ctrl-C ignored while idle.
 
-    A solve in progress installs its own SIGINT handler (ocp_resnet._iteration.StopOnSigint)
+    A solve in progress installs its own SIGINT handler (ocp_resnet.solvers.iteration.StopOnSigint)
     and so still stops cleanly with its last iterate; an idle worker must not die of it.
     """
     # before casadi/torch are imported in this fresh process: both take their thread counts from
@@ -137,7 +137,7 @@ def imap(ex: Executor, fn: Callable, tasks: Iterable[Sequence[Any]], stop: Any =
     """``fn(*task)`` for every task, results in task order; at most :func:`workers` in flight.
 
     ``stop``: an object whose ``requested`` turns true on Ctrl-C
-    (:class:`ocp_resnet._iteration.StopOnSigint`). Then no further task is submitted, local
+    (:class:`ocp_resnet.solvers.iteration.StopOnSigint`). Then no further task is submitted, local
     workers get SIGINT (a running solve stops with its last iterate and returns it), and the
     results of the tasks in flight are still yielded, in order. Leaving the generator early
     cancels what has not started.
@@ -185,7 +185,7 @@ def run_ordered(fn: Callable, tasks: Iterable[Sequence[Any]], jobs: int = 1,
     caller writes anything); nothing is submitted before the first result is asked for. Ctrl-C
     inside the block stops submitting and still yields what is in flight (:func:`imap`).
     """
-    from ._iteration import StopOnSigint
+    from ocp_resnet.solvers.iteration import StopOnSigint
 
     with executor(jobs, scheduler) as ex, StopOnSigint() as stop:
         yield imap(ex, fn, tasks, stop)

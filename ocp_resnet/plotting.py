@@ -110,10 +110,10 @@ def plot_decision_regions(
     problem: Any, weights: Any, path: str | os.PathLike, stages: Sequence[int] | None = None, resolution: int = 150
 ) -> Path:
     """Decision regions of ŷ_k over the (2-D) input plane at a few stages k, with the data."""
-    from . import architecture as arch
-    from ._ops import NUMPY
-    from .errors import ValidationError
-    from .objective import predictions
+    from ocp_resnet.errors import ValidationError
+    from ocp_resnet.model import architecture as arch
+    from ocp_resnet.model._ops import NUMPY
+    from ocp_resnet.model.objective import predictions
 
     if problem.spec.input_dim != 2:
         raise ValidationError("decision regions need 2-D inputs; this data set has "
@@ -185,12 +185,12 @@ def plot_trajectories(problem: Any, weights: Any, path: str | os.PathLike, max_s
 
 def plot_run(run_dir: str | os.PathLike, tol: float = 1e-3, out_dir: str | os.PathLike | None = None) -> list[Path]:
     """All figures of a run directory (written into it, or into ``out_dir``)."""
-    from .analysis.blocks import analyze, run_problem
-    from .runs import Run
+    from ocp_resnet.analysis.blocks import analyze, run_problem
+    from ocp_resnet.runs import Run
 
     run = Run(run_dir)
     d = Path(out_dir) if out_dir is not None else run.path
-    from .analysis.conv import analyze_conv_run, is_conv_run
+    from ocp_resnet.analysis.conv import analyze_conv_run, is_conv_run
 
     if is_conv_run(run):  # no state plane to draw for images
         an = analyze_conv_run(run, tol)

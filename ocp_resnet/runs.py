@@ -12,26 +12,27 @@ A run directory holds::
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
 import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from .errors import ValidationError
+from ocp_resnet.errors import ValidationError
+from ocp_resnet.files import dump_json, load_weights, read_json, run_path
 
 RUN_FILES = ("config.json", "solution.npz", "data.npz", "metrics.json")
 
 
 def versions() -> dict[str, str]:
     """Versions of the libraries that decide the numbers."""
-    from . import __version__
+    from ocp_resnet.version import __version__
 
     out = {"ocp_resnet": __version__, "numpy": np.__version__, "python": platform.python_version()}
     try:
@@ -45,6 +46,63 @@ def versions() -> dict[str, str]:
     except ImportError:
         pass
     return out
+
+
+RunKind = Literal["mlp", "conv"]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """``config.json`` as a typed record: what ran, on what, how, and with which libraries.
+
+    ``command`` (solve, path, sweep, train, prune ...), ``architecture`` and ``objective`` (the
+    spec's and the objective's ``to_dict``), ``solver`` (the solver's record and how it started),
+    ``data`` (where the data came from), ``argv`` and ``versions`` (provenance), and ``extra``:
+    whatever else a command records, kept verbatim. :attr:`kind` says whether the run holds an
+    MLP (solved or trained) or a conv ResNet-v2 — the one place a run's kind is decided.
+    """
+
+    command: str
+    architecture: dict[str, Any]
+    objective: dict[str, Any]
+    solver: dict[str, Any]
+    data: dict[str, Any] = field(default_factory=dict)
+    argv: list[str] | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> RunKind:
+        """``"conv"`` for a conv ResNet-v2 (its spec says so, or ``train`` recorded ``arch: conv``), else ``"mlp"``."""
+        conv = "conv" in (self.architecture.get("kind"), self.extra.get("arch"), self.solver.get("arch"))
+        return "conv" if conv else "mlp"
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "config.json") -> RunRecord:
+        """The record of a ``config.json`` dict; one without an architecture is refused, naming ``where``."""
+        if not isinstance(d, Mapping) or not isinstance(d.get("architecture"), dict):
+            raise ValidationError(
+                f"{where} has no 'architecture' section: it is not a run directory written by "
+                "'ocp-resnet solve' or 'train' (or it was edited); re-run the command that wrote it"
+            )
+        known = {f.name for f in fields(cls)} - {"extra"}
+        return cls(command=str(d.get("command", "")), architecture=dict(d["architecture"]),
+                   objective=dict(d.get("objective") or {}), solver=dict(d.get("solver") or {}),
+                   data=dict(d.get("data") or {}), argv=d.get("argv"), versions=dict(d.get("versions") or {}),
+                   extra={k: v for k, v in d.items() if k not in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``config.json`` dict (the fields in a fixed order, then ``extra``)."""
+        out: dict[str, Any] = {"command": self.command}
+        if self.argv is not None:
+            out["argv"] = list(self.argv)
+        if self.data:
+            out["data"] = self.data
+        out.update(architecture=self.architecture, objective=self.objective, solver=self.solver)
+        out.update(self.extra)
+        out["versions"] = self.versions or versions()
+        return out
+
 
 
 def default_run_dir(label: str, root: str | os.PathLike = "runs") -> Path:
@@ -76,26 +134,10 @@ def check_target(out: str | os.PathLike, overwrite: bool = False) -> Path:
     return out
 
 
-def _dump_json(path: Path, obj: Any) -> None:
-    with open(path, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=False, default=_json_default)
-        fh.write("\n")
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer, np.floating)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
 def write_run(
     out: str | os.PathLike,
     *,
-    config: Mapping[str, Any],
+    config: RunRecord | Mapping[str, Any],
     weights: Mapping[str, np.ndarray],
     metrics: Mapping[str, Any],
     data: Any,
@@ -105,13 +147,15 @@ def write_run(
 ) -> Path:
     """Write a run directory atomically: into a temporary sibling, then rename into place.
 
+    ``config`` is the run's :class:`RunRecord` (or its dict, checked through it): the one writer of
+    ``config.json``.
+
     ``extra_files`` maps a file name to bytes/str, to a dict (JSON), or to a callable
     ``f(path)`` that writes the file (e.g. a figure or a torch state_dict).
     """
-    cfg = dict(config)
-    cfg.setdefault("versions", versions())
+    record = config if isinstance(config, RunRecord) else RunRecord.from_dict(config, f"{out}/config.json")
     files: dict[str, Any] = {
-        "config.json": cfg,
+        "config.json": record.to_dict(),
         "solution.npz": lambda p: np.savez(p, **{k: np.asarray(v) for k, v in weights.items()}),
         "data.npz": lambda p: np.savez(p, X=data.X, y=data.y, n_classes=data.n_classes),
         "metrics.json": dict(metrics),
@@ -133,52 +177,22 @@ def multiplier_files(solution: Any) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ reading
-def _run_path(path: str | os.PathLike) -> Path:
-    p = Path(path)
-    if not p.exists():
-        raise ValidationError(f"{p} does not exist: give a run directory written by 'ocp-resnet solve' or 'train'")
-    return p
-
-
-def load_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Weights from a ``solution.npz`` file or a run directory."""
-    p = _run_path(path)
-    f = p / "solution.npz" if p.is_dir() else p
-    if not f.exists():
-        raise ValidationError(f"{p} has no solution.npz: it is not a complete run directory")
-    try:
-        with np.load(f, allow_pickle=False) as z:
-            return {k: np.asarray(z[k], dtype=float) for k in z.files}
-    except Exception as exc:
-        raise ValidationError(f"{f}: cannot read the weights ({exc}); the file is corrupt or not an .npz") from None
-
-
-def read_json(path: Path) -> dict:
-    """A run directory's JSON file; a missing or corrupt one raises ValidationError naming it."""
-    try:
-        with open(path) as fh:
-            return json.load(fh)
-    except FileNotFoundError:
-        raise ValidationError(f"{path} is missing: the run directory is incomplete") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValidationError(f"{path}: cannot read ({exc}); the file is corrupt") from None
-
-
 class Run:
     """A run directory read back: ``config``, ``metrics``, ``weights`` and the rebuilt ``problem``."""
 
     def __init__(self, path: str | os.PathLike):
-        self.path = _run_path(path)
+        self.path = run_path(path)
         if not self.path.is_dir():
             raise ValidationError(f"{self.path} is not a directory: give a run directory")
         self.config = read_json(self.path / "config.json")
-        if not isinstance(self.config, dict) or not isinstance(self.config.get("architecture"), dict):
-            raise ValidationError(
-                f"{self.path}/config.json has no 'architecture' section: it is not a run directory written by "
-                "'ocp-resnet solve' or 'train' (or it was edited); re-run the command that wrote it"
-            )
+        self.record = RunRecord.from_dict(self.config, f"{self.path}/config.json")
         self.metrics = read_json(self.path / "metrics.json") if (self.path / "metrics.json").exists() else {}
         self.weights = load_weights(self.path)
+
+    @property
+    def kind(self) -> RunKind:
+        """``"mlp"`` or ``"conv"`` (:attr:`RunRecord.kind`)."""
+        return self.record.kind
 
     def multipliers(self) -> dict[str, Any] | None:
         """``{"method", "x", "lam_g", "lam_x"}`` from ``multipliers.npz`` (IPOPT runs), or ``None``."""
@@ -192,8 +206,8 @@ class Run:
             raise ValidationError(f"{f}: cannot read the multipliers ({exc}); the file is corrupt") from None
 
     def data(self):
-        """The run's data (``data.npz``) as a :class:`~ocp_resnet.data.Dataset`."""
-        from .data import Dataset
+        """The run's data (``data.npz``) as a :class:`~ocp_resnet.data.datasets.Dataset`."""
+        from ocp_resnet.data.arrays import Dataset
 
         f = self.path / "data.npz"
         if not f.exists():
@@ -207,9 +221,9 @@ class Run:
 
     def problem(self):
         """The run's problem (spec + objective + its own data)."""
-        from .architecture import ArchSpec
-        from .objective import ObjectiveSpec
-        from .problem import Problem
+        from ocp_resnet.model.architecture import ArchSpec
+        from ocp_resnet.model.objective import ObjectiveSpec
+        from ocp_resnet.model.problem import Problem
 
         try:
             spec = ArchSpec.from_dict(self.config["architecture"])
@@ -258,7 +272,7 @@ def write_directory(out: str | os.PathLike, files: Mapping[str, Any], overwrite:
             if callable(content):
                 content(target)
             elif isinstance(content, Mapping):
-                _dump_json(target, content)
+                dump_json(target, content)
             elif isinstance(content, bytes):
                 target.write_bytes(content)
             else:
@@ -284,16 +298,16 @@ def evaluate_run(run_dir: str | os.PathLike, backend: str = "casadi") -> dict[st
     """Objective, gradient norm, stage losses/accuracies, final loss and block norms of a run
     directory's weights on its own problem (``ocp-resnet evaluate``), as a dict.
 
-    MLP runs: :func:`ocp_resnet.evaluation.evaluate` with the gradient by CasADi or torch
+    MLP runs: :func:`ocp_resnet.model.evaluation.evaluate` with the gradient by CasADi or torch
     autograd (float64); conv runs: torch only.
     """
-    from .errors import check_choice
-    from .evaluation import evaluate
+    from ocp_resnet.errors import check_choice
+    from ocp_resnet.model.evaluation import evaluate
 
     check_choice("backend", backend, EVALUATION_BACKENDS)
     run = Run(run_dir)
-    if run.config.get("architecture", {}).get("kind") == "conv":
-        from .torch.evaluate import evaluate_conv_run
+    if run.kind == "conv":
+        from ocp_resnet.torch.evaluate import evaluate_conv_run
 
         return evaluate_conv_run(run, backend)
     problem = run.problem()

@@ -3,7 +3,7 @@ run directory. ``ocp-resnet train`` is this module's :func:`train_run` behind fl
 
 ::
 
-    from ocp_resnet.objective import ObjectiveSpec
+    from ocp_resnet.model.objective import ObjectiveSpec
     from ocp_resnet.torch import TrainOptions
     from ocp_resnet.training import DataSource, MLPNet, TrainConfig, train_run
 
@@ -34,20 +34,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .data import Dataset
-from .errors import ValidationError
-from .status import Status
+from ocp_resnet.data.arrays import Dataset
+from ocp_resnet.errors import ValidationError
+from ocp_resnet.status import Status
 
 if TYPE_CHECKING:
-    from .objective import ObjectiveSpec
-    from .torch import TrainOptions
+    from ocp_resnet.model.objective import ObjectiveSpec
+    from ocp_resnet.torch import TrainOptions
 
 ARCHS = ("mlp", "conv")
 
 
 @dataclass(frozen=True)
 class DataSource:
-    """Where the data come from: the arguments of :func:`ocp_resnet.data.load_dataset`."""
+    """Where the data come from: the arguments of :func:`ocp_resnet.data.datasets.load_dataset`."""
 
     dataset: str = "spirals"
     n_samples: int | None = None
@@ -58,7 +58,7 @@ class DataSource:
 
     def load(self) -> Dataset:
         """The data set (validated)."""
-        from .data import load_dataset
+        from ocp_resnet.data.datasets import load_dataset
 
         return load_dataset(self.dataset, n_samples=self.n_samples, noise=self.noise, seed=self.seed,
                             dim=self.dim, standardize=self.standardize)
@@ -83,9 +83,9 @@ class MLPNet:
     arch = "mlp"
 
     def spec(self, data: Dataset, objective: ObjectiveSpec) -> Any:
-        """The validated :class:`~ocp_resnet.architecture.ArchSpec` for these data."""
-        from .architecture import ArchSpec
-        from .problem import Problem
+        """The validated :class:`~ocp_resnet.model.architecture.ArchSpec` for these data."""
+        from ocp_resnet.model.architecture import ArchSpec
+        from ocp_resnet.model.problem import Problem
 
         spec = ArchSpec.uniform(data.n_features, objective.n_outputs(data.n_classes), self.blocks, self.width,
                                 self.branch, self.hidden, self.stem, self.activation, self.step)
@@ -105,7 +105,7 @@ class ConvNet:
 
     def spec(self, data: Dataset, objective: ObjectiveSpec) -> Any:
         """The validated :class:`~ocp_resnet.torch.ConvSpec` for these images."""
-        from .torch import ConvSpec, images_of
+        from ocp_resnet.torch import ConvSpec, images_of
 
         imgs = images_of(data)
         spec = ConvSpec(imgs.shape[1], imgs.shape[2:], objective.n_outputs(data.n_classes),
@@ -186,7 +186,7 @@ def train_run(config: TrainConfig, *, log: Callable[[str], None] | None = None) 
     Joins the torchrun process group when started by torchrun (and leaves it at the end).
     ``log`` receives one line describing the run before training (rank 0 only).
     """
-    from .torch import distributed
+    from ocp_resnet.torch import distributed
 
     ctx = distributed.init_from_env(config.options.device)  # one process unless started by torchrun
     try:
@@ -198,8 +198,8 @@ def train_run(config: TrainConfig, *, log: Callable[[str], None] | None = None) 
 def _train(config: TrainConfig, ctx: Any, log: Callable[[str], None] | None) -> TrainResult:
     import torch
 
-    from .errors import check_int
-    from .torch import Trainer, distributed
+    from ocp_resnet.errors import check_int
+    from ocp_resnet.torch import Trainer, distributed
 
     opts = config.options
     if config.threads is not None:
@@ -240,7 +240,7 @@ def _train(config: TrainConfig, ctx: Any, log: Callable[[str], None] | None) -> 
 
 def _target(config: TrainConfig, resuming: bool) -> Path:
     """The run directory to write, checked before any work so a clash costs nothing."""
-    from .runs import check_target, default_run_dir
+    from ocp_resnet.runs import check_target, default_run_dir
 
     if resuming and config.out is None:
         return Path(config.resume)  # the same run, continued
@@ -254,7 +254,7 @@ def _subset(ds: Dataset, idx: np.ndarray, X: np.ndarray | None = None) -> Datase
 
 
 def _setup(config: TrainConfig, ds: Dataset) -> _Setup:
-    from .torch import ResNetMLP, ResNetV2, split
+    from ocp_resnet.torch import ResNetMLP, ResNetV2, split
 
     spec = config.network.spec(ds, config.objective)
     seed = config.data.seed
@@ -262,7 +262,7 @@ def _setup(config: TrainConfig, ds: Dataset) -> _Setup:
     if config.arch == "mlp":
         X, inputs, model = None, ds.X, ResNetMLP(spec, init="random", seed=seed)
     else:
-        from .torch import images_of
+        from ocp_resnet.torch import images_of
 
         inputs = images_of(ds)
         X, model = inputs.reshape(len(inputs), -1), ResNetV2(spec, seed=seed)
@@ -305,9 +305,9 @@ def _evaluate(config: TrainConfig, s: _Setup, trainer: Any, device: Any) -> tupl
     """Status and metrics.json of the trained model, evaluated in float64 on the training split."""
     import torch
 
-    from .problem import Problem
-    from .torch import ResNetV2, conv_evaluation, mlp_evaluation
-    from .torch.evaluate import training_metrics, training_status
+    from ocp_resnet.model.problem import Problem
+    from ocp_resnet.torch import ResNetV2, conv_evaluation, mlp_evaluation
+    from ocp_resnet.torch.evaluate import training_metrics, training_status
 
     if config.arch == "mlp":
         ev = mlp_evaluation(Problem(s.spec, config.objective, s.train), s.model.weights())
@@ -330,7 +330,7 @@ def _write(out: Path, config: TrainConfig, s: _Setup, trainer: Any, metrics: dic
            ckpt_path: Path, overwrite: bool) -> None:
     import torch
 
-    from .torch import distributed
+    from ocp_resnet.torch import distributed
 
     solver = {"backend": "torch", "arch": config.arch, **config.options.to_dict(), "val_fraction": config.val_fraction,
               "threads": torch.get_num_threads(), "device_used": str(device), "world_size": ctx.world_size}
@@ -358,8 +358,8 @@ def write_training_run(out: str | os.PathLike, *, config: Mapping[str, Any], spe
     """
     import torch
 
-    from .runs import write_run
-    from .torch.train import history_csv
+    from ocp_resnet.runs import write_run
+    from ocp_resnet.torch.train import history_csv
 
     cfg = {**dict(config), "architecture": spec.to_dict(), "objective": objective.to_dict(),
            "arch": getattr(spec, "kind", "mlp")}  # ConvSpec.kind is "conv"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ocp_resnet import Problem, load_dataset
-from ocp_resnet.data import Dataset
+from ocp_resnet.data.datasets import Dataset
 
 
 def tiny_spirals(n: int = 24, seed: int = 0) -> Dataset:

@@ -52,7 +52,7 @@ def files(tmp_path, monkeypatch):
     Path("headeronly.csv").write_text("x1,x2,label\n")
     Path("data.txt").write_text("1,2,0\n")
     Path("afile").write_text("not a directory\n")
-    from ocp_resnet.architecture import ArchSpec
+    from ocp_resnet.model.architecture import ArchSpec
 
     np.savez("deeper.npz", **ArchSpec.uniform(2, 2, 11, 2).init_params("random", 0))  # 11 blocks, not 10
     return tmp_path
@@ -180,7 +180,7 @@ def _corrupt(good_run, tmp_path, how):
 
 
 def _swap_weights(d):  # the weights of a 3-block net in a 2-block run
-    from ocp_resnet.architecture import ArchSpec
+    from ocp_resnet.model.architecture import ArchSpec
 
     spec = ArchSpec.uniform(2, 2, 3, 2)
     np.savez(d / "solution.npz", **spec.init_params("random", 0))
@@ -325,17 +325,17 @@ def test_console_script_prints_no_traceback(files, argv, hint):
 
 # --------------------------------------------------------------------------- the API
 def _problem(**kw):
-    from ocp_resnet.data import load_dataset
-    from ocp_resnet.problem import Problem
+    from ocp_resnet.data.datasets import load_dataset
+    from ocp_resnet.model.problem import Problem
 
     return Problem.build(load_dataset("spirals", n_samples=20), **{"blocks": 2, "loss": "bce", **kw})
 
 
 def _api_cases():
-    from ocp_resnet.architecture import ArchSpec, BlockSpec
-    from ocp_resnet.data import Dataset, check_dataset, load_dataset
-    from ocp_resnet.objective import ObjectiveSpec
-    from ocp_resnet.problem import Problem
+    from ocp_resnet.data.datasets import Dataset, check_dataset, load_dataset
+    from ocp_resnet.model.architecture import ArchSpec, BlockSpec
+    from ocp_resnet.model.objective import ObjectiveSpec
+    from ocp_resnet.model.problem import Problem
     from ocp_resnet.runs import Run, check_target, load_weights
     from ocp_resnet.solvers import IpoptOptions, initial_weights
 
@@ -393,3 +393,15 @@ def test_corpus_size():
     """The issue asks for at least 30 bad inputs through the CLI and the API."""
     cli = len(SOLVE_CASES) + len(EVALUATE_CASES) + len(SUBPROCESS_CASES) + len(OTHER_CASES) + 2
     assert cli >= 30 and len(API_CASES) >= 20
+
+
+def test_vanish_tol_is_the_threshold_and_tol_a_deprecated_alias_that_warns(capsys: pytest.CaptureFixture[str]) -> None:
+    """analyze/prune call the vanishing threshold --vanish-tol; the old --tol still works and warns."""
+    from ocp_resnet.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["analyze", "RUN", "--vanish-tol", "0.01"]).vanish_tol == 0.01
+    assert parser.parse_args(["prune", "RUN"]).vanish_tol == 1e-3
+    assert "deprecated" not in capsys.readouterr().err
+    assert parser.parse_args(["prune", "RUN", "--tol", "0.02"]).vanish_tol == 0.02
+    assert "--tol is deprecated here" in capsys.readouterr().err

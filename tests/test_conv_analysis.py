@@ -15,7 +15,7 @@ from ocp_resnet.analysis.sweep import COLUMNS
 from ocp_resnet.cli import main
 from ocp_resnet.cli.evaluate import evaluate_run
 from ocp_resnet.errors import ValidationError
-from ocp_resnet.objective import ObjectiveSpec
+from ocp_resnet.model.objective import ObjectiveSpec
 from ocp_resnet.runs import Run
 from ocp_resnet.torch import ConvSpec, ResNetV2
 from ocp_resnet.torch.evaluate import conv_model_from_run

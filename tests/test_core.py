@@ -7,9 +7,9 @@ import pytest
 from scipy.optimize import minimize
 
 from ocp_resnet import IpoptOptions, ObjectiveSpec, Problem, load_dataset, solve
-from ocp_resnet import architecture as arch
-from ocp_resnet._ops import NUMPY
-from ocp_resnet.transcription import objective_and_gradient, transcribe
+from ocp_resnet.model import architecture as arch
+from ocp_resnet.model._ops import NUMPY
+from ocp_resnet.solvers.ipopt.transcription import objective_and_gradient, transcribe
 
 from .problems import problem, random_weights, tiny_multiclass, tiny_spirals
 
@@ -153,7 +153,7 @@ def test_stage_cost_objective_formula():
 
 def test_soft_cross_entropy_minimum_is_zero_at_finite_logits():
     obj = ObjectiveSpec(loss="sce", label_smoothing=0.2)
-    from ocp_resnet.objective import loss
+    from ocp_resnet.model.objective import loss
 
     C = 3
     t = obj.targets(np.array([1]), C)

@@ -10,7 +10,7 @@ from ocp_resnet import ArchSpec, BlockSpec, IpoptOptions, ObjectiveSpec, Problem
 from ocp_resnet.analysis import costates, costates_of_run
 from ocp_resnet.analysis.costates import tail_cost
 from ocp_resnet.cli import main
-from ocp_resnet.transcription import objective_and_gradient
+from ocp_resnet.solvers.ipopt.transcription import objective_and_gradient
 
 from .problems import problem, random_weights, tiny_multiclass
 

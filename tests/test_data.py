@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ocp_resnet import ValidationError, load_dataset
-from ocp_resnet.data import load_mnist_idx
+from ocp_resnet.data.datasets import load_mnist_idx
 
 
 @pytest.mark.parametrize("name", ["spirals", "moons", "circles", "xor"])

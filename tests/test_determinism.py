@@ -2,7 +2,7 @@
 
 metrics.json is compared exactly (``==`` on the parsed JSON, so floats bit for bit) with its
 wall-clock fields removed: every key ending in ``_s`` is a timing and the only thing allowed
-to differ (:func:`ocp_resnet.solution.without_timings`). solution.npz must be identical too.
+to differ (:func:`ocp_resnet.solvers.solution.without_timings`). solution.npz must be identical too.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from ocp_resnet.cli import main
-from ocp_resnet.solution import without_timings
+from ocp_resnet.solvers.solution import without_timings
 
 
 def _numbers(run: Path) -> tuple[dict, dict]:
@@ -46,8 +46,8 @@ def test_solve_twice_same_numbers(tmp_path, capsys, method):
 
 def test_interrupted_solve_is_deterministic_too(tmp_path):
     """The same stop point (a callback at iteration 3) gives the same iterate."""
-    from ocp_resnet.data import load_dataset
-    from ocp_resnet.problem import Problem
+    from ocp_resnet.data.datasets import load_dataset
+    from ocp_resnet.model.problem import Problem
     from ocp_resnet.solvers import IpoptOptions, solve
 
     problem = Problem.build(load_dataset("xor", n_samples=24, noise=0.1, seed=2), blocks=3, loss="bce", gamma=0.2)

@@ -76,10 +76,10 @@ def test_docstring_cross_references_resolve():
 def test_a_broken_cross_reference_is_caught():
     build_api = _build_api()
     known = build_api._all_names(build_api._modules())
-    assert build_api.resolves("ocp_resnet.evaluation.evaluate", "ocp_resnet.status", None, known)
+    assert build_api.resolves("ocp_resnet.model.evaluation.evaluate", "ocp_resnet.status", None, known)
     assert build_api.resolves("Status.from_ipopt", "ocp_resnet.status", None, known)
     assert build_api.resolves(".blocks", "ocp_resnet.analysis", None, known)
-    assert not build_api.resolves("ocp_resnet.evaluation.evaluat", "ocp_resnet.status", None, known)
+    assert not build_api.resolves("ocp_resnet.model.evaluation.evaluat", "ocp_resnet.status", None, known)
     assert not build_api.resolves("no_such_function", "ocp_resnet.status", None, known)
 
 

@@ -1,6 +1,6 @@
 """Ctrl-C (SIGINT) during an IPOPT solve stops cleanly and keeps the last iterate.
 
-The mechanism (ocp_resnet/_iteration.py): while IPOPT runs, SIGINT only sets a flag; the
+The mechanism (ocp_resnet/solvers/iteration.py): while IPOPT runs, SIGINT only sets a flag; the
 iteration callback then asks IPOPT to stop (User_Requested_Stop), CasADi returns that
 iterate, and the run directory is written with status ``interrupted`` (exit code 130).
 """
@@ -16,11 +16,11 @@ import threading
 import numpy as np
 import pytest
 
-from ocp_resnet.data import load_dataset
-from ocp_resnet.problem import Problem
+from ocp_resnet.data.datasets import load_dataset
+from ocp_resnet.model.problem import Problem
 from ocp_resnet.runs import RUN_FILES, Run
-from ocp_resnet.solution import Status
 from ocp_resnet.solvers import IpoptOptions, IterInfo, initial_weights, solve
+from ocp_resnet.solvers.solution import Status
 
 ITER_LINE = re.compile(r"^\s*(\d+)r?\s+[-+]?\d\.\d+e[-+]\d+\s")
 
@@ -134,7 +134,7 @@ def test_not_interruptible_in_a_worker_thread():
 
 def test_stop_on_sigint_flag_for_python_loops():
     """The reusable flag (for loops such as torch training): Ctrl-C is recorded, not raised."""
-    from ocp_resnet._iteration import StopOnSigint
+    from ocp_resnet.solvers.iteration import StopOnSigint
 
     before = signal.getsignal(signal.SIGINT)
     with StopOnSigint() as stop:

@@ -11,8 +11,8 @@ from ocp_resnet import Problem, load_dataset, path, solve
 from ocp_resnet.analysis.blocks import analyze, verdict
 from ocp_resnet.analysis.collapse import is_collapsed, linear_loss, linear_problem
 from ocp_resnet.analysis.restarts import restart_seeds, solve_restarts
+from ocp_resnet.data.validation import split
 from ocp_resnet.errors import ValidationError
-from ocp_resnet.validation import split
 
 from .helpers import run_cli
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from ocp_resnet import IpoptOptions, solve
-from ocp_resnet.transcription import _common, transcribe
+from ocp_resnet.solvers.ipopt.transcription import _common, transcribe
 
 from .problems import problem, random_weights, tiny_multiclass, tiny_spirals
 

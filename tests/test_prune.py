@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from ocp_resnet.analysis.prune import prune_network, prune_problem, prune_run
-from ocp_resnet.architecture import ArchSpec, BlockSpec
-from ocp_resnet.data import load_dataset
+from ocp_resnet.data.datasets import load_dataset
 from ocp_resnet.errors import ValidationError
-from ocp_resnet.objective import ObjectiveSpec
-from ocp_resnet.problem import Problem
+from ocp_resnet.model.architecture import ArchSpec, BlockSpec
+from ocp_resnet.model.objective import ObjectiveSpec
+from ocp_resnet.model.problem import Problem
 from ocp_resnet.runs import Run, write_run
 
 HAS_TORCH_MLP = importlib.util.find_spec("ocp_resnet.torch") is not None and importlib.util.find_spec(
@@ -57,7 +57,7 @@ def test_pruning_zero_blocks_keeps_outputs_numpy(activation: str) -> None:
 
 
 def test_pruning_zero_blocks_keeps_objective_casadi() -> None:
-    from ocp_resnet.transcription import objective_and_gradient
+    from ocp_resnet.solvers.ipopt.transcription import objective_and_gradient
 
     prob = _mixed_problem(gamma=0.0)  # γ = 0: the objective is the final loss + λ‖w‖², both unchanged
     cut = [1, 2, 3]

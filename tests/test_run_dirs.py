@@ -54,7 +54,7 @@ def test_overwrite_replaces_the_run(tmp_path, capsys):
 
 
 def _write(out, **kw):
-    from ocp_resnet.data import load_dataset
+    from ocp_resnet.data.datasets import load_dataset
 
     ds = load_dataset("spirals", n_samples=10)
     return write_run(out, config={"command": "test"}, weights={"a": np.ones(2)}, metrics={"objective": 1.0},
@@ -126,7 +126,7 @@ def test_nan_in_evaluation_keeps_the_run_and_says_why(tmp_path, capsys, monkeypa
 
 
 def test_solution_status_has_a_message_for_every_ipopt_outcome():
-    from ocp_resnet.solution import Status
+    from ocp_resnet.solvers.solution import Status
 
     for s in Status:
         assert s.message and s.value

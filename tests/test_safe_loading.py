@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from ocp_resnet import ValidationError, vision
+from ocp_resnet import ValidationError
 from ocp_resnet.cli import main
+from ocp_resnet.data import vision
+from ocp_resnet.data.vision import load_image_dir
 from ocp_resnet.torch import distributed
-from ocp_resnet.vision import load_image_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 

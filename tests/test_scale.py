@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from ocp_resnet import Problem, ValidationError, load_dataset
-from ocp_resnet.objective import ObjectiveSpec
+from ocp_resnet.model.objective import ObjectiveSpec
 from ocp_resnet.torch import ConvSpec, ResNetMLP, ResNetV2, Trainer, TrainOptions, distributed
 
 from .helpers import ROOT

@@ -19,8 +19,8 @@ import pytest
 
 from ocp_resnet import IpoptOptions, Problem, load_dataset, solve
 from ocp_resnet.errors import ValidationError
-from ocp_resnet.sizing import plan
-from ocp_resnet.transcription import _common
+from ocp_resnet.solvers.ipopt.sizing import plan
+from ocp_resnet.solvers.ipopt.transcription import _common
 
 from .problems import problem, tiny_spirals
 

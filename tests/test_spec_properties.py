@@ -13,10 +13,10 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ocp_resnet.architecture import ACTIVATIONS, BRANCHES, STEMS, ArchSpec
 from ocp_resnet.errors import ValidationError
-from ocp_resnet.objective import LOSSES, ObjectiveSpec
-from ocp_resnet.solvers import HESSIANS, IpoptOptions, _check_ipopt_options
+from ocp_resnet.model.architecture import ACTIVATIONS, BRANCHES, STEMS, ArchSpec
+from ocp_resnet.model.objective import LOSSES, ObjectiveSpec
+from ocp_resnet.solvers.ipopt.options import HESSIANS, IpoptOptions, check_ipopt_options
 
 SETTINGS = settings(max_examples=int(os.environ.get("SPEC_EXAMPLES", 150)), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -157,4 +157,4 @@ def test_ipopt_options_validation(tol, max_iter, print_level, hessian):
     d = opts.ipopt_dict()
     assert math.isclose(d["tol"], float(values[0]))
     assert type(d["max_iter"]) is int and type(d["print_level"]) is int and type(d["tol"]) is float
-    _check_ipopt_options(d, {})  # IPOPT itself accepts the resolved options
+    check_ipopt_options(d, {})  # IPOPT itself accepts the resolved options

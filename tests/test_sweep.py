@@ -8,9 +8,9 @@ import pytest
 
 from ocp_resnet.analysis.bound import check_bound, pad_weights, padded_bound
 from ocp_resnet.analysis.sweep import COLUMNS, grid_problem, read_csv, run_name, run_sweep, summarize
-from ocp_resnet.data import load_dataset
+from ocp_resnet.data.datasets import load_dataset
 from ocp_resnet.errors import ValidationError
-from ocp_resnet.problem import Problem
+from ocp_resnet.model.problem import Problem
 from ocp_resnet.solvers import IpoptOptions, solve
 
 FAST = {"method": "multiple-shooting", "tol": 1e-8, "max_iter": 500}

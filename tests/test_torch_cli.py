@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from ocp_resnet.architecture import ArchSpec
 from ocp_resnet.cli import main
 from ocp_resnet.cli.evaluate import evaluate_run
+from ocp_resnet.model.architecture import ArchSpec
 from ocp_resnet.torch import ResNetMLP
 
 MOONS = ["--dataset", "moons", "--n-samples", "60", "--blocks", "3", "--epochs", "15", "--threads", "1", "--device", "cpu",
@@ -82,7 +82,7 @@ def test_same_seed_same_numbers(moons_run, tmp_path):
 
 
 def test_the_library_call_behind_train_gives_the_same_run(moons_run, tmp_path):
-    from ocp_resnet.objective import ObjectiveSpec
+    from ocp_resnet.model.objective import ObjectiveSpec
     from ocp_resnet.torch import TrainOptions
     from ocp_resnet.training import DataSource, MLPNet, TrainConfig, train_run
 

@@ -8,13 +8,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ocp_resnet import ArchSpec, BlockSpec, ObjectiveSpec, Problem, ValidationError, load_dataset, solve
-from ocp_resnet.architecture import SMOOTH_ACTIVATIONS
-from ocp_resnet.data import Dataset
-from ocp_resnet.objective import LOSSES
+from ocp_resnet.data.datasets import Dataset
+from ocp_resnet.model.architecture import SMOOTH_ACTIVATIONS
+from ocp_resnet.model.objective import LOSSES
 from ocp_resnet.solvers import IpoptOptions
+from ocp_resnet.solvers.ipopt.transcription import objective_and_gradient as casadi_jg
 from ocp_resnet.torch import ResNetMLP
 from ocp_resnet.torch import objective_and_gradient as torch_jg
-from ocp_resnet.transcription import objective_and_gradient as casadi_jg
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -106,7 +106,7 @@ def test_parity_holds_for_large_softplus_arguments(loss, activation):
 
 
 def test_torch_softplus_is_exact_for_large_arguments():
-    from ocp_resnet._ops import NUMPY, TORCH
+    from ocp_resnet.model._ops import NUMPY, TORCH
 
     z = torch.tensor([-800.0, -30.0, -1.0, 0.0, 1.0, 19.0, 21.0, 25.0, 800.0], dtype=torch.float64,
                      requires_grad=True)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from ocp_resnet import ValidationError, load_dataset
+from ocp_resnet.data.vision import layout, load_image_dir, synthetic_images
 from ocp_resnet.torch import images_of
-from ocp_resnet.vision import layout, load_image_dir, synthetic_images
 
 
 def _cifar(root, n=(7, 5), test=4, seed=0):

@@ -1,8 +1,8 @@
 """Which blocks vanish: per-block norms, stage losses, vanished blocks and a recommended depth.
 
 Works on any run directory (CasADi or torch: the weights have the same names) or on a
-:class:`~ocp_resnet.problem.Problem` and weights. All numbers come from
-:func:`ocp_resnet.evaluation.evaluate`, so they are computed one way only.
+:class:`~ocp_resnet.model.problem.Problem` and weights. All numbers come from
+:func:`ocp_resnet.model.evaluation.evaluate`, so they are computed one way only.
 
 Definitions (N blocks, block norms ``b_k`` = ‖branch weights of block k‖₂, RMS residual
 outputs ``r_k`` = sqrt(mean_i ‖F_k(x_k^i)‖²)):
@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import architecture as arch
-from .._ops import NUMPY
-from ..errors import check_float
-from ..evaluation import evaluate
+from ocp_resnet.errors import check_float
+from ocp_resnet.model import architecture as arch
+from ocp_resnet.model._ops import NUMPY
+from ocp_resnet.model.evaluation import evaluate
 
 DEFAULT_TOL = 1e-3
 DEFAULT_LOSS_RTOL = 1e-2
@@ -169,9 +169,9 @@ def analyze(
     loss_atol: float = DEFAULT_LOSS_ATOL,
     evaluation: Any = None,
 ) -> BlockAnalysis:
-    """Analyse ``weights`` on ``problem`` (a :class:`~ocp_resnet.problem.Problem`).
+    """Analyse ``weights`` on ``problem`` (a :class:`~ocp_resnet.model.problem.Problem`).
 
-    ``evaluation``: the :class:`~ocp_resnet.evaluation.Evaluation` of these weights when the
+    ``evaluation``: the :class:`~ocp_resnet.model.evaluation.Evaluation` of these weights when the
     caller has it already (a solution's own), so they are not evaluated a second time.
     """
     tol = check_float("tol", tol, 0.0)
@@ -200,12 +200,12 @@ def analyze(
 
 def run_problem(run: Any) -> tuple[Any, dict[str, np.ndarray]]:
     """(problem, weights) of a run directory (path or :class:`~ocp_resnet.runs.Run`); MLP runs only."""
-    from ..errors import ValidationError
-    from ..runs import Run
+    from ocp_resnet.errors import ValidationError
+    from ocp_resnet.runs import Run
 
     if isinstance(run, (str, os.PathLike)):
         run = Run(run)
-    if run.config.get("arch", run.config.get("solver", {}).get("arch", "mlp")) != "mlp":
+    if run.kind != "mlp":
         raise ValidationError(
             f"{run.path} is a conv ResNet-v2 run: the block analysis and pruning support MLP runs "
             "(ocp-resnet solve, sweep, or train --arch mlp)"

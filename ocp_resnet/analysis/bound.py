@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ValidationError
-from ..status import Status
+from ocp_resnet.errors import ValidationError
+from ocp_resnet.status import Status
 
 OK_STATUSES = (Status.SUCCESS.value, Status.ACCEPTABLE.value)
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import check_float
-from ..status import Status
+from ocp_resnet.errors import check_float
+from ocp_resnet.status import Status
 
 #: Default relative tolerance of the collapse test.
 COLLAPSE_RTOL = 1e-6
@@ -42,8 +42,8 @@ def linear_problem(problem: Any) -> Any:
     """The zero-block problem with the head directly on the inputs: a linear classifier."""
     from dataclasses import replace
 
-    from ..architecture import ArchSpec
-    from ..problem import Problem
+    from ocp_resnet.model.architecture import ArchSpec
+    from ocp_resnet.model.problem import Problem
 
     obj = problem.objective
     lam = obj.weight_decay if obj.loss in ("ce", "bce") else 0.0
@@ -53,7 +53,7 @@ def linear_problem(problem: Any) -> Any:
 
 def linear_loss(problem: Any) -> float:
     """L_lin: the final loss of the best linear classifier on ``problem``'s data (cached)."""
-    from ..solvers import IpoptOptions, solve
+    from ocp_resnet.solvers import IpoptOptions, solve
 
     lin = linear_problem(problem)
     key = _key(problem, lin.objective.weight_decay)

@@ -22,8 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ValidationError, check_float, check_int
-from .blocks import (
+from ocp_resnet.analysis.blocks import (
     DEFAULT_LOSS_ATOL,
     DEFAULT_LOSS_RTOL,
     DEFAULT_TOL,
@@ -32,11 +31,12 @@ from .blocks import (
     relative,
     tail_to_head_ratio,
 )
+from ocp_resnet.errors import ValidationError, check_float, check_int
 
 
 def is_conv_run(run: Any) -> bool:
     """Whether a :class:`~ocp_resnet.runs.Run` holds a conv ResNet-v2."""
-    return run.config.get("architecture", {}).get("kind") == "conv"
+    return run.kind == "conv"
 
 
 @dataclass
@@ -127,9 +127,9 @@ class ConvRunData:
 
 def load_conv_run(run: Any) -> tuple[Any, ConvRunData]:
     """(Run, ConvRunData) of a conv run directory (path or Run)."""
-    from ..objective import ObjectiveSpec
-    from ..runs import Run
-    from ..torch.conv import ConvSpec
+    from ocp_resnet.model.objective import ObjectiveSpec
+    from ocp_resnet.runs import Run
+    from ocp_resnet.torch.conv import ConvSpec
 
     if isinstance(run, (str, os.PathLike)):
         run = Run(run)
@@ -155,7 +155,7 @@ def load_conv_run(run: Any) -> tuple[Any, ConvRunData]:
 def _model(spec: Any, weights: Mapping[str, Any], dtype: Any = None) -> Any:
     import torch
 
-    from ..torch.conv import ResNetV2
+    from ocp_resnet.torch.conv import ResNetV2
 
     return ResNetV2(spec, dtype=dtype or torch.float64).load_weights(weights).eval()
 
@@ -166,7 +166,7 @@ def analyze_conv(spec: Any, objective: Any, weights: Mapping[str, Any], n_classe
                  tol: float = DEFAULT_TOL, loss_rtol: float = DEFAULT_LOSS_RTOL,
                  loss_atol: float = DEFAULT_LOSS_ATOL) -> ConvBlockAnalysis:
     """Analyse conv weights (float64, eval mode) on the training images and optional validation images."""
-    from ..torch.evaluate import conv_evaluation
+    from ocp_resnet.torch.evaluate import conv_evaluation
 
     tol = check_float("tol", tol, 0.0)
     check_float("loss_rtol", loss_rtol, 0.0)
@@ -217,7 +217,7 @@ class PrunedConvNetwork:
 
 def prune_conv_network(spec: Any, objective: Any, weights: Mapping[str, Any], blocks: Iterable[int]) -> PrunedConvNetwork:
     """Remove the residual branches of ``blocks`` (original indices) from a conv net."""
-    from ..torch.conv import ConvSpec
+    from ocp_resnet.torch.conv import ConvSpec
 
     cut = sorted({int(k) for k in blocks})
     bad = [k for k in cut if not 0 <= k < spec.n_blocks]
@@ -280,7 +280,7 @@ def _max_change(a: Any, b: Any, images: np.ndarray, y: np.ndarray, objective: An
     """(max |logits_a − logits_b|, accuracy a, accuracy b) in eval mode over ``images``."""
     import torch
 
-    from ..torch.loss import predictions
+    from ocp_resnet.torch.loss import predictions
 
     X = torch.as_tensor(np.asarray(images), dtype=a.dtype)
     Y = torch.as_tensor(np.asarray(y, dtype=int))
@@ -311,9 +311,9 @@ def write_conv_run(out: Any, *, config: Mapping[str, Any], spec: Any, objective:
     """
     import torch
 
-    from ..data import Dataset
-    from ..torch.evaluate import conv_evaluation, training_metrics, training_status
-    from ..training import write_training_run
+    from ocp_resnet.data.arrays import Dataset
+    from ocp_resnet.torch.evaluate import conv_evaluation, training_metrics, training_status
+    from ocp_resnet.training import write_training_run
 
     model = _model(spec, weights)
     ev = conv_evaluation(model, train[0], train[1], objective, n_classes)
@@ -340,9 +340,11 @@ def write_conv_run(out: Any, *, config: Mapping[str, Any], spec: Any, objective:
 
 def train_options(solver: Mapping[str, Any], **override: Any) -> Any:
     """TrainOptions from a run's ``config['solver']`` (what train recorded), with overrides."""
-    from .settings import SolverSettings
+    from ocp_resnet.solvers import TorchSolver, make_solver
 
-    return replace(SolverSettings.from_mapping("torch", solver).train, **override)
+    trainer = make_solver("torch", **{k: v for k, v in solver.items() if k != "backend"})
+    assert isinstance(trainer, TorchSolver)
+    return replace(trainer.options, **override)
 
 
 # ------------------------------------------------------------------------------ prune
@@ -409,7 +411,7 @@ def prune_conv_run(run_dir: Any, tol: float = DEFAULT_TOL, blocks: Iterable[int]
     """Prune a conv run's vanished blocks (or ``blocks``; non-vanished ones need ``force``),
     compare outputs, optionally fine-tune ``finetune`` epochs (the run's optimizer settings,
     learning rate ``lr`` if given), and write a conv run directory."""
-    from ..runs import check_target
+    from ocp_resnet.runs import check_target
 
     run, d = load_conv_run(run_dir)
     finetune = check_int("finetune", finetune, 0)
@@ -431,7 +433,7 @@ def prune_conv_run(run_dir: Any, tol: float = DEFAULT_TOL, blocks: Iterable[int]
         report.out = str(out)
         _write_pruned_conv(out, run, d, net, an, forced, finetune, solver, weights, trainer, report, overwrite)
     elif finetune:
-        from ..torch.evaluate import conv_evaluation
+        from ocp_resnet.torch.evaluate import conv_evaluation
 
         mt = _model(net.spec, weights)
         ev = conv_evaluation(mt, *d.train, d.objective, d.n_classes, gradient=False)
@@ -485,8 +487,8 @@ def _conv_report(d: ConvRunData, weights: Mapping[str, Any], net: PrunedConvNetw
 
 def _finetune(net: PrunedConvNetwork, d: ConvRunData, opts: Any, log: Any) -> tuple[dict[str, np.ndarray], Any]:
     """Train the pruned conv net with ``opts``; returns (weights, trainer)."""
-    from ..torch import Trainer
-    from ..torch.train import resolve_dtype
+    from ocp_resnet.torch import Trainer
+    from ocp_resnet.torch.train import resolve_dtype
 
     model = _model(net.spec, net.weights, resolve_dtype(opts.dtype))
     trainer = Trainer(net.objective, d.n_classes, opts, log=log).fit(model, *d.train, val=d.val)

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ValidationError, check_float, check_int
-from .blocks import DEFAULT_TOL
-from .conv import analyze_conv_run
-from .sweep import COLUMNS, _finished, write_csv
+from ocp_resnet.analysis.blocks import DEFAULT_TOL
+from ocp_resnet.analysis.conv import analyze_conv_run
+from ocp_resnet.analysis.sweep import COLUMNS, finished_point, write_csv
+from ocp_resnet.errors import ValidationError, check_float, check_int
 
 if TYPE_CHECKING:
-    from ..training import TrainConfig
+    from ocp_resnet.training import TrainConfig
 
 EXTRA_COLUMNS = ("val_accuracy", "stage_blocks", "optimizer", "reach_block", "val_reach_block", "n_parameters",
                  "stage_accuracy", "val_stage_accuracy", "residual_norms", "rel_residual_norms")
@@ -43,7 +43,7 @@ def run_name(gamma: float, stage_blocks: Sequence[int], seed: int) -> str:
 def row_from_conv_run(run_dir: Any, gamma: float, stage_blocks: Sequence[int], seed: int,
                       tol: float = DEFAULT_TOL) -> dict[str, Any]:
     """The ``sweep.csv`` row of a finished conv run directory."""
-    from ..runs import Run
+    from ocp_resnet.runs import Run
 
     run = Run(run_dir)
     an = analyze_conv_run(run, tol)
@@ -68,7 +68,7 @@ def row_from_conv_run(run_dir: Any, gamma: float, stage_blocks: Sequence[int], s
 
 def read_conv_csv(path: Any) -> list[dict[str, Any]]:
     """Read a conv ``sweep.csv`` back, numbers parsed and list columns as lists."""
-    from .sweep import read_csv
+    from ocp_resnet.analysis.sweep import read_csv
 
     return read_csv(path, LIST_COLUMNS, ("status", "backend", "run_dir", "stage_blocks", "optimizer"), (),
                     lambda v: int(v) if v.lstrip("-").isdigit() else float(v), "ocp-resnet sweep --arch conv")
@@ -92,7 +92,7 @@ def run_conv_sweep(
     val_fraction, threads); :func:`point_config` sets each point's γ, stage blocks and seed.
     A point whose training is interrupted raises KeyboardInterrupt (its run directory is written).
     """
-    from ..training import ConvNet
+    from ocp_resnet.training import ConvNet
 
     if not isinstance(config.network, ConvNet):
         raise ValidationError(f"a conv sweep needs a ConvNet network, got {type(config.network).__name__}")
@@ -114,7 +114,7 @@ def run_conv_sweep(
     for i, (g, b, s) in enumerate(grid, 1):
         rd = out / "runs" / run_name(g, b, s)
         point = point_config(config, g, b, s, rd)
-        if not (resume and _finished(rd) and _same_settings(rd, point)):
+        if not (resume and finished_point(rd) and _same_settings(rd, point)):
             _train_point(point, rd)
         row = row_from_conv_run(rd, g, b, s, tol)
         rows.append(row)
@@ -141,8 +141,8 @@ def point_config(config: TrainConfig, gamma: float, stage_blocks: Sequence[int],
 def _train_point(config: TrainConfig, rd: Path) -> None:
     """Train one point; beside its run directory go ``<point>.log`` and ``<point>.train.json``
     (the settings :func:`_same_settings` compares on ``--resume``)."""
-    from ..status import Status
-    from ..training import train_run
+    from ocp_resnet.status import Status
+    from ocp_resnet.training import train_run
 
     lines: list[str] = []  # train_run's description of the run, then how it ended
     res = train_run(config, log=lines.append)

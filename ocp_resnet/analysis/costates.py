@@ -45,10 +45,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import architecture as arch
-from .. import objective as objective_mod
-from .._ops import NUMPY, TORCH
-from ..errors import ValidationError
+from ocp_resnet.errors import ValidationError
+from ocp_resnet.model import architecture as arch
+from ocp_resnet.model import objective as objective_mod
+from ocp_resnet.model._ops import NUMPY, TORCH
 
 #: Files ``ocp-resnet analyze RUN --costates`` writes.
 COSTATE_FILES = ("costates.npz", "costates.json", "costates.png")
@@ -246,7 +246,7 @@ def _read_multipliers(problem: Any, w_flat: np.ndarray, multipliers: Any) -> np.
 def costates(problem: Any, w: np.ndarray | Mapping[str, Any], multipliers: Any = None) -> Costates:
     """Costates p_0..p_N of ``problem`` at weights ``w`` by the backward recursion.
 
-    ``multipliers``: a multiple-shooting :class:`~ocp_resnet.solution.Solution`, the dict of
+    ``multipliers``: a multiple-shooting :class:`~ocp_resnet.solvers.solution.Solution`, the dict of
     ``Run(path).multipliers()``, or a bare ``lam_g`` array; then the multipliers are mapped to
     costates (p_{k+1} = n · lam_g) and compared with the recursion. See the module docstring for
     the definitions and which weights w_k are.
@@ -314,8 +314,8 @@ def costates_of_run(run: Any) -> Costates:
     """Costates of a run directory (path or :class:`~ocp_resnet.runs.Run`): with the stored
     multipliers of a multiple-shooting solve, by the recursion alone otherwise (single shooting,
     torch MLP runs)."""
-    from ..runs import Run
-    from .blocks import run_problem
+    from ocp_resnet.analysis.blocks import run_problem
+    from ocp_resnet.runs import Run
 
     if isinstance(run, (str, os.PathLike)):
         run = Run(run)
@@ -346,15 +346,15 @@ def write_costates(result: Costates, directory: str | os.PathLike, overwrite: bo
     The three files are written into a temporary folder first and then moved into place, so a
     failure leaves the directory as it was; existing files are refused unless ``overwrite``.
     """
-    from ..plotting import plot_costates
-    from ..runs import _dump_json
+    from ocp_resnet.files import dump_json
+    from ocp_resnet.plotting import plot_costates
 
     d = check_costates_target(directory, overwrite)
     d.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".costates.tmp-", dir=d))
     try:
         np.savez(tmp / "costates.npz", **result.arrays())
-        _dump_json(tmp / "costates.json", result.to_dict())
+        dump_json(tmp / "costates.json", result.to_dict())
         plot_costates(result, tmp / "costates.png", title=title)
         paths = []
         for f in COSTATE_FILES:

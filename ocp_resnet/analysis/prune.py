@@ -16,11 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from .. import architecture as arch
-from ..errors import ValidationError
-from ..objective import ObjectiveSpec
-from .blocks import DEFAULT_TOL, analyze, run_problem
-from .settings import SolverSettings
+from ocp_resnet.analysis.blocks import DEFAULT_TOL, analyze, run_problem
+from ocp_resnet.errors import ValidationError
+from ocp_resnet.model import architecture as arch
+from ocp_resnet.model.objective import ObjectiveSpec
+from ocp_resnet.model.problem import Problem
+from ocp_resnet.solvers import Solver, TorchSolver
+from ocp_resnet.solvers.factory import solver_from_record
 
 
 @dataclass
@@ -74,8 +76,8 @@ def prune_network(
 
 
 def prune_problem(problem: Any, weights: Mapping[str, Any] | np.ndarray, blocks: Iterable[int]) -> tuple[Any, PrunedNetwork]:
-    """The pruned :class:`~ocp_resnet.problem.Problem` (same data) and the pruned network."""
-    from ..problem import Problem
+    """The pruned :class:`~ocp_resnet.model.problem.Problem` (same data) and the pruned network."""
+    from ocp_resnet.model.problem import Problem
 
     net = prune_network(problem.spec, problem.objective, problem.params(weights), blocks)
     return Problem(net.spec, net.objective, problem.data), net
@@ -162,35 +164,26 @@ def _info(backend: str, method: str, status: str, objective: float, accuracy: fl
             "accuracy": accuracy, "grad_norm": grad_norm, "iterations": iterations, "time_s": time_s}
 
 
-def _resolve_casadi(pruned: Any, weights: Mapping[str, Any], settings: SolverSettings, log: Any) -> Resolved:
-    """Re-solve with IPOPT, warm-started from the pruned weights."""
-    from ..runs import multiplier_files
-    from ..solvers import solve
+def _resolve_with(pruned: Problem, weights: Mapping[str, Any], solver: Solver, log: Any) -> Resolved:
+    """Re-solve (IPOPT) or fine-tune (torch) the pruned network, warm-started from its weights."""
+    from ocp_resnet.runs import multiplier_files
 
-    sol = solve(pruned, method=settings.method, options=settings.ipopt, init=dict(weights), log=log)
-    info = _info("casadi", sol.method, sol.status.value, sol.objective, sol.evaluation.train_accuracy,
-                 sol.grad_norm, sol.iterations, sol.build_time_s + sol.solve_time_s,
-                 status_message=sol.status.message)
-    solver = {"backend": "casadi", "method": settings.method, **settings.ipopt.to_dict(), "init": "pruned weights"}
-    return Resolved(info, sol.weights, sol.stats, solver, multiplier_files(sol))
-
-
-def _resolve_torch(pruned: Any, weights: Mapping[str, Any], settings: SolverSettings, log: Any) -> Resolved:
-    """Fine-tune through the torch back-end, warm-started from the pruned weights."""
-    from . import _torch_bridge
-
-    t = _torch_bridge.fine_tune(pruned, weights, settings, log)
-    m = t.metrics
-    info = _info("torch", m["method"], m["status"], m["objective"], m["train_accuracy"], m["grad_norm"],
-                 m["iterations"], m["solve_time_s"])
-    return Resolved(info, t.weights, t.stats, t.solver)
+    seed = solver.options.seed if isinstance(solver, TorchSolver) else 0
+    sol = solver.solve(pruned, dict(weights), seed, log)
+    casadi = solver.backend == "casadi"
+    message = {"status_message": sol.status.message} if casadi else {}
+    time_s = sol.build_time_s + sol.solve_time_s if casadi else sol.solve_time_s
+    info = _info(solver.backend, sol.method, sol.status.value, sol.objective, sol.evaluation.train_accuracy,
+                 sol.grad_norm, sol.iterations, time_s, **message)
+    record = {**solver.record(), "init": "pruned weights"} if casadi else solver.record()
+    return Resolved(info, sol.weights, sol.stats, record, multiplier_files(sol) if casadi else {})
 
 
-def resolve_settings(backend: str, solver: Mapping[str, Any]) -> SolverSettings:
-    """The re-solve settings of a run's ``config["solver"]``: its own options, with the defaults
+def resolve_solver(backend: str, solver: Mapping[str, Any]) -> Solver:
+    """The re-solve solver of a run's ``config["solver"]``: its own options, with the defaults
     of a prune re-solve (IPOPT: exact Hessian; torch: 50 epochs) where the run recorded none."""
     defaults = {"hessian": "exact"} if backend == "casadi" else {"epochs": 50}
-    return SolverSettings.from_mapping(backend, {**defaults, **solver})
+    return solver_from_record(solver, backend, defaults)
 
 
 def _resolve(pruned: Any, weights: Mapping[str, Any], backend: str, solver: Mapping[str, Any], log: Any) -> Resolved:
@@ -201,13 +194,12 @@ def _resolve(pruned: Any, weights: Mapping[str, Any], backend: str, solver: Mapp
             "installed here; prune without --resolve, or re-solve the pruned run with "
             "'ocp-resnet solve --init PRUNED_RUN_DIR' and matching flags"
         )
-    settings = resolve_settings(backend, solver)
-    return (_resolve_torch if backend == "torch" else _resolve_casadi)(pruned, weights, settings, log)
+    return _resolve_with(pruned, weights, resolve_solver(backend, solver), log)
 
 
 def prune_report(problem: Any, w: Mapping[str, Any], an: Any, pruned: Any, net: PrunedNetwork) -> PruneReport:
     """The report of pruning ``net`` out of ``problem`` (weights ``w``, analysis ``an``), with its notes."""
-    from ..evaluation import evaluate
+    from ocp_resnet.model.evaluation import evaluate
 
     ev0, ev1 = evaluate(problem, w, gradient=False), evaluate(pruned, net.weights, gradient=False)
     report = PruneReport(
@@ -241,7 +233,7 @@ def prune_run(
 
     Returns the report, the pruned problem and the final (pruned, possibly re-solved) weights.
     """
-    from ..runs import Run, check_target
+    from ocp_resnet.runs import Run, check_target
 
     run = Run(run_dir)
     problem, _ = run_problem(run)
@@ -269,8 +261,8 @@ def _write_pruned(out: Any, run: Any, problem: Any, net: PrunedNetwork, an: Any,
                   final_w: Mapping[str, Any], pruned: Any, done: Resolved | None, backend: str,
                   overwrite: bool) -> None:
     """The pruned run directory: the original config with the pruned network, and its metrics."""
-    from ..evaluation import evaluate
-    from ..runs import write_run
+    from ocp_resnet.model.evaluation import evaluate
+    from ocp_resnet.runs import write_run
 
     solver = dict(run.config.get("solver", {})) if done is None else done.solver
     config = dict(run.config)

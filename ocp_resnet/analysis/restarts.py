@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from ..errors import ValidationError, check_int
-from ..status import Status
-from .blocks import DEFAULT_TOL, vanished_blocks
+from ocp_resnet.analysis.blocks import DEFAULT_TOL, vanished_blocks
+from ocp_resnet.errors import ValidationError, check_int
+from ocp_resnet.model.problem import Problem
+from ocp_resnet.solvers import Solution, Solver, make_solver
+from ocp_resnet.status import Status
 
 
 @dataclass
@@ -37,7 +39,7 @@ class RestartRecord:
 
 def record(problem: Any, init_seed: int | None, sol: Any, tol: float = DEFAULT_TOL) -> RestartRecord:
     """The record of one solve (``init_seed`` None: a warm start)."""
-    from .collapse import collapse_record
+    from ocp_resnet.analysis.collapse import collapse_record
 
     ev = sol.evaluation
     return RestartRecord(init_seed, float(sol.objective), sol.status.value,
@@ -52,11 +54,10 @@ def restart_seeds(init_seed: int, restarts: int) -> list[int]:
     return [init_seed + j for j in range(restarts)]
 
 
-def _solve_seed(seed: int, problem: Any, method: str, options: Any) -> Any:
+def _solve_seed(seed: int, problem: Problem, solver: Solver | None,
+                log: Callable[[str], None] | None = None) -> Solution:
     """One solve from the random weights of ``seed`` (picklable for a process pool's ``map``)."""
-    from ..solvers import solve
-
-    return solve(problem, method=method, options=options, init="random", seed=seed)
+    return (solver or make_solver()).solve(problem, "random", seed, log)
 
 
 def best_index(solutions: Sequence[Any]) -> int:
@@ -74,22 +75,22 @@ def best_index(solutions: Sequence[Any]) -> int:
 def solve_restarts(
     problem: Any,
     seeds: Iterable[int],
-    method: str = "multiple-shooting",
-    options: Any = None,
+    solver: Solver | None = None,
     tol: float = DEFAULT_TOL,
     log: Callable[[str], None] | None = None,
     mapper: Callable[..., Iterable[Any]] = map,
 ) -> tuple[Any, list[RestartRecord]]:
     """Solve ``problem`` from the random initial weights of every seed; return the best
-    :class:`~ocp_resnet.solution.Solution` and one :class:`RestartRecord` per seed (in seed order).
+    :class:`~ocp_resnet.solvers.solution.Solution` and one :class:`RestartRecord` per seed (in seed order).
 
-    ``tol`` is the vanishing tolerance of the records. ``mapper(f, seeds)`` runs the one-seed
-    solves (default: sequentially).
+    ``solver``: how every seed is solved (default :func:`~ocp_resnet.solvers.make_solver`'s, IPOPT
+    with the size-aware ``auto`` path). ``tol`` is the vanishing tolerance of the records.
+    ``mapper(f, seeds)`` runs the one-seed solves (default: sequentially).
     """
     seeds = [check_int("init seed", s, 0) for s in seeds]
     if not seeds:
         raise ValidationError("restarts need at least one init seed")
-    fn = partial(_solve_seed, problem=problem, method=method, options=options)
+    fn = partial(_solve_seed, problem=problem, solver=solver)
     solutions = []
     for s, sol in zip(seeds, mapper(fn, seeds)):
         solutions.append(sol)
@@ -102,14 +103,14 @@ def solve_restarts(
     return solutions[best_index(solutions)], records
 
 
-def solve_best(problem: Any, seed: int, restarts: int = 1, method: str = "multiple-shooting", options: Any = None,
-               tol: float = DEFAULT_TOL, log: Callable[[str], None] | None = None) -> tuple[Any, list[RestartRecord]]:
+def solve_best(problem: Problem, seed: int, restarts: int = 1, solver: Solver | None = None,
+               tol: float = DEFAULT_TOL, log: Callable[[str], None] | None = None) -> tuple[Solution, list[RestartRecord]]:
     """One solve from the random weights of init seed ``seed`` (no records) or, with ``restarts``
     K > 1, :func:`solve_restarts` over init seeds seed..seed+K-1."""
     seeds = restart_seeds(seed, restarts)  # checks both
     if len(seeds) > 1:
-        return solve_restarts(problem, seeds, method, options, tol, log)
-    return _solve_seed(seed, problem, method, options), []
+        return solve_restarts(problem, seeds, solver, tol, log)
+    return _solve_seed(seed, problem, solver, log), []
 
 
 def restart_metrics(records: Sequence[RestartRecord]) -> dict[str, Any]:
@@ -125,13 +126,15 @@ def solution_metrics(problem: Any, sol: Any, records: Sequence[RestartRecord] = 
     ``analysis``: the solution's :class:`~.blocks.BlockAnalysis` when the caller has it already
     (otherwise it is computed at ``tol``).
     """
-    from ..validation import validation_metrics
-    from .blocks import analyze
-    from .collapse import solution_collapse_record
+    from ocp_resnet.analysis.blocks import analyze
+    from ocp_resnet.analysis.collapse import solution_collapse_record
+    from ocp_resnet.model.evaluation import validation_metrics
 
     an = analyze(problem, sol.w, tol, evaluation=sol.evaluation) if analysis is None else analysis
     out: dict[str, Any] = {"vanished": an.vanished, "recommended_depth": an.recommended_depth}
     out.update(solution_collapse_record(problem, sol))
+    if "collapse_attempts" in sol.stats:
+        out["collapse_attempts"] = sol.stats["collapse_attempts"]
     out.update(restart_metrics(records))
     if val is not None:
         out.update(validation_metrics(problem, sol.w, val))

@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from .. import architecture as arch
-from ..errors import ValidationError, check_choice, check_float, check_int
-from ..status import Status
-from .blocks import DEFAULT_TOL, analyze
-from .settings import BACKENDS, SolverSettings
+from ocp_resnet.analysis.blocks import DEFAULT_TOL, analyze
+from ocp_resnet.errors import ValidationError, check_choice, check_float, check_int
+from ocp_resnet.model import architecture as arch
+from ocp_resnet.solvers import Solver
+from ocp_resnet.solvers.factory import BACKENDS, solver_from_record, sweep_record
+from ocp_resnet.status import Status
 
 #: Columns of ``sweep.csv`` (lists are ';'-joined).
 COLUMNS = (
@@ -34,7 +35,7 @@ LIST_COLUMNS = ("stage_losses", "block_norms")
 
 def grid_problem(base: Any, gamma: float, n_blocks: int) -> Any:
     """The base problem with one stage weight γ for all stages and ``n_blocks`` uniform blocks."""
-    from ..problem import Problem
+    from ocp_resnet.model.problem import Problem
 
     spec = base.spec
     if len(set(spec.widths)) != 1:
@@ -105,7 +106,7 @@ def read_csv(path: str | os.PathLike, list_columns: Sequence[str] = LIST_COLUMNS
 def row_from_run(run_dir: str | os.PathLike, gamma: float, n_blocks: int, seed: int, backend: str,
                  tol: float = DEFAULT_TOL) -> dict[str, Any]:
     """The ``sweep.csv`` row of a finished run directory."""
-    from ..runs import Run
+    from ocp_resnet.runs import Run
 
     run = Run(run_dir)
     return point_row(run.problem(), run.weights, run.metrics, gamma, n_blocks, seed, backend, run_dir, tol)
@@ -131,7 +132,7 @@ def point_row(problem: Any, weights: Mapping[str, Any], metrics: Mapping[str, An
 
 def _check_same(run_dir: Path, problem: Any) -> None:
     """A resumed run must be of the same problem (architecture, objective, data size)."""
-    from ..runs import Run
+    from ocp_resnet.runs import Run
 
     run = Run(run_dir)
     old = run.problem()
@@ -143,53 +144,46 @@ def _check_same(run_dir: Path, problem: Any) -> None:
         )
 
 
-def solver_settings(backend: str | None, solver: SolverSettings | Mapping[str, Any] | None) -> SolverSettings:
-    """The sweep's :class:`SolverSettings`: ``solver`` itself, or the settings of an option dict
-    for ``backend`` (default casadi); validated, so a typo fails before the sweep writes anything."""
-    if isinstance(solver, SolverSettings):
+def sweep_solver(backend: str | None, solver: Solver | Mapping[str, Any] | None) -> Solver:
+    """The sweep's solver: ``solver`` itself, or the solver of an option dict for ``backend``
+    (default casadi); validated, so a typo fails before the sweep writes anything."""
+    if isinstance(solver, Solver):
         if backend is not None and backend != solver.backend:
-            raise ValidationError(f"backend {backend!r} does not match the solver settings ({solver.backend})")
+            raise ValidationError(f"backend {backend!r} does not match the solver ({solver.backend})")
         return solver
-    backend = "casadi" if backend is None else backend
-    check_choice("backend", backend, BACKENDS)
-    if backend == "torch":
-        from . import _torch_bridge
-
-        _torch_bridge.require()
-    return SolverSettings.from_mapping(backend, solver)
+    return solver_from_record(solver, "casadi" if backend is None else backend)
 
 
-def _solve_point(problem: Any, seed: int, settings: SolverSettings, log: Any,
+def _solve_point(problem: Any, seed: int, solver: Solver, log: Any,
                  restarts: int = 1) -> tuple[dict, dict, dict]:
     """Solve one grid point; returns (weights, metrics, stats). ``restarts`` K > 1 (IPOPT): the best
     of init seeds seed..seed+K-1, recorded in ``metrics["restarts"]``."""
-    if settings.backend == "torch":
-        from . import _torch_bridge
+    from ocp_resnet.analysis.collapse import solution_collapse_record
+    from ocp_resnet.analysis.restarts import restart_metrics, solve_best
 
-        t = _torch_bridge.train(problem, seed, settings, log)
-        return t.weights, t.metrics, t.stats
-    from .collapse import solution_collapse_record
-    from .restarts import restart_metrics, solve_best
-
-    sol, records = solve_best(problem, seed, restarts, settings.method, settings.ipopt)
+    sol, records = solve_best(problem, seed, restarts, solver, log=log)
+    if solver.backend == "torch":
+        return sol.weights, sol.metrics(), sol.stats
     metrics = {**sol.metrics(), **solution_collapse_record(problem, sol), **restart_metrics(records)}
+    if "collapse_attempts" in sol.stats:
+        metrics["collapse_attempts"] = sol.stats["collapse_attempts"]
     return sol.weights, metrics, sol.stats
 
 
-def _solve_task(problem: Any, seed: int, settings: SolverSettings, restarts: int = 1,
+def _solve_task(problem: Any, seed: int, solver: Solver, restarts: int = 1,
                 val: Any = None) -> tuple[dict, dict, dict, float]:
     """One grid point as a task for :mod:`ocp_resnet.parallel` (any process): (weights, metrics, stats, wall s).
     ``val``: held-out data whose per-stage losses/accuracies join the metrics."""
     t0 = time.perf_counter()
-    weights, metrics, stats = _solve_point(problem, seed, settings, None, restarts)
+    weights, metrics, stats = _solve_point(problem, seed, solver, None, restarts)
     if val is not None:
-        from ..validation import validation_metrics
+        from ocp_resnet.model.evaluation import validation_metrics
 
         metrics.update(validation_metrics(problem, weights, val))
     return weights, metrics, stats, time.perf_counter() - t0
 
 
-def _finished(rd: Path) -> bool:
+def finished_point(rd: Path) -> bool:
     """A grid point's run directory is complete and was not interrupted."""
     if not ((rd / "metrics.json").exists() and (rd / "solution.npz").exists()):
         return False
@@ -204,7 +198,7 @@ class _Sweep:
     """One sweep's fixed inputs: where it writes, how it solves, what every run directory records."""
 
     out: Path
-    settings: SolverSettings
+    solver: Solver
     tol: float
     config: Mapping[str, Any] | None
     val: Any
@@ -225,7 +219,7 @@ def run_sweep(
     seeds: Iterable[int],
     out: str | os.PathLike,
     backend: str | None = None,
-    solver: SolverSettings | Mapping[str, Any] | None = None,
+    solver: Solver | Mapping[str, Any] | None = None,
     tol: float = DEFAULT_TOL,
     resume: bool = False,
     overwrite: bool = False,
@@ -241,14 +235,14 @@ def run_sweep(
     ``restarts`` K > 1 keeps the best of init seeds s..s+K-1 at every point (IPOPT back-end);
     ``val`` (a Dataset) adds held-out stage losses/accuracies to every point's metrics.
 
-    ``solver``: the :class:`SolverSettings` of every point (or an option dict for ``backend``,
-    default casadi: ``method, tol, max_iter, hessian, ipopt``; torch: the TrainOptions fields,
+    ``solver``: the :class:`~ocp_resnet.solvers.Solver` of every point (or an option dict for
+    ``backend``, default casadi: ``method, tol, max_iter, hessian, ipopt``; torch: the TrainOptions fields,
     ``grad_tol``, ``threads``). With ``resume``, grid points whose run directory is complete are
     read back instead of solved again. ``jobs`` worker processes (-1: all cores) or a Dask
     ``scheduler`` address solve the points (:mod:`ocp_resnet.parallel`); the rows, run
     directories and numbers are those of ``jobs=1``, in the same order.
     """
-    from .. import parallel
+    from ocp_resnet import parallel
 
     parallel.n_jobs(jobs)  # a bad --jobs fails before anything is written
     gammas = [check_float("gamma", g, 0.0) for g in gammas]
@@ -259,25 +253,25 @@ def run_sweep(
     if backend is not None:
         check_choice("backend", backend, BACKENDS)
     restarts = check_int("restarts", restarts, 1)
-    if restarts > 1 and (solver.backend if isinstance(solver, SolverSettings) else backend) == "torch":
-        raise ValidationError("--restarts is for the IPOPT back-end: list more --seeds with --backend torch")
-    settings = solver_settings(backend, solver)
-    sw = _Sweep(Path(out), settings, tol, config, val, log)
+    solver = sweep_solver(backend, solver)
+    if restarts > 1 and solver.backend == "torch":
+        raise ValidationError("restarts are for the IPOPT back-end: list more seeds with the torch back-end")
+    sw = _Sweep(Path(out), solver, tol, config, val, log)
     if sw.out.exists() and not (resume or overwrite):
         raise ValidationError(f"{out} already exists: pass --resume to continue that sweep, --overwrite, "
                               "or another --out")
     grid = [(g, n, s) for g in gammas for n in blocks for s in seeds]
     problems = [grid_problem(base, g, n) for g, n, _ in grid]
-    done = [resume and _finished(sw.run_dir(*p)) for p in grid]
+    done = [resume and finished_point(sw.run_dir(*p)) for p in grid]
     for point, problem, d in zip(grid, problems, done):
         if d:
             _check_same(sw.run_dir(*point), problem)
-    todo = [(problems[i], grid[i][2], settings, restarts, val) for i in range(len(grid)) if not done[i]]
+    todo = [(problems[i], grid[i][2], solver, restarts, val) for i in range(len(grid)) if not done[i]]
     with parallel.run_ordered(_solve_task, todo, jobs, scheduler) as results:
         (sw.out / "runs").mkdir(parents=True, exist_ok=True)
         with open(sw.out / "sweep.json", "w") as fh:
-            json.dump({"gammas": gammas, "blocks": blocks, "seeds": seeds, "backend": settings.backend,
-                       "solver": settings.record(), "tol": tol, **(dict(config) if config else {})},
+            json.dump({"gammas": gammas, "blocks": blocks, "seeds": seeds, "backend": solver.backend,
+                       "solver": sweep_record(solver), "tol": tol, **(dict(config) if config else {})},
                       fh, indent=2, default=str)
         return _collect(sw, grid, problems, done, results)
 
@@ -306,10 +300,10 @@ def _collect(sw: _Sweep, grid: Sequence[tuple], problems: Sequence[Any], done: S
 def _sweep_point(sw: _Sweep, problem: Any, g: float, n: int, s: int, done: bool,
                  results: Iterator) -> dict[str, Any] | None:
     """The row of one grid point: read back (``done``) or the next result, written as a run directory."""
-    from ..runs import write_run
+    from ocp_resnet.runs import write_run
 
     rd = sw.run_dir(g, n, s)
-    backend = sw.settings.backend
+    backend = sw.solver.backend
     if done:
         return row_from_run(rd, g, n, s, backend, sw.tol)
     try:
@@ -318,10 +312,10 @@ def _sweep_point(sw: _Sweep, problem: Any, g: float, n: int, s: int, done: bool,
         return None
     cfg = dict(sw.config or {})
     cfg.update(command="sweep", architecture=problem.spec.to_dict(), objective=problem.objective.to_dict(),
-               solver={"backend": backend, **sw.settings.record(), "init": "random", "seed": s})
+               solver={"backend": backend, **sweep_record(sw.solver), "init": "random", "seed": s})
     extra: dict = {}
     if sw.val is not None:
-        from ..validation import val_data_file
+        from ocp_resnet.data.validation import val_data_file
 
         extra = val_data_file(sw.val)
     write_run(rd, config=cfg, weights=weights, metrics=metrics, data=problem.data, stats=stats, extra_files=extra,

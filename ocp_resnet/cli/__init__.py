@@ -18,8 +18,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from ..errors import ValidationError
-from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exit_code  # noqa: F401 (the CLI's codes)
+from ocp_resnet.cli._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exit_code  # noqa: F401 (the CLI's codes)
+from ocp_resnet.errors import ValidationError
 
 #: Sub-command modules, in the order ``--help`` lists them.
 COMMANDS = ("solve", "path", "train", "evaluate", "analyze", "prune", "sweep", "compare")
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 done, 1 solve/training failed (run directory kept), 2 bad input, 130 interrupted",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
-    from .. import __version__
+    from ocp_resnet.version import __version__
 
     parser.add_argument("--version", action="version", version=f"ocp-resnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def entry() -> None:
     """The ``ocp-resnet`` console script: :func:`main`, then exit with its code."""
     code = main()
-    from ..solvers import abandoned_workers
+    from ocp_resnet.solvers import abandoned_workers
 
     # Leave without interpreter finalisation when native threads may still run: an interrupted
     # IPOPT inside a factorisation, or the gloo threads of a torchrun rank. All results are written.

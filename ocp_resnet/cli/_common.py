@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import ValidationError
-from ..status import Status
+from ocp_resnet.errors import ValidationError
+from ocp_resnet.status import Status
+
+if TYPE_CHECKING:
+    from ocp_resnet.solvers import IpoptSolver
 
 #: Defaults of a bare ``ocp-resnet solve``: the embedded two spirals, small enough to solve in
 #: seconds, with stage costs on, so the table shows trailing blocks vanishing (docs/theory.md).
@@ -103,7 +106,7 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
 
 def data_source(args: argparse.Namespace):
     """The :class:`~ocp_resnet.training.DataSource` of the data flags."""
-    from ..training import DataSource
+    from ocp_resnet.training import DataSource
 
     return DataSource(args.dataset, n_samples=args.n_samples, noise=args.noise, dim=args.dim,
                       standardize=bool(args.standardize), seed=args.seed)
@@ -116,7 +119,7 @@ def data_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def problem_from_args(args: argparse.Namespace):
     """Build the (validated) Problem the flags describe."""
-    from ..problem import Problem
+    from ocp_resnet.model.problem import Problem
 
     ds = data_source(args).load()
     return Problem.build(
@@ -177,7 +180,7 @@ def run_config(args: argparse.Namespace, problem, command: str, solver: dict[str
 
 def output_dir(args: argparse.Namespace, label: str):
     """The run directory to write, checked before any work so a clash costs nothing."""
-    from ..runs import check_target, default_run_dir
+    from ocp_resnet.runs import check_target, default_run_dir
 
     if args.out is None:
         return default_run_dir(label)
@@ -197,18 +200,36 @@ def add_robust_args(p: argparse.ArgumentParser, restarts: bool = True) -> None:
     g.add_argument("--val-fraction", type=float, default=None,
                    help="hold out this fraction of the data (stratified, seeded by --seed); the objective uses "
                         "the rest, validation loss/accuracy are reported per stage")
+    add_collapse_retries(g)
+
+
+def add_collapse_retries(g: Any) -> None:
+    """``--collapse-retries`` (solve, path, sweep)."""
+    from ocp_resnet.analysis.retry import COLLAPSE_RETRIES, RETRY_SEED_STRIDE
+
+    g.add_argument("--collapse-retries", type=int, default=COLLAPSE_RETRIES,
+                   help="after a solve that ends at the best linear classifier's loss (collapsed), solve again "
+                        f"from the random weights of init seed S+{RETRY_SEED_STRIDE}·j, up to this many times; "
+                        f"0 returns the first result (default {COLLAPSE_RETRIES})")
+
+
+def with_retries(args: argparse.Namespace, solver: Any) -> Any:
+    """``solver`` wrapped in :class:`~ocp_resnet.analysis.retry.RetryOnCollapse` with ``--collapse-retries``."""
+    from ocp_resnet.analysis.retry import RetryOnCollapse
+
+    return RetryOnCollapse(solver, args.collapse_retries)
 
 
 def init_seed(args: argparse.Namespace) -> int:
     """The seed of the initial weights: ``--init-seed``, else ``--seed``."""
-    from ..errors import check_int
+    from ocp_resnet.errors import check_int
 
     return check_int("--init-seed", args.seed if args.init_seed is None else args.init_seed, 0)
 
 
 def split_problem(args: argparse.Namespace, problem: Any) -> tuple[Any, Any]:
     """(training problem, validation Dataset or None) per ``--val-fraction``."""
-    from ..solving import split_problem as split
+    from ocp_resnet.solving import split_problem as split
 
     return split(problem, getattr(args, "val_fraction", None), seed=args.seed)
 
@@ -225,10 +246,67 @@ def report(metrics: dict[str, Any]) -> None:
             f"({r['status']}, {len(r['vanished'])} vanished{', collapsed' if r.get('collapsed') else ''})"
             for r in metrics["restarts"]) + f"; kept {'the ' if best['init_seed'] is None else ''}{seed(best, 'init seed')}")
     if "val_stage_losses" in metrics:
-        from ..validation import format_val_table
+        from ocp_resnet.data.validation import format_val_table
 
         print(format_val_table(metrics))
     if metrics.get("collapsed"):
         warn(f"collapsed: final loss {metrics['final_loss']:.6g} is no better than the best linear classifier's "
              f"{metrics['linear_loss']:.6g}: the small blocks are not a depth recommendation "
              "(try --restarts 4, or ocp-resnet path)")
+
+
+def ipopt_solver(args: argparse.Namespace) -> IpoptSolver:
+    """The IPOPT solver of a command's flags (``--method``, ``--tol``, ``--max-iter``, ``--hessian``,
+    ``--ipopt`` and, where the command has them, ``--print-level``, ``--jit``, ``--threads``,
+    ``--divergence-restarts``): the one place CLI flags become a solver."""
+    from ocp_resnet.solvers import IpoptSolver, make_solver
+
+    given = {"method": args.method, "tol": args.tol, "max_iter": args.max_iter, "hessian": args.hessian,
+             "ipopt": parse_ipopt(getattr(args, "ipopt", None) or [])}
+    if hasattr(args, "print_level"):
+        given["print_level"] = 0 if getattr(args, "quiet", False) else args.print_level
+    if hasattr(args, "jit"):
+        given["jit"] = {"auto": "auto", "yes": True, "no": False}[args.jit]
+    for name in ("threads", "divergence_restarts"):
+        if hasattr(args, name):
+            given[name] = getattr(args, name)
+    solver = make_solver("casadi", **given)
+    assert isinstance(solver, IpoptSolver)
+    return solver
+
+
+def parse_ipopt(items: list[str]) -> dict:
+    """``["name=value", ...]`` → {name: int | float | str}."""
+    from ocp_resnet.errors import ValidationError
+
+    out: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise ValidationError(f"--ipopt needs NAME=VALUE, got {item!r} (e.g. --ipopt mumps_pivot_order=0)")
+        k, v = item.split("=", 1)
+        for conv in (int, float):
+            try:
+                out[k.strip()] = conv(v)
+                break
+            except ValueError:
+                continue
+        else:
+            out[k.strip()] = v.strip()
+    return out
+
+
+class _DeprecatedTol(argparse.Action):
+    """``--tol`` of analyze/prune: the vanishing threshold's old name, kept one release with a warning
+    (every other command's ``--tol`` is the KKT tolerance)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        warn(f"{parser.prog}: --tol is deprecated here (it is the KKT tolerance elsewhere): use --vanish-tol")
+        setattr(namespace, self.dest, values)
+
+
+def add_vanish_tol(p: argparse.ArgumentParser) -> None:
+    """``--vanish-tol`` (and the deprecated alias ``--tol``) of analyze and prune."""
+    p.add_argument("--vanish-tol", type=float, default=1e-3, dest="vanish_tol",
+                   help="a block has vanished when its norm relative to the largest is <= this (default 1e-3)")
+    p.add_argument("--tol", type=float, dest="vanish_tol", action=_DeprecatedTol, help=argparse.SUPPRESS)

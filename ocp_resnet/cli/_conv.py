@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from . import _common as c
+from ocp_resnet.cli import _common as c
 
 if TYPE_CHECKING:
-    from ..training import TrainConfig
+    from ocp_resnet.training import TrainConfig
 
 ARCHS = ("mlp", "conv")
 #: Defaults of sweep flags left unset, per --arch (conv: those of ``train --arch conv``).
@@ -48,7 +48,7 @@ def apply_sweep_defaults(args: argparse.Namespace, arch: str) -> None:
 
 def _stage_blocks(text: str) -> list[list[int]]:
     """Depth configurations: comma lists of blocks per stage, separated by ';'."""
-    from ..errors import ValidationError
+    from ocp_resnet.errors import ValidationError
 
     out = [c.parse_list("--stage-blocks", part, int, example="'3,3,3;2,2,2' (configurations separated by ';')")
            for part in str(text).split(";") if part.strip()]
@@ -68,7 +68,7 @@ def shared_config(args: argparse.Namespace, gamma: float, stage_blocks: list[int
     """The :class:`~ocp_resnet.training.TrainConfig` every grid point shares: ``train --arch conv``
     with the sweep's :data:`SHARED_TRAIN_FLAGS` and ``--val-fraction`` (default
     :data:`CONV_VAL_FRACTION`), built by train's own flag mapping (set to the first grid point)."""
-    from . import train
+    from ocp_resnet.cli import train
 
     targs = train.register(argparse.ArgumentParser().add_subparsers()).parse_args(["--arch", "conv", "--quiet"])
     for name in SHARED_TRAIN_FLAGS:
@@ -82,10 +82,10 @@ def run_conv_sweep_cli(args: argparse.Namespace) -> int:
     """``sweep --arch conv``: the grid of conv trainings, summary, plots."""
     from pathlib import Path
 
-    from ..analysis.conv_sweep import format_conv_summary, run_conv_sweep, summarize_conv
-    from ..analysis.sweep import write_csv
-    from ..errors import ValidationError
-    from ..runs import default_run_dir
+    from ocp_resnet.analysis.conv_sweep import format_conv_summary, run_conv_sweep, summarize_conv
+    from ocp_resnet.analysis.sweep import write_csv
+    from ocp_resnet.errors import ValidationError
+    from ocp_resnet.runs import default_run_dir
 
     if args.backend != "torch":
         raise ValidationError("--arch conv needs --backend torch (CasADi has no conv nets)")
@@ -101,7 +101,7 @@ def run_conv_sweep_cli(args: argparse.Namespace) -> int:
     print(format_conv_summary(summary, markdown=args.markdown))
     print("note: no sub-network bound check for conv sweeps (each depth is trained by SGD, not solved to optimality)")
     if not args.no_plots:
-        from ..plotting import plot_sweep
+        from ocp_resnet.plotting import plot_sweep
 
         for path in plot_sweep(rows, out, title=f"{args.dataset} conv"):
             print(f"wrote {path}")

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import argparse
 
-from . import _common as c
+from ocp_resnet.cli import _common as c
 
 
 def register(sub) -> argparse.ArgumentParser:
     """Add the ``compare`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
-    from ..compare import DEFAULT_OPTIMIZERS, OPTIMIZERS
+    from ocp_resnet.compare import DEFAULT_OPTIMIZERS, OPTIMIZERS
 
     p = sub.add_parser("compare", help="compare IPOPT with SGD/Adam/L-BFGS on the same problem",
                        description="Run several optimizers from the same initial weights (float64) and write "
@@ -34,8 +34,8 @@ def register(sub) -> argparse.ArgumentParser:
 
 
 def _parse_lr(items: list[str]) -> dict[str, float]:
-    from ..compare import TORCH_OPTIMIZERS
-    from ..errors import ValidationError
+    from ocp_resnet.compare import TORCH_OPTIMIZERS
+    from ocp_resnet.errors import ValidationError
 
     out = {}
     for item in items:
@@ -51,8 +51,8 @@ def _parse_lr(items: list[str]) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> int:
     """``ocp-resnet compare`` with the parsed flags; returns the exit code."""
-    from ..compare import FIGURES, compare, format_summary, to_csv
-    from ..runs import write_directory
+    from ocp_resnet.compare import FIGURES, compare, format_summary, to_csv
+    from ocp_resnet.runs import write_directory
 
     optimizers = c.parse_list("--optimizers", args.optimizers, str)
     targets = c.parse_list("--targets", args.targets, float)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..runs import EVALUATION_BACKENDS as BACKENDS  # noqa: F401 (the choices of --backend)
-from ..runs import evaluate_run  # noqa: F401 (importable from here, as before)
+from ocp_resnet.runs import EVALUATION_BACKENDS as BACKENDS  # noqa: F401 (the choices of --backend)
+from ocp_resnet.runs import evaluate_run  # noqa: F401 (importable from here, as before)
 
 
 def register(sub) -> argparse.ArgumentParser:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import _common as c
+from ocp_resnet.cli import _common as c
 
 
 def register(sub) -> argparse.ArgumentParser:
@@ -23,7 +23,8 @@ def register(sub) -> argparse.ArgumentParser:
                         "stage costs down, which found vanished blocks where the upward path did not, "
                         "docs/vanishing.md)")
     s = p.add_argument_group("solver")
-    s.add_argument("--method", default="multiple-shooting", help="multiple-shooting (default) or single-shooting")
+    s.add_argument("--method", default="auto", choices=("auto", "multiple-shooting", "single-shooting"),
+                   help="IPOPT transcription; auto (default) chooses from the problem's size, as solve does")
     s.add_argument("--hessian", default="exact", help="exact (default) or lbfgs")
     s.add_argument("--tol", type=float, default=1e-8, help="IPOPT KKT tolerance (default 1e-8)")
     s.add_argument("--max-iter", type=int, default=3000, help="IPOPT iteration limit per point (default 3000)")
@@ -58,19 +59,17 @@ def run(args: argparse.Namespace) -> int:
     """``ocp-resnet path`` with the parsed flags; returns the exit code."""
     from pathlib import Path
 
-    from ..analysis.path import run_path
-    from ..runs import default_run_dir
-    from ..solvers import IpoptOptions
-    from .solve import parse_ipopt
+    from ocp_resnet.analysis.gamma_path import run_path
+    from ocp_resnet.runs import default_run_dir
 
     gammas = c.parse_list("--gammas", args.gammas, float)
     args.gamma = str(gammas[0])
     problem, val = c.split_problem(args, c.problem_from_args(args))
-    options = IpoptOptions(tol=args.tol, max_iter=args.max_iter, hessian=args.hessian, ipopt=parse_ipopt(args.ipopt))
+    solver = c.ipopt_solver(args)
     out = Path(args.out) if args.out is not None else default_run_dir(f"{args.dataset.replace('/', '_')}-path")
     config = {"argv": c.run_config(args, problem, "path", {})["argv"],
               "data": {**c.data_config(args), "val_fraction": args.val_fraction}}
-    rows = run_path(problem, gammas, out, method=args.method, options=options, seed=c.init_seed(args),
+    rows = run_path(problem, gammas, out, c.with_retries(args, solver), seed=c.init_seed(args),
                     restarts=args.restarts, warm_start=not args.cold, tol=args.vanish_tol, val=val, config=config,
                     overwrite=args.overwrite, plot=not args.no_plot, log=None if args.quiet else c.echo)
     print(format_rows(rows))

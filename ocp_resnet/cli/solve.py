@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from . import _common as c
+from ocp_resnet.cli import _common as c
 
 
 def register(sub) -> argparse.ArgumentParser:
@@ -39,43 +39,20 @@ def register(sub) -> argparse.ArgumentParser:
     return p
 
 
-def parse_ipopt(items: list[str]) -> dict:
-    """``["name=value", ...]`` → {name: int | float | str}."""
-    from ..errors import ValidationError
-
-    out: dict = {}
-    for item in items:
-        if "=" not in item:
-            raise ValidationError(f"--ipopt needs NAME=VALUE, got {item!r} (e.g. --ipopt mumps_pivot_order=0)")
-        k, v = item.split("=", 1)
-        for conv in (int, float):
-            try:
-                out[k.strip()] = conv(v)
-                break
-            except ValueError:
-                continue
-        else:
-            out[k.strip()] = v.strip()
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     """``ocp-resnet solve`` with the parsed flags; returns the exit code."""
-    from ..runs import multiplier_files, write_run
-    from ..solvers import IpoptOptions
-    from ..solving import extra_files, extra_metrics, solve_with_restarts, warm_start_record
+    from ocp_resnet.runs import multiplier_files, write_run
+    from ocp_resnet.solving import extra_files, extra_metrics, solve_with_restarts, warm_start_record
 
     t_start = time.perf_counter()
     problem, val = c.split_problem(args, c.problem_from_args(args))
-    options = IpoptOptions(tol=args.tol, max_iter=args.max_iter, print_level=0 if args.quiet else args.print_level,
-                           hessian=args.hessian, ipopt=parse_ipopt(args.ipopt),
-                           jit={"auto": "auto", "yes": True, "no": False}[args.jit], threads=args.threads,
-                           divergence_restarts=args.divergence_restarts)
+    solver = c.ipopt_solver(args)
+    options = solver.options
     out = c.output_dir(args, f"{args.dataset.replace('/', '_')}-solve")
     c.echo(f"problem: {problem.data.name} n={problem.n_samples}, N={problem.spec.n_blocks} blocks, widths "
            f"{problem.spec.widths}, loss {problem.objective.loss}, gamma {problem.objective.gamma}, "
            f"lambda {problem.objective.weight_decay}", args.quiet)
-    sol, records = solve_with_restarts(problem, options, args.method, init=args.init, seed=c.init_seed(args),
+    sol, records = solve_with_restarts(problem, c.with_retries(args, solver), init=args.init, seed=c.init_seed(args),
                                        restarts=args.restarts, log=None if args.quiet else c.echo)
     metrics = sol.metrics()
     metrics.update(extra_metrics(problem, sol, records, val))
@@ -85,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         "backend": "casadi", "method": sol.method, **options.to_dict(), "hessian": sol.stats.get("hessian"),
         "jit": sol.stats.get("jit"), "requested": {"method": args.method, "hessian": args.hessian},
         "init": str(args.init), "seed": args.seed,
-        "init_seed": c.init_seed(args), "restarts": args.restarts, "val_fraction": args.val_fraction,
+        "init_seed": c.init_seed(args), "restarts": args.restarts, "collapse_retries": args.collapse_retries,
+        "val_fraction": args.val_fraction,
     })
     write_run(out, config=config, weights=sol.weights, metrics=metrics, data=problem.data, stats=sol.stats,
               extra_files={**multiplier_files(sol), **extra_files(val)}, overwrite=args.overwrite)

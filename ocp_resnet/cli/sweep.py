@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import copy
 
-from . import _common as c
+from ocp_resnet.cli import _common as c
 
 
 def _retarget(p: argparse.ArgumentParser, flag: str, default: str, help: str) -> None:
@@ -29,7 +29,8 @@ def register(sub) -> argparse.ArgumentParser:
     g = p.add_argument_group("sweep")
     g.add_argument("--seeds", default="0,1,2", help="comma list of initial-weight seeds (default 0,1,2)")
     g.add_argument("--backend", default="casadi", help="casadi (IPOPT, default) or torch")
-    g.add_argument("--method", default="multiple-shooting", help="IPOPT transcription (default multiple-shooting)")
+    g.add_argument("--method", default="auto", choices=("auto", "multiple-shooting", "single-shooting"),
+                   help="IPOPT transcription; auto (default) chooses from the problem's size, as solve does")
     g.add_argument("--hessian", default="exact", help="exact (default) or lbfgs")
     g.add_argument("--tol", type=float, default=1e-8, help="IPOPT KKT tolerance (default 1e-8)")
     g.add_argument("--max-iter", type=int, default=3000, help="IPOPT iteration limit (default 3000)")
@@ -39,7 +40,7 @@ def register(sub) -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's)")
     t.add_argument("--batch-size", type=int, default=None, help="mini-batch size, 0 = full batch (default: mlp 0, conv 64)")
     t.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: fastest for small MLPs)")
-    from ._conv import add_conv_sweep_args
+    from ocp_resnet.cli._conv import add_conv_sweep_args
 
     add_conv_sweep_args(p)
     g.add_argument("--vanish-tol", type=float, default=1e-3, help="vanishing tolerance on relative block norms (default 1e-3)")
@@ -55,6 +56,7 @@ def register(sub) -> argparse.ArgumentParser:
                    help="send the grid points to a Dask cluster (tcp://host:8786; needs ocp_resnet[distributed])")
     g.add_argument("--restarts", type=int, default=1,
                    help="IPOPT: keep the best of init seeds s..s+K-1 at every grid point (default 1)")
+    c.add_collapse_retries(g)
     g.add_argument("--val-fraction", type=float, default=None,
                    help="hold out this fraction of the data (stratified, seeded by --seed); validation accuracy per run "
                         "(default: none; --arch conv: 0.2, as train)")
@@ -67,11 +69,11 @@ def run(args: argparse.Namespace) -> int:
     """``ocp-resnet sweep`` with the parsed flags; returns the exit code."""
     from pathlib import Path
 
-    from ..analysis.bound import check_bound
-    from ..analysis.sweep import format_summary, run_sweep, summarize, write_csv
-    from ..errors import ValidationError, check_choice
-    from ..runs import default_run_dir
-    from ._conv import ARCHS, apply_sweep_defaults, run_conv_sweep_cli
+    from ocp_resnet.analysis.bound import check_bound
+    from ocp_resnet.analysis.sweep import format_summary, run_sweep, summarize, write_csv
+    from ocp_resnet.cli._conv import ARCHS, apply_sweep_defaults, run_conv_sweep_cli
+    from ocp_resnet.errors import ValidationError, check_choice
+    from ocp_resnet.runs import default_run_dir
 
     arch = check_choice("arch", args.arch, ARCHS)
     apply_sweep_defaults(args, arch)
@@ -91,7 +93,10 @@ def run(args: argparse.Namespace) -> int:
         solver = {"optimizer": args.optimizer, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
                   "threads": args.threads}
     else:
-        solver = {"method": args.method, "tol": args.tol, "max_iter": args.max_iter, "hessian": args.hessian}
+        from ocp_resnet.solvers import make_solver
+
+        solver = c.with_retries(args, make_solver("casadi", method=args.method, tol=args.tol, max_iter=args.max_iter,
+                                                  hessian=args.hessian))
     config = {"argv": c.run_config(base_args, base, "sweep", {})["argv"],
               "data": {**c.data_config(args), "val_fraction": args.val_fraction}, "restarts": args.restarts}
     rows = run_sweep(base, gammas, blocks, seeds, out, backend=args.backend, solver=solver, tol=args.vanish_tol,
@@ -106,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
               else ["gamma", "N", "seed", "M"])
     print(report.format())
     if not args.no_plots:
-        from ..plotting import plot_sweep
+        from ocp_resnet.plotting import plot_sweep
 
         for path in plot_sweep(rows, out, title=args.dataset):
             print(f"wrote {path}")

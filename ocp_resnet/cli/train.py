@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..training import ARCHS
-from . import _common as c
+from ocp_resnet.cli import _common as c
+from ocp_resnet.training import ARCHS
 
 #: Per-architecture defaults of flags left unset (MLP: those of ``solve``). The dtype: the MLP
 #: twin trains in float64 like the CasADi model, conv nets in float32 (``--dtype`` overrides).
@@ -73,10 +73,10 @@ def register(sub) -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace):
     """The :class:`~ocp_resnet.training.TrainConfig` the flags describe (per-arch defaults applied)."""
-    from ..errors import check_choice
-    from ..objective import ObjectiveSpec
-    from ..torch import TrainOptions
-    from ..training import ConvNet, MLPNet, TrainConfig
+    from ocp_resnet.errors import check_choice
+    from ocp_resnet.model.objective import ObjectiveSpec
+    from ocp_resnet.torch import TrainOptions
+    from ocp_resnet.training import ConvNet, MLPNet, TrainConfig
 
     arch = check_choice("arch", args.arch, ARCHS)
     d = ARCH_DEFAULTS[arch]
@@ -103,7 +103,7 @@ def config_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """``ocp-resnet train`` with the parsed flags; returns the exit code."""
-    from ..training import train_run
+    from ocp_resnet.training import train_run
 
     t_start = time.perf_counter()
     res = train_run(config_from_args(args), log=None if args.quiet else c.echo)

@@ -35,12 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import architecture as arch
-from .. import objective as objective_mod
-from .._ops import TORCH
-from ..errors import ValidationError, check_choice, check_int
-from ..objective import ObjectiveSpec
-from .loss import stacked_stage_cost
+from ocp_resnet.errors import ValidationError, check_choice, check_int
+from ocp_resnet.model import architecture as arch
+from ocp_resnet.model import objective as objective_mod
+from ocp_resnet.model._ops import TORCH
+from ocp_resnet.model.objective import ObjectiveSpec
+from ocp_resnet.torch.loss import stacked_stage_cost
 
 NORMS = ("batch", "group", "none")
 
@@ -398,7 +398,7 @@ class ResNetV2(nn.Module):
 
 
 def images_of(data: Any) -> np.ndarray:
-    """Images (n, C, H, W) of a :class:`~ocp_resnet.data.Dataset` (``meta['images']``)."""
+    """Images (n, C, H, W) of a :class:`~ocp_resnet.data.datasets.Dataset` (``meta['images']``)."""
     imgs = getattr(data, "meta", {}).get("images")
     if imgs is None:
         raise ValidationError(

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ValidationError
+from ocp_resnet.errors import ValidationError
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class Context:
 
     def device(self, requested: str | torch.device | None) -> torch.device:
         """``auto``/``cuda`` become this rank's GPU ``cuda:LOCAL_RANK`` (one GPU per rank)."""
-        from .train import resolve_device
+        from ocp_resnet.torch.device import resolve_device
 
         dev = resolve_device(requested)
         if self.active and dev.type == "cuda":
@@ -159,7 +159,7 @@ def init_from_env(device: str | None = "auto", timeout_s: float = 1800.0) -> Con
 
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local = int(os.environ.get("LOCAL_RANK", rank))
-    from .train import resolve_device
+    from ocp_resnet.torch.device import resolve_device
 
     backend = "nccl" if resolve_device(device).type == "cuda" else "gloo"
     if not dist.is_initialized():

@@ -1,7 +1,7 @@
 """Numbers of trained weights: J and ∇J by autograd, evaluations and ``metrics.json`` records.
 
 * :func:`objective_and_gradient` — J(w) and ∇J(w) of an MLP problem's flat weights (float64);
-* :func:`mlp_evaluation`, :func:`conv_evaluation` — the one :class:`~ocp_resnet.evaluation.Evaluation`;
+* :func:`mlp_evaluation`, :func:`conv_evaluation` — the one :class:`~ocp_resnet.model.evaluation.Evaluation`;
 * :func:`training_status`, :func:`training_metrics` — the ``metrics.json`` schema of ``solve``.
 """
 from __future__ import annotations
@@ -12,15 +12,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import objective as objective_mod
-from .._ops import TORCH
-from ..errors import ValidationError
-from ..evaluation import Evaluation, evaluate, metrics_record
-from ..objective import ObjectiveSpec
-from ..status import Status
-from .conv import ConvSpec, ResNetV2
-from .loss import StageCostLoss, predictions, targets
-from .mlp import ResNetMLP
+from ocp_resnet.errors import ValidationError
+from ocp_resnet.model import objective as objective_mod
+from ocp_resnet.model._ops import TORCH
+from ocp_resnet.model.evaluation import Evaluation, evaluate, metrics_record
+from ocp_resnet.model.objective import ObjectiveSpec
+from ocp_resnet.status import Status
+from ocp_resnet.torch.conv import ConvSpec, ResNetV2
+from ocp_resnet.torch.loss import predictions, targets
 
 #: Torch training has no optimality certificate: a run counts as ``success`` only when its final
 #: full-batch gradient norm is at most this (the convention of compare and the analysis).
@@ -46,24 +45,8 @@ def training_metrics(ev: Evaluation, status: Status, grad_tol: float = GRAD_TOL,
 
 
 def mlp_evaluation(problem: Any, weights: Any) -> Evaluation:
-    """:func:`ocp_resnet.evaluation.evaluate` with the float64 torch-autograd gradient norm."""
+    """:func:`ocp_resnet.model.evaluation.evaluate` with the float64 torch-autograd gradient norm."""
     return evaluate(problem, weights, backend="torch")
-
-
-def objective_and_gradient(problem: Any, w: Any, device: Any = None) -> tuple[float, np.ndarray]:
-    """J(w) and ∇J(w) of an MLP :class:`~ocp_resnet.problem.Problem` by torch autograd, float64.
-
-    The torch twin of :func:`ocp_resnet.transcription.objective_and_gradient` (same flat order).
-    """
-    model = ResNetMLP(problem.spec, init=problem.params(w), dtype=torch.float64, device=device)
-    X = torch.as_tensor(problem.U.T, dtype=torch.float64, device=device)
-    T = torch.as_tensor(problem.T, dtype=torch.float64, device=device)
-    J, _ = StageCostLoss(problem.objective, problem.data.n_classes)(model, X, T.T)
-    model.zero_grad()
-    J.backward()
-    g = torch.cat([p.grad.reshape(-1) if p.grad is not None else torch.zeros_like(p).reshape(-1)
-                   for p in model.params().values()])
-    return float(J.detach().cpu()), g.detach().cpu().numpy().astype(np.float64)
 
 
 def conv_evaluation(model: ResNetV2, images: np.ndarray, y: np.ndarray, objective: ObjectiveSpec,

@@ -2,7 +2,7 @@
 
     J(w) = (1/n) Σ_i [ Σ_{k<N} γ_k ℓ(ŷ_k^i, y^i) + ℓ(ŷ_N^i, y^i) ] + λ Σ ||w||²
 
-The losses ℓ, the γ_k and λ come from :mod:`ocp_resnet.objective` (evaluated with the torch
+The losses ℓ, the γ_k and λ come from :mod:`ocp_resnet.model.objective` (evaluated with the torch
 back-end); a model supplies the per-sample stage cost through ``model.cost`` and its weights'
 penalty through ``model.regularization``.
 """
@@ -14,16 +14,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import objective as objective_mod
-from .._ops import TORCH
-from ..objective import ObjectiveSpec
+from ocp_resnet.model import objective as objective_mod
+from ocp_resnet.model._ops import TORCH
+from ocp_resnet.model.objective import ObjectiveSpec
 
 
 def weighted_stage_cost(obj: ObjectiveSpec, outs: Sequence[Any], t: torch.Tensor, n_classes: int) -> torch.Tensor:
     """Σ_k γ_k ℓ(ŷ_k, t) per sample, (1, n), from stage outputs ``outs`` (None where γ_k = 0).
 
-    The same sum as :func:`ocp_resnet.objective.sample_cost`, for models whose ŷ_k are not
-    produced by :func:`ocp_resnet.architecture.stage_outputs` (the conv net).
+    The same sum as :func:`ocp_resnet.model.objective.sample_cost`, for models whose ŷ_k are not
+    produced by :func:`ocp_resnet.model.architecture.stage_outputs` (the conv net).
     """
     gammas = obj.stage_weights(len(outs) - 1)
     const = obj.target_entropy(n_classes)
@@ -54,7 +54,7 @@ def stacked_stage_cost(obj: ObjectiveSpec, final: torch.Tensor, Z: torch.Tensor 
 
     One call of ``objective.loss`` for all K stages (its formulas reduce over dim 0, so they
     apply unchanged to the stacked logits) instead of K calls: the same sum as
-    :func:`ocp_resnet.objective.sample_cost`, with fewer, larger operations.
+    :func:`ocp_resnet.model.objective.sample_cost`, with fewer, larger operations.
     """
     cost = objective_mod.loss(obj, final, t, const, TORCH)
     if Z is not None and len(gammas):

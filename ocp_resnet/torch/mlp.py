@@ -1,8 +1,8 @@
 """The MLP ResNet as a torch ``nn.Module``: the exact twin of the CasADi model.
 
 Every formula (stem, branches, skips, head, intermediate outputs ŷ_k, losses) is the one in
-:mod:`ocp_resnet.architecture` / :mod:`ocp_resnet.objective`, evaluated with the torch back-end
-:data:`ocp_resnet._ops.TORCH`. Parameters carry the spec's names: ``state_dict`` keys are
+:mod:`ocp_resnet.model.architecture` / :mod:`ocp_resnet.model.objective`, evaluated with the torch back-end
+:data:`ocp_resnet.model._ops.TORCH`. Parameters carry the spec's names: ``state_dict`` keys are
 exactly the names in ``solution.npz`` (``stem.W``, ``block3.W1``, ``block3.S``, ``head.b`` …),
 because each ``stem``/``block{k}``/``head`` is a sub-module holding its parameters.
 
@@ -18,17 +18,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import architecture as arch
-from .. import objective as objective_mod
-from .._ops import TORCH
-from ..architecture import ArchSpec
-from ..errors import ValidationError
-from ..objective import ObjectiveSpec
-from .loss import stacked_stage_cost
+from ocp_resnet.errors import ValidationError
+from ocp_resnet.model import architecture as arch
+from ocp_resnet.model import objective as objective_mod
+from ocp_resnet.model._ops import TORCH
+from ocp_resnet.model.architecture import ArchSpec
+from ocp_resnet.model.objective import ObjectiveSpec
+from ocp_resnet.torch.loss import stacked_stage_cost
 
 
 class ResNetMLP(nn.Module):
-    """MLP ResNet built from an :class:`~ocp_resnet.architecture.ArchSpec`.
+    """MLP ResNet built from an :class:`~ocp_resnet.model.architecture.ArchSpec`.
 
     Parameters
     ----------

@@ -26,11 +26,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._iteration import StopOnSigint
-from ..errors import ValidationError, check_choice, check_float, check_int
-from ..objective import ObjectiveSpec
-from ..status import Status
-from .loss import StageCostLoss, predictions, targets
+from ocp_resnet.errors import ValidationError, check_choice, check_float, check_int
+from ocp_resnet.model.objective import ObjectiveSpec
+from ocp_resnet.solvers.iteration import StopOnSigint
+from ocp_resnet.status import Status
+from ocp_resnet.torch.device import DTYPES, resolve_device, resolve_dtype
+from ocp_resnet.torch.loss import StageCostLoss, predictions, targets
 
 
 @contextlib.contextmanager
@@ -54,39 +55,8 @@ def _cpu_kernels(device: Any) -> Iterator[None]:
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "lbfgs")
 SCHEDULES = ("cosine", "constant")
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: Learning rate used when none is given.
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-2, "adamw": 1e-2, "lbfgs": 1.0}
-
-
-def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
-    """``auto`` → cuda when present, else cpu; ``cuda[:i]`` fails clearly without a GPU."""
-    if isinstance(name, torch.device):
-        return name
-    name = "auto" if name is None else str(name)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValidationError(f"device {name!r}: no CUDA device is available here; use --device cpu or auto")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ValidationError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
-
-
-def resolve_dtype(name: str | torch.dtype) -> torch.dtype:
-    """``float32``/``float64`` (or a torch dtype) → the torch dtype.
-
-    Where each back-end's dtype is chosen: :class:`TrainOptions` defaults to float64; the CLI's
-    ``train`` sets it per architecture (``ocp_resnet.cli.train.ARCH_DEFAULTS``: ``--arch mlp``
-    float64, ``--arch conv`` float32, ``--dtype`` overrides), and ``sweep --backend torch
-    --arch conv`` follows it; ``compare`` trains in float64; metrics of trained runs are
-    evaluated in float64; the CasADi/IPOPT back-end is float64 throughout.
-    """
-    if isinstance(name, torch.dtype):
-        return name
-    check_choice("dtype", name, DTYPES)
-    return DTYPES[name]
 
 
 @dataclass
@@ -299,7 +269,7 @@ class _Fit:
 
     def __init__(self, trainer: Trainer, model: Any, inputs: Any, y: Any, val: tuple[Any, Any] | None,
                  callback: StepCallback | None) -> None:
-        from . import distributed
+        from ocp_resnet.torch import distributed
 
         self.trainer, self.model, self.callback = trainer, model, callback
         self.ctx = ctx = distributed.current()

@@ -9,152 +9,24 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from ._iteration import IterationMonitor, IterCallback, IterInfo, StopOnSigint  # noqa: F401 (IterInfo: re-exported)
-from .errors import ValidationError, check_choice, check_float, check_int
-from .evaluation import evaluate
-from .problem import Problem
-from .solution import Solution, SolveError, Status
-
-HESSIANS = ("auto", "exact", "lbfgs")
-METHODS = ("multiple-shooting", "single-shooting")
-
-
-@dataclass
-class IpoptOptions:
-    """Options of the IPOPT solve, validated when set.
-
-    ``ipopt`` passes any other IPOPT option through verbatim (e.g. ``{"mumps_pivot_order": 0}``).
-    """
-
-    tol: float = 1e-8
-    max_iter: int = 3000
-    print_level: int = 0
-    hessian: str = "auto"
-    ipopt: dict = field(default_factory=dict)
-    #: compile the per-sample functions with the C compiler: "auto" (where the evaluations
-    #: dominate, see :mod:`ocp_resnet.sizing`), True or False
-    jit: Any = "auto"
-    #: threads that evaluate the samples in parallel (CasADi's thread map); IPOPT/MUMPS itself
-    #: follows OMP_NUM_THREADS
-    threads: int = 1
-    #: multiple shooting: restarts from re-simulated states when IPOPT's multipliers diverge
-    #: (any |λ| > MAX_MULTIPLIER); 0 switches the guard off
-    divergence_restarts: int = 2
-
-    def __post_init__(self) -> None:
-        self.tol = check_float("tol", self.tol, 0.0, strict=True)
-        self.max_iter = check_int("max_iter", self.max_iter, 0)
-        self.print_level = check_int("print_level", self.print_level, 0)
-        if self.print_level > 12:
-            raise ValidationError(f"print_level must be 0..12, got {self.print_level}")
-        check_choice("hessian", self.hessian, HESSIANS)
-        self.threads = check_int("threads", self.threads, 1)
-        self.divergence_restarts = check_int("divergence_restarts", self.divergence_restarts, 0)
-        if self.jit not in ("auto", True, False):
-            raise ValidationError(f"jit must be 'auto', True or False, got {self.jit!r}")
-        if not isinstance(self.ipopt, Mapping):
-            raise ValidationError("ipopt options must be a mapping name -> value, e.g. {'mumps_pivot_order': 0}")
-        if self.ipopt:
-            _check_ipopt_options(self.ipopt_dict(), self.ipopt)
-
-    def to_dict(self) -> dict:
-        """The options as plain data (written to ``config.json``)."""
-        return asdict(self)
-
-    def ipopt_dict(self) -> dict[str, Any]:
-        """The options handed to IPOPT (ours, then the user's ``ipopt`` overrides)."""
-        opts: dict[str, Any] = {
-            "tol": self.tol,
-            "max_iter": self.max_iter,
-            "print_level": self.print_level,
-            "sb": "yes",
-            "print_timing_statistics": "no",
-            # The KKT matrix is an arrowhead (per-sample blocks bordered by the weights): AMD
-            # orders it far better than MUMPS' automatic choice, and a small workspace margin
-            # avoids re-allocating ~10x the factor every iteration (docs/performance.md).
-            "mumps_pivot_order": 0,
-            "mumps_mem_percent": 5,
-            # Least-squares multipliers whenever the dynamics hold to 1 (for multiple shooting
-            # they are the exact adjoints of the current weights): without them a fourth-digit
-            # change of γ sent IPOPT's dual infeasibility to 1e9 and the solve never ended; with
-            # them every solve of the robustness suite converged (docs/performance.md,
-            # benchmarks/robustness.py). `--ipopt recalc_y=no` gives the previous behaviour.
-            "recalc_y": "yes",
-            "recalc_y_feas_tol": 1.0,
-        }
-        if self.hessian == "lbfgs":  # "auto" is resolved by solve() before IPOPT sees it
-            opts["hessian_approximation"] = "limited-memory"
-        opts.update(self.ipopt)
-        return opts
-
-
-def _check_ipopt_options(opts: Mapping[str, Any], given: Mapping[str, Any]) -> None:
-    """Let IPOPT itself vet pass-through options on a one-variable problem (milliseconds)."""
-    import casadi as ca
-
-    x = ca.SX.sym("x")
-    try:
-        ca.nlpsol("check_options", "ipopt", {"x": x, "f": x * x}, {"ipopt": dict(opts), "print_time": False})
-    except RuntimeError as exc:
-        reason = str(exc).strip().splitlines()[-1].split(": ", 1)[-1]
-        raise ValidationError(
-            f"IPOPT rejects the options {dict(given)!r}: {reason}; check the names and value types "
-            "against IPOPT's option list (https://coin-or.github.io/Ipopt/OPTIONS.html)"
-        ) from None
-
-
-def initial_weights(problem: Problem, init: Any = "random", seed: int = 0) -> np.ndarray:
-    """Flat initial weights: ``"random"`` (seeded), ``"zeros"``, a flat array, a name → array
-    mapping, a :class:`Solution`, or a path to a ``solution.npz`` / run directory (warm start)."""
-    w = _initial_weights(problem, init, seed)
-    if not np.all(np.isfinite(w)):
-        raise ValidationError("the initial weights contain NaN or inf: warm-start from a finite run, or use --init random/zeros")
-    return w
-
-
-def _initial_weights(problem: Problem, init: Any, seed: int) -> np.ndarray:
-    spec = problem.spec
-    seed = check_int("seed", seed, 0)
-    if isinstance(init, str) and init in ("random", "zeros"):
-        return spec.flatten(spec.init_params(init, seed))
-    if isinstance(init, Solution):
-        init = init.w
-    if isinstance(init, Mapping):
-        return spec.flatten(init)
-    if isinstance(init, np.ndarray):
-        w = np.asarray(init, dtype=float).ravel()
-        if w.size != spec.n_params:
-            raise ValidationError(f"initial weights have {w.size} entries, this spec needs {spec.n_params}")
-        return w
-    if isinstance(init, (str,)) or hasattr(init, "__fspath__"):
-        from pathlib import Path
-
-        from .runs import load_weights
-
-        if not Path(init).exists():
-            raise ValidationError(
-                f"unknown init {str(init)!r}: use random, zeros, or the path of a run directory / solution.npz"
-            )
-
-        weights = load_weights(init)
-        extra = sorted(set(weights) - set(spec.param_shapes()))
-        if extra:
-            raise ValidationError(
-                f"{init}: weights {', '.join(extra[:5])} are not in this architecture: the weights do not match "
-                "this spec; check --blocks/--width/--branch against the weights file"
-            )
-        return spec.flatten(weights)
-    raise ValidationError(f"init must be 'random', 'zeros', an array or a path, got {type(init).__name__}")
+from ocp_resnet.errors import check_choice
+from ocp_resnet.model.evaluation import evaluate
+from ocp_resnet.model.problem import Problem
+from ocp_resnet.solvers.base import Backend, Init, Log, Method
+from ocp_resnet.solvers.init import initial_weights
+from ocp_resnet.solvers.ipopt.options import METHODS, IpoptOptions
+from ocp_resnet.solvers.iteration import IterationMonitor, IterCallback, IterInfo, StopOnSigint  # noqa: F401 (IterInfo: re-exported)
+from ocp_resnet.solvers.solution import Solution, SolveError, Status
 
 
 def solve(
     problem: Problem,
-    method: str = "auto",
+    method: Method = "auto",
     options: IpoptOptions | None = None,
     init: Any = "random",
     seed: int = 0,
@@ -166,7 +38,7 @@ def solve(
     """Solve ``problem`` with IPOPT after transcribing it with ``method``.
 
     ``method="auto"`` and ``options.hessian="auto"`` (the defaults) pick the transcription and
-    Hessian from the problem's size before anything is built (:func:`ocp_resnet.sizing.plan`);
+    Hessian from the problem's size before anything is built (:func:`ocp_resnet.solvers.ipopt.sizing.plan`);
     a problem no path can do is refused at once with a :class:`ValidationError`.
 
     ``init`` may be a :class:`Solution` of the same problem structure (e.g. the previous point
@@ -182,9 +54,9 @@ def solve(
     the last completed iterate and status ``interrupted``; the worker stops at the end of its
     current iteration.
     """
-    from .sizing import plan as plan_path
-    from .transcription import objective_and_gradient
-    from .transcription._common import check_smooth
+    from ocp_resnet.solvers.ipopt.sizing import plan as plan_path
+    from ocp_resnet.solvers.ipopt.transcription import objective_and_gradient
+    from ocp_resnet.solvers.ipopt.transcription._common import check_smooth
 
     options = options or IpoptOptions()
     check_choice("method", method, ("auto", *METHODS))
@@ -248,7 +120,7 @@ class _IpoptJob:
     def run(self) -> None:
         import casadi as ca
 
-        from .transcription import transcribe
+        from ocp_resnet.solvers.ipopt.transcription import transcribe
 
         nlp = self.nlp = transcribe(self.problem, self.method, jit=bool(self.options.jit), threads=self.options.threads)
         if self.log is not None:
@@ -386,3 +258,46 @@ def _jsonable(obj: Any) -> Any:
         return _jsonable(np.asarray(obj, dtype=float).tolist())
     except Exception:
         return str(obj)
+
+
+@dataclass(frozen=True)
+class IpoptSolver:
+    """IPOPT on a transcription of the problem: the :class:`~ocp_resnet.solvers.base.Solver` of the
+    CasADi back-end.
+
+    ``method``: ``"multiple-shooting"``, ``"single-shooting"`` or ``"auto"`` (chosen from the
+    problem's size before anything is built, :func:`ocp_resnet.solvers.ipopt.sizing.plan`);
+    ``options``: IPOPT's tolerance, iteration limit, Hessian and pass-through options.
+    ``callback`` and ``interruptible`` are those of :func:`solve`.
+    """
+
+    method: Method = "auto"
+    options: IpoptOptions = field(default_factory=IpoptOptions)
+    callback: IterCallback | None = None
+    interruptible: bool = True
+
+    def __post_init__(self) -> None:
+        check_choice("method", self.method, ("auto", *METHODS))
+
+    @property
+    def backend(self) -> Backend:
+        """Always ``"casadi"``."""
+        return "casadi"
+
+    @property
+    def name(self) -> str:
+        """``ipopt/<method>``."""
+        return f"ipopt/{self.method}"
+
+    def solve(self, problem: Problem, init: Init = "random", seed: int = 0, log: Log | None = None) -> Solution:
+        """:func:`solve` with this solver's method and options."""
+        return solve(problem, method=self.method, options=self.options, init=init, seed=seed, log=log,
+                     callback=self.callback, interruptible=self.interruptible)
+
+    def record(self) -> dict[str, Any]:
+        """``{"backend": "casadi", "method": ..., **options}``."""
+        return {"backend": "casadi", "method": self.method, **self.options.to_dict()}
+
+    def with_options(self, **changes: Any) -> IpoptSolver:
+        """The same solver with some IPOPT options changed (``tol``, ``max_iter``, ``ipopt`` ...)."""
+        return replace(self, options=replace(self.options, **changes))

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ValidationError, check_choice, check_int
+from ocp_resnet.errors import ValidationError, check_choice, check_int
 
 READERS = ("auto", "torchvision", "builtin")
 CIFAR_DIR = "cifar-10-batches-py"
@@ -145,7 +145,7 @@ def load_cifar10(directory: str | os.PathLike, split: str = "train", reader: str
 
 def load_idx_images(directory: str | os.PathLike, split: str = "train", reader: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """MNIST / Fashion-MNIST images (n, 1, 28, 28) uint8 and labels from raw IDX files."""
-    from .data import _read_idx
+    from ocp_resnet.data.arrays import read_idx
 
     found = layout(directory)
     if found is None or found[0] != "idx":
@@ -165,7 +165,7 @@ def load_idx_images(directory: str | os.PathLike, split: str = "train", reader: 
                     return cand
         raise ValidationError(f"{d}: no {prefix}-{kind} IDX file found")
 
-    images, labels = _read_idx(find("images")), _read_idx(find("labels")).astype(int)
+    images, labels = read_idx(find("images")), read_idx(find("labels")).astype(int)
     if images.ndim != 3 or len(images) != len(labels):
         raise ValidationError(f"{d}: {images.shape} images do not match {len(labels)} labels")
     return images[:, None], labels
@@ -173,8 +173,8 @@ def load_idx_images(directory: str | os.PathLike, split: str = "train", reader: 
 
 def load_image_dir(path: str | os.PathLike, n_samples: int | None = None, seed: int = 0, split: str = "train",
                    reader: str = "auto") -> Any:
-    """A :class:`~ocp_resnet.data.Dataset` (``meta['images']`` (n, C, H, W) in [0, 1]) from a torchvision layout."""
-    from .data import _from_arrays
+    """A :class:`~ocp_resnet.data.datasets.Dataset` (``meta['images']`` (n, C, H, W) in [0, 1]) from a torchvision layout."""
+    from ocp_resnet.data.arrays import from_arrays
 
     found = layout(path)
     if found is None:
@@ -190,7 +190,7 @@ def load_image_dir(path: str | os.PathLike, n_samples: int | None = None, seed: 
         raise ValidationError(f"{d}: labels must be 0..{N_CLASSES - 1}, found {labels.min()}..{labels.max()}")
     imgs = images.astype(np.float64) / 255.0
     name = "cifar10" if kind == "cifar10" else (d.parent.name.lower() if d.name == "raw" else "mnist")
-    ds = _from_arrays(imgs.reshape(len(imgs), -1), labels, name, {"images": imgs}, whole=False)
+    ds = from_arrays(imgs.reshape(len(imgs), -1), labels, name, {"images": imgs}, whole=False)
     ds.n_classes = N_CLASSES  # all three sets have ten classes, also when a subset lacks some
     return ds
 
@@ -202,7 +202,7 @@ def synthetic_images(n_samples: int = 256, channels: int = 3, size: int = 32, n_
     For tests and throughput benchmarks (any size, no files); learnable, not trivially so at
     ``noise`` 0.5. Images (n, channels, size, size) in ``meta['images']``.
     """
-    from .data import Dataset
+    from ocp_resnet.data.arrays import Dataset
 
     n_samples = check_int("n_samples", n_samples, n_classes)
     rng = np.random.default_rng(seed)

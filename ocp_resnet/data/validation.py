@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .data import Dataset
-from .errors import ValidationError, check_float
+from ocp_resnet.data.arrays import Dataset
+from ocp_resnet.errors import ValidationError, check_float
 
 
 def split(data: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Dataset]:
@@ -34,16 +34,6 @@ def split(data: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Datas
     meta = {**data.meta, "val_fraction": fraction, "split_seed": seed}
     return (Dataset(data.X[tr], data.y[tr], data.n_classes, data.name, meta),
             Dataset(data.X[va], data.y[va], data.n_classes, f"{data.name} (held out)", meta))
-
-
-def validation_metrics(problem: Any, weights: Any, val: Dataset) -> dict[str, Any]:
-    """``val_*`` fields of ``metrics.json``: stage losses/accuracies of ``weights`` on ``val``."""
-    from .evaluation import evaluate
-    from .problem import Problem
-
-    ev = evaluate(Problem(problem.spec, problem.objective, val), weights, gradient=False)
-    return {"val_n_samples": val.n_samples, "val_loss": ev.final_loss, "val_accuracy": ev.stage_accuracy[-1],
-            "val_stage_losses": ev.stage_losses, "val_stage_accuracy": ev.stage_accuracy}
 
 
 def val_data_file(val: Dataset) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .errors import ValidationError
+from ocp_resnet.errors import ValidationError
 
 #: Effective rates measured on the reference machine (docs/performance.md): MUMPS on the
 #: arrowhead KKT, and CasADi's SX virtual machine on the per-sample functions.
@@ -147,7 +147,7 @@ def _jit(problem, hessian: str) -> bool:
     of cheap iterations, each a few objective/gradient evaluations over all samples), when a
     C compiler is there. On the exact-Hessian paths the factorisation dominates and the ~1 s
     compile would not pay back (docs/performance.md)."""
-    from .transcription._common import c_compiler
+    from ocp_resnet.solvers.ipopt.transcription._common import c_compiler
 
     return hessian == "lbfgs" and c_compiler() is not None
 

@@ -20,8 +20,8 @@ from typing import Any
 import casadi as ca
 import numpy as np
 
-from ..architecture import SMOOTH_ACTIVATIONS
-from ..errors import ValidationError
+from ocp_resnet.errors import ValidationError
+from ocp_resnet.model.architecture import SMOOTH_ACTIVATIONS
 
 
 @dataclass
@@ -95,7 +95,7 @@ def sample_symbols(problem) -> tuple[Any, Any, Any, dict]:
     u = ca.SX.sym("u", spec.input_dim)
     t = ca.SX.sym("t", problem.T.shape[0])
     w = ca.SX.sym("w", spec.n_params)
-    from .._ops import CASADI
+    from ocp_resnet.model._ops import CASADI
 
     return u, t, w, spec.unflatten(w, CASADI)
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from . import architecture as arch
-from .errors import ValidationError, check_choice, check_float, check_mapping
+from ocp_resnet.errors import ValidationError, check_choice, check_float, check_mapping
+from ocp_resnet.model import architecture as arch
 
 LOSSES = ("ce", "bce", "mse", "sce")
 

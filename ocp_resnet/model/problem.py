@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from . import architecture as arch
-from . import objective as objective_mod
-from ._ops import NUMPY
-from .data import Dataset, check_dataset
-from .errors import ValidationError
-from .evaluation import Evaluation
+from ocp_resnet.data.arrays import Dataset, check_dataset
+from ocp_resnet.errors import ValidationError
+from ocp_resnet.model import architecture as arch
+from ocp_resnet.model import objective as objective_mod
+from ocp_resnet.model._ops import NUMPY
+from ocp_resnet.model.evaluation import Evaluation
 
 
 class Problem:

@@ -7,7 +7,7 @@ iteration with the current iterate. :class:`IterationMonitor` uses it to
 * hand a small :class:`IterInfo` record to a user ``callback(info)`` (a trace of objective,
   primal infeasibility and wall time, e.g. for comparing optimizers); the callback may return
   ``True`` to stop the solve;
-* stop IPOPT when its ``stop`` event is set: :func:`ocp_resnet.solvers.solve` runs IPOPT in a
+* stop IPOPT when its ``stop`` event is set: :func:`ocp_resnet.solvers.ipopt.solver.solve` runs IPOPT in a
   worker thread (CasADi releases the GIL while IPOPT runs) and the main thread, which holds
   the SIGINT handler (:class:`StopOnSigint`), sets the event on Ctrl-C and answers at once
   with the last completed iterate, even in the middle of a long factorisation.

@@ -8,7 +8,7 @@ The network (docs/theory.md), with states as columns::
     F_k(x)  = W2 σ(W1 x + b1) + b2               branch "basic"
     ŷ       = H(x_N) = W_H x_N + b_H
 
-Every formula takes an ``ops`` back-end (:class:`ocp_resnet._ops.ArrayOps`), so every
+Every formula takes an ``ops`` back-end (:class:`ocp_resnet.model._ops.ArrayOps`), so every
 back-end (numpy, the NLP's symbolic one, torch) evaluates the very same code; this module
 names none of them. Parameters live in an ordered ``dict`` with stable names
 (``stem.W``, ``block3.W1``, ``block3.S``, ``head.b`` ...), flattened row-major.
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ._ops import NUMPY, ArrayOps
-from .errors import ValidationError, check_choice, check_float, check_int, check_mapping
+from ocp_resnet.errors import ValidationError, check_choice, check_float, check_int, check_mapping
+from ocp_resnet.model._ops import NUMPY, ArrayOps
 
 #: ``none``: a projection-only block, F_k ≡ 0 with no parameters (what pruning leaves of a
 #: vanished block whose skip is a projection).

@@ -10,10 +10,10 @@ from __future__ import annotations
 import casadi as ca
 import numpy as np
 
-from .. import architecture as arch
-from .. import objective as objective_mod
-from .._ops import CASADI, NUMPY
-from ._common import NLP, check_smooth, sample_functions, sample_symbols, structured_nlp
+from ocp_resnet.model import architecture as arch
+from ocp_resnet.model import objective as objective_mod
+from ocp_resnet.model._ops import CASADI, NUMPY
+from ocp_resnet.solvers.ipopt.transcription._common import NLP, check_smooth, sample_functions, sample_symbols, structured_nlp
 
 
 def _sample_problem(problem):

@@ -1,4 +1,4 @@
-"""Transcriptions of a :class:`~ocp_resnet.problem.Problem` into an NLP (one file each;
+"""Transcriptions of a :class:`~ocp_resnet.model.problem.Problem` into an NLP (one file each;
 docs/theory.md, "Transcriptions").
 
 * ``single-shooting``: the weights are the only variables; states are simulated.
@@ -8,9 +8,9 @@ Both produce the same :class:`NLP` interface, so the solver does not care which 
 """
 from __future__ import annotations
 
-from ._common import NLP
-from .multiple_shooting import multiple_shooting
-from .single_shooting import objective_and_gradient, single_shooting
+from ocp_resnet.solvers.ipopt.transcription._common import NLP
+from ocp_resnet.solvers.ipopt.transcription.multiple_shooting import multiple_shooting
+from ocp_resnet.solvers.ipopt.transcription.single_shooting import objective_and_gradient, single_shooting
 
 METHODS = {"single-shooting": single_shooting, "multiple-shooting": multiple_shooting}
 
@@ -19,7 +19,7 @@ def transcribe(problem, method: str = "multiple-shooting", jit: bool = False, th
     """Build the NLP of ``problem`` with the named transcription (``jit``: compile the
     per-sample functions with the C compiler, see :func:`._common.compiled`; ``threads``:
     evaluate the samples in that many threads)."""
-    from ..errors import check_choice
+    from ocp_resnet.errors import check_choice
 
     check_choice("method", method, METHODS)
     return METHODS[method](problem, jit=jit, threads=threads)

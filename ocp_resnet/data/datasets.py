@@ -6,40 +6,17 @@ uses and checks the result (finite values, at least two classes).
 """
 from __future__ import annotations
 
-import gzip
 import os
-import struct
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import ValidationError, check_float, check_int
+from ocp_resnet.data.arrays import Dataset, check_dataset, from_arrays, read_idx
+from ocp_resnet.errors import ValidationError, check_float, check_int
 
 GENERATORS = ("spirals", "moons", "circles", "xor")
 BUILTIN = GENERATORS + ("digits",)
-
-
-@dataclass
-class Dataset:
-    """Features ``X`` (n, p), labels ``y`` (n,), class count and a description."""
-
-    X: np.ndarray
-    y: np.ndarray
-    n_classes: int
-    name: str = "data"
-    meta: dict = field(default_factory=dict)
-
-    @property
-    def n_samples(self) -> int:
-        """Number of samples n (rows of ``X``)."""
-        return int(self.X.shape[0])
-
-    @property
-    def n_features(self) -> int:
-        """Number of input features p (columns of ``X``)."""
-        return int(self.X.shape[1])
 
 
 # ------------------------------------------------------------------------- generators
@@ -126,7 +103,7 @@ def load_npz(path: str | os.PathLike) -> Dataset:
     if X.ndim > 2:
         meta["images"] = X.astype(float)
         X = X.reshape(X.shape[0], -1)
-    return _from_arrays(X, y, Path(path).name, meta)
+    return from_arrays(X, y, Path(path).name, meta)
 
 
 def load_csv(path: str | os.PathLike) -> Dataset:
@@ -154,24 +131,7 @@ def load_csv(path: str | os.PathLike) -> Dataset:
         raise ValidationError(f"{path}: the CSV has no data rows; give at least two samples, last column = label")
     if A.shape[1] < 2:
         raise ValidationError(f"{path}: a CSV needs feature columns and a last label column")
-    return _from_arrays(A[:, :-1], A[:, -1], Path(path).name, {})
-
-
-def _read_idx(path: Path) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as fh:
-            raw = fh.read()
-    except OSError as exc:
-        raise ValidationError(f"{path}: cannot read ({exc}); check the MNIST directory") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise ValidationError(f"{path}: not an unsigned-byte IDX file (bad magic number)")
-    ndim = raw[3]
-    dims = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise ValidationError(f"{path}: truncated IDX file ({data.size} of {int(np.prod(dims))} values)")
-    return data.reshape(dims)
+    return from_arrays(A[:, :-1], A[:, -1], Path(path).name, {})
 
 
 def load_mnist_idx(directory: str | os.PathLike, split: str = "train", n_samples: int | None = None, seed: int = 0) -> Dataset:
@@ -186,36 +146,15 @@ def load_mnist_idx(directory: str | os.PathLike, split: str = "train", n_samples
                     return cand
         raise ValidationError(f"{d}: no {prefix}-{kind} IDX file found; point --dataset at the MNIST directory")
 
-    images = _read_idx(find("images")).astype(float) / 255.0
-    labels = _read_idx(find("labels")).astype(int)
+    images = read_idx(find("images")).astype(float) / 255.0
+    labels = read_idx(find("labels")).astype(int)
     if len(images) != len(labels):
         raise ValidationError(f"{d}: {len(images)} images but {len(labels)} labels")
     if n_samples is not None and n_samples < len(labels):
         idx = np.sort(np.random.default_rng(seed).choice(len(labels), n_samples, replace=False))
         images, labels = images[idx], labels[idx]
-    return _from_arrays(images.reshape(len(images), -1), labels, "mnist", {"images": images},
+    return from_arrays(images.reshape(len(images), -1), labels, "mnist", {"images": images},
                         whole=n_samples is None)
-
-
-def _from_arrays(X: Any, y: Any, name: str, meta: dict, whole: bool = True) -> Dataset:
-    """``whole``: the arrays are a whole user file, so every class 0..C-1 must occur in it."""
-    X = np.asarray(X)
-    y = np.asarray(y)
-    if X.dtype.kind not in "fiub" or y.dtype.kind not in "fiub":
-        raise ValidationError(f"{name}: X and y must be numeric arrays (got {X.dtype}, {y.dtype})")
-    if y.dtype.kind == "f":
-        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
-            raise ValidationError(f"{name}: labels y must be integers 0..C-1")
-    y = y.astype(int)
-    labels = np.unique(y)
-    n_classes = int(labels.max()) + 1 if labels.size else 0
-    if whole and labels.size and labels.min() >= 0 and labels.size != n_classes:  # e.g. 1-based, or digits 3 and 8
-        shown = ", ".join(map(str, labels[:10])) + (", …" if labels.size > 10 else "")
-        raise ValidationError(
-            f"{name}: labels must be 0..C-1 with every class present, found {shown}: relabel them, "
-            "e.g. y = numpy.unique(y, return_inverse=True)[1]"
-        )
-    return Dataset(X.astype(float), y, n_classes, name, meta)
 
 
 # ------------------------------------------------------------------------- entry point
@@ -243,8 +182,8 @@ def load_dataset(
         ds = gen(**kw)
     elif name == "digits":
         ds = digits(n_samples=n_samples, dim=dim, seed=seed)
-    elif name == "synthetic-images":  # 3x32x32, 10 classes (ocp_resnet.vision); for tests and benchmarks
-        from .vision import synthetic_images
+    elif name == "synthetic-images":  # 3x32x32, 10 classes (ocp_resnet.data.vision); for tests and benchmarks
+        from ocp_resnet.data.vision import synthetic_images
 
         ds = synthetic_images(n_samples=256 if n_samples is None else n_samples, seed=seed,
                               **({} if noise is None else {"noise": noise}))
@@ -256,8 +195,7 @@ def load_dataset(
                 ".npz/.csv file, an MNIST IDX directory or a CIFAR-10 python-batch directory"
             )
         if p.is_dir():
-            from . import vision
-
+            from ocp_resnet.data import vision
             found = vision.layout(p)  # torchvision's layouts: CIFAR-10 batches, ROOT/MNIST/raw, ...
             if found is not None and (found[0] == "cifar10" or found[1] != p):
                 ds = vision.load_image_dir(p, n_samples=n_samples, seed=seed)
@@ -285,33 +223,3 @@ def load_dataset(
 
 def _subset_meta(meta: dict, idx: np.ndarray) -> dict:
     return {k: (v[idx] if isinstance(v, np.ndarray) else v) for k, v in meta.items()}
-
-
-def check_dataset(ds: Dataset) -> Dataset:
-    """Reject data no solver should see, with a message that names the fix."""
-    X, y = np.asarray(ds.X), np.asarray(ds.y)
-    y_ok = y.dtype.kind in "iu" or (y.dtype.kind == "f" and bool(np.all(np.isfinite(y) & (y == np.round(y)))))
-    if X.dtype.kind not in "fiu" or not y_ok:
-        raise ValidationError(
-            f"{ds.name}: X must be a numeric array and y integer labels 0..C-1 (got dtypes {X.dtype}, {y.dtype})"
-        )
-    if X.ndim != 2:
-        raise ValidationError(f"{ds.name}: X must be 2-D (n_samples, n_features), got shape {X.shape}")
-    if X.shape[0] == 0:
-        raise ValidationError(f"{ds.name}: the data set is empty; give at least two samples")
-    if y.ndim != 1 or y.shape[0] != X.shape[0]:
-        raise ValidationError(
-            f"{ds.name}: y must be 1-D with one label per row of X ({X.shape[0]}), got shape {y.shape}"
-        )
-    if X.shape[1] == 0:
-        raise ValidationError(f"{ds.name}: X has no feature columns; give at least one feature per sample")
-    if not np.all(np.isfinite(X)):
-        raise ValidationError(f"{ds.name}: X contains NaN or inf; clean or impute the data first")
-    if y.min() < 0:
-        raise ValidationError(f"{ds.name}: labels must be integers 0..C-1, found {int(y.min())}")
-    if y.max() >= ds.n_classes:
-        raise ValidationError(f"{ds.name}: label {int(y.max())} is out of range 0..{ds.n_classes - 1}")
-    if np.unique(y).size < 2:
-        raise ValidationError(f"{ds.name}: the labels have fewer than two classes; a classifier needs at least two")
-    check_int("n_classes", ds.n_classes, 2)
-    return ds

@@ -12,10 +12,10 @@ from typing import Any
 import casadi as ca
 import numpy as np
 
-from .. import architecture as arch
-from .. import objective as objective_mod
-from .._ops import CASADI
-from ._common import NLP, check_smooth, sample_functions, sample_symbols, structured_nlp
+from ocp_resnet.model import architecture as arch
+from ocp_resnet.model import objective as objective_mod
+from ocp_resnet.model._ops import CASADI
+from ocp_resnet.solvers.ipopt.transcription._common import NLP, check_smooth, sample_functions, sample_symbols, structured_nlp
 
 
 def _sample_cost_function(problem) -> tuple[Any, Any, Any, Any]:

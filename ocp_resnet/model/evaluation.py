@@ -3,7 +3,7 @@
 
 * :class:`Evaluation` — objective, stage losses and accuracies, block and residual norms and
   (when asked for) the gradient norm ‖∇J(w)‖ of the weights on the problem's data;
-* :func:`evaluate` — the :class:`Evaluation` of an MLP :class:`~ocp_resnet.problem.Problem`
+* :func:`evaluate` — the :class:`Evaluation` of an MLP :class:`~ocp_resnet.model.problem.Problem`
   (numpy numbers; the gradient by CasADi or, with ``backend="torch"``, by torch autograd);
 * :func:`metrics_record` — the ``metrics.json`` record of an evaluation and its status, the
   one schema that solves, trainings, prunes and sweeps write.
@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .status import Status
+from ocp_resnet.status import Status
 
 if TYPE_CHECKING:
-    from .problem import Problem
+    from ocp_resnet.data.arrays import Dataset
+    from ocp_resnet.model.problem import Problem
 
 
 @dataclass
@@ -73,10 +74,10 @@ def evaluate(problem: Problem, w: np.ndarray | Mapping[str, Any], *, gradient: b
 def objective_and_gradient(problem: Problem, w: np.ndarray, backend: str = "casadi") -> tuple[float, np.ndarray]:
     """J(w) and ∇J(w) of the flat weights ``w`` by CasADi (``"casadi"``) or torch autograd (``"torch"``)."""
     if backend == "torch":
-        from .torch.evaluate import objective_and_gradient as torch_objective_and_gradient
+        from ocp_resnet.torch.gradient import objective_and_gradient as torch_objective_and_gradient
 
         return torch_objective_and_gradient(problem, w)
-    from .transcription import objective_and_gradient as casadi_objective_and_gradient
+    from ocp_resnet.solvers.ipopt.transcription import objective_and_gradient as casadi_objective_and_gradient
 
     return casadi_objective_and_gradient(problem, w)
 
@@ -94,3 +95,10 @@ def metrics_record(ev: Evaluation, status: Status, *, status_message: str | None
         "success": status.success,
         **extra,
     }
+
+
+def validation_metrics(problem: Problem, weights: Any, val: Dataset) -> dict[str, Any]:
+    """``val_*`` fields of ``metrics.json``: stage losses/accuracies of ``weights`` on ``val``."""
+    ev = evaluate(type(problem)(problem.spec, problem.objective, val), weights, gradient=False)
+    return {"val_n_samples": val.n_samples, "val_loss": ev.final_loss, "val_accuracy": ev.stage_accuracy[-1],
+            "val_stage_losses": ev.stage_losses, "val_stage_accuracy": ev.stage_accuracy}

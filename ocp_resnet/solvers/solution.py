@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from .evaluation import Evaluation, metrics_record
-from .status import Status
+from ocp_resnet.model.evaluation import Evaluation, metrics_record
+from ocp_resnet.status import Status
 
 
 @dataclass
@@ -37,6 +37,9 @@ class Solution:
     x: np.ndarray | None = None
     lam_g: np.ndarray | None = None
     lam_x: np.ndarray | None = None
+    #: what the status means for this solver when it says more than ``status.message`` (a
+    #: torch training that ran all its epochs names its gradient tolerance)
+    status_message: str | None = None
 
     @property
     def success(self) -> bool:
@@ -56,7 +59,7 @@ class Solution:
     def metrics(self) -> dict[str, Any]:
         """The ``metrics.json`` record (the same schema for every back-end)."""
         return metrics_record(
-            self.evaluation, self.status,
+            self.evaluation, self.status, status_message=self.status_message,
             iterations=self.iterations,
             build_time_s=self.build_time_s,
             solve_time_s=self.solve_time_s,

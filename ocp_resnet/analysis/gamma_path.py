@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import ValidationError, check_float, check_int
-from ..solvers import IpoptOptions
-from ..status import Status
-from .blocks import DEFAULT_TOL, analyze
-from .restarts import RestartRecord, best_index, record, solve_restarts
+from ocp_resnet.analysis.blocks import DEFAULT_TOL, analyze
+from ocp_resnet.analysis.restarts import RestartRecord, best_index, record, solve_restarts
+from ocp_resnet.errors import ValidationError, check_float, check_int
+from ocp_resnet.model.problem import Problem
+from ocp_resnet.solvers import IpoptOptions, IpoptSolver, Solution, Solver, make_solver
+from ocp_resnet.status import Status
 
 #: IPOPT options of a warm-started path point. Without ``warm_start_init_point`` IPOPT ignores
 #: the given multipliers and computes least-squares ones. Measured on 5 problems (γ path
@@ -37,7 +38,7 @@ COLUMNS = ("gamma", "objective", "final_loss", "train_accuracy", "val_accuracy",
 
 def with_gamma(problem: Any, gamma: float) -> Any:
     """``problem`` with one stage weight γ for every stage."""
-    from ..problem import Problem
+    from ocp_resnet.model.problem import Problem
 
     return Problem(problem.spec, replace(problem.objective, gamma=float(gamma)), problem.data)
 
@@ -56,40 +57,49 @@ def warm_options(options: IpoptOptions | None) -> IpoptOptions:
     return replace(options, ipopt={**WARM_START_IPOPT, **dict(options.ipopt)})
 
 
+def warm_solver(solver: Solver) -> Solver:
+    """The solver of a warm-started point: IPOPT with :data:`WARM_START_IPOPT` added (the user's
+    own settings win); any other solver starts from the previous weights as it is."""
+    from ocp_resnet.analysis.retry import RetryOnCollapse
+
+    if isinstance(solver, RetryOnCollapse):
+        return replace(solver, solver=warm_solver(solver.solver))
+    if isinstance(solver, IpoptSolver):
+        return replace(solver, options=warm_options(solver.options))
+    return solver
+
+
 def iter_path(
     problem_or_factory: Any,
     gammas: Sequence[float],
-    method: str = "multiple-shooting",
-    options: IpoptOptions | None = None,
+    solver: Solver | None = None,
     init: Any = "random",
     seed: int = 0,
     restarts: int = 1,
     warm_start: bool = True,
     tol: float = DEFAULT_TOL,
     log: Callable[[str], None] | None = None,
-):
+) -> Iterator[tuple[float, Problem, Solution, list[RestartRecord]]]:
     """Yield ``(gamma, problem, solution, restart_records)`` point by point (see :func:`path`)."""
-    from ..solvers import solve
-
     gammas = check_gammas(gammas)
     restarts = check_int("restarts", restarts, 1)
     seed = check_int("seed", seed, 0)
-    options = options or IpoptOptions()
+    solver = solver or make_solver()
     factory = problem_or_factory if callable(problem_or_factory) else (lambda g: with_gamma(problem_or_factory, g))
     previous = None
     for i, g in enumerate(gammas):
         problem = factory(g)
         records: list[RestartRecord] = []
         if previous is not None and warm_start:
-            sol = solve(problem, method=method, options=warm_options(options), init=previous)
+            sol = warm_solver(solver).solve(problem, previous)
             if restarts > 1:  # the warm start competes with K cold restarts; the best objective wins
-                cold, records = solve_restarts(problem, range(seed, seed + restarts), method, options, tol)
+                cold, records = solve_restarts(problem, range(seed, seed + restarts), solver, tol)
                 records = [record(problem, None, sol, tol), *records]
                 sol = [sol, cold][best_index([sol, cold])]
         elif restarts > 1:
-            sol, records = solve_restarts(problem, range(seed, seed + restarts), method, options, tol)
+            sol, records = solve_restarts(problem, range(seed, seed + restarts), solver, tol)
         else:
-            sol = solve(problem, method=method, options=options, init=init, seed=seed)
+            sol = solver.solve(problem, init, seed)
         if log is not None:
             log(f"[{i + 1}/{len(gammas)}] gamma {g:g}: {sol.status.value}, J {sol.objective:.8g}, "
                 f"final loss {sol.evaluation.final_loss:.6g}, {sol.iterations} iterations, {sol.solve_time_s:.2f}s")
@@ -102,25 +112,25 @@ def iter_path(
 def path(
     problem_or_factory: Any,
     gammas: Sequence[float],
-    method: str = "multiple-shooting",
-    options: IpoptOptions | None = None,
+    solver: Solver | None = None,
     init: Any = "random",
     seed: int = 0,
     restarts: int = 1,
     warm_start: bool = True,
     log: Callable[[str], None] | None = None,
-) -> list[Any]:
+) -> list[Solution]:
     """Solve the problem for every γ in ``gammas`` (in that order); return the Solutions.
 
-    ``problem_or_factory`` is a :class:`~ocp_resnet.problem.Problem` (its stage weights are
+    ``problem_or_factory`` is a :class:`~ocp_resnet.model.problem.Problem` (its stage weights are
     replaced by each γ) or a callable ``γ -> Problem``. The first point starts from ``init``
     (weights of init seed ``seed``); every later point is warm-started from the previous
-    solution's NLP iterate and multipliers with :data:`WARM_START_IPOPT` added to ``options``
-    (``warm_start=False``: every point starts cold from ``init``/``seed``). With ``restarts`` K > 1
+    solution's NLP iterate and multipliers with :data:`WARM_START_IPOPT` added to the IPOPT
+    options of ``solver`` (default: :func:`~ocp_resnet.solvers.make_solver`'s; ``warm_start=False``:
+    every point starts cold from ``init``/``seed``). With ``restarts`` K > 1
     the first point keeps the best of K cold starts (init seeds seed..seed+K-1) and every later
     point the best of the warm start and those K cold starts.
     """
-    return [sol for _, _, sol, _ in iter_path(problem_or_factory, gammas, method, options, init, seed, restarts,
+    return [sol for _, _, sol, _ in iter_path(problem_or_factory, gammas, solver, init, seed, restarts,
                                                warm_start, log=log)]
 
 
@@ -133,8 +143,7 @@ class _PathRun:
     """A written path's fixed inputs: what every point's run directory records."""
 
     out: Path
-    method: str
-    options: Any
+    solver: Solver
     init: Any
     seed: int
     restarts: int
@@ -143,9 +152,9 @@ class _PathRun:
     val: Any
     config: Mapping[str, Any] | None
 
-    def solver(self, warm_from: float | None) -> dict[str, Any]:
+    def solver_record(self, warm_from: float | None) -> dict[str, Any]:
         """The ``config.json`` solver record of a point (``warm_from``: the γ it was warm-started from)."""
-        return {"backend": "casadi", "method": self.method, **self.options.to_dict(), "init": str(self.init),
+        return {**self.solver.record(), "init": str(self.init),
                 "seed": self.seed, "restarts": self.restarts,
                 "warm_start_from": None if warm_from is None else _fmt_gamma(warm_from)}
 
@@ -154,8 +163,7 @@ def run_path(
     base: Any,
     gammas: Sequence[float],
     out: str | os.PathLike,
-    method: str = "multiple-shooting",
-    options: IpoptOptions | None = None,
+    solver: Solver | None = None,
     init: Any = "random",
     seed: int = 0,
     restarts: int = 1,
@@ -172,19 +180,19 @@ def run_path(
     ``val`` (a Dataset) adds held-out stage losses/accuracies to every point's metrics.
     Returns the ``path.csv`` rows.
     """
-    from ..runs import check_target
-    from .sweep import write_csv
+    from ocp_resnet.analysis.sweep import write_csv
+    from ocp_resnet.runs import check_target
 
     gammas = check_gammas(gammas)
     if len(set(gammas)) != len(gammas):
         raise ValidationError("--gammas lists a value twice: every point of a path gets its own run directory")
-    pr = _PathRun(Path(out), method, options or IpoptOptions(), init, check_int("init seed", seed, 0),
+    pr = _PathRun(Path(out), solver or make_solver(), init, check_int("init seed", seed, 0),
                   check_int("restarts", restarts, 1), warm_start, check_float("vanishing tol", tol, 0.0), val, config)
     pr.out = check_target(out, overwrite)  # every input is checked before anything is written
     _start(pr, gammas)
     rows: list[dict[str, Any]] = []
     analyses = []
-    for g, problem, sol, records in iter_path(base, gammas, method, pr.options, init, pr.seed, pr.restarts,
+    for g, problem, sol, records in iter_path(base, gammas, pr.solver, init, pr.seed, pr.restarts,
                                               warm_start, pr.tol, log):
         an = analyze(problem, sol.w, pr.tol, evaluation=sol.evaluation)
         rows.append(_write_point(pr, g, problem, sol, records, an, rows[-1]["gamma"] if rows else None))
@@ -193,7 +201,7 @@ def run_path(
         if sol.status == Status.INTERRUPTED:
             break
     if plot and rows:
-        from ..plotting import plot_gamma_path
+        from ocp_resnet.plotting import plot_gamma_path
 
         plot_gamma_path([r["gamma"] for r in rows], [a.rel_block_norms for a in analyses], pr.out / "path.png",
                         pr.tol, collapsed=[bool(r["collapsed"]) for r in rows])
@@ -208,7 +216,7 @@ def _start(pr: _PathRun, gammas: Sequence[float]) -> None:
         shutil.rmtree(pr.out)
     (pr.out / "runs").mkdir(parents=True)
     with open(pr.out / "path.json", "w") as fh:
-        json.dump({"gammas": gammas, "method": pr.method, "options": pr.options.to_dict(), "init": str(pr.init),
+        json.dump({"gammas": gammas, "solver": pr.solver.record(), "init": str(pr.init),
                    "init_seed": pr.seed, "restarts": pr.restarts, "warm_start": pr.warm_start,
                    "warm_start_ipopt": WARM_START_IPOPT, "tol": pr.tol, **dict(pr.config or {})},
                   fh, indent=2, default=str)
@@ -217,21 +225,21 @@ def _start(pr: _PathRun, gammas: Sequence[float]) -> None:
 def _write_point(pr: _PathRun, g: float, problem: Any, sol: Any, records: list, an: Any,
                  previous: float | None) -> dict[str, Any]:
     """Write one point's run directory; returns its ``path.csv`` row (``previous``: the γ before it)."""
-    from ..runs import multiplier_files, write_run
-    from .restarts import solution_metrics
+    from ocp_resnet.analysis.restarts import solution_metrics
+    from ocp_resnet.runs import multiplier_files, write_run
 
     warm_from = previous if pr.warm_start else None
     metrics = {**sol.metrics(), **solution_metrics(problem, sol, records, pr.val, analysis=an),
                "warm_started": warm_from is not None}
     extra = multiplier_files(sol)
     if pr.val is not None:
-        from ..validation import val_data_file
+        from ocp_resnet.data.validation import val_data_file
 
         extra.update(val_data_file(pr.val))
     rd = pr.out / "runs" / _fmt_gamma(g)
     cfg = dict(pr.config or {})
     cfg.update(command="path", architecture=problem.spec.to_dict(), objective=problem.objective.to_dict(),
-               solver=pr.solver(warm_from))
+               solver=pr.solver_record(warm_from))
     write_run(rd, config=cfg, weights=sol.weights, metrics=metrics, data=problem.data, stats=sol.stats,
               extra_files=extra)
     ev = sol.evaluation

@@ -1,0 +1,55 @@
+"""Initial weights of a solve, whatever the caller hands in (one place for every solver)."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ocp_resnet.errors import ValidationError, check_int
+from ocp_resnet.model.problem import Problem
+from ocp_resnet.solvers.solution import Solution
+
+
+def initial_weights(problem: Problem, init: Any = "random", seed: int = 0) -> np.ndarray:
+    """Flat initial weights: ``"random"`` (seeded), ``"zeros"``, a flat array, a name → array
+    mapping, a :class:`Solution`, or a path to a ``solution.npz`` / run directory (warm start)."""
+    w = _initial_weights(problem, init, seed)
+    if not np.all(np.isfinite(w)):
+        raise ValidationError("the initial weights contain NaN or inf: warm-start from a finite run, or use --init random/zeros")
+    return w
+
+
+def _initial_weights(problem: Problem, init: Any, seed: int) -> np.ndarray:
+    spec = problem.spec
+    seed = check_int("seed", seed, 0)
+    if isinstance(init, str) and init in ("random", "zeros"):
+        return spec.flatten(spec.init_params(init, seed))
+    if isinstance(init, Solution):
+        init = init.w
+    if isinstance(init, Mapping):
+        return spec.flatten(init)
+    if isinstance(init, np.ndarray):
+        w = np.asarray(init, dtype=float).ravel()
+        if w.size != spec.n_params:
+            raise ValidationError(f"initial weights have {w.size} entries, this spec needs {spec.n_params}")
+        return w
+    if isinstance(init, (str,)) or hasattr(init, "__fspath__"):
+        from pathlib import Path
+
+        from ocp_resnet.files import load_weights
+
+        if not Path(init).exists():
+            raise ValidationError(
+                f"unknown init {str(init)!r}: use random, zeros, or the path of a run directory / solution.npz"
+            )
+
+        weights = load_weights(init)
+        extra = sorted(set(weights) - set(spec.param_shapes()))
+        if extra:
+            raise ValidationError(
+                f"{init}: weights {', '.join(extra[:5])} are not in this architecture: the weights do not match "
+                "this spec; check --blocks/--width/--branch against the weights file"
+            )
+        return spec.flatten(weights)
+    raise ValidationError(f"init must be 'random', 'zeros', an array or a path, got {type(init).__name__}")
