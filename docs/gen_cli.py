@@ -81,6 +81,8 @@ def _rows(parser: argparse.ArgumentParser, actions: list[argparse.Action]) -> li
     for a in actions:
         if isinstance(a, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)):
             continue
+        if a.help is argparse.SUPPRESS:  # hidden from --help (deprecated aliases): hidden here too
+            continue
         choices = ", ".join(f"`{c}`" for c in a.choices) if a.choices else ""
         rows.append((_flag(a), _default(a), choices, _help(parser, a)))
     return rows
