@@ -19,7 +19,8 @@ import time
 from ocp_resnet.cli import _common as c
 from ocp_resnet.training import ARCHS
 
-#: Per-architecture defaults of flags left unset (MLP: those of ``solve``).
+#: Per-architecture defaults of flags left unset (MLP: those of ``solve``). The dtype: the MLP
+#: twin trains in float64 like the CasADi model, conv nets in float32 (``--dtype`` overrides).
 ARCH_DEFAULTS = {
     "mlp": {"activation": c.DEFAULTS["activation"], "loss": c.DEFAULTS["loss"], "dtype": "float64", "epochs": 300,
             "threads": 1},
