@@ -185,8 +185,8 @@ def load_dataset(
     elif name == "synthetic-images":  # 3x32x32, 10 classes (ocp_resnet.data.vision); for tests and benchmarks
         from ocp_resnet.data.vision import synthetic_images
 
-        ds = synthetic_images(n_samples=256 if n_samples is None else n_samples, seed=seed,
-                              **({} if noise is None else {"noise": noise}))
+        image_kw: dict[str, Any] = {} if noise is None else {"noise": noise}
+        ds = synthetic_images(n_samples=256 if n_samples is None else n_samples, seed=seed, **image_kw)
     else:
         p = Path(name)
         if not p.exists():
@@ -195,7 +195,7 @@ def load_dataset(
                 ".npz/.csv file, an MNIST IDX directory or a CIFAR-10 python-batch directory"
             )
         if p.is_dir():
-            from ocp_resnet.data.datasets import vision
+            from ocp_resnet.data import vision
             found = vision.layout(p)  # torchvision's layouts: CIFAR-10 batches, ROOT/MNIST/raw, ...
             if found is not None and (found[0] == "cifar10" or found[1] != p):
                 ds = vision.load_image_dir(p, n_samples=n_samples, seed=seed)

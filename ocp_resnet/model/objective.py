@@ -40,6 +40,7 @@ class ObjectiveSpec:
         object.__setattr__(self, "label_smoothing", check_float("label_smoothing", self.label_smoothing, 0.0, maximum=1.0))
         if self.loss == "sce" and self.label_smoothing <= 0.0:
             raise ValidationError("loss sce needs --label-smoothing > 0 (e.g. 0.1); use --loss ce for hard labels")
+        g: float | tuple[float, ...]
         if isinstance(self.gamma, (list, tuple)):
             g = tuple(check_float("gamma", v, 0.0) for v in self.gamma)
         else:
