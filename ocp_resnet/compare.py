@@ -183,7 +183,7 @@ def _train(problem: Problem, name: str, w0: np.ndarray, steps: int, lr: float | 
     rec.finish()
     w = problem.spec.flatten(model.weights())
     ev = evaluate(problem, w)
-    status = rec.status or (Status.NAN if trainer.stopped_ == Status.NAN.value else Status.MAX_ITER)
+    status = rec.status or (Status.NAN if trainer.stopped_ is Status.NAN else Status.MAX_ITER)
     return OptimizerResult(name, ev.objective, ev.grad_norm, ev.train_accuracy, rec.wall_s, trainer.steps_,
                            status, ev.block_norms, ev.stage_losses, rec.trace, w)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable
-from typing import Any, TypeGuard
+from typing import Any, SupportsInt, TypeGuard
 
 
 class ValidationError(ValueError):
@@ -39,7 +39,8 @@ def check_int(name: str, value: object, minimum: int = 0) -> int:
         isinstance(value, numbers.Integral) or (math.isfinite(float(value)) and float(value).is_integer())
     ):
         raise ValidationError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    number = int(value)
+    # every real number type in use has __int__ (numbers.Real does not promise it)
+    number = int(value) if isinstance(value, SupportsInt) else int(float(value))
     if number < minimum:
         raise ValidationError(f"{name} must be an integer >= {minimum}, got {number}")
     return number

@@ -228,7 +228,7 @@ def _train(config: TrainConfig, ctx: Any, log: Callable[[str], None] | None) -> 
         s.model, s.inputs[s.tr_idx], ds.y[s.tr_idx], val=val, checkpoint=save if every else None,
         checkpoint_every=every, resume=resume)
     if not ctx.is_main:  # rank 0 evaluates and writes the run directory
-        status = Status(trainer.stopped_) if trainer.stopped_ else Status.MAX_ITER
+        status = trainer.stopped_ if trainer.stopped_ is not None else Status.MAX_ITER
         return TrainResult(status, None, None, trainer.steps_, trainer.train_time_s_)
     # the directory is ours when it holds only this training's checkpoint, or is the resumed run
     ours = resume is not None and out == Path(config.resume) or (

@@ -53,8 +53,9 @@ class Solution:
 
     @property
     def grad_norm(self) -> float:
-        """‖∇J(w)‖ at the returned weights (``nan`` when they are not finite)."""
-        return float(self.evaluation.grad_norm)
+        """‖∇J(w)‖ at the returned weights (``nan`` when they are not finite or it was not computed)."""
+        g = self.evaluation.grad_norm
+        return float("nan") if g is None else float(g)
 
     def metrics(self) -> dict[str, Any]:
         """The ``metrics.json`` record (the same schema for every back-end)."""

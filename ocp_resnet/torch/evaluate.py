@@ -29,11 +29,11 @@ _MAX_ITER_MESSAGE = ("ran all epochs; the gradient norm is above {tol:g}, so thi
                      "train longer, or polish with 'ocp-resnet solve --init RUN_DIR' (MLP)")
 
 
-def training_status(ev: Evaluation, stopped: Any, grad_tol: float = GRAD_TOL) -> Status:
+def training_status(ev: Evaluation, stopped: Status | None, grad_tol: float = GRAD_TOL) -> Status:
     """Status of a finished training from its evaluation and the trainer's ``stopped_``."""
-    if stopped == Status.NAN.value or not np.isfinite(ev.objective):
+    if stopped is Status.NAN or not np.isfinite(ev.objective):
         return Status.NAN
-    if stopped == Status.INTERRUPTED.value:
+    if stopped is Status.INTERRUPTED:
         return Status.INTERRUPTED
     return Status.SUCCESS if ev.grad_norm is not None and ev.grad_norm <= grad_tol else Status.MAX_ITER
 
