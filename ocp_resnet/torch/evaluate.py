@@ -73,8 +73,8 @@ def conv_evaluation(model: ResNetV2, images: np.ndarray, y: np.ndarray, objectiv
             for k, z in enumerate(model.stage_outputs_from(xs)):
                 loss_sum[k] += float(objective_mod.loss(objective, z, tb, const, TORCH).sum())
                 correct[k] += int((predictions(objective, z) == yb).sum())
-            for k, blk in enumerate(model.blocks):
-                F = xs[k + 1] - blk.skip(xs[k])
+            for k in range(len(model.blocks)):
+                F = xs[k + 1] - model.block(k).skip(xs[k])
                 res_sq[k] += float((F * F).sum())
     stage_losses = (loss_sum / n).tolist()
     gammas = objective.stage_weights(N)
