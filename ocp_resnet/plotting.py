@@ -176,8 +176,8 @@ def plot_run(run_dir: str | os.PathLike, tol: float = 1e-3, out_dir: str | os.Pa
     from ocp_resnet.analysis.conv import analyze_conv_run, is_conv_run
 
     if is_conv_run(run):  # no state plane to draw for images
-        an = analyze_conv_run(run, tol)
-        return [plot_turnpike(an, d / "turnpike.png"), plot_stages(an, d / "stages.png")]
+        conv_an = analyze_conv_run(run, tol)
+        return [plot_turnpike(conv_an, d / "turnpike.png"), plot_stages(conv_an, d / "stages.png")]
     problem, _ = run_problem(run)
     an = analyze(problem, run.weights, tol)
     d = Path(out_dir) if out_dir is not None else run.path

@@ -37,7 +37,7 @@ def versions() -> dict[str, str]:
     try:
         import casadi
 
-        out["casadi"] = casadi.__version__
+        out["casadi"] = casadi.CasadiMeta.version()
         # IPOPT's version is only visible in the name of the library CasADi ships.
         libs = sorted(Path(casadi.__file__).parent.glob("libipopt.so.*.*"))
         if libs:
@@ -96,7 +96,8 @@ def write_run(
     cfg.setdefault("versions", versions())
     files: dict[str, Any] = {
         "config.json": cfg,
-        "solution.npz": lambda p: np.savez(p, **{k: np.asarray(v) for k, v in weights.items()}),
+        # numpy's stub lets a ** mapping fill savez's allow_pickle (bool) too, so any str-keyed dict fails it
+        "solution.npz": lambda p: np.savez(p, **{k: np.asarray(v) for k, v in weights.items()}),  # type: ignore[arg-type]
         "data.npz": lambda p: np.savez(p, X=data.X, y=data.y, n_classes=data.n_classes),
         "metrics.json": dict(metrics),
     }

@@ -231,7 +231,7 @@ def _train(config: TrainConfig, ctx: Any, log: Callable[[str], None] | None) -> 
         status = trainer.stopped_ if trainer.stopped_ is not None else Status.MAX_ITER
         return TrainResult(status, None, None, trainer.steps_, trainer.train_time_s_)
     # the directory is ours when it holds only this training's checkpoint, or is the resumed run
-    ours = resume is not None and out == Path(config.resume) or (
+    ours = resume is not None and config.resume is not None and out == Path(config.resume) or (
         ckpt_path.exists() and sorted(p.name for p in out.iterdir()) == [distributed.CHECKPOINT])
     status, metrics = _evaluate(config, s, trainer, device)
     _write(out, config, s, trainer, metrics, ctx, device, ckpt_path, overwrite=config.overwrite or ours)
@@ -242,7 +242,7 @@ def _target(config: TrainConfig, resuming: bool) -> Path:
     """The run directory to write, checked before any work so a clash costs nothing."""
     from ocp_resnet.runs import check_target, default_run_dir
 
-    if resuming and config.out is None:
+    if resuming and config.out is None and config.resume is not None:
         return Path(config.resume)  # the same run, continued
     if config.out is None:
         return default_run_dir(f"{config.data.dataset.replace('/', '_')}-train-{config.arch}")
@@ -259,6 +259,7 @@ def _setup(config: TrainConfig, ds: Dataset) -> _Setup:
     spec = config.network.spec(ds, config.objective)
     seed = config.data.seed
     tr_idx, va_idx = split(ds.n_samples, config.val_fraction, seed)
+    model: ResNetMLP | ResNetV2
     if config.arch == "mlp":
         X, inputs, model = None, ds.X, ResNetMLP(spec, init="random", seed=seed)
     else:

@@ -66,7 +66,8 @@ class ConvBlockAnalysis(BlockAnalysis):
 
     def format(self) -> str:
         """A per-block table with training (and validation) stage numbers."""
-        val = self.val_stage_accuracy is not None
+        val_losses, val_accuracy = self.val_stage_losses, self.val_stage_accuracy
+        val = val_accuracy is not None
         head = (f"{'k':>3} {'|w_k|':>10} {'RMS|F_k|':>10} {'rel':>9} {'loss':>11} {'acc':>6}"
                 + (f" {'val loss':>11} {'val acc':>7}" if val else ""))
         lines, van = [head], set(self.vanished)
@@ -77,8 +78,8 @@ class ConvBlockAnalysis(BlockAnalysis):
             else:
                 row += f"{'':>10} {'':>10} {'':>9} "
             row += f"{self.stage_losses[k]:>11.4e} {self.stage_accuracy[k]:>6.3f}"
-            if val:
-                row += f" {self.val_stage_losses[k]:>11.4e} {self.val_stage_accuracy[k]:>7.3f}"
+            if val_losses is not None and val_accuracy is not None:
+                row += f" {val_losses[k]:>11.4e} {val_accuracy[k]:>7.3f}"
             if k == self.n_blocks:
                 row += "  (final)"
             elif self.branches[k] == "none":
@@ -226,7 +227,10 @@ def prune_conv_network(spec: Any, objective: Any, weights: Mapping[str, Any], bl
     _model(spec, weights)  # checks names and shapes
     stage_of = [s for s, n in enumerate(spec.stage_blocks) for _ in range(n)]
     counts = list(spec.stage_blocks)
-    origin, removed, proj_only, branchless = [], [], [], []
+    origin: list[int] = []  # the old index of each kept block
+    removed: list[int] = []
+    proj_only: list[int] = []
+    branchless: list[int] = []
     for k in range(spec.n_blocks):
         drop = k in cut or not spec.has_branch(k)
         if drop and not spec.has_projection(k):
@@ -415,16 +419,16 @@ def prune_conv_run(run_dir: Any, tol: float = DEFAULT_TOL, blocks: Iterable[int]
 
     run, d = load_conv_run(run_dir)
     finetune = check_int("finetune", finetune, 0)
-    if out is None and write:
-        out = Path(str(run.path).rstrip("/") + "-pruned")
     if write:
+        if out is None:
+            out = Path(str(run.path).rstrip("/") + "-pruned")
         check_target(out, overwrite)
     an = analyze_conv(d.spec, d.objective, run.weights, d.n_classes, d.train, d.val, tol)
     cut, forced = _conv_cut(d.spec, an, blocks, force)
     net = prune_conv_network(d.spec, d.objective, run.weights, cut)
     report = _conv_report(d, run.weights, net, an, cut, forced)
     solver = dict(run.config.get("solver", {}))
-    weights, trainer = net.weights, None
+    weights, trainer = net.weights, None  # trainer: set by a fine-tuning
     if finetune:
         opts = train_options(solver, epochs=finetune, progress=False, **({} if lr is None else {"lr": lr}))
         weights, trainer = _finetune(net, d, opts, log)
@@ -432,7 +436,7 @@ def prune_conv_run(run_dir: Any, tol: float = DEFAULT_TOL, blocks: Iterable[int]
     if write:
         report.out = str(out)
         _write_pruned_conv(out, run, d, net, an, forced, finetune, solver, weights, trainer, report, overwrite)
-    elif finetune:
+    elif trainer is not None:  # fine-tuned, not written
         from ocp_resnet.torch.evaluate import conv_evaluation
 
         mt = _model(net.spec, weights)

@@ -177,8 +177,8 @@ def _torch_params(params: Mapping[str, np.ndarray]) -> dict[str, Any]:
             for k, v in params.items()}
 
 
-def _vjp(outputs: Any, grad_outputs: Any, x: Any, P: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(∂out/∂x)ᵀ v per sample, and Σ_i (∂out/∂θ)ᵀ v for every parameter θ (zeros if unused)."""
+def _vjp(outputs: Any, grad_outputs: Any, x: Any, P: Mapping[str, Any]) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+    """(∂out/∂x)ᵀ v per sample (None without ``x``), and Σ_i (∂out/∂θ)ᵀ v for every parameter θ (zeros if unused)."""
     import torch
 
     names = list(P)
@@ -200,6 +200,7 @@ def _step(spec: arch.ArchSpec, k: int, P: Mapping[str, Any], x: np.ndarray, p_ne
     xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
     fk = arch.block(spec, k, P, xt, TORCH)
     gx, gp = _vjp(fk, torch.as_tensor(p_next, dtype=torch.float64), xt, P)
+    assert gx is not None  # x was given
     return direct + gx, gp
 
 
@@ -270,9 +271,9 @@ def costates(problem: Any, w: np.ndarray | Mapping[str, Any], multipliers: Any =
         names = list(P)
         gs = torch.autograd.grad(cost.sum(), xt + [P[k] for k in names], allow_unused=True)
         direct = [g.detach().numpy() if g is not None else np.zeros_like(x) for g, x in zip(gs[: N + 1], xs)]
-        for k, g in zip(names, gs[N + 1:]):
-            if g is not None:
-                grad[k] += g.detach().numpy()
+        for name, g_theta in zip(names, gs[N + 1:]):
+            if g_theta is not None:
+                grad[name] += g_theta.detach().numpy()
 
     p: list[np.ndarray] = [np.zeros(0)] * (N + 1)
     p[N] = direct[N]
@@ -353,7 +354,8 @@ def write_costates(result: Costates, directory: str | os.PathLike, overwrite: bo
     d.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".costates.tmp-", dir=d))
     try:
-        np.savez(tmp / "costates.npz", **result.arrays())
+        # numpy's stub lets a ** mapping fill savez's allow_pickle (bool) too, so any str-keyed dict fails it
+        np.savez(tmp / "costates.npz", **result.arrays())  # type: ignore[arg-type]
         dump_json(tmp / "costates.json", result.to_dict())
         plot_costates(result, tmp / "costates.png", title=title)
         paths = []

@@ -238,9 +238,9 @@ def prune_run(
     run = Run(run_dir)
     problem, _ = run_problem(run)
     backend = str(run.config.get("solver", {}).get("backend", "casadi"))
-    if out is None and write:
-        out = Path(str(run.path).rstrip("/") + "-pruned")
     if write:
+        if out is None:
+            out = Path(str(run.path).rstrip("/") + "-pruned")
         check_target(out, overwrite)
     w = problem.params(run.weights)
     an = analyze(problem, w, tol)

@@ -25,7 +25,7 @@ from ocp_resnet.status import Status
 class RestartRecord:
     """One restart: its init seed, objective, status and vanished blocks."""
 
-    init_seed: int
+    init_seed: int | None  # None: a warm start
     objective: float
     status: str  # a Status value
     vanished: list[int]
