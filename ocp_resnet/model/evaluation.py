@@ -43,11 +43,11 @@ class Evaluation:
         """Accuracy of the final output ŷ_N."""
         return self.stage_accuracy[-1]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """Every field by name (``grad_norm`` included, ``None`` when not computed)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    def metrics(self) -> dict:
+    def metrics(self) -> dict[str, Any]:
         """The evaluation part of ``metrics.json`` (no status)."""
         d = self.to_dict()
         grad = d.pop("grad_norm")

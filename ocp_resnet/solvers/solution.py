@@ -29,7 +29,7 @@ class Solution:
     n_constraints: int
     method: str
     backend: str = "casadi"
-    stats: dict = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
     #: The full NLP iterate (weights and, for multiple shooting, the states) and IPOPT's
     #: multipliers at it: ``lam_g`` of the constraints (for multiple shooting, of the dynamics
     #: x_{k+1}^i = f_k(x_k^i, w), in the NLP's sample-by-sample order) and ``lam_x`` of the

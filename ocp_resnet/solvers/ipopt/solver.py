@@ -21,7 +21,8 @@ from ocp_resnet.solvers.base import Backend, Init, Log, Method
 from ocp_resnet.solvers.init import initial_weights
 from ocp_resnet.solvers.ipopt.options import METHODS, IpoptOptions
 from ocp_resnet.solvers.iteration import IterationMonitor, IterCallback, IterInfo, StopOnSigint  # noqa: F401 (IterInfo: re-exported)
-from ocp_resnet.solvers.solution import Solution, SolveError, Status
+from ocp_resnet.solvers.solution import Solution, SolveError
+from ocp_resnet.status import Status
 
 
 def solve(
