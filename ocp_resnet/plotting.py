@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ocp_resnet.model.problem import Problem
 
 _FLOOR = 1e-16  # log plots: exact zeros are drawn at this floor
 
@@ -93,7 +96,7 @@ def _stages_to_show(n_blocks: int, count: int = 4) -> list[int]:
 
 
 def plot_decision_regions(
-    problem: Any, weights: Any, path: str | os.PathLike, stages: Sequence[int] | None = None, resolution: int = 150
+    problem: Problem, weights: Any, path: str | os.PathLike, stages: Sequence[int] | None = None, resolution: int = 150
 ) -> Path:
     """Decision regions of ŷ_k over the (2-D) input plane at a few stages k, with the data."""
     from ocp_resnet.errors import ValidationError
@@ -130,7 +133,7 @@ def plot_decision_regions(
     return _save(fig, path)
 
 
-def plot_trajectories(problem: Any, weights: Any, path: str | os.PathLike, max_samples: int = 200) -> Path:
+def plot_trajectories(problem: Problem, weights: Any, path: str | os.PathLike, max_samples: int = 200) -> Path:
     """Sample trajectories x_0..x_N in the state plane (first two principal axes if width > 2)."""
     plt = _plt()
     xs = problem.states(weights)

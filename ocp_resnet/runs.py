@@ -19,12 +19,15 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ocp_resnet.errors import ValidationError
 from ocp_resnet.files import dump_json, load_weights, read_json, run_path
+
+if TYPE_CHECKING:
+    from ocp_resnet.model.problem import Problem
 
 RUN_FILES = ("config.json", "solution.npz", "data.npz", "metrics.json")
 
@@ -182,7 +185,7 @@ class Run:
         self.flat_weights(problem)  # every reader of the weights gets them checked against the spec
         return problem
 
-    def flat_weights(self, problem=None) -> np.ndarray:
+    def flat_weights(self, problem: Problem | None = None) -> np.ndarray:
         """The weights as one flat vector, checked against the run's own architecture."""
         problem = problem if problem is not None else self.problem()
         try:

@@ -41,7 +41,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,6 +49,9 @@ from ocp_resnet.errors import ValidationError
 from ocp_resnet.model import architecture as arch
 from ocp_resnet.model import objective as objective_mod
 from ocp_resnet.model._ops import NUMPY, TORCH
+
+if TYPE_CHECKING:
+    from ocp_resnet.model.problem import Problem
 
 #: Files ``ocp-resnet analyze RUN --costates`` writes.
 COSTATE_FILES = ("costates.npz", "costates.json", "costates.png")
@@ -204,7 +207,7 @@ def _step(spec: arch.ArchSpec, k: int, P: Mapping[str, Any], x: np.ndarray, p_ne
     return direct + gx, gp
 
 
-def _multiplier_layers(problem: Any, lam_g: np.ndarray) -> list[np.ndarray]:
+def _multiplier_layers(problem: Problem, lam_g: np.ndarray) -> list[np.ndarray]:
     """n · lam_g split into P_1..P_N, each (d_k, n)."""
     widths = problem.spec.widths
     n, ns = problem.n_samples, sum(widths[1:])
@@ -222,7 +225,7 @@ def _multiplier_layers(problem: Any, lam_g: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def _read_multipliers(problem: Any, w_flat: np.ndarray, multipliers: Any) -> np.ndarray:
+def _read_multipliers(problem: Problem, w_flat: np.ndarray, multipliers: Any) -> np.ndarray:
     """lam_g of a Solution, a ``Run.multipliers()`` dict or a bare array, checked against ``w``."""
     if isinstance(multipliers, Mapping):
         method, lam_g, x = multipliers.get("method"), multipliers.get("lam_g"), multipliers.get("x")
@@ -244,7 +247,7 @@ def _read_multipliers(problem: Any, w_flat: np.ndarray, multipliers: Any) -> np.
     return np.asarray(lam_g, dtype=float)
 
 
-def costates(problem: Any, w: np.ndarray | Mapping[str, Any], multipliers: Any = None) -> Costates:
+def costates(problem: Problem, w: np.ndarray | Mapping[str, Any], multipliers: Any = None) -> Costates:
     """Costates p_0..p_N of ``problem`` at weights ``w`` by the backward recursion.
 
     ``multipliers``: a multiple-shooting :class:`~ocp_resnet.solvers.solution.Solution`, the dict of
@@ -367,7 +370,7 @@ def write_costates(result: Costates, directory: str | os.PathLike, overwrite: bo
     return paths
 
 
-def tail_cost(problem: Any, w: np.ndarray | Mapping[str, Any], k: int, x_k: np.ndarray) -> np.ndarray:
+def tail_cost(problem: Problem, w: np.ndarray | Mapping[str, Any], k: int, x_k: np.ndarray) -> np.ndarray:
     """Σ_{j=k}^{N} γ_j ℓ(ŷ_j^i) per sample (1, n) when the layer-k states are ``x_k`` (numpy).
 
     The function whose gradient in x_k is p_k: the tests difference it.

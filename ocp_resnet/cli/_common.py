@@ -10,6 +10,7 @@ from ocp_resnet.errors import ValidationError
 from ocp_resnet.status import Status
 
 if TYPE_CHECKING:
+    from ocp_resnet.model.problem import Problem
     from ocp_resnet.solvers import IpoptSolver
 
 #: Defaults of a bare ``ocp-resnet solve``: the embedded two spirals, small enough to solve in
@@ -164,7 +165,7 @@ def warn(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def run_config(args: argparse.Namespace, problem, command: str, solver: dict[str, Any]) -> dict[str, Any]:
+def run_config(args: argparse.Namespace, problem: Problem, command: str, solver: dict[str, Any]) -> dict[str, Any]:
     """The full resolved configuration written to ``config.json`` (one schema for all commands)."""
     return {
         "command": command,
@@ -207,7 +208,7 @@ def init_seed(args: argparse.Namespace) -> int:
     return check_int("--init-seed", args.seed if args.init_seed is None else args.init_seed, 0)
 
 
-def split_problem(args: argparse.Namespace, problem: Any) -> tuple[Any, Any]:
+def split_problem(args: argparse.Namespace, problem: Problem) -> tuple[Any, Any]:
     """(training problem, validation Dataset or None) per ``--val-fraction``."""
     from ocp_resnet.solving import split_problem as split
 

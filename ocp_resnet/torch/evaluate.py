@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from ocp_resnet.model.objective import ObjectiveSpec
 from ocp_resnet.status import Status
 from ocp_resnet.torch.conv import ConvSpec, ResNetV2
 from ocp_resnet.torch.loss import predictions, targets
+
+if TYPE_CHECKING:
+    from ocp_resnet.model.problem import Problem
 
 #: Torch training has no optimality certificate: a run counts as ``success`` only when its final
 #: full-batch gradient norm is at most this (the convention of compare and the analysis).
@@ -44,7 +47,7 @@ def training_metrics(ev: Evaluation, status: Status, grad_tol: float = GRAD_TOL,
     return metrics_record(ev, status, status_message=message, build_time_s=0.0, backend="torch", **extra)
 
 
-def mlp_evaluation(problem: Any, weights: Any) -> Evaluation:
+def mlp_evaluation(problem: Problem, weights: Any) -> Evaluation:
     """:func:`ocp_resnet.model.evaluation.evaluate` with the float64 torch-autograd gradient norm."""
     return evaluate(problem, weights, backend="torch")
 

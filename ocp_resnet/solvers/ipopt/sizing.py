@@ -21,8 +21,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ocp_resnet.errors import ValidationError
+
+if TYPE_CHECKING:
+    from ocp_resnet.model.problem import Problem
 
 #: Effective rates measured on the reference machine (docs/performance.md): MUMPS on the
 #: arrowhead KKT, and CasADi's SX virtual machine on the per-sample functions.
@@ -74,7 +78,7 @@ def sample_ops(spec) -> int:
     return int(ops)
 
 
-def estimates(problem) -> tuple[Estimate, ...]:
+def estimates(problem: Problem) -> tuple[Estimate, ...]:
     """Memory and time per iteration of the three paths for ``problem``."""
     spec = problem.spec
     n, m = problem.n_samples, spec.n_params
@@ -101,7 +105,7 @@ def memory_limit() -> float:
         return 8e9
 
 
-def plan(problem, method: str = "auto", hessian: str = "auto") -> Plan:
+def plan(problem: Problem, method: str = "auto", hessian: str = "auto") -> Plan:
     """Resolve ``auto`` method/Hessian for ``problem`` (explicit choices are kept as given)."""
     spec = problem.spec
     ops = sample_ops(spec)
@@ -142,7 +146,7 @@ def plan(problem, method: str = "auto", hessian: str = "auto") -> Plan:
     return Plan(chosen.method, chosen.hessian, ests, reason, _ipopt(chosen), jit)
 
 
-def _jit(problem, hessian: str) -> bool:
+def _jit(problem: Problem, hessian: str) -> bool:
     """Compile the per-sample functions where evaluations dominate: the L-BFGS path (thousands
     of cheap iterations, each a few objective/gradient evaluations over all samples), when a
     C compiler is there. On the exact-Hessian paths the factorisation dominates and the ~1 s
