@@ -28,6 +28,7 @@ from ocp_resnet.files import dump_json, load_weights, read_json, run_path
 
 if TYPE_CHECKING:
     from ocp_resnet.model.problem import Problem
+    from ocp_resnet.solvers.base import Backend
 
 RUN_FILES = ("config.json", "solution.npz", "data.npz", "metrics.json")
 
@@ -237,7 +238,7 @@ def write_directory(out: str | os.PathLike, files: Mapping[str, Any], overwrite:
 EVALUATION_BACKENDS = ("casadi", "torch")
 
 
-def evaluate_run(run_dir: str | os.PathLike, backend: str = "casadi") -> dict[str, Any]:
+def evaluate_run(run_dir: str | os.PathLike[str], backend: Backend = "casadi") -> dict[str, Any]:
     """Objective, gradient norm, stage losses/accuracies, final loss and block norms of a run
     directory's weights on its own problem (``ocp-resnet evaluate``), as a dict.
 

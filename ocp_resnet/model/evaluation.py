@@ -21,6 +21,7 @@ from ocp_resnet.status import Status
 if TYPE_CHECKING:
     from ocp_resnet.data.arrays import Dataset
     from ocp_resnet.model.problem import Problem
+    from ocp_resnet.solvers.base import Backend
 
 
 @dataclass
@@ -55,7 +56,7 @@ class Evaluation:
 
 
 def evaluate(problem: Problem, w: np.ndarray | Mapping[str, Any], *, gradient: bool = True,
-             backend: str = "casadi") -> Evaluation:
+             backend: Backend = "casadi") -> Evaluation:
     """The :class:`Evaluation` of the weights ``w`` (flat vector or name → array) on ``problem``.
 
     The numbers come from :meth:`Problem.evaluate` (numpy, float64). With ``gradient`` the
@@ -71,7 +72,7 @@ def evaluate(problem: Problem, w: np.ndarray | Mapping[str, Any], *, gradient: b
     return ev
 
 
-def objective_and_gradient(problem: Problem, w: np.ndarray, backend: str = "casadi") -> tuple[float, np.ndarray]:
+def objective_and_gradient(problem: Problem, w: np.ndarray, backend: Backend = "casadi") -> tuple[float, np.ndarray]:
     """J(w) and ∇J(w) of the flat weights ``w`` by CasADi (``"casadi"``) or torch autograd (``"torch"``)."""
     if backend == "torch":
         from ocp_resnet.torch.gradient import objective_and_gradient as torch_objective_and_gradient

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ocp_resnet.model.evaluation import Evaluation, metrics_record
 from ocp_resnet.status import Status
+
+if TYPE_CHECKING:
+    from ocp_resnet.solvers.base import Backend
 
 
 @dataclass
@@ -27,8 +30,8 @@ class Solution:
     solve_time_s: float
     n_variables: int
     n_constraints: int
-    method: str
-    backend: str = "casadi"
+    method: str  # the transcription (IPOPT) or the optimizer (torch)
+    backend: Backend = "casadi"
     stats: dict[str, Any] = field(default_factory=dict)
     #: The full NLP iterate (weights and, for multiple shooting, the states) and IPOPT's
     #: multipliers at it: ``lam_g`` of the constraints (for multiple shooting, of the dynamics

@@ -23,6 +23,8 @@ from ocp_resnet.torch.loss import predictions, targets
 
 if TYPE_CHECKING:
     from ocp_resnet.model.problem import Problem
+    from ocp_resnet.runs import Run
+    from ocp_resnet.solvers.base import Backend
 
 #: Torch training has no optimality certificate: a run counts as ``success`` only when its final
 #: full-batch gradient norm is at most this (the convention of compare and the analysis).
@@ -107,7 +109,7 @@ def conv_model_from_run(run: Any, dtype: torch.dtype = torch.float64, device: An
     return model.load_weights(run.weights)
 
 
-def evaluate_conv_run(run: Any, backend: str = "torch") -> dict[str, Any]:
+def evaluate_conv_run(run: Run, backend: Backend = "torch") -> dict[str, Any]:
     """``ocp-resnet evaluate`` for a conv run (torch back-end only), float64."""
     if backend != "torch":
         raise ValidationError("a conv run can only be evaluated with --backend torch (CasADi has no conv nets)")

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ocp_resnet.errors import ValidationError, check_choice, check_float, check_int
+from ocp_resnet.solvers.base import Hessian
 
 HESSIANS = ("auto", "exact", "lbfgs")
 METHODS = ("multiple-shooting", "single-shooting")
@@ -21,8 +22,8 @@ class IpoptOptions:
     tol: float = 1e-8
     max_iter: int = 3000
     print_level: int = 0
-    hessian: str = "auto"
-    ipopt: dict = field(default_factory=dict)
+    hessian: Hessian = "auto"
+    ipopt: dict[str, Any] = field(default_factory=dict)
     #: compile the per-sample functions with the C compiler: "auto" (where the evaluations
     #: dominate, see :mod:`ocp_resnet.solvers.ipopt.sizing`), True or False
     jit: Any = "auto"
@@ -49,7 +50,7 @@ class IpoptOptions:
         if self.ipopt:
             check_ipopt_options(self.ipopt_dict(), self.ipopt)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The options as plain data (written to ``config.json``)."""
         return asdict(self)
 

@@ -27,6 +27,7 @@ from ocp_resnet.errors import ValidationError
 
 if TYPE_CHECKING:
     from ocp_resnet.model.problem import Problem
+    from ocp_resnet.solvers.base import Hessian, Method
 
 #: Effective rates measured on the reference machine (docs/performance.md): MUMPS on the
 #: arrowhead KKT, and CasADi's SX virtual machine on the per-sample functions.
@@ -45,8 +46,8 @@ LBFGS_HISTORY = 30
 class Estimate:
     """Estimated cost of one IPOPT iteration of a path."""
 
-    method: str
-    hessian: str
+    method: Method
+    hessian: Hessian
     memory_bytes: float
     iteration_s: float
 
@@ -59,8 +60,8 @@ class Estimate:
 class Plan:
     """The chosen path, the estimates behind the choice and the one line that says why."""
 
-    method: str
-    hessian: str
+    method: Method
+    hessian: Hessian
     estimates: tuple[Estimate, ...]
     reason: str
     ipopt: dict
@@ -105,7 +106,7 @@ def memory_limit() -> float:
         return 8e9
 
 
-def plan(problem: Problem, method: str = "auto", hessian: str = "auto") -> Plan:
+def plan(problem: Problem, method: Method = "auto", hessian: Hessian = "auto") -> Plan:
     """Resolve ``auto`` method/Hessian for ``problem`` (explicit choices are kept as given)."""
     spec = problem.spec
     ops = sample_ops(spec)
@@ -146,7 +147,7 @@ def plan(problem: Problem, method: str = "auto", hessian: str = "auto") -> Plan:
     return Plan(chosen.method, chosen.hessian, ests, reason, _ipopt(chosen), jit)
 
 
-def _jit(problem: Problem, hessian: str) -> bool:
+def _jit(problem: Problem, hessian: Hessian) -> bool:
     """Compile the per-sample functions where evaluations dominate: the L-BFGS path (thousands
     of cheap iterations, each a few objective/gradient evaluations over all samples), when a
     C compiler is there. On the exact-Hessian paths the factorisation dominates and the ~1 s

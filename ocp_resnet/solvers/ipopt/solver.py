@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,12 +24,15 @@ from ocp_resnet.solvers.iteration import IterationMonitor, IterCallback, IterInf
 from ocp_resnet.solvers.solution import Solution, SolveError
 from ocp_resnet.status import Status
 
+if TYPE_CHECKING:
+    from ocp_resnet.solvers.ipopt.transcription import NLP
+
 
 def solve(
     problem: Problem,
     method: Method = "auto",
     options: IpoptOptions | None = None,
-    init: Any = "random",
+    init: Init = "random",
     seed: int = 0,
     throw: bool = False,
     log: Callable[[str], None] | None = None,
@@ -105,12 +108,12 @@ def abandoned_workers() -> list[threading.Thread]:
 class _IpoptJob:
     """One IPOPT run: transcription, solver build, solve; the state a Solution is made from."""
 
-    def __init__(self, problem: Problem, method: str, options: IpoptOptions, init: Any, w0: np.ndarray,
+    def __init__(self, problem: Problem, method: Method, options: IpoptOptions, init: Init, w0: np.ndarray,
                  log: Callable[[str], None] | None, callback: IterCallback | None) -> None:
         self.problem, self.method, self.options, self.init, self.w0 = problem, method, options, init, w0
         self.log, self.callback = log, callback
         self.stop = threading.Event()
-        self.nlp: Any = None
+        self.nlp: NLP | None = None
         self.monitor: IterationMonitor | None = None
         self.res: dict[str, np.ndarray] | None = None
         self.stats: dict[str, Any] = {}
@@ -212,7 +215,8 @@ class _IpoptJob:
             iterations = max(monitor.iterations - 1, 0) if monitor is not None else 0
             status = Status.INTERRUPTED
             stats = {"return_status": "Interrupted_Before_Return", "stopped_by": "SIGINT", "iter_count": iterations}
-        w = nlp.weights(xopt) if xopt is not None else np.array(self.w0, dtype=float)
+        # an iterate exists only once run() has transcribed the problem (nlp is set)
+        w = nlp.weights(xopt) if xopt is not None and nlp is not None else np.array(self.w0, dtype=float)
         now = time.perf_counter()
         t0, t1, t2 = self.t0, self.t1 or now, self.t2 or now
         ev = evaluate(self.problem, w)
@@ -234,7 +238,7 @@ class _IpoptJob:
         )
 
 
-def _warm_start(nlp, previous: Solution) -> dict[str, np.ndarray]:
+def _warm_start(nlp: NLP, previous: Solution) -> dict[str, np.ndarray]:
     """Start values from an earlier solve: its full iterate and multipliers when it used the same
     transcription at the same size (a γ path), else only its weights (states re-simulated)."""
     same = previous.method == nlp.method and previous.x is not None and previous.x.size == nlp.n_variables

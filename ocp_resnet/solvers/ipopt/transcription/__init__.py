@@ -16,11 +16,12 @@ from ocp_resnet.solvers.ipopt.transcription.single_shooting import objective_and
 
 if TYPE_CHECKING:
     from ocp_resnet.model.problem import Problem
+    from ocp_resnet.solvers.base import Method
 
 METHODS = {"single-shooting": single_shooting, "multiple-shooting": multiple_shooting}
 
 
-def transcribe(problem: Problem, method: str = "multiple-shooting", jit: bool = False, threads: int = 1) -> NLP:
+def transcribe(problem: Problem, method: Method = "multiple-shooting", jit: bool = False, threads: int = 1) -> NLP:
     """Build the NLP of ``problem`` with the named transcription (``jit``: compile the
     per-sample functions with the C compiler, see :func:`._common.compiled`; ``threads``:
     evaluate the samples in that many threads)."""

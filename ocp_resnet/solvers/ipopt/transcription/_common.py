@@ -25,6 +25,7 @@ from ocp_resnet.model.architecture import SMOOTH_ACTIVATIONS
 
 if TYPE_CHECKING:
     from ocp_resnet.model.problem import Problem
+    from ocp_resnet.solvers.base import Hessian, Method
 
 #: One sample's SX symbols and expressions: (u, t, s, w, cost, G).
 SampleSymbols = tuple[Any, Any, Any, Any, Any, Any]
@@ -40,7 +41,7 @@ class NLP:
     ``nlpsol`` (:meth:`nlpsol_options`).
     """
 
-    method: str
+    method: Method
     x: Any
     f: Any
     g: Any
@@ -49,8 +50,8 @@ class NLP:
     n_weights: int
     initial_guess: Callable[[np.ndarray], np.ndarray]
     weights: Callable[[np.ndarray], np.ndarray]
-    meta: dict = field(default_factory=dict)
-    functions: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    functions: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_variables(self) -> int:
@@ -71,7 +72,7 @@ class NLP:
             return int(jac.sparsity_out(1).nnz())
         return int(ca.jacobian_sparsity(self.g, self.x).nnz())
 
-    def nlpsol_options(self, hessian: str = "exact") -> dict:
+    def nlpsol_options(self, hessian: Hessian = "exact") -> dict[str, Any]:
         """The ``nlpsol`` options that install the structured derivatives.
 
         With L-BFGS the oracle is only expanded to SX and CasADi derives gradient and Jacobian
