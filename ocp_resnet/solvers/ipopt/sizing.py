@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ocp_resnet.errors import ValidationError
 
 if TYPE_CHECKING:
+    from ocp_resnet.model.architecture import ArchSpec
     from ocp_resnet.model.problem import Problem
     from ocp_resnet.solvers.base import Hessian, Method
 
@@ -64,11 +65,11 @@ class Plan:
     hessian: Hessian
     estimates: tuple[Estimate, ...]
     reason: str
-    ipopt: dict
+    ipopt: dict[str, Any]
     jit: bool = False
 
 
-def sample_ops(spec) -> int:
+def sample_ops(spec: ArchSpec) -> int:
     """Elementary operations of one sample's forward pass plus its stage outputs."""
     widths = spec.widths
     shapes = spec.param_shapes()
@@ -157,7 +158,7 @@ def _jit(problem: Problem, hessian: Hessian) -> bool:
     return hessian == "lbfgs" and c_compiler() is not None
 
 
-def _ipopt(e: Estimate) -> dict:
+def _ipopt(e: Estimate) -> dict[str, Any]:
     return {"limited_memory_max_history": LBFGS_HISTORY} if e.hessian == "lbfgs" else {}
 
 

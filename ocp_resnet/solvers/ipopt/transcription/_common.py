@@ -120,7 +120,7 @@ class SampleFunctions:
         self._sym: SampleSymbols = (u, t, s, w, cost, G)
         self.ns, self.nw = int(s.numel()), int(w.numel())
         self.jit = jit
-        build = compiled if jit else (lambda f: f)
+        build: Callable[[Any], Any] = compiled if jit else (lambda f: f)
         z = ca.vertcat(s, w)
         #: (u, t, s, w) -> (cost, G)
         self.value = ca.Function("sample_value", [u, t, s, w], [cost, G])
@@ -265,7 +265,8 @@ def _scatter(nrow: int, ncol: int, rows: np.ndarray, cols: np.ndarray, vals: Any
     return ca.MX(sp, vals[order.tolist()])
 
 
-def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, weight_decay: float, threads: int = 1) -> dict:
+def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, weight_decay: float,
+                   threads: int = 1) -> dict[str, Any]:
     """x, f, g and the nlpsol derivative Functions of
 
         min_x (1/n) Σ_i cost(u_i, t_i, s_i, w) + λ |w|²   s.t.  G(u_i, t_i, s_i, w) = 0,
@@ -274,7 +275,7 @@ def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, weight_dec
     evaluates the samples in that many threads (CasADi's thread map; the sums are the same).
     """
 
-    def mapped(fn):
+    def mapped(fn: Any) -> Any:
         return fn.map(n, "thread", threads) if threads > 1 else fn.map(n)
 
     n, ns, nw = U.shape[1], sf.ns, sf.nw
@@ -300,7 +301,8 @@ def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, weight_dec
     I = np.arange(n, dtype=np.int64)[:, None]
 
     def glob(loc: np.ndarray) -> np.ndarray:  # local z index of sample i -> global x index, (n, k)
-        return np.where(loc[None, :] < ns, I * ns + loc[None, :], ns * n + loc[None, :] - ns)
+        index: np.ndarray = np.where(loc[None, :] < ns, I * ns + loc[None, :], ns * n + loc[None, :] - ns)
+        return index
 
     out = LazyFunctions(grad_f=grad_f)
     if ng:

@@ -15,13 +15,20 @@ import numpy as np
 from ocp_resnet.model import architecture as arch
 from ocp_resnet.model import objective as objective_mod
 from ocp_resnet.model._ops import CASADI, NUMPY
-from ocp_resnet.solvers.ipopt.transcription._common import NLP, check_smooth, sample_functions, sample_symbols, structured_nlp
+from ocp_resnet.solvers.ipopt.transcription._common import (
+    NLP,
+    SampleSymbols,
+    check_smooth,
+    sample_functions,
+    sample_symbols,
+    structured_nlp,
+)
 
 if TYPE_CHECKING:
     from ocp_resnet.model.problem import Problem
 
 
-def _sample_problem(problem: Problem):
+def _sample_problem(problem: Problem) -> SampleSymbols:
     """One sample's symbols (u, t, s, w), its cost and its dynamics defects G(s, w) = 0."""
     spec, obj = problem.spec, problem.objective
     u, t, w, P = sample_symbols(problem)

@@ -15,7 +15,14 @@ import numpy as np
 from ocp_resnet.model import architecture as arch
 from ocp_resnet.model import objective as objective_mod
 from ocp_resnet.model._ops import CASADI
-from ocp_resnet.solvers.ipopt.transcription._common import NLP, check_smooth, sample_functions, sample_symbols, structured_nlp
+from ocp_resnet.solvers.ipopt.transcription._common import (
+    NLP,
+    SampleSymbols,
+    check_smooth,
+    sample_functions,
+    sample_symbols,
+    structured_nlp,
+)
 
 if TYPE_CHECKING:
     from ocp_resnet.model.problem import Problem
@@ -35,7 +42,7 @@ def _objective(problem: Problem, cost: Any, w: Any) -> Any:
     return ca.sum2(cost.map(n)(problem.U, problem.T, w)) / n + objective_mod.regularization(problem.objective, w, CASADI)
 
 
-def _sample_problem(problem: Problem):
+def _sample_problem(problem: Problem) -> SampleSymbols:
     spec, obj = problem.spec, problem.objective
     u, t, w, P = sample_symbols(problem)
     xs = arch.trajectory(spec, P, u, CASADI)
