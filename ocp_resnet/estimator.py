@@ -18,6 +18,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 if TYPE_CHECKING:
+    from sklearn.utils import Tags
+
     from ocp_resnet.solvers.base import Method
 
 
@@ -118,7 +120,7 @@ class OCPResNetClassifier(ClassifierMixin, BaseEstimator):
         d = self.decision_function(X)
         return self.classes_[(d > 0).astype(int) if d.ndim == 1 else np.argmax(d, axis=1)]
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_class = True
         return tags

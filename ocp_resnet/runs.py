@@ -27,6 +27,7 @@ from ocp_resnet.errors import ValidationError
 from ocp_resnet.files import dump_json, load_weights, read_json, run_path
 
 if TYPE_CHECKING:
+    from ocp_resnet.data.arrays import Dataset
     from ocp_resnet.model.problem import Problem
     from ocp_resnet.solvers.base import Backend
 
@@ -149,7 +150,7 @@ class Run:
         except Exception as exc:
             raise ValidationError(f"{f}: cannot read the multipliers ({exc}); the file is corrupt") from None
 
-    def data(self):
+    def data(self) -> Dataset:
         """The run's data (``data.npz``) as a :class:`~ocp_resnet.data.datasets.Dataset`."""
         from ocp_resnet.data.arrays import Dataset
 
@@ -163,7 +164,7 @@ class Run:
         except Exception as exc:
             raise ValidationError(f"{f}: cannot read the data ({exc}); the file is corrupt") from None
 
-    def problem(self):
+    def problem(self) -> Problem:
         """The run's problem (spec + objective + its own data)."""
         from ocp_resnet.model.architecture import ArchSpec
         from ocp_resnet.model.objective import ObjectiveSpec

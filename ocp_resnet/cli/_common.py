@@ -10,8 +10,11 @@ from ocp_resnet.errors import ValidationError
 from ocp_resnet.status import Status
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ocp_resnet.model.problem import Problem
     from ocp_resnet.solvers import IpoptSolver
+    from ocp_resnet.training import DataSource
 
 #: Defaults of a bare ``ocp-resnet solve``: the embedded two spirals, small enough to solve in
 #: seconds, with stage costs on, so the table shows trailing blocks vanishing (docs/theory.md).
@@ -103,7 +106,7 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
 
 
-def data_source(args: argparse.Namespace):
+def data_source(args: argparse.Namespace) -> DataSource:
     """The :class:`~ocp_resnet.training.DataSource` of the data flags."""
     from ocp_resnet.training import DataSource
 
@@ -116,7 +119,7 @@ def data_config(args: argparse.Namespace) -> dict[str, Any]:
     return data_source(args).to_dict()
 
 
-def problem_from_args(args: argparse.Namespace):
+def problem_from_args(args: argparse.Namespace) -> Problem:
     """Build the (validated) Problem the flags describe."""
     from ocp_resnet.model.problem import Problem
 
@@ -177,7 +180,7 @@ def run_config(args: argparse.Namespace, problem: Problem, command: str, solver:
     }
 
 
-def output_dir(args: argparse.Namespace, label: str):
+def output_dir(args: argparse.Namespace, label: str) -> Path:
     """The run directory to write, checked before any work so a clash costs nothing."""
     from ocp_resnet.runs import check_target, default_run_dir
 

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 
-def register(sub) -> argparse.ArgumentParser:
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``analyze`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     p = sub.add_parser(
         "analyze", help="vanishing-block analysis of a run directory (either back-end)",

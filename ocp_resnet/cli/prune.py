@@ -7,7 +7,7 @@ import json
 from ocp_resnet.cli._common import EXIT_OK, exit_code, parse_list
 
 
-def register(sub) -> argparse.ArgumentParser:
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``prune`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     p = sub.add_parser(
         "prune", help="remove vanished blocks and write the smaller network as a new run directory",

@@ -40,7 +40,7 @@ ARCH_DEFAULTS: dict[str, _ArchDefaults] = {
 }
 
 
-def register(sub) -> argparse.ArgumentParser:
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``train`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     p = sub.add_parser(
         "train", help="train with PyTorch (MLP twin of the CasADi model, or a conv ResNet-v2)",

@@ -220,7 +220,8 @@ class Objective(torch.nn.Module):
         self.objective = objective
         self.regularization = regularization
 
-    def forward(self, x: torch.Tensor, t_rows: torch.Tensor, weight: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, t_rows: torch.Tensor,
+                weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         cost, logits = self.model.cost(x, t_rows.T, self.objective)
         data = cost.mean()
         reg = self.model.regularization(self.objective) if self.regularization else None

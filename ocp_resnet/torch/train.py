@@ -208,7 +208,8 @@ class Trainer:
         self.options = options or TrainOptions()
         self.log = log
 
-    def _tensors(self, inputs: Any, y: Any, dtype: torch.dtype, device: torch.device):
+    def _tensors(self, inputs: Any, y: Any, dtype: torch.dtype,
+                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         X = torch.as_tensor(np.asarray(inputs, dtype=np.float64), dtype=dtype).to(device)
         yy = np.asarray(y, dtype=int)
         T = targets(self.objective, yy, self.n_classes, dtype, device)
@@ -347,7 +348,7 @@ class _Fit:
                 "time_s": time.perf_counter() - self.t0, "world_size": self.ctx.world_size,
                 "epochs": self.opts.epochs}
 
-    def forward(self, xb: torch.Tensor, tb: torch.Tensor, m: int, total: int):
+    def forward(self, xb: torch.Tensor, tb: torch.Tensor, m: int, total: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(J to differentiate, this shard's J, logits); bf16 autocast when asked."""
         if self.layout is torch.channels_last:
             xb = xb.contiguous(memory_format=self.layout)

@@ -3,13 +3,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from ocp_resnet.errors import ValidationError, check_choice, check_float, check_int
-from ocp_resnet.solvers.base import Hessian
+from ocp_resnet.solvers.base import Hessian, Method
 
 HESSIANS = ("auto", "exact", "lbfgs")
 METHODS = ("multiple-shooting", "single-shooting")
+
+
+def check_method(value: object) -> Method:
+    """``value`` if it is ``"auto"`` or a transcription in :data:`METHODS`; else a ValidationError naming them."""
+    return cast(Method, check_choice("method", value, ("auto", *METHODS)))
 
 
 @dataclass
