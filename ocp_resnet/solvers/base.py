@@ -15,9 +15,12 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_che
 
 import numpy as np
 
+# a runtime import (solution imports nothing of the solvers), so that Init below is a real type,
+# not a string the API reference would have to evaluate in every module that uses it
+from ocp_resnet.solvers.solution import Solution
+
 if TYPE_CHECKING:
     from ocp_resnet.model.problem import Problem
-    from ocp_resnet.solvers.solution import Solution
 
 #: IPOPT transcriptions; ``"auto"`` picks one from the problem's size (:mod:`.ipopt.sizing`).
 Method = Literal["auto", "multiple-shooting", "single-shooting"]
@@ -27,7 +30,7 @@ Hessian = Literal["auto", "exact", "lbfgs"]
 Backend = Literal["casadi", "torch"]
 #: Initial weights: ``"random"`` (seeded), ``"zeros"``, a flat array, a name → array mapping, a
 #: :class:`~ocp_resnet.solvers.solution.Solution`, or the path of a run directory / solution.npz.
-Init: TypeAlias = "str | os.PathLike[str] | np.ndarray | Mapping[str, Any] | Solution"
+Init: TypeAlias = str | os.PathLike[str] | np.ndarray | Mapping[str, Any] | Solution
 #: A line logger (``print``, a progress bar's ``write``, a list's ``append``).
 Log = Callable[[str], None]
 
