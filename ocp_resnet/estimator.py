@@ -40,7 +40,7 @@ class OCPResNetClassifier(ClassifierMixin, BaseEstimator):
                  activation: str = "tanh", step: float = 1.0, loss: str = "mse", gamma: float = 0.1,
                  weight_decay: float = 1e-3, label_smoothing: float = 0.1, method: Method = "auto",
                  tol: float = 1e-8, max_iter: int = 3000, restarts: int = 1, random_state: int = 0,
-                 vanish_tol: float = 1e-3):
+                 vanish_tol: float = 1e-3, collapse_retries: int = 3):
         self.blocks = blocks
         self.width = width
         self.branch = branch
@@ -56,12 +56,14 @@ class OCPResNetClassifier(ClassifierMixin, BaseEstimator):
         self.restarts = restarts
         self.random_state = random_state
         self.vanish_tol = vanish_tol
+        self.collapse_retries = collapse_retries
 
     def fit(self, X: Any, y: Any) -> OCPResNetClassifier:
         """Build the stage-cost problem on (X, y), solve it (best of ``restarts``) and analyse the solution."""
         from ocp_resnet.analysis.blocks import analyze
         from ocp_resnet.analysis.collapse import collapse_record
         from ocp_resnet.analysis.restarts import solve_restarts
+        from ocp_resnet.analysis.retry import RetryOnCollapse
         from ocp_resnet.data.arrays import Dataset
         from ocp_resnet.model.problem import Problem
         from ocp_resnet.solvers import make_solver
@@ -79,7 +81,8 @@ class OCPResNetClassifier(ClassifierMixin, BaseEstimator):
         seed = int(self.random_state or 0)
         self.solution_, records = solve_restarts(
             self.problem_, range(seed, seed + int(self.restarts)),
-            make_solver("casadi", method=self.method, tol=self.tol, max_iter=self.max_iter), self.vanish_tol)
+            RetryOnCollapse(make_solver("casadi", method=self.method, tol=self.tol, max_iter=self.max_iter),
+                            self.collapse_retries), self.vanish_tol)
         self.restarts_ = [r.to_dict() for r in records]
         self.n_iter_ = self.solution_.iterations
         an = analyze(self.problem_, self.solution_.w, self.vanish_tol)
@@ -107,11 +110,18 @@ class OCPResNetClassifier(ClassifierMixin, BaseEstimator):
         return z[:, 1] - z[:, 0] if z.shape[1] == 2 else z
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities: sigmoid of the logit (bce) or softmax of the head outputs. For mse,
-        whose head regresses one-hot targets, the softmax is a monotone score, not calibrated."""
+        """Class probabilities as the loss defines them: the sigmoid of the logit (``bce``), the
+        softmax of the head outputs (``ce``, ``sce``). For ``mse`` the head regresses the one-hot
+        targets, i.e. estimates P(class | x) by least squares: the outputs are shifted by the
+        smallest amount that makes them non-negative and normalised to sum to one, so a well-fit
+        output (in [0, 1], summing to ~1) is returned almost unchanged and the ranking of the
+        classes (``predict``) is kept."""
         z = self._outputs(X)
         if z.shape[1] == 1:
             z = np.column_stack([np.zeros(len(z)), z[:, 0]])
+        if self.problem_.objective.loss == "mse":
+            q = z - np.minimum(z.min(axis=1, keepdims=True), 0.0) + 1e-12
+            return q / q.sum(axis=1, keepdims=True)
         e = np.exp(z - z.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
 

@@ -18,8 +18,9 @@ import shutil
 import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -50,6 +51,63 @@ def versions() -> dict[str, str]:
     except ImportError:
         pass
     return out
+
+
+RunKind = Literal["mlp", "conv"]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """``config.json`` as a typed record: what ran, on what, how, and with which libraries.
+
+    ``command`` (solve, path, sweep, train, prune ...), ``architecture`` and ``objective`` (the
+    spec's and the objective's ``to_dict``), ``solver`` (the solver's record and how it started),
+    ``data`` (where the data came from), ``argv`` and ``versions`` (provenance), and ``extra``:
+    whatever else a command records, kept verbatim. :attr:`kind` says whether the run holds an
+    MLP (solved or trained) or a conv ResNet-v2 — the one place a run's kind is decided.
+    """
+
+    command: str
+    architecture: dict[str, Any]
+    objective: dict[str, Any]
+    solver: dict[str, Any]
+    data: dict[str, Any] = field(default_factory=dict)
+    argv: list[str] | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> RunKind:
+        """``"conv"`` for a conv ResNet-v2 (its spec says so, or ``train`` recorded ``arch: conv``), else ``"mlp"``."""
+        conv = "conv" in (self.architecture.get("kind"), self.extra.get("arch"), self.solver.get("arch"))
+        return "conv" if conv else "mlp"
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "config.json") -> RunRecord:
+        """The record of a ``config.json`` dict; one without an architecture is refused, naming ``where``."""
+        if not isinstance(d, Mapping) or not isinstance(d.get("architecture"), dict):
+            raise ValidationError(
+                f"{where} has no 'architecture' section: it is not a run directory written by "
+                "'ocp-resnet solve' or 'train' (or it was edited); re-run the command that wrote it"
+            )
+        known = {f.name for f in fields(cls)} - {"extra"}
+        return cls(command=str(d.get("command", "")), architecture=dict(d["architecture"]),
+                   objective=dict(d.get("objective") or {}), solver=dict(d.get("solver") or {}),
+                   data=dict(d.get("data") or {}), argv=d.get("argv"), versions=dict(d.get("versions") or {}),
+                   extra={k: v for k, v in d.items() if k not in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``config.json`` dict (the fields in a fixed order, then ``extra``)."""
+        out: dict[str, Any] = {"command": self.command}
+        if self.argv is not None:
+            out["argv"] = list(self.argv)
+        if self.data:
+            out["data"] = self.data
+        out.update(architecture=self.architecture, objective=self.objective, solver=self.solver)
+        out.update(self.extra)
+        out["versions"] = self.versions or versions()
+        return out
+
 
 
 def default_run_dir(label: str, root: str | os.PathLike = "runs") -> Path:
@@ -84,7 +142,7 @@ def check_target(out: str | os.PathLike, overwrite: bool = False) -> Path:
 def write_run(
     out: str | os.PathLike,
     *,
-    config: Mapping[str, Any],
+    config: RunRecord | Mapping[str, Any],
     weights: Mapping[str, np.ndarray],
     metrics: Mapping[str, Any],
     data: Any,
@@ -94,13 +152,15 @@ def write_run(
 ) -> Path:
     """Write a run directory atomically: into a temporary sibling, then rename into place.
 
+    ``config`` is the run's :class:`RunRecord` (or its dict, checked through it): the one writer of
+    ``config.json``.
+
     ``extra_files`` maps a file name to bytes/str, to a dict (JSON), or to a callable
     ``f(path)`` that writes the file (e.g. a figure or a torch state_dict).
     """
-    cfg = dict(config)
-    cfg.setdefault("versions", versions())
+    record = config if isinstance(config, RunRecord) else RunRecord.from_dict(config, f"{out}/config.json")
     files: dict[str, Any] = {
-        "config.json": cfg,
+        "config.json": record.to_dict(),
         # numpy's stub lets a ** mapping fill savez's allow_pickle (bool) too, so any str-keyed dict fails it
         "solution.npz": lambda p: np.savez(p, **{k: np.asarray(v) for k, v in weights.items()}),  # type: ignore[arg-type]
         "data.npz": lambda p: np.savez(p, X=data.X, y=data.y, n_classes=data.n_classes),
@@ -131,13 +191,14 @@ class Run:
         if not self.path.is_dir():
             raise ValidationError(f"{self.path} is not a directory: give a run directory")
         self.config = read_json(self.path / "config.json")
-        if not isinstance(self.config, dict) or not isinstance(self.config.get("architecture"), dict):
-            raise ValidationError(
-                f"{self.path}/config.json has no 'architecture' section: it is not a run directory written by "
-                "'ocp-resnet solve' or 'train' (or it was edited); re-run the command that wrote it"
-            )
+        self.record = RunRecord.from_dict(self.config, f"{self.path}/config.json")
         self.metrics = read_json(self.path / "metrics.json") if (self.path / "metrics.json").exists() else {}
         self.weights = load_weights(self.path)
+
+    @property
+    def kind(self) -> RunKind:
+        """``"mlp"`` or ``"conv"`` (:attr:`RunRecord.kind`)."""
+        return self.record.kind
 
     def multipliers(self) -> dict[str, Any] | None:
         """``{"method", "x", "lam_g", "lam_x"}`` from ``multipliers.npz`` (IPOPT runs), or ``None``."""
@@ -251,7 +312,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], backend: Backend = "casadi") -
 
     check_choice("backend", backend, EVALUATION_BACKENDS)
     run = Run(run_dir)
-    if run.config.get("architecture", {}).get("kind") == "conv":
+    if run.kind == "conv":
         from ocp_resnet.torch.evaluate import evaluate_conv_run
 
         return evaluate_conv_run(run, backend)

@@ -113,6 +113,11 @@ def test_conv_runs_are_refused(tmp_path, capsys) -> None:
     cfg = {"arch": "conv", "architecture": prob.spec.to_dict(), "objective": prob.objective.to_dict(),
            "solver": {"backend": "torch", "arch": "conv"}}
     rd = write_run(tmp_path / "c", config=cfg, weights=prob.spec.init_params(), metrics={}, data=prob.data)
+    # the run says conv (RunRecord.kind) but holds no conv spec: refused, naming the conv architecture
     assert main(["analyze", str(rd)]) == 2
-    assert "conv ResNet-v2 run" in capsys.readouterr().err
+    assert "conv" in capsys.readouterr().err
     assert main(["prune", str(rd)]) == 2
+    from ocp_resnet.analysis.blocks import run_problem
+
+    with pytest.raises(ValidationError, match="conv ResNet-v2 run"):
+        run_problem(rd)

@@ -261,12 +261,12 @@ OTHER_CASES = [
     ("train", ["--gamma", "-1"], "gamma must be >= 0"),
     ("train", ["--seed", "-1"], "seed must be an integer >= 0"),
     ("analyze", ["missing"], "does not exist"),
-    ("analyze", ["RUN", "--tol", "-1"], "tol must be >= 0"),
+    ("analyze", ["RUN", "--vanish-tol", "-1"], "tol must be >= 0"),
     ("analyze", ["afile"], "is not a directory"),
     ("analyze", ["MISMATCH"], "does not match the architecture"),
     ("prune", ["MISMATCH", "--out", "pruned"], "does not match the architecture"),
     ("prune", ["missing"], "does not exist"),
-    ("prune", ["RUN", "--tol", "-1"], "tol must be >= 0"),
+    ("prune", ["RUN", "--vanish-tol", "-1"], "tol must be >= 0"),
     ("prune", ["RUN", "--out", "afile/x"], "is a file, not a directory"),
     ("prune", ["RUN", "--out", "RUN"], "already exists"),
     ("sweep", ["--blocks", "a"], "comma list of integers"),
@@ -393,3 +393,15 @@ def test_corpus_size():
     """The issue asks for at least 30 bad inputs through the CLI and the API."""
     cli = len(SOLVE_CASES) + len(EVALUATE_CASES) + len(SUBPROCESS_CASES) + len(OTHER_CASES) + 2
     assert cli >= 30 and len(API_CASES) >= 20
+
+
+def test_vanish_tol_is_the_threshold_and_tol_a_deprecated_alias_that_warns(capsys: pytest.CaptureFixture[str]) -> None:
+    """analyze/prune call the vanishing threshold --vanish-tol; the old --tol still works and warns."""
+    from ocp_resnet.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["analyze", "RUN", "--vanish-tol", "0.01"]).vanish_tol == 0.01
+    assert parser.parse_args(["prune", "RUN"]).vanish_tol == 1e-3
+    assert "deprecated" not in capsys.readouterr().err
+    assert parser.parse_args(["prune", "RUN", "--tol", "0.02"]).vanish_tol == 0.02
+    assert "--tol is deprecated here" in capsys.readouterr().err

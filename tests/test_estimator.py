@@ -58,3 +58,41 @@ def test_check_estimator():
         res = check_estimator(OCPResNetClassifier(blocks=2, max_iter=200, tol=1e-6), on_fail=None)
     failed = [r["check_name"] for r in res if r["status"] == "failed"]
     assert not failed, failed
+
+
+def test_grid_search_in_a_pipeline_separates_noisy_circles_on_held_out_data():
+    """Pipeline(StandardScaler, OCPResNetClassifier) in GridSearchCV over γ and depth, refit on the
+    whole training split: held-out accuracy ≥ 0.95 on two noisy circles (which a linear model cannot
+    separate: chance level), and the selected depth is one of the grid's."""
+    from sklearn.datasets import make_circles
+    from sklearn.model_selection import GridSearchCV, train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = make_circles(n_samples=240, noise=0.08, factor=0.5, random_state=3)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
+    pipe = make_pipeline(StandardScaler(), OCPResNetClassifier(tol=1e-6))
+    grid = {"ocpresnetclassifier__gamma": [0.0, 1.0], "ocpresnetclassifier__blocks": [3, 6]}
+    search = GridSearchCV(pipe, grid, cv=3, refit=True).fit(Xtr, ytr)
+    assert search.best_params_["ocpresnetclassifier__blocks"] in (3, 6)
+    assert search.score(Xte, yte) >= 0.95
+    clf = search.best_estimator_[-1]
+    assert not clf.collapsed_
+
+
+def test_predict_proba_follows_the_loss():
+    """mse: the head's regression of the one-hot targets, made a distribution without reordering;
+    sce/bce: softmax/sigmoid of the logits. Probabilities sum to one and agree with predict."""
+    ds = load_dataset("moons", n_samples=80, noise=0.1)
+    for loss in ("mse", "sce", "bce"):
+        clf = OCPResNetClassifier(blocks=2, loss=loss, tol=1e-6).fit(ds.X, ds.y)
+        proba = clf.predict_proba(ds.X)
+        assert np.all(proba >= 0) and np.allclose(proba.sum(axis=1), 1.0)
+        assert np.array_equal(clf.classes_[np.argmax(proba, axis=1)], clf.predict(ds.X))
+        z = clf._outputs(ds.X)
+        if loss == "mse":  # non-negative outputs are only normalised (≈ unchanged where they sum to ~1)
+            ok = np.all(z >= 0, axis=1)
+            assert ok.sum() > 10
+            assert np.allclose(proba[ok], z[ok] / z[ok].sum(axis=1, keepdims=True), atol=1e-9)
+        elif loss == "bce":
+            assert np.allclose(proba[:, 1], 1 / (1 + np.exp(-z[:, 0])))

@@ -208,7 +208,7 @@ def run_problem(run: Any) -> tuple[Any, dict[str, np.ndarray]]:
 
     if isinstance(run, (str, os.PathLike)):
         run = Run(run)
-    if run.config.get("arch", run.config.get("solver", {}).get("arch", "mlp")) != "mlp":
+    if run.kind != "mlp":
         raise ValidationError(
             f"{run.path} is a conv ResNet-v2 run: the block analysis and pruning support MLP runs "
             "(ocp-resnet solve, sweep, or train --arch mlp)"

@@ -36,7 +36,7 @@ from ocp_resnet.errors import ValidationError, check_float, check_int
 
 def is_conv_run(run: Any) -> bool:
     """Whether a :class:`~ocp_resnet.runs.Run` holds a conv ResNet-v2."""
-    return run.config.get("architecture", {}).get("kind") == "conv"
+    return run.kind == "conv"
 
 
 @dataclass

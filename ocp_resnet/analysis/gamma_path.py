@@ -60,6 +60,10 @@ def warm_options(options: IpoptOptions | None) -> IpoptOptions:
 def warm_solver(solver: Solver) -> Solver:
     """The solver of a warm-started point: IPOPT with :data:`WARM_START_IPOPT` added (the user's
     own settings win); any other solver starts from the previous weights as it is."""
+    from ocp_resnet.analysis.retry import RetryOnCollapse
+
+    if isinstance(solver, RetryOnCollapse):
+        return replace(solver, solver=warm_solver(solver.solver))
     if isinstance(solver, IpoptSolver):
         return replace(solver, options=warm_options(solver.options))
     return solver

@@ -133,6 +133,8 @@ def solution_metrics(problem: Problem, sol: Any, records: Sequence[RestartRecord
     an = analyze(problem, sol.w, tol, evaluation=sol.evaluation) if analysis is None else analysis
     out: dict[str, Any] = {"vanished": an.vanished, "recommended_depth": an.recommended_depth}
     out.update(solution_collapse_record(problem, sol))
+    if "collapse_attempts" in sol.stats:
+        out["collapse_attempts"] = sol.stats["collapse_attempts"]
     out.update(restart_metrics(records))
     if val is not None:
         out.update(validation_metrics(problem, sol.w, val))

@@ -168,6 +168,8 @@ def _solve_point(problem: Problem, seed: int, solver: Solver, log: Any,
     if solver.backend == "torch":
         return sol.weights, sol.metrics(), sol.stats
     metrics = {**sol.metrics(), **solution_collapse_record(problem, sol), **restart_metrics(records)}
+    if "collapse_attempts" in sol.stats:
+        metrics["collapse_attempts"] = sol.stats["collapse_attempts"]
     return sol.weights, metrics, sol.stats
 
 

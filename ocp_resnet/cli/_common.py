@@ -202,6 +202,24 @@ def add_robust_args(p: argparse.ArgumentParser, restarts: bool = True) -> None:
     g.add_argument("--val-fraction", type=float, default=None,
                    help="hold out this fraction of the data (stratified, seeded by --seed); the objective uses "
                         "the rest, validation loss/accuracy are reported per stage")
+    add_collapse_retries(g)
+
+
+def add_collapse_retries(g: Any) -> None:
+    """``--collapse-retries`` (solve, path, sweep)."""
+    from ocp_resnet.analysis.retry import COLLAPSE_RETRIES, RETRY_SEED_STRIDE
+
+    g.add_argument("--collapse-retries", type=int, default=COLLAPSE_RETRIES,
+                   help="after a solve that ends at the best linear classifier's loss (collapsed), solve again "
+                        f"from the random weights of init seed S+{RETRY_SEED_STRIDE}·j, up to this many times; "
+                        f"0 returns the first result (default {COLLAPSE_RETRIES})")
+
+
+def with_retries(args: argparse.Namespace, solver: Any) -> Any:
+    """``solver`` wrapped in :class:`~ocp_resnet.analysis.retry.RetryOnCollapse` with ``--collapse-retries``."""
+    from ocp_resnet.analysis.retry import RetryOnCollapse
+
+    return RetryOnCollapse(solver, args.collapse_retries)
 
 
 def init_seed(args: argparse.Namespace) -> int:
@@ -277,3 +295,20 @@ def parse_ipopt(items: list[str]) -> dict:
         else:
             out[k.strip()] = v.strip()
     return out
+
+
+class _DeprecatedTol(argparse.Action):
+    """``--tol`` of analyze/prune: the vanishing threshold's old name, kept one release with a warning
+    (every other command's ``--tol`` is the KKT tolerance)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        warn(f"{parser.prog}: --tol is deprecated here (it is the KKT tolerance elsewhere): use --vanish-tol")
+        setattr(namespace, self.dest, values)
+
+
+def add_vanish_tol(p: argparse.ArgumentParser) -> None:
+    """``--vanish-tol`` (and the deprecated alias ``--tol``) of analyze and prune."""
+    p.add_argument("--vanish-tol", type=float, default=1e-3, dest="vanish_tol",
+                   help="a block has vanished when its norm relative to the largest is <= this (default 1e-3)")
+    p.add_argument("--tol", type=float, dest="vanish_tol", action=_DeprecatedTol, help=argparse.SUPPRESS)

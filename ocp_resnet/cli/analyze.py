@@ -5,6 +5,8 @@ import argparse
 import json
 from typing import Any
 
+from ocp_resnet.cli import _common as c
+
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``analyze`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
@@ -15,8 +17,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "--plots writes turnpike.png, stages.png, trajectories.png and (2-D data) "
                     "decision_regions.png into the run directory.")
     p.add_argument("run_dir", help="a run directory written by solve, train, prune or sweep")
-    p.add_argument("--tol", type=float, default=1e-3,
-                   help="a block has vanished when its norm relative to the largest is <= tol (default 1e-3)")
+    c.add_vanish_tol(p)
     p.add_argument("--loss-rtol", type=float, default=1e-2,
                    help="recommended depth: stage loss within this relative tolerance of the final loss (default 1e-2)")
     p.add_argument("--plots", action="store_true", help="write PNG figures into the run directory")
@@ -45,13 +46,13 @@ def run(args: argparse.Namespace) -> int:
         check_costates_target(args.plot_dir or run_.path, args.overwrite)
     an: BlockAnalysis  # a ConvBlockAnalysis for conv runs
     if is_conv_run(run_):  # vanishing by RMS residual output; train and validation stage numbers
-        an = analyze_conv_run(run_, args.tol, loss_rtol=args.loss_rtol)
+        an = analyze_conv_run(run_, args.vanish_tol, loss_rtol=args.loss_rtol)
         col: dict[str, Any] = {}  # the linear-classifier reference is computed for IPOPT problems only
     else:
         from ocp_resnet.analysis.collapse import collapse_record
 
         problem, weights = run_problem(run_)
-        an = analyze(problem, weights, args.tol, loss_rtol=args.loss_rtol)
+        an = analyze(problem, weights, args.vanish_tol, loss_rtol=args.loss_rtol)
         col = collapse_record(problem, an.final_loss)
     if args.json:
         print(json.dumps({**an.to_dict(), **col, "verdict": verdict(an, **col)}, indent=2))
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plots or args.plot_dir:
         from ocp_resnet.plotting import plot_run
 
-        for path in plot_run(run_.path, args.tol, args.plot_dir):
+        for path in plot_run(run_.path, args.vanish_tol, args.plot_dir):
             print(f"wrote {path}")
     if args.costates:
         from ocp_resnet.analysis.costates import costates_of_run, write_costates

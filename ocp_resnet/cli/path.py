@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out is not None else default_run_dir(f"{args.dataset.replace('/', '_')}-path")
     config = {"argv": c.run_config(args, problem, "path", {})["argv"],
               "data": {**c.data_config(args), "val_fraction": args.val_fraction}}
-    rows = run_path(problem, gammas, out, solver, seed=c.init_seed(args),
+    rows = run_path(problem, gammas, out, c.with_retries(args, solver), seed=c.init_seed(args),
                     restarts=args.restarts, warm_start=not args.cold, tol=args.vanish_tol, val=val, config=config,
                     overwrite=args.overwrite, plot=not args.no_plot, log=None if args.quiet else c.echo)
     print(format_rows(rows))

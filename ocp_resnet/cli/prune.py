@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ocp_resnet.cli import _common as c
 from ocp_resnet.cli._common import EXIT_OK, exit_code, parse_list
 
 
@@ -11,14 +12,14 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``prune`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     p = sub.add_parser(
         "prune", help="remove vanished blocks and write the smaller network as a new run directory",
-        description="Remove every block whose relative norm is <= --tol: identity-skip blocks disappear, "
+        description="Remove every block whose relative norm is <= --vanish-tol: identity-skip blocks disappear, "
                     "projection blocks keep their S_k as a plain linear layer. Reports blocks_before/after, "
                     "objective_before/after, accuracy_before/after and the largest output change on the data. Conv runs "
                     "(train --arch conv): a block has vanished when its RMS residual output relative to the largest "
-                    "is <= --tol; the report adds validation accuracy, parameters and forward time, and --finetune "
+                    "is <= --vanish-tol; the report adds validation accuracy, parameters and forward time, and --finetune "
                     "continues training the pruned net.")
     p.add_argument("run_dir", help="a run directory written by solve, train or sweep")
-    p.add_argument("--tol", type=float, default=1e-3, help="vanishing tolerance on relative block norms (default 1e-3)")
+    c.add_vanish_tol(p)
     p.add_argument("--resolve", action="store_true",
                    help="re-solve the pruned problem with IPOPT warm-started from the pruned weights "
                         "(torch runs: fine-tune with the torch back-end)")
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         if args.resolve:
             raise ValidationError("--resolve is for MLP runs; a conv run is retrained with --finetune EPOCHS")
         blocks = None if args.blocks is None else parse_list("--blocks", args.blocks, int)
-        conv_report, _ = prune_conv_run(args.run_dir, tol=args.tol, blocks=blocks, force=args.force,
+        conv_report, _ = prune_conv_run(args.run_dir, tol=args.vanish_tol, blocks=blocks, force=args.force,
                                         finetune=args.finetune, lr=args.lr, out=args.out, overwrite=args.overwrite)
         print(json.dumps(conv_report.to_dict(), indent=2) if args.json else conv_report.format())
         status = (conv_report.finetune or {}).get("status")  # the pruned run is written either way
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.blocks is not None or args.force or args.finetune or args.lr is not None:
         raise ValidationError("--blocks, --force, --finetune and --lr are for conv runs; MLP runs prune the vanished "
                               "blocks and re-solve with --resolve")
-    report, _, _ = prune_run(args.run_dir, tol=args.tol, resolve=args.resolve, out=args.out,
+    report, _, _ = prune_run(args.run_dir, tol=args.vanish_tol, resolve=args.resolve, out=args.out,
                              overwrite=args.overwrite, log=None)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
     # the pruned run is written (with the last iterate of an interrupted or failed re-solve), as for solve

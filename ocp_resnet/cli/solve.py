@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     c.echo(f"problem: {problem.data.name} n={problem.n_samples}, N={problem.spec.n_blocks} blocks, widths "
            f"{problem.spec.widths}, loss {problem.objective.loss}, gamma {problem.objective.gamma}, "
            f"lambda {problem.objective.weight_decay}", args.quiet)
-    sol, records = solve_with_restarts(problem, solver, init=args.init, seed=c.init_seed(args),
+    sol, records = solve_with_restarts(problem, c.with_retries(args, solver), init=args.init, seed=c.init_seed(args),
                                        restarts=args.restarts, log=None if args.quiet else c.echo)
     metrics = sol.metrics()
     metrics.update(extra_metrics(problem, sol, records, val))
@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         "backend": "casadi", "method": sol.method, **options.to_dict(), "hessian": sol.stats.get("hessian"),
         "jit": sol.stats.get("jit"), "requested": {"method": args.method, "hessian": args.hessian},
         "init": str(args.init), "seed": args.seed,
-        "init_seed": c.init_seed(args), "restarts": args.restarts, "val_fraction": args.val_fraction,
+        "init_seed": c.init_seed(args), "restarts": args.restarts, "collapse_retries": args.collapse_retries,
+        "val_fraction": args.val_fraction,
     })
     write_run(out, config=config, weights=sol.weights, metrics=metrics, data=problem.data, stats=sol.stats,
               extra_files={**multiplier_files(sol), **extra_files(val)}, overwrite=args.overwrite)

@@ -56,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="send the grid points to a Dask cluster (tcp://host:8786; needs ocp_resnet[distributed])")
     g.add_argument("--restarts", type=int, default=1,
                    help="IPOPT: keep the best of init seeds s..s+K-1 at every grid point (default 1)")
+    c.add_collapse_retries(g)
     g.add_argument("--val-fraction", type=float, default=None,
                    help="hold out this fraction of the data (stratified, seeded by --seed); validation accuracy per run "
                         "(default: none; --arch conv: 0.2, as train)")
@@ -92,7 +93,10 @@ def run(args: argparse.Namespace) -> int:
         solver = {"optimizer": args.optimizer, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
                   "threads": args.threads}
     else:
-        solver = {"method": args.method, "tol": args.tol, "max_iter": args.max_iter, "hessian": args.hessian}
+        from ocp_resnet.solvers import make_solver
+
+        solver = c.with_retries(args, make_solver("casadi", method=args.method, tol=args.tol, max_iter=args.max_iter,
+                                                  hessian=args.hessian))
     config = {"argv": c.run_config(base_args, base, "sweep", {})["argv"],
               "data": {**c.data_config(args), "val_fraction": args.val_fraction}, "restarts": args.restarts}
     rows = run_sweep(base, gammas, blocks, seeds, out, backend=args.backend, solver=solver, tol=args.vanish_tol,

@@ -4,7 +4,7 @@ A :class:`Solver` turns a :class:`~ocp_resnet.model.problem.Problem` and initial
 :class:`~ocp_resnet.solvers.solution.Solution` whose :class:`~ocp_resnet.status.Status` says how it
 ended. Restarts, γ paths, sweeps, prune re-solves, the comparison and the scikit-learn estimator
 take a solver object and never decide themselves how to solve (the problem, the transcription
-and the solver are independent choices, as in rockit). :func:`ocp_resnet.solvers.factory.make_solver`
+and the solver are independent choices, as in rockit). :func:`ocp_resnet.solvers.make_solver`
 builds one from plain values (the CLI's flags, a run's recorded ``solver`` dict).
 """
 from __future__ import annotations
@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_che
 
 import numpy as np
 
-# a runtime import (solution imports nothing of the solvers), so that Init below is a real type,
-# not a string the API reference would have to evaluate in every module that uses it
 from ocp_resnet.solvers.solution import Solution
 
 if TYPE_CHECKING:

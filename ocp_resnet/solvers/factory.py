@@ -69,6 +69,9 @@ def sweep_record(solver: Solver) -> dict[str, Any]:
     then whatever else differs from the defaults (torch)."""
     from ocp_resnet.solvers.ipopt import IpoptSolver
 
+    inner = getattr(solver, "solver", None)  # a wrapper (retries after a collapse) records its solver's options
+    if inner is not None:
+        return {**sweep_record(inner), **{k: v for k, v in solver.record().items() if k not in inner.record()}}
     if isinstance(solver, IpoptSolver):
         o = solver.options
         return {"method": solver.method, "tol": o.tol, "max_iter": o.max_iter, "hessian": o.hessian,
