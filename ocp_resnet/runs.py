@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ocp_resnet.data.arrays import Dataset
     from ocp_resnet.model.problem import Problem
     from ocp_resnet.solvers.base import Backend
+    from ocp_resnet.solvers.solution import Solution
 
 RUN_FILES = ("config.json", "solution.npz", "data.npz", "metrics.json")
 
@@ -172,14 +173,14 @@ def write_run(
     return write_directory(out, files, overwrite)
 
 
-def multiplier_files(solution: Any) -> dict[str, Any]:
+def multiplier_files(solution: Solution) -> dict[str, Any]:
     """``{"multipliers.npz": writer}`` for a solution that carries IPOPT's multipliers, else ``{}``
     (pass as ``extra_files`` of :func:`write_run`)."""
-    if getattr(solution, "lam_g", None) is None or getattr(solution, "x", None) is None:
+    x, lam_g = solution.x, solution.lam_g
+    if lam_g is None or x is None:
         return {}
-    arrays = {"x": solution.x, "lam_g": solution.lam_g,
-              "lam_x": solution.lam_x if solution.lam_x is not None else np.zeros(0)}
-    return {"multipliers.npz": lambda p: np.savez(p, method=np.asarray(solution.method), **arrays)}
+    lam_x = solution.lam_x if solution.lam_x is not None else np.zeros(0)
+    return {"multipliers.npz": lambda p: np.savez(p, method=np.asarray(solution.method), x=x, lam_g=lam_g, lam_x=lam_x)}
 
 
 # ------------------------------------------------------------------------------ reading

@@ -41,6 +41,7 @@ from ocp_resnet.status import Status
 if TYPE_CHECKING:
     from ocp_resnet.model.objective import ObjectiveSpec
     from ocp_resnet.torch import TrainOptions
+    from ocp_resnet.torch.train import Trainer
 
 ARCHS = ("mlp", "conv")
 
@@ -302,7 +303,7 @@ def _check_resume(config: TrainConfig, resume: dict | None, same: dict[str, Any]
                               f">= {resume['epoch']}")
 
 
-def _evaluate(config: TrainConfig, s: _Setup, trainer: Any, device: Any) -> tuple[Status, dict[str, Any]]:
+def _evaluate(config: TrainConfig, s: _Setup, trainer: Trainer, device: Any) -> tuple[Status, dict[str, Any]]:
     """Status and metrics.json of the trained model, evaluated in float64 on the training split."""
     import torch
 
@@ -327,7 +328,7 @@ def _evaluate(config: TrainConfig, s: _Setup, trainer: Any, device: Any) -> tupl
     return status, metrics
 
 
-def _write(out: Path, config: TrainConfig, s: _Setup, trainer: Any, metrics: dict[str, Any], ctx: Any, device: Any,
+def _write(out: Path, config: TrainConfig, s: _Setup, trainer: Trainer, metrics: dict[str, Any], ctx: Any, device: Any,
            ckpt_path: Path, overwrite: bool) -> None:
     import torch
 
@@ -347,7 +348,7 @@ def _write(out: Path, config: TrainConfig, s: _Setup, trainer: Any, metrics: dic
 
 def write_training_run(out: str | os.PathLike, *, config: Mapping[str, Any], spec: Any, objective: ObjectiveSpec,
                        weights: Mapping[str, np.ndarray], state_dict: Mapping[str, Any], metrics: Mapping[str, Any],
-                       train: Dataset, val: Dataset | None = None, trainer: Any = None,
+                       train: Dataset, val: Dataset | None = None, trainer: Trainer | None = None,
                        stats: Mapping[str, Any] | None = None, extra_files: Mapping[str, Any] | None = None,
                        overwrite: bool = False) -> Path:
     """Write the run directory of a torch training (MLP or conv), the format of ``ocp-resnet train``.

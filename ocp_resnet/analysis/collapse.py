@@ -26,6 +26,7 @@ from ocp_resnet.status import Status
 
 if TYPE_CHECKING:
     from ocp_resnet.model.problem import Problem
+    from ocp_resnet.solvers.solution import Solution
 
 #: Default relative tolerance of the collapse test.
 COLLAPSE_RTOL = 1e-6
@@ -72,7 +73,7 @@ def is_collapsed(final_loss: float, linear: float, rtol: float = COLLAPSE_RTOL) 
     return bool(np.isfinite(final_loss) and final_loss >= (1.0 - rtol) * linear)
 
 
-def solution_collapse_record(problem: Problem, sol: Any, rtol: float = COLLAPSE_RTOL) -> dict[str, Any]:
+def solution_collapse_record(problem: Problem, sol: Solution, rtol: float = COLLAPSE_RTOL) -> dict[str, Any]:
     """:func:`collapse_record` of a Solution; ``None`` fields for an interrupted one: it is no
     optimum, and the reference is an IPOPT solve of its own, which an interrupted command must
     not wait for (an abandoned IPOPT thread may still be finishing its iteration)."""

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from ocp_resnet.analysis.blocks import (
     tail_to_head_ratio,
 )
 from ocp_resnet.errors import ValidationError, check_float, check_int
+
+if TYPE_CHECKING:
+    from ocp_resnet.torch.train import Trainer, TrainOptions
 
 
 def is_conv_run(run: Any) -> bool:
@@ -302,7 +305,7 @@ def _max_change(a: Any, b: Any, images: np.ndarray, y: np.ndarray, objective: An
 # ------------------------------------------------------------------------------ conv run directories
 def write_conv_run(out: Any, *, config: Mapping[str, Any], spec: Any, objective: Any, weights: Mapping[str, Any],
                    n_classes: int, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray] | None,
-                   status: Any = None, trainer: Any = None, extra_metrics: Mapping[str, Any] | None = None,
+                   status: Any = None, trainer: Trainer | None = None, extra_metrics: Mapping[str, Any] | None = None,
                    extra_files: Any = None, overwrite: bool = False) -> dict[str, Any]:
     """Evaluate conv weights and write their run directory with
     :func:`ocp_resnet.training.write_training_run` (``train --arch conv``'s format); returns the metrics.
@@ -489,7 +492,8 @@ def _conv_report(d: ConvRunData, weights: Mapping[str, Any], net: PrunedConvNetw
     return report
 
 
-def _finetune(net: PrunedConvNetwork, d: ConvRunData, opts: Any, log: Any) -> tuple[dict[str, np.ndarray], Any]:
+def _finetune(net: PrunedConvNetwork, d: ConvRunData, opts: TrainOptions,
+              log: Any) -> tuple[dict[str, np.ndarray], Trainer]:
     """Train the pruned conv net with ``opts``; returns (weights, trainer)."""
     from ocp_resnet.torch import Trainer
     from ocp_resnet.torch.train import resolve_dtype
@@ -501,7 +505,7 @@ def _finetune(net: PrunedConvNetwork, d: ConvRunData, opts: Any, log: Any) -> tu
 
 def _write_pruned_conv(out: Any, run: Any, d: ConvRunData, net: PrunedConvNetwork, an: ConvBlockAnalysis,
                        forced: list[int], finetune: int, solver: Mapping[str, Any], weights: Mapping[str, Any],
-                       trainer: Any, report: ConvPruneReport, overwrite: bool) -> None:
+                       trainer: Trainer | None, report: ConvPruneReport, overwrite: bool) -> None:
     """The pruned conv run directory, with ``prune.json`` (the report, fine-tuning included)."""
     config = {**run.config, "command": "prune", "solver": solver, "pruned_from": str(run.path),
               "pruning": {"tol": an.tol, "removed": net.removed, "projection_only": net.projection_only,

@@ -222,7 +222,7 @@ def _start(pr: _PathRun, gammas: Sequence[float]) -> None:
                   fh, indent=2, default=str)
 
 
-def _write_point(pr: _PathRun, g: float, problem: Problem, sol: Any, records: list, an: Any,
+def _write_point(pr: _PathRun, g: float, problem: Problem, sol: Solution, records: list, an: Any,
                  previous: float | None) -> dict[str, Any]:
     """Write one point's run directory; returns its ``path.csv`` row (``previous``: the γ before it)."""
     from ocp_resnet.analysis.restarts import solution_metrics

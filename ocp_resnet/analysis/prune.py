@@ -21,7 +21,7 @@ from ocp_resnet.errors import ValidationError
 from ocp_resnet.model import architecture as arch
 from ocp_resnet.model.objective import ObjectiveSpec
 from ocp_resnet.model.problem import Problem
-from ocp_resnet.solvers import Solver, TorchSolver
+from ocp_resnet.solvers import Backend, Solver, TorchSolver
 from ocp_resnet.solvers.factory import solver_from_record
 
 
@@ -157,7 +157,7 @@ class Resolved:
     files: dict[str, Any] = field(default_factory=dict)
 
 
-def _info(backend: str, method: str, status: str, objective: float, accuracy: float, grad_norm: Any,
+def _info(backend: Backend, method: str, status: str, objective: float, accuracy: float, grad_norm: Any,
           iterations: int, time_s: float, **message: str) -> dict[str, Any]:
     """The ``resolve`` entry of the report (``message``: the status message, IPOPT only)."""
     return {"backend": backend, "method": method, "status": status, **message, "objective": objective,
