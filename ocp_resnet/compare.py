@@ -35,7 +35,7 @@ from ocp_resnet.status import Status
 if TYPE_CHECKING:
     from ocp_resnet.torch.train import StepInfo
 
-IPOPT_OPTIMIZERS = {"ipopt-ms": "multiple-shooting", "ipopt-ss": "single-shooting"}
+IPOPT_OPTIMIZERS: dict[str, Method] = {"ipopt-ms": "multiple-shooting", "ipopt-ss": "single-shooting"}
 #: The optimizers of :class:`~ocp_resnet.torch.Trainer` that compare runs, in table order (named
 #: here so that importing this module needs no torch). AdamW is left out: its steps leave the
 #: λ-term out of the gradient, so they carry no ‖∇J‖ for the trace.
@@ -190,7 +190,8 @@ def _train(problem: Problem, name: str, w0: np.ndarray, steps: int, lr: float | 
     rec.finish()
     w = problem.spec.flatten(model.weights())
     ev = evaluate(problem, w)
-    status = rec.status or (Status.NAN if trainer.stopped_ == Status.NAN.value else Status.MAX_ITER)
+    assert ev.grad_norm is not None  # evaluate(..., gradient=True)
+    status = rec.status or (Status.NAN if trainer.stopped_ is Status.NAN else Status.MAX_ITER)
     return OptimizerResult(name, ev.objective, ev.grad_norm, ev.train_accuracy, rec.wall_s, trainer.steps_,
                            status, ev.block_norms, ev.stage_losses, rec.trace, w)
 

@@ -33,7 +33,7 @@ def json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def run_path(path: str | os.PathLike) -> Path:
+def run_path(path: str | os.PathLike[str]) -> Path:
     """``path`` as a Path; a missing one raises ValidationError."""
     p = Path(path)
     if not p.exists():
@@ -41,7 +41,7 @@ def run_path(path: str | os.PathLike) -> Path:
     return p
 
 
-def load_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
+def load_weights(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """Weights from a ``solution.npz`` file or a run directory."""
     p = run_path(path)
     f = p / "solution.npz" if p.is_dir() else p
@@ -54,11 +54,12 @@ def load_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise ValidationError(f"{f}: cannot read the weights ({exc}); the file is corrupt or not an .npz") from None
 
 
-def read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict[str, Any]:
     """A run directory's JSON file; a missing or corrupt one raises ValidationError naming it."""
     try:
         with open(path) as fh:
-            return json.load(fh)
+            record: dict[str, Any] = json.load(fh)
+            return record
     except FileNotFoundError:
         raise ValidationError(f"{path} is missing: the run directory is incomplete") from None
     except (OSError, json.JSONDecodeError) as exc:

@@ -5,14 +5,17 @@ warm start. ``ocp-resnet solve``, ``path`` and ``sweep`` call them with their fl
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocp_resnet.errors import ValidationError
 from ocp_resnet.model.problem import Problem
 from ocp_resnet.solvers import Solution, Solver
 
+if TYPE_CHECKING:
+    from ocp_resnet.solvers.solution import Solution
 
-def split_problem(problem: Any, val_fraction: float | None, seed: int = 0) -> tuple[Any, Any]:
+
+def split_problem(problem: Problem, val_fraction: float | None, seed: int = 0) -> tuple[Any, Any]:
     """(training problem, validation Dataset or None): hold out ``val_fraction`` of the data
     (stratified, seeded by ``seed``); ``None`` keeps the problem whole."""
     if val_fraction is None:
@@ -38,7 +41,7 @@ def solve_with_restarts(problem: Problem, solver: Solver, *, init: Any = "random
     return solve_best(problem, seed, k, solver, log=log)
 
 
-def extra_metrics(problem: Any, sol: Any, records: list, val: Any, tol: float = 1e-3) -> dict[str, Any]:
+def extra_metrics(problem: Problem, sol: Solution, records: list, val: Any, tol: float = 1e-3) -> dict[str, Any]:
     """``vanished``, ``recommended_depth``, ``collapsed``/``linear_loss``, ``restarts`` and ``val_*``."""
     from ocp_resnet.analysis.restarts import solution_metrics
 
@@ -54,7 +57,7 @@ def extra_files(val: Any) -> dict[str, Any]:
     return val_data_file(val)
 
 
-def warm_start_record(problem: Any, init: Any) -> dict[str, Any]:
+def warm_start_record(problem: Problem, init: Any) -> dict[str, Any]:
     """Objective and gradient norm of the warm-start weights ``init`` (the ``init_*`` fields of metrics.json)."""
     import numpy as np
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from ocp_resnet import Problem, ValidationError, load_dataset
+from ocp_resnet import Problem, Status, ValidationError, load_dataset
 from ocp_resnet.model.objective import ObjectiveSpec
 from ocp_resnet.torch import ConvSpec, ResNetMLP, ResNetV2, Trainer, TrainOptions, distributed
 
@@ -118,7 +118,7 @@ def test_two_ranks_follow_the_one_process_trajectory(ddp_results, name):
 
 
 def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(ddp_results):
-    assert ddp_results[0]["interrupt"] == ddp_results[1]["interrupt"] == ("interrupted", 3, 0)
+    assert ddp_results[0]["interrupt"] == ddp_results[1]["interrupt"] == (Status.INTERRUPTED, 3, 0)
 
 
 def test_batches_that_cannot_be_split_are_refused():

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from ocp_resnet.errors import check_float
 from ocp_resnet.model import architecture as arch
 from ocp_resnet.model._ops import NUMPY
 from ocp_resnet.model.evaluation import evaluate
+
+if TYPE_CHECKING:
+    from ocp_resnet.model.problem import Problem
 
 DEFAULT_TOL = 1e-3
 DEFAULT_LOSS_RTOL = 1e-2
@@ -162,7 +165,7 @@ class BlockAnalysis:
 
 
 def analyze(
-    problem: Any,
+    problem: Problem,
     weights: np.ndarray | Mapping[str, Any],
     tol: float = DEFAULT_TOL,
     loss_rtol: float = DEFAULT_LOSS_RTOL,

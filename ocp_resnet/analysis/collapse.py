@@ -17,12 +17,16 @@ minimiser); ``ce``/``bce`` keep the problem's weight decay, which they need for 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ocp_resnet.errors import check_float
 from ocp_resnet.status import Status
+
+if TYPE_CHECKING:
+    from ocp_resnet.model.problem import Problem
+    from ocp_resnet.solvers.solution import Solution
 
 #: Default relative tolerance of the collapse test.
 COLLAPSE_RTOL = 1e-6
@@ -30,7 +34,7 @@ COLLAPSE_RTOL = 1e-6
 _CACHE: dict[tuple, float] = {}
 
 
-def _key(problem: Any, weight_decay: float) -> tuple:
+def _key(problem: Problem, weight_decay: float) -> tuple:
     d = problem.data
     h = hashlib.sha1(np.ascontiguousarray(d.X, dtype=float).tobytes())
     h.update(np.ascontiguousarray(d.y, dtype=np.int64).tobytes())
@@ -38,7 +42,7 @@ def _key(problem: Any, weight_decay: float) -> tuple:
     return (h.hexdigest(), int(d.n_classes), obj.loss, float(obj.label_smoothing), float(weight_decay))
 
 
-def linear_problem(problem: Any) -> Any:
+def linear_problem(problem: Problem) -> Any:
     """The zero-block problem with the head directly on the inputs: a linear classifier."""
     from dataclasses import replace
 
@@ -51,7 +55,7 @@ def linear_problem(problem: Any) -> Any:
     return Problem(spec, replace(obj, gamma=0.0, weight_decay=lam), problem.data)
 
 
-def linear_loss(problem: Any) -> float:
+def linear_loss(problem: Problem) -> float:
     """L_lin: the final loss of the best linear classifier on ``problem``'s data (cached)."""
     from ocp_resnet.solvers import IpoptOptions, solve
 
@@ -69,7 +73,7 @@ def is_collapsed(final_loss: float, linear: float, rtol: float = COLLAPSE_RTOL) 
     return bool(np.isfinite(final_loss) and final_loss >= (1.0 - rtol) * linear)
 
 
-def solution_collapse_record(problem: Any, sol: Any, rtol: float = COLLAPSE_RTOL) -> dict[str, Any]:
+def solution_collapse_record(problem: Problem, sol: Solution, rtol: float = COLLAPSE_RTOL) -> dict[str, Any]:
     """:func:`collapse_record` of a Solution; ``None`` fields for an interrupted one: it is no
     optimum, and the reference is an IPOPT solve of its own, which an interrupted command must
     not wait for (an abandoned IPOPT thread may still be finishing its iteration)."""
@@ -78,7 +82,7 @@ def solution_collapse_record(problem: Any, sol: Any, rtol: float = COLLAPSE_RTOL
     return collapse_record(problem, sol.evaluation.final_loss, rtol)
 
 
-def collapse_record(problem: Any, final_loss: float, rtol: float = COLLAPSE_RTOL) -> dict[str, Any]:
+def collapse_record(problem: Problem, final_loss: float, rtol: float = COLLAPSE_RTOL) -> dict[str, Any]:
     """``{"collapsed", "linear_loss"}`` for ``metrics.json`` and the analysis."""
     lin = linear_loss(problem)
     return {"collapsed": is_collapsed(final_loss, lin, rtol), "linear_loss": lin}

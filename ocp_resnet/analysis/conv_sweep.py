@@ -131,6 +131,10 @@ def point_config(config: TrainConfig, gamma: float, stage_blocks: Sequence[int],
     """The :class:`~ocp_resnet.training.TrainConfig` of one grid point: ``config`` with stage weight
     ``gamma``, ``stage_blocks`` and ``seed`` (data, split, initial weights and batch order, as
     ``train --seed``), no progress bar, written to ``run_dir`` (replaced if there)."""
+    from ocp_resnet.training import ConvNet
+
+    if not isinstance(config.network, ConvNet):
+        raise ValidationError(f"a conv sweep needs a ConvNet network, got {type(config.network).__name__}")
     return replace(config, data=replace(config.data, seed=seed),
                    network=replace(config.network, stage_blocks=tuple(stage_blocks)),
                    objective=replace(config.objective, gamma=float(gamma)),

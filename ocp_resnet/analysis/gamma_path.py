@@ -36,7 +36,7 @@ COLUMNS = ("gamma", "objective", "final_loss", "train_accuracy", "val_accuracy",
            "recommended_depth", "collapsed", "iterations", "status", "solve_time_s", "rel_block_norms", "run_dir")
 
 
-def with_gamma(problem: Any, gamma: float) -> Any:
+def with_gamma(problem: Problem, gamma: float) -> Any:
     """``problem`` with one stage weight γ for every stage."""
     from ocp_resnet.model.problem import Problem
 
@@ -222,7 +222,7 @@ def _start(pr: _PathRun, gammas: Sequence[float]) -> None:
                   fh, indent=2, default=str)
 
 
-def _write_point(pr: _PathRun, g: float, problem: Any, sol: Any, records: list, an: Any,
+def _write_point(pr: _PathRun, g: float, problem: Problem, sol: Solution, records: list, an: Any,
                  previous: float | None) -> dict[str, Any]:
     """Write one point's run directory; returns its ``path.csv`` row (``previous``: the γ before it)."""
     from ocp_resnet.analysis.restarts import solution_metrics

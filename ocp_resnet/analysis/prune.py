@@ -21,7 +21,7 @@ from ocp_resnet.errors import ValidationError
 from ocp_resnet.model import architecture as arch
 from ocp_resnet.model.objective import ObjectiveSpec
 from ocp_resnet.model.problem import Problem
-from ocp_resnet.solvers import Solver, TorchSolver
+from ocp_resnet.solvers import Backend, Solver, TorchSolver
 from ocp_resnet.solvers.factory import solver_from_record
 
 
@@ -75,7 +75,7 @@ def prune_network(
     return PrunedNetwork(new_spec, new_obj, new_params, removed, proj_only, origin)
 
 
-def prune_problem(problem: Any, weights: Mapping[str, Any] | np.ndarray, blocks: Iterable[int]) -> tuple[Any, PrunedNetwork]:
+def prune_problem(problem: Problem, weights: Mapping[str, Any] | np.ndarray, blocks: Iterable[int]) -> tuple[Any, PrunedNetwork]:
     """The pruned :class:`~ocp_resnet.model.problem.Problem` (same data) and the pruned network."""
     from ocp_resnet.model.problem import Problem
 
@@ -83,7 +83,7 @@ def prune_problem(problem: Any, weights: Mapping[str, Any] | np.ndarray, blocks:
     return Problem(net.spec, net.objective, problem.data), net
 
 
-def max_output_change(problem: Any, weights: Any, pruned_problem: Any, pruned_weights: Any) -> float:
+def max_output_change(problem: Problem, weights: Any, pruned_problem: Problem, pruned_weights: Any) -> float:
     """max_i,j |ŷ_N(pruned) − ŷ_N(original)| over the problem's data."""
     a = problem.stage_outputs(weights)[-1]
     b = pruned_problem.stage_outputs(pruned_weights)[-1]
@@ -157,7 +157,7 @@ class Resolved:
     files: dict[str, Any] = field(default_factory=dict)
 
 
-def _info(backend: str, method: str, status: str, objective: float, accuracy: float, grad_norm: Any,
+def _info(backend: Backend, method: str, status: str, objective: float, accuracy: float, grad_norm: Any,
           iterations: int, time_s: float, **message: str) -> dict[str, Any]:
     """The ``resolve`` entry of the report (``message``: the status message, IPOPT only)."""
     return {"backend": backend, "method": method, "status": status, **message, "objective": objective,
@@ -197,7 +197,7 @@ def _resolve(pruned: Any, weights: Mapping[str, Any], backend: str, solver: Mapp
     return _resolve_with(pruned, weights, resolve_solver(backend, solver), log)
 
 
-def prune_report(problem: Any, w: Mapping[str, Any], an: Any, pruned: Any, net: PrunedNetwork) -> PruneReport:
+def prune_report(problem: Problem, w: Mapping[str, Any], an: Any, pruned: Any, net: PrunedNetwork) -> PruneReport:
     """The report of pruning ``net`` out of ``problem`` (weights ``w``, analysis ``an``), with its notes."""
     from ocp_resnet.model.evaluation import evaluate
 
@@ -238,9 +238,9 @@ def prune_run(
     run = Run(run_dir)
     problem, _ = run_problem(run)
     backend = str(run.config.get("solver", {}).get("backend", "casadi"))
-    if out is None and write:
-        out = Path(str(run.path).rstrip("/") + "-pruned")
     if write:
+        if out is None:
+            out = Path(str(run.path).rstrip("/") + "-pruned")
         check_target(out, overwrite)
     w = problem.params(run.weights)
     an = analyze(problem, w, tol)
@@ -257,7 +257,7 @@ def prune_run(
     return report, pruned, final_w
 
 
-def _write_pruned(out: Any, run: Any, problem: Any, net: PrunedNetwork, an: Any, report: PruneReport,
+def _write_pruned(out: Any, run: Any, problem: Problem, net: PrunedNetwork, an: Any, report: PruneReport,
                   final_w: Mapping[str, Any], pruned: Any, done: Resolved | None, backend: str,
                   overwrite: bool) -> None:
     """The pruned run directory: the original config with the pruned network, and its metrics."""

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from ocp_resnet.model import architecture as arch
 from ocp_resnet.solvers import Solver
 from ocp_resnet.solvers.factory import BACKENDS, solver_from_record, sweep_record
 from ocp_resnet.status import Status
+
+if TYPE_CHECKING:
+    from ocp_resnet.model.problem import Problem
 
 #: Columns of ``sweep.csv`` (lists are ';'-joined).
 COLUMNS = (
@@ -112,7 +115,7 @@ def row_from_run(run_dir: str | os.PathLike, gamma: float, n_blocks: int, seed: 
     return point_row(run.problem(), run.weights, run.metrics, gamma, n_blocks, seed, backend, run_dir, tol)
 
 
-def point_row(problem: Any, weights: Mapping[str, Any], metrics: Mapping[str, Any], gamma: float, n_blocks: int,
+def point_row(problem: Problem, weights: Mapping[str, Any], metrics: Mapping[str, Any], gamma: float, n_blocks: int,
               seed: int, backend: str, run_dir: str | os.PathLike, tol: float = DEFAULT_TOL) -> dict[str, Any]:
     """The ``sweep.csv`` row of one solved grid point (its problem, weights and ``metrics.json`` record)."""
     an = analyze(problem, weights, tol)
@@ -130,7 +133,7 @@ def point_row(problem: Any, weights: Mapping[str, Any], metrics: Mapping[str, An
     }
 
 
-def _check_same(run_dir: Path, problem: Any) -> None:
+def _check_same(run_dir: Path, problem: Problem) -> None:
     """A resumed run must be of the same problem (architecture, objective, data size)."""
     from ocp_resnet.runs import Run
 
@@ -154,7 +157,7 @@ def sweep_solver(backend: str | None, solver: Solver | Mapping[str, Any] | None)
     return solver_from_record(solver, "casadi" if backend is None else backend)
 
 
-def _solve_point(problem: Any, seed: int, solver: Solver, log: Any,
+def _solve_point(problem: Problem, seed: int, solver: Solver, log: Any,
                  restarts: int = 1) -> tuple[dict, dict, dict]:
     """Solve one grid point; returns (weights, metrics, stats). ``restarts`` K > 1 (IPOPT): the best
     of init seeds seed..seed+K-1, recorded in ``metrics["restarts"]``."""
@@ -170,7 +173,7 @@ def _solve_point(problem: Any, seed: int, solver: Solver, log: Any,
     return sol.weights, metrics, sol.stats
 
 
-def _solve_task(problem: Any, seed: int, solver: Solver, restarts: int = 1,
+def _solve_task(problem: Problem, seed: int, solver: Solver, restarts: int = 1,
                 val: Any = None) -> tuple[dict, dict, dict, float]:
     """One grid point as a task for :mod:`ocp_resnet.parallel` (any process): (weights, metrics, stats, wall s).
     ``val``: held-out data whose per-stage losses/accuracies join the metrics."""
@@ -297,7 +300,7 @@ def _collect(sw: _Sweep, grid: Sequence[tuple], problems: Sequence[Any], done: S
     return rows
 
 
-def _sweep_point(sw: _Sweep, problem: Any, g: float, n: int, s: int, done: bool,
+def _sweep_point(sw: _Sweep, problem: Problem, g: float, n: int, s: int, done: bool,
                  results: Iterator) -> dict[str, Any] | None:
     """The row of one grid point: read back (``done``) or the next result, written as a run directory."""
     from ocp_resnet.runs import write_run

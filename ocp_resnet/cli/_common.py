@@ -10,7 +10,11 @@ from ocp_resnet.errors import ValidationError
 from ocp_resnet.status import Status
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ocp_resnet.model.problem import Problem
     from ocp_resnet.solvers import IpoptSolver
+    from ocp_resnet.training import DataSource
 
 #: Defaults of a bare ``ocp-resnet solve``: the embedded two spirals, small enough to solve in
 #: seconds, with stage costs on, so the table shows trailing blocks vanishing (docs/theory.md).
@@ -104,7 +108,7 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
 
 
-def data_source(args: argparse.Namespace):
+def data_source(args: argparse.Namespace) -> DataSource:
     """The :class:`~ocp_resnet.training.DataSource` of the data flags."""
     from ocp_resnet.training import DataSource
 
@@ -117,7 +121,7 @@ def data_config(args: argparse.Namespace) -> dict[str, Any]:
     return data_source(args).to_dict()
 
 
-def problem_from_args(args: argparse.Namespace):
+def problem_from_args(args: argparse.Namespace) -> Problem:
     """Build the (validated) Problem the flags describe."""
     from ocp_resnet.model.problem import Problem
 
@@ -166,7 +170,7 @@ def warn(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def run_config(args: argparse.Namespace, problem, command: str, solver: dict[str, Any]) -> dict[str, Any]:
+def run_config(args: argparse.Namespace, problem: Problem, command: str, solver: dict[str, Any]) -> dict[str, Any]:
     """The full resolved configuration written to ``config.json`` (one schema for all commands)."""
     return {
         "command": command,
@@ -178,7 +182,7 @@ def run_config(args: argparse.Namespace, problem, command: str, solver: dict[str
     }
 
 
-def output_dir(args: argparse.Namespace, label: str):
+def output_dir(args: argparse.Namespace, label: str) -> Path:
     """The run directory to write, checked before any work so a clash costs nothing."""
     from ocp_resnet.runs import check_target, default_run_dir
 
@@ -227,7 +231,7 @@ def init_seed(args: argparse.Namespace) -> int:
     return check_int("--init-seed", args.seed if args.init_seed is None else args.init_seed, 0)
 
 
-def split_problem(args: argparse.Namespace, problem: Any) -> tuple[Any, Any]:
+def split_problem(args: argparse.Namespace, problem: Problem) -> tuple[Any, Any]:
     """(training problem, validation Dataset or None) per ``--val-fraction``."""
     from ocp_resnet.solving import split_problem as split
 

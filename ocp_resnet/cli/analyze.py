@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from ocp_resnet.cli import _common as c
 
 
-def register(sub) -> argparse.ArgumentParser:
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``analyze`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     p = sub.add_parser(
         "analyze", help="vanishing-block analysis of a run directory (either back-end)",
@@ -36,16 +37,17 @@ def run(args: argparse.Namespace) -> int:
     from ocp_resnet.runs import Run
 
     run_ = Run(args.run_dir)
-    from ocp_resnet.analysis.blocks import verdict
+    from ocp_resnet.analysis.blocks import BlockAnalysis, verdict
     from ocp_resnet.analysis.conv import analyze_conv_run, is_conv_run
 
     if args.costates:  # refuse a clash before any work
         from ocp_resnet.analysis.costates import check_costates_target
 
         check_costates_target(args.plot_dir or run_.path, args.overwrite)
+    an: BlockAnalysis  # a ConvBlockAnalysis for conv runs
     if is_conv_run(run_):  # vanishing by RMS residual output; train and validation stage numbers
         an = analyze_conv_run(run_, args.vanish_tol, loss_rtol=args.loss_rtol)
-        col: dict = {}  # the linear-classifier reference is computed for IPOPT problems only
+        col: dict[str, Any] = {}  # the linear-classifier reference is computed for IPOPT problems only
     else:
         from ocp_resnet.analysis.collapse import collapse_record
 

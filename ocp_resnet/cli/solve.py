@@ -7,7 +7,7 @@ import time
 from ocp_resnet.cli import _common as c
 
 
-def register(sub) -> argparse.ArgumentParser:
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``solve`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     p = sub.add_parser("solve", help="solve the training problem with CasADi + IPOPT",
                        description="Solve the stage-cost ResNet training problem with IPOPT and write a run directory.")

@@ -15,7 +15,7 @@ def _retarget(p: argparse.ArgumentParser, flag: str, default: str, help: str) ->
             return
 
 
-def register(sub) -> argparse.ArgumentParser:
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``sweep`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     p = sub.add_parser(
         "sweep", help="solve a grid of stage weights x depths x seeds; write sweep.csv, plots, bound check",

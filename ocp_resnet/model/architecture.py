@@ -136,7 +136,7 @@ class ArchSpec:
         blocks = tuple(BlockSpec(w, branch, hidden) for w in widths[1:])
         return cls(input_dim, n_outputs, widths[0], blocks, stem, activation, step)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The spec as plain JSON-able data (``config.json``'s ``architecture``)."""
         d = asdict(self)
         d["blocks"] = [asdict(b) for b in self.blocks]

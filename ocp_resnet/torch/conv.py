@@ -272,9 +272,16 @@ class ResNetV2(nn.Module):
                 tgt.copy_(torch.as_tensor(a, dtype=tgt.dtype))
         return self
 
+    def block(self, k: int) -> PreActBlock:
+        """Block k (``blocks[k]``, typed: a ``ModuleList`` hands out plain modules)."""
+        blk = self.blocks[k]
+        if not isinstance(blk, PreActBlock):
+            raise TypeError(f"blocks[{k}] is a {type(blk).__name__}, not a PreActBlock")
+        return blk
+
     def branch_parameters(self, k: int) -> list[torch.Tensor]:
         """Parameters of residual branch F_k (the ones that may vanish)."""
-        b = self.blocks[k]
+        b = self.block(k)
         if not b.has_branch:
             return []
         return [p for m in (b.norm1, b.conv1, b.norm2, b.conv2) for p in m.parameters()]
@@ -306,10 +313,12 @@ class ResNetV2(nn.Module):
         """
         N = self.spec.n_blocks
         want = set(ks)
-        groups: list[tuple[Any, int, list[int]]] = []  # (M or None, stride, stages) per stretch
-        M, stride, cur = None, 1, []
+        groups: list[tuple[torch.Tensor | None, int, list[int]]] = []  # (M or None, stride, stages) per stretch
+        M: torch.Tensor | None = None
+        stride = 1
+        cur: list[int] = []
         for k in range(N - 1, -1, -1):
-            blk = self.blocks[k]
+            blk = self.block(k)
             if blk.S is not None:
                 if cur:
                     groups.append((M, stride, cur))

@@ -30,11 +30,16 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from ocp_resnet.errors import ValidationError
+
+if TYPE_CHECKING:
+    from ocp_resnet.model.objective import ObjectiveSpec
+    from ocp_resnet.torch.conv import ResNetV2
+    from ocp_resnet.torch.mlp import ResNetMLP
 
 
 @dataclass(frozen=True)
@@ -209,13 +214,14 @@ class Objective(torch.nn.Module):
     arithmetic of :class:`~ocp_resnet.torch.loss.StageCostLoss`).
     """
 
-    def __init__(self, model: torch.nn.Module, objective: Any, regularization: bool = True) -> None:
+    def __init__(self, model: ResNetMLP | ResNetV2, objective: ObjectiveSpec, regularization: bool = True) -> None:
         super().__init__()
         self.model = model
         self.objective = objective
         self.regularization = regularization
 
-    def forward(self, x: torch.Tensor, t_rows: torch.Tensor, weight: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, t_rows: torch.Tensor,
+                weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         cost, logits = self.model.cost(x, t_rows.T, self.objective)
         data = cost.mean()
         reg = self.model.regularization(self.objective) if self.regularization else None

@@ -21,8 +21,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ocp_resnet.errors import ValidationError
+
+if TYPE_CHECKING:
+    from ocp_resnet.model.architecture import ArchSpec
+    from ocp_resnet.model.problem import Problem
+    from ocp_resnet.solvers.base import Hessian, Method
 
 #: Effective rates measured on the reference machine (docs/performance.md): MUMPS on the
 #: arrowhead KKT, and CasADi's SX virtual machine on the per-sample functions.
@@ -41,8 +47,8 @@ LBFGS_HISTORY = 30
 class Estimate:
     """Estimated cost of one IPOPT iteration of a path."""
 
-    method: str
-    hessian: str
+    method: Method
+    hessian: Hessian
     memory_bytes: float
     iteration_s: float
 
@@ -55,15 +61,15 @@ class Estimate:
 class Plan:
     """The chosen path, the estimates behind the choice and the one line that says why."""
 
-    method: str
-    hessian: str
+    method: Method
+    hessian: Hessian
     estimates: tuple[Estimate, ...]
     reason: str
-    ipopt: dict
+    ipopt: dict[str, Any]
     jit: bool = False
 
 
-def sample_ops(spec) -> int:
+def sample_ops(spec: ArchSpec) -> int:
     """Elementary operations of one sample's forward pass plus its stage outputs."""
     widths = spec.widths
     shapes = spec.param_shapes()
@@ -74,7 +80,7 @@ def sample_ops(spec) -> int:
     return int(ops)
 
 
-def estimates(problem) -> tuple[Estimate, ...]:
+def estimates(problem: Problem) -> tuple[Estimate, ...]:
     """Memory and time per iteration of the three paths for ``problem``."""
     spec = problem.spec
     n, m = problem.n_samples, spec.n_params
@@ -101,7 +107,7 @@ def memory_limit() -> float:
         return 8e9
 
 
-def plan(problem, method: str = "auto", hessian: str = "auto") -> Plan:
+def plan(problem: Problem, method: Method = "auto", hessian: Hessian = "auto") -> Plan:
     """Resolve ``auto`` method/Hessian for ``problem`` (explicit choices are kept as given)."""
     spec = problem.spec
     ops = sample_ops(spec)
@@ -142,7 +148,7 @@ def plan(problem, method: str = "auto", hessian: str = "auto") -> Plan:
     return Plan(chosen.method, chosen.hessian, ests, reason, _ipopt(chosen), jit)
 
 
-def _jit(problem, hessian: str) -> bool:
+def _jit(problem: Problem, hessian: Hessian) -> bool:
     """Compile the per-sample functions where evaluations dominate: the L-BFGS path (thousands
     of cheap iterations, each a few objective/gradient evaluations over all samples), when a
     C compiler is there. On the exact-Hessian paths the factorisation dominates and the ~1 s
@@ -152,7 +158,7 @@ def _jit(problem, hessian: str) -> bool:
     return hessian == "lbfgs" and c_compiler() is not None
 
 
-def _ipopt(e: Estimate) -> dict:
+def _ipopt(e: Estimate) -> dict[str, Any]:
     return {"limited_memory_max_history": LBFGS_HISTORY} if e.hessian == "lbfgs" else {}
 
 
