@@ -120,17 +120,17 @@ def check_target(out: str | os.PathLike, overwrite: bool = False) -> Path:
     """Refuse an existing ``out`` unless ``overwrite``; call before any long work."""
     out = Path(out)
     if out.exists() and not overwrite:
-        raise ValidationError(f"{out} already exists: choose another --out, or pass --overwrite to replace it")
+        raise ValidationError(f"{out} already exists: choose another out=DIR, or pass overwrite=True to replace it")
     if out.exists() and not out.is_dir():
-        raise ValidationError(f"{out} exists and is not a directory: choose another --out")
+        raise ValidationError(f"{out} exists and is not a directory: choose another out=DIR")
     # The nearest existing ancestor must be a writable directory, or the run would be lost at the end.
     anc = out.absolute().parent
     while not anc.exists() and anc != anc.parent:
         anc = anc.parent
     if not anc.is_dir():
-        raise ValidationError(f"cannot create {out}: {anc} is a file, not a directory; choose another --out")
+        raise ValidationError(f"cannot create {out}: {anc} is a file, not a directory; choose another out=DIR")
     if not os.access(anc, os.W_OK | os.X_OK):
-        raise ValidationError(f"cannot create {out}: {anc} is not writable; choose another --out")
+        raise ValidationError(f"cannot create {out}: {anc} is not writable; choose another out=DIR")
     return out
 
 

@@ -221,7 +221,7 @@ def test_dask_local_cluster_gives_the_rows_of_jobs_1(tmp_path) -> None:
 def test_bad_jobs_and_missing_dask_are_named(tmp_path, monkeypatch) -> None:
     import builtins
 
-    with pytest.raises(ValidationError, match="--jobs must be >= 1, or -1"):
+    with pytest.raises(ValidationError, match="^jobs must be >= 1, or -1"):
         run_sweep(_base(), [0.0], [1], [0], tmp_path / "j", solver=FAST, jobs=0)
     real_import = builtins.__import__
 

@@ -134,7 +134,7 @@ def load_conv_run(run: Any) -> tuple[Any, ConvRunData]:
     if isinstance(run, (str, os.PathLike)):
         run = Run(run)
     if not is_conv_run(run):
-        raise ValidationError(f"{run.path} is not a conv run (train --arch conv)")
+        raise ValidationError(f"{run.path} is not a conv run (a ConvNet trained with ocp_resnet.training)")
     spec = ConvSpec.from_dict(run.config["architecture"])
     obj = ObjectiveSpec.from_dict(run.config["objective"])
     shape = (spec.in_channels, *spec.image_size)
@@ -455,7 +455,7 @@ def _conv_cut(spec: Any, an: ConvBlockAnalysis, blocks: Iterable[int] | None,
         rel = ", ".join(f"{k} ({an.rel_residual_norms[k]:.2e})" for k in forced)
         raise ValidationError(
             f"blocks {rel} have not vanished (relative RMS residual output > tol {an.tol:g}): pruning them changes the "
-            "network; pass --force to prune them anyway (with --finetune to retrain), or prune only vanished blocks")
+            "network; pass force=True to prune them anyway (with finetune=EPOCHS to retrain), or prune only vanished blocks")
     return cut, forced
 
 
@@ -481,7 +481,7 @@ def _conv_report(d: ConvRunData, weights: Mapping[str, Any], net: PrunedConvNetw
         forward_images=len(bench))
     if not cut:
         report.notes.append(f"no block has vanished at tol {an.tol:g}: the pruned network is the original one "
-                            "(see 'ocp-resnet analyze' for the relative residual norms, or raise --tol)")
+                            "(see the analysis for the relative residual norms, or raise tol)")
     return report
 
 

@@ -190,9 +190,9 @@ def _resolve(pruned: Any, weights: Mapping[str, Any], backend: str, solver: Mapp
     """Re-solve the pruned network with the back-end and options the run was solved with."""
     if backend == "torch" and not torch_available():
         raise ValidationError(
-            "--resolve of a torch run needs the torch back-end (ocp_resnet.torch), which is not "
-            "installed here; prune without --resolve, or re-solve the pruned run with "
-            "'ocp-resnet solve --init PRUNED_RUN_DIR' and matching flags"
+            "resolve=True on a torch run needs the torch back-end (ocp_resnet.torch), which is not "
+            "installed here; prune with resolve=False, or re-solve the pruned run with IPOPT "
+            "(init=PRUNED_RUN_DIR and the run's problem settings)"
         )
     return _resolve_with(pruned, weights, resolve_solver(backend, solver), log)
 
@@ -211,7 +211,7 @@ def prune_report(problem: Any, w: Mapping[str, Any], an: Any, pruned: Any, net: 
     )
     if not an.vanished:
         report.notes.append(f"no block has vanished at tol {an.tol:g}: the pruned network is the original one "
-                            "(see 'ocp-resnet analyze' for the relative norms, or raise --tol)")
+                            "(see the analysis for the relative norms, or raise tol)")
     if any(g > 0 for g in problem.objective.stage_weights(problem.spec.n_blocks)[:-1]) and net.removed:
         report.notes.append(
             "objective_after has fewer stage-cost terms (one per remaining block), so it is lower than "

@@ -3,6 +3,7 @@ parsing, exit codes, tables and printing."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,79 @@ DEFAULTS = dict(
 
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# ------------------------------------------------------------------ library messages in flags
+#: API argument name → the CLI flag that sets it, for the messages the library writes (they name
+#: API arguments: ``width >= 64``, ``stem='linear'``, ``max_iter``). A dict value differs per
+#: sub-command (``None``: every other one; none: left as is). tests/test_messages.py checks every flag exists.
+FLAGS: dict[str, str | dict[str | None, str]] = {
+    "activation": "--activation", "amp": "--amp", "backend": "--backend", "batch_size": "--batch-size",
+    "blocks": "--blocks", "branch": "--branch", "channels": "--channels", "checkpoint_every": "--checkpoint-every",
+    "dataset": "--dataset", "device": "--device", "dim": "--dim", "directory": {"analyze": "--plot-dir"},
+    "dtype": "--dtype", "epochs": "--epochs", "finetune": "--finetune", "force": "--force", "gamma": "--gamma",
+    "gammas": {"path": "--gammas", None: "--gamma"}, "hessian": "--hessian", "hidden": "--hidden",
+    "init": "--init", "init_seed": "--init-seed", "jobs": "--jobs", "label_smoothing": "--label-smoothing",
+    "loss": "--loss", "lr": "--lr", "max_iter": "--max-iter", "n_samples": "--n-samples", "out": "--out",
+    "overwrite": "--overwrite", "plot_dir": "--plot-dir", "resolve": "--resolve", "restarts": "--restarts",
+    "resume": "--resume", "schedule": "--schedule", "scheduler": "--scheduler", "seed": "--seed", "seeds": "--seeds",
+    "stage_blocks": "--stage-blocks", "standardize": "--standardize", "stem": "--stem", "step": "--step",
+    "threads": "--threads", "tol": {"analyze": "--vanish-tol", "prune": "--vanish-tol", None: "--tol"},
+    "val_fraction": "--val-fraction", "vanish_tol": "--vanish-tol", "weight_decay": "--weight-decay",
+    "width": "--width",
+}
+
+_command: str | None = None  # the running sub-command, for the per-command entries of FLAGS
+
+
+def set_command(command: str | None) -> None:
+    """Make :func:`flags` use ``command``'s entries of :data:`FLAGS` (``main`` calls it)."""
+    global _command
+    _command = command
+
+
+def _flag(name: str, command: str | None) -> str | None:
+    f = FLAGS[name]
+    return f if isinstance(f, str) else f.get(command, f.get(None))
+
+
+_NAME = "|".join(sorted(FLAGS, key=len, reverse=True))
+_BEFORE = r"(?<![\w\-.'\"/])"  # not inside an identifier, a path, a quoted key, or a flag already
+#: (pattern, how the value follows the flag): group 1 is the API name, group "v" the value if any.
+_RULES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(_BEFORE + rf"({_NAME})=True\b"), ""),  # overwrite=True -> --overwrite
+    (re.compile(_BEFORE + rf"({_NAME})=(['\"])(?P<v>.*?)\2"), " "),  # stem='linear' -> --stem linear
+    (re.compile(_BEFORE + rf"({_NAME})=\[(?P<v>[^\]]*)\]"), "list"),  # width=[2, 4] -> --width 2,4
+    # ipopt={'max_wall_time': SECONDS} -> --ipopt max_wall_time=SECONDS
+    (re.compile(r"(?<![\w\-])(ipopt)=\{'(?P<v>\w+)': (?P<w>[^}]+)\}"), "ipopt"),
+    (re.compile(_BEFORE + rf"({_NAME})=(?P<v>[\w.+\-/]+)"), " "),  # init=RUN_DIR -> --init RUN_DIR
+    (re.compile(_BEFORE + rf"({_NAME})(?= (?:>=|<=|>|<|==|!=) )"), ""),  # width >= 64 -> --width >= 64
+    (re.compile(rf"(?:^|(?<=[:;] ))({_NAME})(?= must\b)"), ""),  # "threads must be >= 1" opening a clause
+    # a bare name with an underscore is unambiguous (max_iter); one before ':' or ',' is a status value
+    (re.compile(_BEFORE + rf"({'|'.join(n for n in FLAGS if '_' in n)})(?![\w\-=:,])"), ""),
+]
+
+
+def flags(text: str, command: str | None = None) -> str:
+    """A library message with CLI flags for API arguments (:data:`FLAGS`): ``width >= 64`` →
+    ``--width >= 64``, ``stem='linear'`` → ``--stem linear``, ``overwrite=True`` → ``--overwrite``,
+    ``init=RUN_DIR`` → ``--init RUN_DIR``, ``max_iter`` → ``--max-iter``,
+    ``ipopt={'max_wall_time': SECONDS}`` → ``--ipopt max_wall_time=SECONDS``; the rest is unchanged.
+    ``command`` picks per-command flags (default: the running one, :func:`set_command`)."""
+    command = _command if command is None else command
+
+    def one(m: re.Match[str], how: str) -> str:
+        if how == "ipopt":
+            return f"--ipopt {m.group('v')}={m.group('w')}"
+        flag = _flag(m.group(1), command)
+        if flag is None:  # an argument this command has no flag for
+            return m.group(0)
+        if how == "list":
+            return f"{flag} {','.join(v.strip().strip(chr(39)) for v in m.group('v').split(','))}"
+        return flag + (how + m.group("v") if how else "")
+
+    for rx, how in _RULES:
+        text = rx.sub(lambda m, how=how: one(m, how), text)
+    return text
 
 
 def exit_code(status: Status | str, *, training: bool = False) -> int:
@@ -154,14 +228,15 @@ def format_table(metrics: dict[str, Any]) -> str:
 
 
 def echo(msg: str = "", quiet: bool = False) -> None:
-    """Print a progress line (flushed) unless ``quiet``."""
+    """Print a progress line (flushed) unless ``quiet``; the library's log lines name API
+    arguments, so they are printed with the command's flags (:func:`flags`)."""
     if not quiet:
-        print(msg, flush=True)
+        print(flags(msg), flush=True)
 
 
 def warn(msg: str) -> None:
-    """One line on stderr."""
-    print(msg, file=sys.stderr, flush=True)
+    """One line on stderr, with the command's flags for API arguments (:func:`flags`)."""
+    print(flags(msg), file=sys.stderr, flush=True)
 
 
 def run_config(args: argparse.Namespace, problem, command: str, solver: dict[str, Any]) -> dict[str, Any]:

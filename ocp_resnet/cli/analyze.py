@@ -53,12 +53,12 @@ def run(args: argparse.Namespace) -> int:
         an = analyze(problem, weights, args.vanish_tol, loss_rtol=args.loss_rtol)
         col = collapse_record(problem, an.final_loss)
     if args.json:
-        print(json.dumps({**an.to_dict(), **col, "verdict": verdict(an, **col)}, indent=2))
+        print(json.dumps({**an.to_dict(), **col, "verdict": c.flags(verdict(an, **col))}, indent=2))
     else:
         print(an.format())
         if col.get("collapsed"):
             print(f"collapsed: yes (final loss {an.final_loss:.6g}, best linear classifier {col['linear_loss']:.6g})")
-        print(verdict(an, **col))
+        print(c.flags(verdict(an, **col)))
     if args.plots or args.plot_dir:
         from ocp_resnet.plotting import plot_run
 

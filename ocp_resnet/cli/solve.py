@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
               extra_files={**multiplier_files(sol), **extra_files(val)}, overwrite=args.overwrite)
     print(c.format_table(metrics))
     c.report(metrics)
-    print(f"status: {sol.status.value} ({sol.status.message})")
+    print(f"status: {sol.status.value} ({c.flags(sol.status.message)})")
     print(f"objective {sol.objective:.10g}  grad norm {sol.grad_norm:.2e}  iterations {sol.iterations}  "
           f"build {sol.build_time_s:.2f}s  solve {sol.solve_time_s:.2f}s  total {time.perf_counter() - t_start:.2f}s")
     if "init_objective" in metrics:

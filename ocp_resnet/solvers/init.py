@@ -16,7 +16,8 @@ def initial_weights(problem: Problem, init: Any = "random", seed: int = 0) -> np
     mapping, a :class:`Solution`, or a path to a ``solution.npz`` / run directory (warm start)."""
     w = _initial_weights(problem, init, seed)
     if not np.all(np.isfinite(w)):
-        raise ValidationError("the initial weights contain NaN or inf: warm-start from a finite run, or use --init random/zeros")
+        raise ValidationError("the initial weights contain NaN or inf: warm-start from a finite run, or use "
+                              "init='random' or init='zeros'")
     return w
 
 
@@ -49,7 +50,7 @@ def _initial_weights(problem: Problem, init: Any, seed: int) -> np.ndarray:
         if extra:
             raise ValidationError(
                 f"{init}: weights {', '.join(extra[:5])} are not in this architecture: the weights do not match "
-                "this spec; check --blocks/--width/--branch against the weights file"
+                f"this spec ({spec.describe()}); check these arguments against the weights file"
             )
         return spec.flatten(weights)
     raise ValidationError(f"init must be 'random', 'zeros', an array or a path, got {type(init).__name__}")

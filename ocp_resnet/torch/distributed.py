@@ -63,8 +63,8 @@ class Context:
         dev = resolve_device(requested)
         if self.active and dev.type == "cuda":
             if dev.index not in (None, self.local_rank):
-                raise ValidationError(f"--device {requested}: under torchrun each rank uses cuda:LOCAL_RANK; "
-                                      "give --device cuda or auto")
+                raise ValidationError(f"device={requested}: under torchrun each rank uses cuda:LOCAL_RANK; "
+                                      "give device='cuda' or device='auto'")
             dev = torch.device("cuda", self.local_rank)
             torch.cuda.set_device(dev)
         return dev
@@ -78,7 +78,7 @@ class Context:
         if min(batch, last) < self.world_size:
             raise ValidationError(
                 f"a batch of {min(batch, last)} samples cannot be split across {self.world_size} ranks "
-                f"({n} samples, --batch-size {batch}): choose a --batch-size whose last batch has at least "
+                f"({n} samples, batch_size={batch}): choose a batch_size whose last batch has at least "
                 f"{self.world_size} samples, or fewer ranks")
 
     def shard(self, idx: torch.Tensor) -> torch.Tensor:
@@ -248,5 +248,5 @@ def load_checkpoint(run_dir: str | os.PathLike) -> dict:
     p = Path(run_dir)
     p = p if p.suffix == ".pt" else p / CHECKPOINT
     if not p.exists():
-        raise ValidationError(f"{p} does not exist: --resume needs a run directory trained with --checkpoint-every E")
+        raise ValidationError(f"{p} does not exist: resume needs a run directory trained with checkpoint_every=E")
     return torch.load(p, map_location="cpu", weights_only=False)

@@ -110,8 +110,8 @@ def plan(problem, method: str = "auto", hessian: str = "auto") -> Plan:
         raise ValidationError(
             f"this network is too large for the solver: one sample's forward pass has ~{ops:,} operations "
             f"({spec.n_blocks} blocks, widths up to {max(spec.widths)}), more than CasADi can build in reasonable "
-            f"time ({MAX_SAMPLE_OPS:,}); use fewer --blocks or a smaller --width, or train it with "
-            "'ocp-resnet train' (PyTorch)"
+            f"time ({MAX_SAMPLE_OPS:,}); use blocks < {spec.n_blocks} or width < {max(spec.widths)}, or train it "
+            "with PyTorch (ocp_resnet.training, 'ocp-resnet train')"
         )
     limit = memory_limit()
     candidates = [e for e in ests if (method in ("auto", e.method)) and (hessian in ("auto", e.hessian))]
@@ -126,8 +126,9 @@ def plan(problem, method: str = "auto", hessian: str = "auto") -> Plan:
         best = min(candidates, key=lambda e: e.memory_bytes)
         raise ValidationError(
             f"this problem needs ~{_size(best.memory_bytes)} even on the leanest solver path "
-            f"({best.method} + {best.hessian}), more than the {_size(limit)} this machine allows: use fewer samples "
-            f"(--n-samples), a smaller --width or fewer --blocks, or train it with 'ocp-resnet train' (PyTorch)"
+            f"({best.method} + {best.hessian}), more than the {_size(limit)} this machine allows: use "
+            f"n_samples < {problem.n_samples}, width < {max(spec.widths)} or blocks < {spec.n_blocks}, or train it "
+            "with PyTorch (ocp_resnet.training, 'ocp-resnet train')"
         )
     quick = [e for e in fits if e.iteration_s <= MAX_ITERATION_S]
     chosen = quick[0] if quick else min(fits, key=lambda e: e.iteration_s)
