@@ -33,6 +33,13 @@ def json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def config_kind(config: Any) -> str:
+    """``"conv"`` for the ``config.json`` dict of a conv ResNet-v2 run (its architecture says so, or
+    ``train`` recorded ``arch: conv``), else ``"mlp"``; :attr:`ocp_resnet.runs.RunRecord.kind` is this."""
+    arch, solver = config.get("architecture") or {}, config.get("solver") or {}
+    return "conv" if "conv" in (arch.get("kind"), config.get("arch"), solver.get("arch")) else "mlp"
+
+
 def run_path(path: str | os.PathLike) -> Path:
     """``path`` as a Path; a missing one raises ValidationError."""
     p = Path(path)

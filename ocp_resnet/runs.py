@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ocp_resnet.errors import ValidationError
-from ocp_resnet.files import dump_json, load_weights, read_json, run_path
+from ocp_resnet.files import config_kind, dump_json, load_weights, read_json, run_path
 
 RUN_FILES = ("config.json", "solution.npz", "data.npz", "metrics.json")
 
@@ -74,8 +74,9 @@ class RunRecord:
     @property
     def kind(self) -> RunKind:
         """``"conv"`` for a conv ResNet-v2 (its spec says so, or ``train`` recorded ``arch: conv``), else ``"mlp"``."""
-        conv = "conv" in (self.architecture.get("kind"), self.extra.get("arch"), self.solver.get("arch"))
-        return "conv" if conv else "mlp"
+        # files.config_kind holds the rule, so the solvers (a layer below) decide it the same way
+        kind = config_kind({**self.extra, "architecture": self.architecture, "solver": self.solver})
+        return "conv" if kind == "conv" else "mlp"
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "config.json") -> RunRecord:

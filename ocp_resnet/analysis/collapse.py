@@ -78,6 +78,26 @@ def solution_collapse_record(problem: Any, sol: Any, rtol: float = COLLAPSE_RTOL
     return collapse_record(problem, sol.evaluation.final_loss, rtol)
 
 
+def narrow_head(spec: Any, n_classes: int) -> str | None:
+    """Why the network cannot beat a linear classifier whatever its weights, or ``None``.
+
+    With one output per class, the head's C outputs are an affine function of the last state, so
+    their rank is at most the narrowest state's width w. A linear classifier on the d inputs has
+    rank min(C − 1, d), all that C classes need; a network with w < min(C − 1, d) has less at its
+    head than that classifier and seldom ends better than it (collapsed), from any start. The
+    text names the fix.
+    """
+    if spec.n_outputs < 2:  # bce: one output, any width separates two classes
+        return None
+    w, need = min(spec.widths), min(n_classes - 1, spec.input_dim)
+    if w >= need:
+        return None
+    return (f"{w} states cannot separate {n_classes} classes linearly at the head: its {n_classes} outputs are an "
+            f"affine function of the narrowest state's {w} components (rank <= {w}), where a linear classifier on the "
+            f"{spec.input_dim} inputs has rank {need}, so the network seldom ends better than that classifier; "
+            f"use width >= {need}")
+
+
 def collapse_record(problem: Any, final_loss: float, rtol: float = COLLAPSE_RTOL) -> dict[str, Any]:
     """``{"collapsed", "linear_loss"}`` for ``metrics.json`` and the analysis."""
     lin = linear_loss(problem)

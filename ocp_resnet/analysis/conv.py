@@ -384,8 +384,9 @@ class ConvPruneReport:
 
         speed = self.forward_time_before_s / self.forward_time_after_s if self.forward_time_after_s > 0 else float("nan")
         lines = [
-            f"blocks_before {self.blocks_before}  blocks_after {self.blocks_after}  (removed {self.removed or 'none'}; "
-            f"reduced to projection {self.projection_only or 'none'}{'; forced ' + str(self.forced) if self.forced else ''})",
+            f"blocks_before {self.blocks_before}  blocks_after {self.blocks_after}  (removed {self.removed or 'none'}"
+            f"{f'; reduced to projection {self.projection_only}' if self.projection_only else ''}"
+            f"{f'; forced {self.forced}' if self.forced else ''})",
             f"max output change: train {self.max_output_change_train:.3e}  val "
             + ("n/a" if self.max_output_change_val is None else f"{self.max_output_change_val:.3e}"),
             f"train accuracy {self.train_accuracy_before:.4f} -> {self.train_accuracy_after:.4f}   "

@@ -118,7 +118,8 @@ class PruneReport:
         """The report as text lines."""
         lines = [
             f"blocks_before {self.blocks_before}  blocks_after {self.blocks_after}  "
-            f"(removed {self.removed or 'none'}; reduced to projection {self.projection_only or 'none'})",
+            f"(removed {self.removed or 'none'}"
+            f"{f'; reduced to projection {self.projection_only}' if self.projection_only else ''})",
             f"objective_before {self.objective_before:.10g}  objective_after {self.objective_after:.10g}",
             f"accuracy_before {self.accuracy_before:.4f}  accuracy_after {self.accuracy_after:.4f}",
             f"final_loss_before {self.final_loss_before:.6g}  final_loss_after {self.final_loss_after:.6g}",

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ocp_resnet.analysis.collapse import narrow_head
 from ocp_resnet.errors import check_int
 from ocp_resnet.model.problem import Problem
 from ocp_resnet.solvers import Backend, Init, Log, Solution, Solver, make_solver
@@ -66,6 +67,11 @@ class RetryOnCollapse:
         attempts = [self._attempt(init, seed, sol, rec)]
         tried = [sol]
         j = 0
+        narrow = narrow_head(problem.spec, problem.data.n_classes)
+        if rec["collapsed"] and narrow is not None:  # a limit of the architecture, not of the start
+            if log is not None:
+                log(f"collapsed: {narrow} (no retries: fresh starts seldom change that)")
+            return sol
         while rec["collapsed"] and j < self.retries:
             j += 1
             s = seed + j * RETRY_SEED_STRIDE

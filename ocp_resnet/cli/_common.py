@@ -307,8 +307,9 @@ def split_problem(args: argparse.Namespace, problem: Any) -> tuple[Any, Any]:
     return split(problem, getattr(args, "val_fraction", None), seed=args.seed)
 
 
-def report(metrics: dict[str, Any]) -> None:
-    """Print restarts, held-out table and collapse warning after the solve table."""
+def report(metrics: dict[str, Any], narrow: str | None = None) -> None:
+    """Print restarts, held-out table and collapse warning after the solve table; ``narrow``
+    (:func:`~ocp_resnet.analysis.collapse.narrow_head`) is named as the collapse's cause."""
     if metrics.get("restarts"):
         best = min(metrics["restarts"], key=lambda r: (not Status(r["status"]).success, r["objective"]))
         def seed(r: dict, name: str = "seed") -> str:
@@ -322,10 +323,12 @@ def report(metrics: dict[str, Any]) -> None:
         from ocp_resnet.data.validation import format_val_table
 
         print(format_val_table(metrics))
-    if metrics.get("collapsed"):
+    if not metrics.get("block_norms"):  # no blocks: nothing vanishes, and it is its own linear classifier
+        print(f"a linear model (--blocks 0): final loss {metrics['final_loss']:.6g}")
+    elif metrics.get("collapsed"):
+        fix = f"cause: {narrow}" if narrow else "try --restarts 4, or ocp-resnet path"
         warn(f"collapsed: final loss {metrics['final_loss']:.6g} is no better than the best linear classifier's "
-             f"{metrics['linear_loss']:.6g}: the small blocks are not a depth recommendation "
-             "(try --restarts 4, or ocp-resnet path)")
+             f"{metrics['linear_loss']:.6g}: the small blocks are not a depth recommendation ({fix})")
 
 
 def ipopt_solver(args: argparse.Namespace) -> IpoptSolver:

@@ -143,6 +143,26 @@ def plan(problem, method: str = "auto", hessian: str = "auto") -> Plan:
     return Plan(chosen.method, chosen.hessian, ests, reason, _ipopt(chosen), jit)
 
 
+def time_budget(problem, max_iter: int, method: str = "auto", hessian: str = "auto") -> tuple[float, str] | None:
+    """(seconds, one line): what ``max_iter`` iterations of the path :func:`plan` takes may cost by
+    the estimated time per iteration, said before a long solve (or its warm-started resumption)
+    starts. ``None`` when the estimates do not cover the requested path."""
+    p = plan(problem, method, hessian)
+    est = next((e for e in p.estimates if (e.method, e.hessian) == (p.method, p.hessian)), None)
+    if est is None:
+        return None
+    total = est.iteration_s * max_iter
+    return total, (f"expected ~{_seconds(est.iteration_s)}/iteration ({p.method} + {p.hessian} Hessian, the sizing "
+            f"estimate): max_iter={max_iter} iterations may take ~{_duration(total)}; "
+            "bound the run with max_iter or IPOPT's wall-clock limit ipopt={'max_wall_time': SECONDS}")
+
+
+def _duration(t: float) -> str:
+    if t < 120:
+        return _seconds(t)
+    return f"{t / 60:.2g} min" if t < 7200 else f"{t / 3600:.2g} h"
+
+
 def _jit(problem, hessian: str) -> bool:
     """Compile the per-sample functions where evaluations dominate: the L-BFGS path (thousands
     of cheap iterations, each a few objective/gradient evaluations over all samples), when a
