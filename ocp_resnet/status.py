@@ -45,8 +45,8 @@ _MESSAGES = {
     Status.RESTORATION_FAILED: "IPOPT's restoration phase failed (usually a poor start or bad scaling); "
                                "try another seed=S, init='zeros', or hessian='lbfgs'",
     Status.INFEASIBLE: "IPOPT judged the constraints infeasible, which should not happen for this problem; report it",
-    Status.NAN: "an evaluation produced NaN or inf; lower step (e.g. step=0.5) or the initial scale, or standardise "
-                "the data (standardize=True)",
+    Status.NAN: "an evaluation produced NaN or inf; use a smaller step (e.g. step=0.5) or initial scale, or "
+                "standardise the data (standardize=True)",
     Status.INTERRUPTED: "interrupted by the user (Ctrl-C or a callback); the last iterate was kept: continue with "
                         "init=RUN_DIR, bounding the run by max_iter or by IPOPT's wall-clock limit "
                         "(ipopt={'max_wall_time': SECONDS})",

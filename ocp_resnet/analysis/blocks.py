@@ -155,7 +155,7 @@ class BlockAnalysis:
             f"({self.n_vanished} of {self.n_blocks})"
         )
         if self.n_blocks == 0:  # no blocks: no depth to recommend, no tail or head to compare
-            lines.append(f"a linear model (blocks=0): final loss {self.final_loss:.6g}")
+            lines.append(f"no blocks: a linear model, final loss {self.final_loss:.6g}")
         else:
             lines.append(
                 f"recommended depth: {self.recommended_depth} (stage loss {self.stage_losses[self.recommended_depth]:.6g} "

@@ -87,15 +87,22 @@ def narrow_head(spec: Any, n_classes: int) -> str | None:
     head than that classifier and seldom ends better than it (collapsed), from any start. The
     text names the fix.
     """
+    ranks = head_ranks(spec, n_classes)
+    if ranks is None:
+        return None
+    w, need = ranks
+    return (f"{w} states cannot separate {n_classes} classes linearly at the head (its outputs have rank <= {w}, "
+            f"a linear classifier on the {spec.input_dim} inputs has rank {need}): the network seldom ends better "
+            f"than that classifier; use width >= {need}")
+
+
+def head_ranks(spec: Any, n_classes: int) -> tuple[int, int] | None:
+    """(narrowest state width w, the rank min(C − 1, d) of a linear classifier) when w is the
+    smaller and the head has one output per class (:func:`narrow_head`), else ``None``."""
     if spec.n_outputs < 2:  # bce: one output, any width separates two classes
         return None
     w, need = min(spec.widths), min(n_classes - 1, spec.input_dim)
-    if w >= need:
-        return None
-    return (f"{w} states cannot separate {n_classes} classes linearly at the head: its {n_classes} outputs are an "
-            f"affine function of the narrowest state's {w} components (rank <= {w}), where a linear classifier on the "
-            f"{spec.input_dim} inputs has rank {need}, so the network seldom ends better than that classifier; "
-            f"use width >= {need}")
+    return (w, need) if w < need else None
 
 
 def collapse_record(problem: Any, final_loss: float, rtol: float = COLLAPSE_RTOL) -> dict[str, Any]:

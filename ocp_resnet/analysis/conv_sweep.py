@@ -71,7 +71,7 @@ def read_conv_csv(path: Any) -> list[dict[str, Any]]:
     from ocp_resnet.analysis.sweep import read_csv
 
     return read_csv(path, LIST_COLUMNS, ("status", "backend", "run_dir", "stage_blocks", "optimizer"), (),
-                    lambda v: int(v) if v.lstrip("-").isdigit() else float(v), "ocp-resnet sweep --arch conv")
+                    lambda v: int(v) if v.lstrip("-").isdigit() else float(v), "ocp-resnet sweep (conv nets)")
 
 
 def run_conv_sweep(

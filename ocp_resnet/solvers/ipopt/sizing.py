@@ -153,7 +153,7 @@ def time_budget(problem, max_iter: int, method: str = "auto", hessian: str = "au
         return None
     total = est.iteration_s * max_iter
     return total, (f"expected ~{_seconds(est.iteration_s)}/iteration ({p.method} + {p.hessian} Hessian, the sizing "
-            f"estimate): max_iter={max_iter} iterations may take ~{_duration(total)}; "
+            f"estimate): the iteration limit max_iter={max_iter} may take ~{_duration(total)}; "
             "bound the run with max_iter or IPOPT's wall-clock limit ipopt={'max_wall_time': SECONDS}")
 
 
