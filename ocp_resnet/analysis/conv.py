@@ -482,7 +482,7 @@ def _conv_report(d: ConvRunData, weights: Mapping[str, Any], net: PrunedConvNetw
         forward_images=len(bench))
     if not cut:
         report.notes.append(f"no block has vanished at tol {an.tol:g}: the pruned network is the original one "
-                            "(see the analysis for the relative residual norms, or raise tol)")
+                            f"(see the analysis for the relative residual norms, or use tol > {an.tol:g})")
     return report
 
 

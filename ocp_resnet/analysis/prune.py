@@ -212,7 +212,7 @@ def prune_report(problem: Any, w: Mapping[str, Any], an: Any, pruned: Any, net: 
     )
     if not an.vanished:
         report.notes.append(f"no block has vanished at tol {an.tol:g}: the pruned network is the original one "
-                            "(see the analysis for the relative norms, or raise tol)")
+                            f"(see the analysis for the relative norms, or use tol > {an.tol:g})")
     if any(g > 0 for g in problem.objective.stage_weights(problem.spec.n_blocks)[:-1]) and net.removed:
         report.notes.append(
             "objective_after has fewer stage-cost terms (one per remaining block), so it is lower than "
