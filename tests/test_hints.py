@@ -50,6 +50,13 @@ def test_too_few_states_is_said_before_the_solve_and_named_as_the_collapse_cause
     assert verdict.startswith("collapsed:") and "cannot separate 10 classes" in verdict and "--restarts" not in verdict
 
 
+def test_path_warns_of_too_few_states_too(tmp_path, capsys) -> None:
+    assert main(["path", "--dataset", "digits", "--n-samples", "60", "--stem", "linear", "--blocks", "1",
+                 "--gammas", "0", "--max-iter", "1", "--collapse-retries", "0", "--no-plot", "--quiet",
+                 "--out", str(tmp_path / "p")]) == 1
+    assert capsys.readouterr().err.startswith("warning: 2 states cannot separate 10 classes linearly at the head")
+
+
 # ------------------------------------------------------------------ 2. a conv run given to --init
 @pytest.mark.usefixtures("restore_torch_threads")
 def test_conv_run_cannot_warm_start_the_mlp_solver(tmp_path, capsys) -> None:

@@ -307,6 +307,18 @@ def split_problem(args: argparse.Namespace, problem: Any) -> tuple[Any, Any]:
     return split(problem, getattr(args, "val_fraction", None), seed=args.seed)
 
 
+def warn_narrow(problem: Any) -> str | None:
+    """Warn, before a solve, when the head has too few states for the classes
+    (:func:`~ocp_resnet.analysis.collapse.narrow_head`): no start and no iteration count fixes
+    that. Returns the reason, for :func:`report`'s collapse hint."""
+    from ocp_resnet.analysis.collapse import narrow_head
+
+    narrow = narrow_head(problem.spec, problem.data.n_classes)
+    if narrow:
+        warn(f"warning: {narrow}")
+    return narrow
+
+
 def report(metrics: dict[str, Any], narrow: str | None = None) -> None:
     """Print restarts, held-out table and collapse warning after the solve table; ``narrow``
     (:func:`~ocp_resnet.analysis.collapse.narrow_head`) is named as the collapse's cause."""

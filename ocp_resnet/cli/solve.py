@@ -45,7 +45,6 @@ def register(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """``ocp-resnet solve`` with the parsed flags; returns the exit code."""
-    from ocp_resnet.analysis.collapse import narrow_head
     from ocp_resnet.runs import multiplier_files, write_run
     from ocp_resnet.solvers.ipopt.sizing import time_budget
     from ocp_resnet.solving import extra_files, extra_metrics, solve_with_restarts, warm_start_record
@@ -58,9 +57,7 @@ def run(args: argparse.Namespace) -> int:
     c.echo(f"problem: {problem.data.name} n={problem.n_samples}, N={problem.spec.n_blocks} blocks, widths "
            f"{problem.spec.widths}, loss {problem.objective.loss}, gamma {problem.objective.gamma}, "
            f"lambda {problem.objective.weight_decay}", args.quiet)
-    narrow = narrow_head(problem.spec, problem.data.n_classes)
-    if narrow:  # said before the solve: no start and no number of iterations can fix it
-        c.warn(f"warning: {narrow}")
+    narrow = c.warn_narrow(problem)
     warm = str(args.init) not in ("random", "zeros")
     budget = time_budget(problem, options.max_iter, args.method, args.hessian)
     if budget is not None and (warm or budget[0] > LONG_SOLVE_S):
