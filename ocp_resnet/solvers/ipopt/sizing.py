@@ -110,8 +110,8 @@ def plan(problem, method: str = "auto", hessian: str = "auto") -> Plan:
         raise ValidationError(
             f"this network is too large for the solver: one sample's forward pass has ~{ops:,} operations "
             f"({spec.n_blocks} blocks, widths up to {max(spec.widths)}), more than CasADi can build in reasonable "
-            f"time ({MAX_SAMPLE_OPS:,}); use blocks < {spec.n_blocks} or width < {max(spec.widths)}, or train it "
-            "with PyTorch (ocp_resnet.training, 'ocp-resnet train')"
+            f"time ({MAX_SAMPLE_OPS:,}); use {_smaller(spec, blocks=_blocks_that_fit(spec, ops))}, "
+            "or train it with PyTorch (ocp_resnet.training, 'ocp-resnet train')"
         )
     limit = memory_limit()
     candidates = [e for e in ests if (method in ("auto", e.method)) and (hessian in ("auto", e.hessian))]
@@ -127,8 +127,8 @@ def plan(problem, method: str = "auto", hessian: str = "auto") -> Plan:
         raise ValidationError(
             f"this problem needs ~{_size(best.memory_bytes)} even on the leanest solver path "
             f"({best.method} + {best.hessian}), more than the {_size(limit)} this machine allows: use "
-            f"n_samples < {problem.n_samples}, width < {max(spec.widths)} or blocks < {spec.n_blocks}, or train it "
-            "with PyTorch (ocp_resnet.training, 'ocp-resnet train')"
+            f"n_samples < {problem.n_samples} or {_smaller(spec)}, or train it with PyTorch (ocp_resnet.training, "
+            "'ocp-resnet train')"
         )
     quick = [e for e in fits if e.iteration_s <= MAX_ITERATION_S]
     chosen = quick[0] if quick else min(fits, key=lambda e: e.iteration_s)
@@ -141,6 +141,21 @@ def plan(problem, method: str = "auto", hessian: str = "auto") -> Plan:
     if jit:
         reason += "; per-sample functions compiled with the C compiler"
     return Plan(chosen.method, chosen.hessian, ests, reason, _ipopt(chosen), jit)
+
+
+def _blocks_that_fit(spec, ops: int) -> int:
+    """About how many blocks keep a sample's operations within MAX_SAMPLE_OPS (blocks cost alike)."""
+    from dataclasses import replace
+
+    base = sample_ops(replace(spec, blocks=()))
+    return int((MAX_SAMPLE_OPS - base) / max((ops - base) / spec.n_blocks, 1.0))
+
+
+def _smaller(spec, blocks: int | None = None) -> str:
+    """``blocks <= B`` (``blocks < N`` without an estimate B), and ``width < W`` where a narrower state exists."""
+    fewer = f"blocks <= {max(blocks, 1)}" if blocks is not None else f"blocks < {spec.n_blocks}"
+    w = max(spec.widths)
+    return f"{fewer} or width < {w}" if w > 2 else fewer
 
 
 def time_budget(problem, max_iter: int, method: str = "auto", hessian: str = "auto") -> tuple[float, str] | None:
