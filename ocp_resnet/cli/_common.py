@@ -3,6 +3,7 @@ parsing, exit codes, tables and printing."""
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import sys
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,18 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
+def _rewrite(m: re.Match[str], how: str, command: str | None) -> str:
+    """One match of a rule of :data:`_RULES` in the command's flags."""
+    if how == "ipopt":
+        return f"--ipopt {m.group('v')}={m.group('w')}"
+    flag = _flag(m.group(1), command)
+    if flag is None:  # an argument this command has no flag for
+        return m.group(0)
+    if how == "list":  # width=[2, 4] -> --width 2,4
+        return f"{flag} {','.join(v.strip().strip(chr(39)) for v in m.group('v').split(','))}"
+    return flag + (how + m.group("v") if how else "")
+
+
 def flags(text: str, command: str | None = None) -> str:
     """A library message with CLI flags for API arguments (:data:`FLAGS`): ``width >= 64`` →
     ``--width >= 64``, ``stem='linear'`` → ``--stem linear``, ``overwrite=True`` → ``--overwrite``,
@@ -91,18 +104,8 @@ def flags(text: str, command: str | None = None) -> str:
     ``command`` picks per-command flags (default: the running one, :func:`set_command`)."""
     command = _command if command is None else command
 
-    def one(m: re.Match[str], how: str) -> str:
-        if how == "ipopt":
-            return f"--ipopt {m.group('v')}={m.group('w')}"
-        flag = _flag(m.group(1), command)
-        if flag is None:  # an argument this command has no flag for
-            return m.group(0)
-        if how == "list":
-            return f"{flag} {','.join(v.strip().strip(chr(39)) for v in m.group('v').split(','))}"
-        return flag + (how + m.group("v") if how else "")
-
     for rx, how in _RULES:
-        text = rx.sub(lambda m, how=how: one(m, how), text)
+        text = rx.sub(functools.partial(_rewrite, how=how, command=command), text)
     return text
 
 
