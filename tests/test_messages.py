@@ -9,7 +9,7 @@ import pytest
 
 from ocp_resnet import Problem, Status, load_dataset
 from ocp_resnet.cli import build_parser, main
-from ocp_resnet.cli._common import FLAGS, flags
+from ocp_resnet.cli._common import FLAGS, flags, set_command
 from ocp_resnet.errors import ValidationError
 from tests.helpers import ROOT
 
@@ -55,8 +55,8 @@ def test_sce_without_smoothing_names_both_arguments(capsys) -> None:
 def test_status_messages_name_arguments_and_read_as_flags_on_the_cli() -> None:
     for status in Status:
         assert not FLAG.search(status.message), status
-    assert flags(Status.MAX_ITER.message).endswith("raise --max-iter or warm-start from this run with --init RUN_DIR")
-    assert "--ipopt max_wall_time=SECONDS" in flags(Status.MAX_TIME.message)
+    assert flags(Status.MAX_ITER.message, "solve").endswith("raise --max-iter or warm-start from this run with --init RUN_DIR")
+    assert "--ipopt max_wall_time=SECONDS" in flags(Status.MAX_TIME.message, "solve")
 
 
 @pytest.mark.parametrize("api, cli", [
@@ -86,9 +86,23 @@ def test_per_command_flags() -> None:
     assert flags("another directory=DIR", "solve") == "another directory=DIR"  # no such flag there: left as is
 
 
-def test_every_flag_of_the_table_exists() -> None:
+def _options() -> dict[str, set[str]]:
     sub = next(a for a in build_parser()._actions if a.choices and "solve" in a.choices).choices
-    options = {name: set(p._option_string_actions) for name, p in sub.items()}
+    return {name: set(p._option_string_actions) for name, p in sub.items()}
+
+
+def test_a_flag_of_another_command_is_named_with_it() -> None:
+    set_command("train", _options())
+    try:
+        assert flags("polish it from this run (init=RUN_DIR)") == "polish it from this run (ocp-resnet solve --init RUN_DIR)"
+        assert flags("or raise epochs=N") == "or raise --epochs N"  # train's own
+    finally:
+        set_command(None)
+    assert flags("init=RUN_DIR", "train") == "--init RUN_DIR"  # without the parsers' flags: the table alone
+
+
+def test_every_flag_of_the_table_exists() -> None:
+    options = _options()
     for api, flag in FLAGS.items():
         per_command = flag.items() if isinstance(flag, dict) else [(None, flag)]
         for command, f in per_command:

@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
 def _one_line(exc: BaseException) -> str:
     """The exception's message on one line, API argument names replaced by the command's flags."""
     return flags(" ".join(str(exc).split())) or type(exc).__name__
@@ -81,7 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # imported; a user's own OMP_NUM_THREADS wins.
         os.environ.setdefault("OMP_NUM_THREADS", "1")
     debug = bool(getattr(args, "debug", False))
-    set_command(args.command)  # library messages name API arguments; flags() names this command's flags
+    # library messages name API arguments; flags() names this command's flags (or another command's)
+    set_command(args.command, {name: set(p._option_string_actions) for name, p in _subparsers(parser).items()})
     prefix = f"ocp-resnet {args.command}: error:"
     try:
         return int(args.func(args) or 0)

@@ -54,17 +54,24 @@ FLAGS: dict[str, str | dict[str | None, str]] = {
 }
 
 _command: str | None = None  # the running sub-command, for the per-command entries of FLAGS
+_options: dict[str, set[str]] = {}  # every sub-command's flags, in --help order
 
 
-def set_command(command: str | None) -> None:
-    """Make :func:`flags` use ``command``'s entries of :data:`FLAGS` (``main`` calls it)."""
-    global _command
-    _command = command
+def set_command(command: str | None, options: dict[str, set[str]] | None = None) -> None:
+    """Make :func:`flags` use ``command``'s entries of :data:`FLAGS`; with ``options`` (each
+    sub-command's flags) a flag the command lacks is named with the command that has it
+    (``ocp-resnet solve --init RUN_DIR`` in ``train``'s output). ``main`` calls it."""
+    global _command, _options
+    _command, _options = command, dict(options or {})
 
 
 def _flag(name: str, command: str | None) -> str | None:
     f = FLAGS[name]
-    return f if isinstance(f, str) else f.get(command, f.get(None))
+    flag = f if isinstance(f, str) else f.get(command, f.get(None))
+    if flag is None or command is None or command != _command or not _options or flag in _options.get(command, ()):
+        return flag
+    other = next((c for c, opts in _options.items() if flag in opts), None)
+    return f"ocp-resnet {other} {flag}" if other else flag
 
 
 _NAME = "|".join(sorted(FLAGS, key=len, reverse=True))
