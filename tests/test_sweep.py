@@ -157,7 +157,7 @@ def test_torch_settings_record_round_trip() -> None:
 def test_resume_refuses_other_flags(tmp_path) -> None:
     out = tmp_path / "r"
     run_sweep(_base(), [0.0], [1], [0], out, solver=FAST)
-    with pytest.raises(ValidationError, match="was solved with another problem than this sweep: use the original problem with resume=True"):
+    with pytest.raises(ValidationError, match="solved with another problem than this sweep: use the original problem"):
         run_sweep(_base(loss="sce"), [0.0], [1], [0], out, solver=FAST, resume=True)
 
 
