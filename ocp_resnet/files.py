@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -31,6 +31,13 @@ def json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def config_kind(config: Any) -> Literal["mlp", "conv"]:
+    """``"conv"`` for the ``config.json`` dict of a conv ResNet-v2 run (its architecture says so, or
+    ``train`` recorded ``arch: conv``), else ``"mlp"``; :attr:`ocp_resnet.runs.RunRecord.kind` is this."""
+    arch, solver = config.get("architecture") or {}, config.get("solver") or {}
+    return "conv" if "conv" in (arch.get("kind"), config.get("arch"), solver.get("arch")) else "mlp"
 
 
 def run_path(path: str | os.PathLike[str]) -> Path:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from ocp_resnet.errors import ValidationError
-from ocp_resnet.files import dump_json, load_weights, read_json, run_path
+from ocp_resnet.files import config_kind, dump_json, load_weights, read_json, run_path
 
 if TYPE_CHECKING:
     from ocp_resnet.data.arrays import Dataset
@@ -80,8 +80,9 @@ class RunRecord:
     @property
     def kind(self) -> RunKind:
         """``"conv"`` for a conv ResNet-v2 (its spec says so, or ``train`` recorded ``arch: conv``), else ``"mlp"``."""
-        conv = "conv" in (self.architecture.get("kind"), self.extra.get("arch"), self.solver.get("arch"))
-        return "conv" if conv else "mlp"
+        # files.config_kind holds the rule, so the solvers (a layer below) decide it the same way
+        kind = config_kind({**self.extra, "architecture": self.architecture, "solver": self.solver})
+        return "conv" if kind == "conv" else "mlp"
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "config.json") -> RunRecord:
@@ -126,17 +127,17 @@ def check_target(out: str | os.PathLike, overwrite: bool = False) -> Path:
     """Refuse an existing ``out`` unless ``overwrite``; call before any long work."""
     out = Path(out)
     if out.exists() and not overwrite:
-        raise ValidationError(f"{out} already exists: choose another --out, or pass --overwrite to replace it")
+        raise ValidationError(f"{out} already exists: choose another out=DIR, or pass overwrite=True to replace it")
     if out.exists() and not out.is_dir():
-        raise ValidationError(f"{out} exists and is not a directory: choose another --out")
+        raise ValidationError(f"{out} exists and is not a directory: choose another out=DIR")
     # The nearest existing ancestor must be a writable directory, or the run would be lost at the end.
     anc = out.absolute().parent
     while not anc.exists() and anc != anc.parent:
         anc = anc.parent
     if not anc.is_dir():
-        raise ValidationError(f"cannot create {out}: {anc} is a file, not a directory; choose another --out")
+        raise ValidationError(f"cannot create {out}: {anc} is a file, not a directory; choose another out=DIR")
     if not os.access(anc, os.W_OK | os.X_OK):
-        raise ValidationError(f"cannot create {out}: {anc} is not writable; choose another --out")
+        raise ValidationError(f"cannot create {out}: {anc} is not writable; choose another out=DIR")
     return out
 
 

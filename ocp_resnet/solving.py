@@ -37,7 +37,8 @@ def solve_with_restarts(problem: Problem, solver: Solver, *, init: Any = "random
     if k == 1:
         return solver.solve(problem, init, seed, log), []
     if str(init) != "random":
-        raise ValidationError("--restarts draws random initial weights: drop --init, or use --restarts 1")
+        raise ValidationError("restarts > 1 draws random initial weights: use init='random' (the default), "
+                              "or restarts=1 to warm-start")
     return solve_best(problem, seed, k, solver, log=log)
 
 

@@ -205,10 +205,10 @@ def _train(config: TrainConfig, ctx: Any, log: Callable[[str], None] | None) -> 
     opts = config.options
     if config.threads is not None:
         if config.threads < 1:
-            raise ValidationError(f"--threads must be >= 1, got {config.threads}")
+            raise ValidationError(f"threads must be >= 1, got {config.threads}")
         torch.set_num_threads(config.threads)
     device = ctx.device(opts.device)
-    check_int("checkpoint-every", config.checkpoint_every, 0)
+    check_int("checkpoint_every", config.checkpoint_every, 0)
     resume = distributed.load_checkpoint(config.resume) if config.resume else None
     out = _target(config, resume is not None)
     ds = config.data.load()
@@ -296,11 +296,11 @@ def _check_resume(config: TrainConfig, resume: dict | None, same: dict[str, Any]
     if resume is None:
         return
     if resume.get("config") != same:
-        raise ValidationError(f"{config.resume} was trained with other flags: resume with the original flags "
-                              "(only --epochs may change)")
+        raise ValidationError(f"{config.resume} was trained with other settings: resume with the original "
+                              "settings (only epochs=N may differ)")
     if int(resume["epoch"]) > config.options.epochs:
-        raise ValidationError(f"{config.resume} has trained {resume['epoch']} epochs already: give --epochs "
-                              f">= {resume['epoch']}")
+        raise ValidationError(f"{config.resume} has trained {resume['epoch']} epochs already: give "
+                              f"epochs >= {resume['epoch']}")
 
 
 def _evaluate(config: TrainConfig, s: _Setup, trainer: Trainer, device: Any) -> tuple[Status, dict[str, Any]]:

@@ -225,7 +225,7 @@ def test_amp_bf16_trains_float32_and_is_refused_for_float64():
     model, tr = _conv_fit(dtype="float32", amp="bf16", epochs=3)
     assert tr.stopped_ is None and all(np.isfinite(h["loss"]) for h in tr.history_)
     assert next(model.parameters()).dtype == torch.float32
-    with pytest.raises(ValidationError, match="--amp bf16 autocasts float32"):
+    with pytest.raises(ValidationError, match="amp='bf16' autocasts float32 models: give dtype='float32'"):
         TrainOptions(amp="bf16", dtype="float64")
     with pytest.raises(ValidationError, match="amp must be bf16 or none"):
         TrainOptions(amp="fp8", dtype="float32")

@@ -25,6 +25,7 @@ from ocp_resnet.errors import check_float
 from ocp_resnet.status import Status
 
 if TYPE_CHECKING:
+    from ocp_resnet.model.architecture import ArchSpec
     from ocp_resnet.model.problem import Problem
     from ocp_resnet.solvers.solution import Solution
 
@@ -80,6 +81,33 @@ def solution_collapse_record(problem: Problem, sol: Solution, rtol: float = COLL
     if sol.status == Status.INTERRUPTED:
         return {"collapsed": None, "linear_loss": None}
     return collapse_record(problem, sol.evaluation.final_loss, rtol)
+
+
+def narrow_head(spec: ArchSpec, n_classes: int) -> str | None:
+    """Why the network cannot beat a linear classifier whatever its weights, or ``None``.
+
+    With one output per class, the head's C outputs are an affine function of the last state, so
+    their rank is at most the narrowest state's width w. A linear classifier on the d inputs has
+    rank min(C − 1, d), all that C classes need; a network with w < min(C − 1, d) has less at its
+    head than that classifier and seldom ends better than it (collapsed), from any start. The
+    text names the fix.
+    """
+    ranks = head_ranks(spec, n_classes)
+    if ranks is None:
+        return None
+    w, need = ranks
+    return (f"{w} states cannot separate {n_classes} classes linearly at the head (its outputs have rank <= {w}, "
+            f"a linear classifier on the {spec.input_dim} inputs has rank {need}): the network seldom ends better "
+            f"than that classifier; use width >= {need}")
+
+
+def head_ranks(spec: ArchSpec, n_classes: int) -> tuple[int, int] | None:
+    """(narrowest state width w, the rank min(C − 1, d) of a linear classifier) when w is the
+    smaller and the head has one output per class (:func:`narrow_head`), else ``None``."""
+    if spec.n_outputs < 2:  # bce: one output, any width separates two classes
+        return None
+    w, need = min(spec.widths), min(n_classes - 1, spec.input_dim)
+    return (w, need) if w < need else None
 
 
 def collapse_record(problem: Problem, final_loss: float, rtol: float = COLLAPSE_RTOL) -> dict[str, Any]:

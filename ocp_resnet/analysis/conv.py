@@ -138,7 +138,7 @@ def load_conv_run(run: Any) -> tuple[Any, ConvRunData]:
     if isinstance(run, (str, os.PathLike)):
         run = Run(run)
     if not is_conv_run(run):
-        raise ValidationError(f"{run.path} is not a conv run (train --arch conv)")
+        raise ValidationError(f"{run.path} is not a conv run (a ConvNet trained with ocp_resnet.training)")
     spec = ConvSpec.from_dict(run.config["architecture"])
     obj = ObjectiveSpec.from_dict(run.config["objective"])
     shape = (spec.in_channels, *spec.image_size)
@@ -391,8 +391,9 @@ class ConvPruneReport:
 
         speed = self.forward_time_before_s / self.forward_time_after_s if self.forward_time_after_s > 0 else float("nan")
         lines = [
-            f"blocks_before {self.blocks_before}  blocks_after {self.blocks_after}  (removed {self.removed or 'none'}; "
-            f"reduced to projection {self.projection_only or 'none'}{'; forced ' + str(self.forced) if self.forced else ''})",
+            f"blocks_before {self.blocks_before}  blocks_after {self.blocks_after}  (removed {self.removed or 'none'}"
+            f"{f'; reduced to projection {self.projection_only}' if self.projection_only else ''}"
+            f"{f'; forced {self.forced}' if self.forced else ''})",
             f"max output change: train {self.max_output_change_train:.3e}  val "
             + ("n/a" if self.max_output_change_val is None else f"{self.max_output_change_val:.3e}"),
             f"train accuracy {self.train_accuracy_before:.4f} -> {self.train_accuracy_after:.4f}   "
@@ -462,7 +463,7 @@ def _conv_cut(spec: Any, an: ConvBlockAnalysis, blocks: Iterable[int] | None,
         rel = ", ".join(f"{k} ({an.rel_residual_norms[k]:.2e})" for k in forced)
         raise ValidationError(
             f"blocks {rel} have not vanished (relative RMS residual output > tol {an.tol:g}): pruning them changes the "
-            "network; pass --force to prune them anyway (with --finetune to retrain), or prune only vanished blocks")
+            "network; pass force=True to prune them anyway (with finetune=EPOCHS to retrain), or prune only vanished blocks")
     return cut, forced
 
 
@@ -488,7 +489,7 @@ def _conv_report(d: ConvRunData, weights: Mapping[str, Any], net: PrunedConvNetw
         forward_images=len(bench))
     if not cut:
         report.notes.append(f"no block has vanished at tol {an.tol:g}: the pruned network is the original one "
-                            "(see 'ocp-resnet analyze' for the relative residual norms, or raise --tol)")
+                            f"(see the analysis for the relative residual norms, or use tol > {an.tol:g})")
     return report
 
 

@@ -338,7 +338,7 @@ def check_costates_target(directory: str | os.PathLike, overwrite: bool = False)
     clash = [f for f in COSTATE_FILES if (d / f).exists()]
     if clash and not overwrite:
         raise ValidationError(
-            f"{d} already has {', '.join(clash)}: pass --overwrite to replace them, or --plot-dir DIR to write elsewhere"
+            f"{d} already has {', '.join(clash)}: pass overwrite=True to replace them, or another directory=DIR"
         )
     return d
 

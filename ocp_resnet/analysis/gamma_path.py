@@ -47,7 +47,7 @@ def check_gammas(gammas: Iterable[float]) -> list[float]:
     """The γ values as floats ≥ 0 (at least one)."""
     gammas = [check_float("gamma", g, 0.0) for g in gammas]
     if not gammas:
-        raise ValidationError("a γ path needs at least one γ, e.g. --gammas 0,0.03,0.1,0.3,1")
+        raise ValidationError("a γ path needs at least one γ, e.g. gammas=[0, 0.03, 0.1, 0.3, 1]")
     return gammas
 
 
@@ -185,7 +185,7 @@ def run_path(
 
     gammas = check_gammas(gammas)
     if len(set(gammas)) != len(gammas):
-        raise ValidationError("--gammas lists a value twice: every point of a path gets its own run directory")
+        raise ValidationError("gammas lists a value twice: every point of a path gets its own run directory")
     pr = _PathRun(Path(out), solver or make_solver(), init, check_int("init seed", seed, 0),
                   check_int("restarts", restarts, 1), warm_start, check_float("vanishing tol", tol, 0.0), val, config)
     pr.out = check_target(out, overwrite)  # every input is checked before anything is written

@@ -118,7 +118,8 @@ class PruneReport:
         """The report as text lines."""
         lines = [
             f"blocks_before {self.blocks_before}  blocks_after {self.blocks_after}  "
-            f"(removed {self.removed or 'none'}; reduced to projection {self.projection_only or 'none'})",
+            f"(removed {self.removed or 'none'}"
+            f"{f'; reduced to projection {self.projection_only}' if self.projection_only else ''})",
             f"objective_before {self.objective_before:.10g}  objective_after {self.objective_after:.10g}",
             f"accuracy_before {self.accuracy_before:.4f}  accuracy_after {self.accuracy_after:.4f}",
             f"final_loss_before {self.final_loss_before:.6g}  final_loss_after {self.final_loss_after:.6g}",
@@ -190,9 +191,9 @@ def _resolve(pruned: Any, weights: Mapping[str, Any], backend: str, solver: Mapp
     """Re-solve the pruned network with the back-end and options the run was solved with."""
     if backend == "torch" and not torch_available():
         raise ValidationError(
-            "--resolve of a torch run needs the torch back-end (ocp_resnet.torch), which is not "
-            "installed here; prune without --resolve, or re-solve the pruned run with "
-            "'ocp-resnet solve --init PRUNED_RUN_DIR' and matching flags"
+            "resolve=True on a torch run needs the torch back-end (ocp_resnet.torch), which is not "
+            "installed here; prune with resolve=False, or re-solve the pruned run with IPOPT "
+            "(init=PRUNED_RUN_DIR and the run's problem settings)"
         )
     return _resolve_with(pruned, weights, resolve_solver(backend, solver), log)
 
@@ -211,7 +212,7 @@ def prune_report(problem: Problem, w: Mapping[str, Any], an: Any, pruned: Any, n
     )
     if not an.vanished:
         report.notes.append(f"no block has vanished at tol {an.tol:g}: the pruned network is the original one "
-                            "(see 'ocp-resnet analyze' for the relative norms, or raise --tol)")
+                            f"(see the analysis for the relative norms, or use tol > {an.tol:g})")
     if any(g > 0 for g in problem.objective.stage_weights(problem.spec.n_blocks)[:-1]) and net.removed:
         report.notes.append(
             "objective_after has fewer stage-cost terms (one per remaining block), so it is lower than "

@@ -42,7 +42,7 @@ def grid_problem(base: Any, gamma: float, n_blocks: int) -> Any:
 
     spec = base.spec
     if len(set(spec.widths)) != 1:
-        raise ValidationError("a depth sweep needs one state width (no projections): give --width as one number")
+        raise ValidationError("a depth sweep needs one state width (no projections): give width as one number")
     blk = spec.blocks[0] if spec.blocks else arch.BlockSpec(spec.stem_width)
     new_spec = replace(spec, blocks=tuple(arch.BlockSpec(spec.stem_width, blk.branch, blk.hidden) for _ in range(n_blocks)))
     return Problem(new_spec, replace(base.objective, gamma=float(gamma)), base.data)
@@ -142,8 +142,8 @@ def _check_same(run_dir: Path, problem: Problem) -> None:
     if (old.spec.to_dict() != problem.spec.to_dict() or old.objective.to_dict() != problem.objective.to_dict()
             or old.data.X.shape != problem.data.X.shape or not np.array_equal(old.data.X, problem.data.X)):
         raise ValidationError(
-            f"{run_dir} was solved with other problem flags than this sweep: use the original flags "
-            "with --resume, or another --out"
+            f"{run_dir} was solved with another problem than this sweep: use the original problem "
+            "with resume=True, or another out=DIR"
         )
 
 
@@ -252,7 +252,7 @@ def run_sweep(
     blocks = [check_int("blocks", n, 1) for n in blocks]
     seeds = [check_int("seed", s, 0) for s in seeds]
     if not gammas or not blocks or not seeds:
-        raise ValidationError("a sweep needs at least one --gamma, one --blocks and one --seeds value")
+        raise ValidationError("a sweep needs at least one value in each of gammas, blocks and seeds")
     if backend is not None:
         check_choice("backend", backend, BACKENDS)
     restarts = check_int("restarts", restarts, 1)
@@ -261,8 +261,8 @@ def run_sweep(
         raise ValidationError("restarts are for the IPOPT back-end: list more seeds with the torch back-end")
     sw = _Sweep(Path(out), solver, tol, config, val, log)
     if sw.out.exists() and not (resume or overwrite):
-        raise ValidationError(f"{out} already exists: pass --resume to continue that sweep, --overwrite, "
-                              "or another --out")
+        raise ValidationError(f"{out} already exists: pass resume=True to continue that sweep, overwrite=True, "
+                              "or another out=DIR")
     grid = [(g, n, s) for g in gammas for n in blocks for s in seeds]
     problems = [grid_problem(base, g, n) for g, n, _ in grid]
     done = [resume and finished_point(sw.run_dir(*p)) for p in grid]
@@ -286,14 +286,14 @@ def _collect(sw: _Sweep, grid: Sequence[tuple], problems: Sequence[Any], done: S
     for i, (g, n, s) in enumerate(grid, 1):
         row = _sweep_point(sw, problems[i - 1], g, n, s, done[i - 1], results)
         if row is None:  # Ctrl-C between points: the finished ones are written, --resume continues
-            sw.say(f"[{i}/{len(grid)}] interrupted: stopping the sweep; continue with --resume")
+            sw.say(f"[{i}/{len(grid)}] interrupted: stopping the sweep; continue with resume=True")
             raise KeyboardInterrupt
         rows.append(row)
         write_csv(sw.out / "sweep.csv", rows)
         if row["status"] == Status.INTERRUPTED.value:
             # Ctrl-C stops the whole sweep: the point keeps its last iterate, sweep.csv holds
             # what is done, and --resume re-runs the interrupted point.
-            sw.say(f"[{i}/{len(grid)}] interrupted: stopping the sweep; continue with --resume")
+            sw.say(f"[{i}/{len(grid)}] interrupted: stopping the sweep; continue with resume=True")
             raise KeyboardInterrupt
         sw.say(f"[{i}/{len(grid)}] gamma {g:g} N {n} seed {s}: {row['status']}, J {row['objective']:.6g}, "
                f"vanished {row['n_vanished']}/{n}, tail/head {row['tail_to_head']:.2e}, {row['time_s']:.1f}s")

@@ -48,19 +48,21 @@ def run(args: argparse.Namespace) -> int:
     if is_conv_run(run_):  # vanishing by RMS residual output; train and validation stage numbers
         an = analyze_conv_run(run_, args.vanish_tol, loss_rtol=args.loss_rtol)
         col: dict[str, Any] = {}  # the linear-classifier reference is computed for IPOPT problems only
+        narrow = None
     else:
-        from ocp_resnet.analysis.collapse import collapse_record
+        from ocp_resnet.analysis.collapse import collapse_record, narrow_head
 
         problem, weights = run_problem(run_)
         an = analyze(problem, weights, args.vanish_tol, loss_rtol=args.loss_rtol)
         col = collapse_record(problem, an.final_loss)
+        narrow = narrow_head(problem.spec, problem.data.n_classes)
     if args.json:
-        print(json.dumps({**an.to_dict(), **col, "verdict": verdict(an, **col)}, indent=2))
+        print(json.dumps({**an.to_dict(), **col, "verdict": c.flags(verdict(an, **col, narrow=narrow))}, indent=2))
     else:
         print(an.format())
-        if col.get("collapsed"):
+        if col.get("collapsed") and an.n_blocks:  # a linear model is its own linear classifier
             print(f"collapsed: yes (final loss {an.final_loss:.6g}, best linear classifier {col['linear_loss']:.6g})")
-        print(verdict(an, **col))
+        print(c.flags(verdict(an, **col, narrow=narrow)))
     if args.plots or args.plot_dir:
         from ocp_resnet.plotting import plot_run
 

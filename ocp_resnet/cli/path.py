@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     args.gamma = str(gammas[0])
     problem, val = c.split_problem(args, c.problem_from_args(args))
     solver = c.ipopt_solver(args)
+    c.warn_narrow(problem)
     out = Path(args.out) if args.out is not None else default_run_dir(f"{args.dataset.replace('/', '_')}-path")
     config = {"argv": c.run_config(args, problem, "path", {})["argv"],
               "data": {**c.data_config(args), "val_fraction": args.val_fraction}}

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         blocks = None if args.blocks is None else parse_list("--blocks", args.blocks, int)
         conv_report, _ = prune_conv_run(args.run_dir, tol=args.vanish_tol, blocks=blocks, force=args.force,
                                         finetune=args.finetune, lr=args.lr, out=args.out, overwrite=args.overwrite)
-        print(json.dumps(conv_report.to_dict(), indent=2) if args.json else conv_report.format())
+        print(json.dumps(conv_report.to_dict(), indent=2) if args.json else c.flags(conv_report.format()))
         status = (conv_report.finetune or {}).get("status")  # the pruned run is written either way
         return EXIT_OK if status is None else exit_code(status, training=True)
     if args.blocks is not None or args.force or args.finetune or args.lr is not None:
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
                               "blocks and re-solve with --resolve")
     report, _, _ = prune_run(args.run_dir, tol=args.vanish_tol, resolve=args.resolve, out=args.out,
                              overwrite=args.overwrite, log=None)
-    print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
+    print(json.dumps(report.to_dict(), indent=2) if args.json else c.flags(report.format()))
     # the pruned run is written (with the last iterate of an interrupted or failed re-solve), as for solve
     resolve_status = report.resolve.get("status") if report.resolve else None
     return EXIT_OK if resolve_status is None else exit_code(resolve_status)

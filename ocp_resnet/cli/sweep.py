@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     base_args = copy.copy(args)
     base_args.blocks, base_args.gamma = blocks[0], str(gammas[0])
     base, val = c.split_problem(args, c.problem_from_args(base_args))  # validates every problem flag once
+    c.warn_narrow(base)
     out = Path(args.out) if args.out is not None else default_run_dir(f"{args.dataset.replace('/', '_')}-sweep")
     if args.backend == "torch":
         solver = {"optimizer": args.optimizer, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,

@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     m = res.metrics
     print(c.format_table(m))
     val = f"  val accuracy {m['val_accuracy']:.3f}" if m["val_accuracy"] is not None else ""
-    print(f"status: {res.status.value} ({m['status_message']})")
+    print(f"status: {res.status.value} ({c.flags(m['status_message'])})")
     print(f"objective {m['objective']:.10g}  grad norm {m['grad_norm']:.2e}  train accuracy "
           f"{m['train_accuracy']:.3f}{val}  steps {res.steps}  train {res.train_time_s:.2f}s  "
           f"total {time.perf_counter() - t_start:.2f}s")

@@ -145,7 +145,7 @@ def load_mnist_idx(directory: str | os.PathLike[str], split: str = "train", n_sa
             for cand in (d / name, d / (name + ".gz"), d / name.replace("-idx", ".idx")):
                 if cand.exists():
                     return cand
-        raise ValidationError(f"{d}: no {prefix}-{kind} IDX file found; point --dataset at the MNIST directory")
+        raise ValidationError(f"{d}: no {prefix}-{kind} IDX file found; point dataset=DIR at the MNIST directory")
 
     images = read_idx(find("images")).astype(float) / 255.0
     labels = read_idx(find("labels")).astype(int)

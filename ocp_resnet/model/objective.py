@@ -39,7 +39,7 @@ class ObjectiveSpec:
         object.__setattr__(self, "weight_decay", check_float("weight_decay", self.weight_decay, 0.0))
         object.__setattr__(self, "label_smoothing", check_float("label_smoothing", self.label_smoothing, 0.0, maximum=1.0))
         if self.loss == "sce" and self.label_smoothing <= 0.0:
-            raise ValidationError("loss sce needs --label-smoothing > 0 (e.g. 0.1); use --loss ce for hard labels")
+            raise ValidationError("loss='sce' needs label_smoothing > 0 (e.g. 0.1); use loss='ce' for hard labels")
         g: float | tuple[float, ...]
         if isinstance(self.gamma, (list, tuple)):
             g = tuple(check_float("gamma", v, 0.0) for v in self.gamma)
@@ -63,7 +63,7 @@ class ObjectiveSpec:
         if self.loss == "bce":
             if n_classes != 2:
                 raise ValidationError(
-                    f"loss bce is for two classes, the data has {n_classes}: use --loss ce, sce or mse"
+                    f"loss='bce' is for two classes, the data has {n_classes}: use loss='ce', loss='sce' or loss='mse'"
                 )
             return 1
         return n_classes

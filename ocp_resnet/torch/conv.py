@@ -74,10 +74,10 @@ class ConvSpec:
         ch = tuple(check_int("channels", c, 1) for c in self.channels)
         nb = tuple(check_int("stage blocks", b, 0) for b in self.stage_blocks)
         if not ch:
-            raise ValidationError("a conv net needs at least one stage: give --channels, e.g. 8,16,32")
+            raise ValidationError("a conv net needs at least one stage: give channels, e.g. channels=[8, 16, 32]")
         if len(nb) != len(ch):
             raise ValidationError(
-                f"--stage-blocks needs one count per stage ({len(ch)} from --channels), got {len(nb)}"
+                f"stage_blocks needs one count per stage ({len(ch)} from channels), got {len(nb)}"
             )
         object.__setattr__(self, "channels", ch)
         object.__setattr__(self, "stage_blocks", nb)
@@ -139,7 +139,7 @@ class ConvSpec:
                           "stage_blocks": tuple(d["stage_blocks"]), "branchless": tuple(d.get("branchless", ()))})
         except (KeyError, TypeError) as exc:
             raise ValidationError(f"not a conv architecture ({exc}); the run's config.json is not from "
-                                  "--arch conv") from None
+                                  "a conv net (ConvNet)") from None
 
 
 def _norm(kind: str, c: int) -> nn.Module:
@@ -411,8 +411,8 @@ def images_of(data: Any) -> np.ndarray:
     imgs = getattr(data, "meta", {}).get("images")
     if imgs is None:
         raise ValidationError(
-            f"--arch conv needs image data, and {data.name!r} has none: use --dataset digits, an .npz whose X "
-            "has shape (n, H, W) or (n, C, H, W), or an MNIST IDX directory (or --arch mlp)"
+            f"a conv net needs image data, and {data.name!r} has none: use dataset='digits', an .npz whose X "
+            "has shape (n, H, W) or (n, C, H, W), or an MNIST IDX directory (or an MLP)"
         )
     imgs = np.asarray(imgs, dtype=float)
     if imgs.ndim == 3:

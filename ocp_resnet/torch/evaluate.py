@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 GRAD_TOL = 1e-6
 
 _MAX_ITER_MESSAGE = ("ran all epochs; the gradient norm is above {tol:g}, so this is not a stationary point: "
-                     "train longer, or polish with 'ocp-resnet solve --init RUN_DIR' (MLP)")
+                     "train longer, or polish it with IPOPT from this run (init=RUN_DIR; MLP runs)")
 
 
 def training_status(ev: Evaluation, stopped: Status | None, grad_tol: float = GRAD_TOL) -> Status:
@@ -112,7 +112,7 @@ def conv_model_from_run(run: Any, dtype: torch.dtype = torch.float64, device: An
 def evaluate_conv_run(run: Run, backend: Backend = "torch") -> dict[str, Any]:
     """``ocp-resnet evaluate`` for a conv run (torch back-end only), float64."""
     if backend != "torch":
-        raise ValidationError("a conv run can only be evaluated with --backend torch (CasADi has no conv nets)")
+        raise ValidationError("a conv run can only be evaluated with backend='torch' (CasADi has no conv nets)")
     model = conv_model_from_run(run)
     obj = ObjectiveSpec.from_dict(run.config["objective"])
     data = run.data()

@@ -103,7 +103,7 @@ class TrainOptions:
         if self.amp not in (None, "none", "bf16"):
             raise ValidationError(f"amp must be bf16 or none, got {self.amp!r}")
         if self.amp == "bf16" and self.dtype != "float32":
-            raise ValidationError("--amp bf16 autocasts float32 models: give --dtype float32")
+            raise ValidationError("amp='bf16' autocasts float32 models: give dtype='float32'")
 
     @property
     def learning_rate(self) -> float:
@@ -293,7 +293,7 @@ class _Fit:
             model.to(memory_format=self.layout)
         self.n = n = self.X.shape[0]
         if n == 0:
-            raise ValidationError("no training samples: lower --val-fraction or give more data")
+            raise ValidationError("no training samples: lower val_fraction or give more data")
         self.val = None
         if val is not None and len(val[1]) > 0:
             self.val = trainer._tensors(val[0], val[1], self.dtype, self.device)
@@ -326,8 +326,8 @@ class _Fit:
             if sched is not None and int(resume.get("epochs", opts.epochs)) != opts.epochs:
                 raise ValidationError(
                     f"the checkpoint was trained for {resume['epochs']} epochs under the cosine schedule, which "
-                    f"is tied to the number of epochs: resume with --epochs {resume['epochs']}, or train with "
-                    "--schedule constant to extend runs")
+                    f"is tied to the number of epochs: resume with epochs={resume['epochs']}, or train with "
+                    "schedule='constant' to extend runs")
             self.model.load_state_dict(resume["model"])
             self.opt.load_state_dict(resume["optimizer"])
             if sched is not None and resume.get("scheduler") is not None:
