@@ -6,6 +6,13 @@ clock); the torch optimizers are :class:`~ocp_resnet.torch.Trainer` runs (full b
 learning rate, the Trainer's defaults unless ``lr`` says otherwise) whose step callback records
 J and ‖∇J‖ of every iterate and applies the stopping rule of :class:`_Recorder`.
 
+Each optimizer is timed alone in a warm process: before its timed run it makes a short untimed
+run on the same problem (:func:`_warm_up`: two torch steps, or an IPOPT solve stopped after two
+iterations), so one-off costs of the process — torch's first-step start-up, CasADi's per-sample
+functions that every later build reuses — are charged to no optimizer, whichever runs first.
+What stays on each clock is that run's own work: IPOPT's clock starts before it builds this
+problem's NLP, a torch clock before the Trainer sets up its tensors and optimizer.
+
     cmp = compare(problem, optimizers=("ipopt-ms", "adam"), epochs=2000)
     cmp.results["adam"].time_to_target[1e-3]
 """
@@ -261,9 +268,31 @@ class _Recorder:
         self.wall_s = time.perf_counter() - self.t0
 
 
+#: Steps (IPOPT: iterations) of the untimed warm-up run before each timed run.
+WARMUP_STEPS = 2
+
+
+def _warm_up(problem: Problem, name: str, w0: np.ndarray, tol: float, lr: float | None) -> None:
+    """A short untimed run of ``name`` on ``problem``, so that the timed run starts in a warm process.
+
+    The first ``torch.optim`` optimizer built in a process imports ``torch._dynamo`` (seconds:
+    docs/comparison.md gives the first trace points with and without it), and the
+    first CasADi build of a structure pays for the per-sample functions that later builds reuse.
+    Without this, whichever optimizer ran first carried them.
+    """
+    if name in IPOPT_OPTIMIZERS:
+        from ocp_resnet.solvers import IpoptOptions, IpoptSolver
+
+        IpoptSolver(IPOPT_OPTIMIZERS[name], IpoptOptions(tol=tol, max_iter=WARMUP_STEPS)).solve(problem, w0)
+    else:
+        _run_torch(problem, name, w0, WARMUP_STEPS, lr)
+
+
 def _run_one(problem: Problem, name: str, w0: np.ndarray, epochs: int, max_iter: int, tol: float,
              lr: float | None) -> OptimizerResult:
-    """One optimizer of :func:`compare`, as a task for :mod:`ocp_resnet.parallel` (any process)."""
+    """One optimizer of :func:`compare`, as a task for :mod:`ocp_resnet.parallel` (any process):
+    an untimed warm-up run (:func:`_warm_up`), then the timed run."""
+    _warm_up(problem, name, w0, tol, lr)
     if name in IPOPT_OPTIMIZERS:
         return _run_ipopt(problem, IPOPT_OPTIMIZERS[name], w0, max_iter, tol)
     return _run_torch(problem, name, w0, epochs, lr)
@@ -291,6 +320,10 @@ def compare(
     scheduler: Any = None,
 ) -> Comparison:
     """Run every optimizer from the same initial weights and compare (see module docstring).
+
+    Each optimizer's timed run follows an untimed warm-up run of it on the same problem, in the
+    process that times it, so every trace starts at its own first iterate rather than at the
+    process' start-up costs.
 
     ``jobs`` worker processes (-1: all cores) or a Dask ``scheduler`` run the optimizers at
     once (:mod:`ocp_resnet.parallel`): the same iterates and objectives, but the wall times
@@ -388,8 +421,8 @@ def plot_objective_gap(cmp: Comparison, path: Any) -> None:
         keep = (t > 0) & (gap > 0) & np.isfinite(gap)
         if keep.any():
             ax.loglog(t[keep], gap[keep], label=name)
-    for tgt in cmp.targets:
-        ax.axhline(tgt, color="grey", lw=0.7, ls=":")
+    for i, tgt in enumerate(cmp.targets):  # the gaps time_to_target is measured at
+        ax.axhline(tgt, color="grey", lw=0.7, ls=(0, (1, 1 + 2 * i)), label=f"target gap {tgt:g}")
     ax.set(xlabel="wall time [s]", ylabel="J(w) − best J", title="objective gap against time")
     ax.legend()
     fig.tight_layout()
@@ -401,11 +434,19 @@ def plot_profiles(cmp: Comparison, path: Any) -> None:
     """Per-block weight norms and stage losses of every optimizer, overlaid."""
     plt = _pyplot()
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-    for name, r in cmp.results.items():
-        ax[0].semilogy(range(len(r.block_norms)), np.maximum(r.block_norms, 1e-16), "o-", label=name)
-        ax[1].semilogy(range(len(r.stage_losses)), np.maximum(r.stage_losses, 1e-16), "o-", label=name)
+    markers = "osD^vx+"
+    for i, (name, r) in enumerate(cmp.results.items()):
+        # shrinking markers and alternating dashes keep optimizers that reach the same point visible
+        style = {"marker": markers[i % len(markers)], "ms": max(9 - 1.5 * i, 3), "ls": "-" if i % 2 == 0 else "--",
+                 "label": name}
+        ax[0].semilogy(range(len(r.block_norms)), np.maximum(r.block_norms, 1e-16), **style)
+        ax[1].semilogy(range(len(r.stage_losses)), np.maximum(r.stage_losses, 1e-16), **style)
     ax[0].set(xlabel="block k", ylabel="‖w_k‖", title="per-block weight norms")
     ax[1].set(xlabel="stage k", ylabel="ℓ(ŷ_k)", title="stage losses")
+    from matplotlib.ticker import MaxNLocator
+
+    for a in ax:
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax[0].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

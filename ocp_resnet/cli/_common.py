@@ -76,7 +76,9 @@ def add_problem_args(p: argparse.ArgumentParser) -> None:
     """The flags that define a problem (data, architecture, objective), shared by all commands."""
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default=DEFAULTS["dataset"],
-                   help="spirals, moons, circles, xor, digits, or a path to .npz/.csv/MNIST IDX dir (default: spirals)")
+                   help="spirals, moons, circles, xor, digits, synthetic-images (3x32x32, 10 classes), or a path: "
+                        ".npz/.csv file, MNIST/Fashion-MNIST IDX directory, CIFAR-10 python-batch directory "
+                        "(default: spirals)")
     g.add_argument("--n-samples", type=int, default=None, help="number of samples (default 200 for generated sets)")
     g.add_argument("--noise", type=float, default=None, help="noise level of generated sets")
     g.add_argument("--dim", type=int, default=None, help="reduce features to this many PCA components (digits, files)")

@@ -32,7 +32,8 @@ class _ArchDefaults(TypedDict):
     threads: int | None
 
 
-#: Per-architecture defaults of flags left unset (MLP: those of ``solve``).
+#: Per-architecture defaults of flags left unset (MLP: those of ``solve``). The dtype: the MLP
+#: twin trains in float64 like the CasADi model, conv nets in float32 (``--dtype`` overrides).
 ARCH_DEFAULTS: dict[str, _ArchDefaults] = {
     "mlp": {"activation": str(c.DEFAULTS["activation"]), "loss": str(c.DEFAULTS["loss"]), "dtype": "float64",
             "epochs": 300, "threads": 1},

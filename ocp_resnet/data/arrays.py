@@ -39,7 +39,7 @@ class Dataset:
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """An unsigned-byte IDX file (MNIST's format, optionally gzipped) as an array of its shape."""
+    """The array in an IDX file (MNIST format, optionally gzipped); a bad file is a ValidationError naming it."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as fh:

@@ -248,11 +248,35 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
 
 
 def load_checkpoint(run_dir: str | os.PathLike) -> dict:
-    """The training state in ``RUN_DIR/checkpoint.pt`` (written with ``--checkpoint-every``)."""
+    """The training state in ``RUN_DIR/checkpoint.pt`` (written with ``--checkpoint-every``).
+
+    Read with ``torch.load(..., weights_only=True)``: a checkpoint is data, and torch's
+    restricted unpickler admits only tensors and plain containers/numbers/strings — all that
+    :meth:`Trainer.fit`'s state holds (the RNG states are uint8 tensors) — so a tampered file is
+    refused instead of running the code it names.
+    """
+    import pickle
+    import zipfile
     from pathlib import Path
 
     p = Path(run_dir)
     p = p if p.suffix == ".pt" else p / CHECKPOINT
     if not p.exists():
         raise ValidationError(f"{p} does not exist: --resume needs a run directory trained with --checkpoint-every E")
-    return torch.load(p, map_location="cpu", weights_only=False)
+    not_checkpoint = f"{p}: not a training checkpoint: give a run directory trained with --checkpoint-every E"
+    if not zipfile.is_zipfile(p):  # torch.save writes a zip archive; anything else is no checkpoint of ours
+        raise ValidationError(not_checkpoint)
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only refused a global: never retry with code enabled
+        # torch's message wraps the one line that says what was refused in advice we do not want to echo
+        what = [ln.strip() for ln in str(exc).splitlines() if "GLOBAL" in ln or "Unsupported" in ln]
+        raise ValidationError(
+            f"{p}: refused to load: it holds objects other than tensors and plain data"
+            f"{' (' + what[0] + ')' if what else ''}. A checkpoint is data, never code: only files written by "
+            "train --checkpoint-every load; retrain the run") from None
+    except (RuntimeError, EOFError, ValueError, KeyError) as exc:  # a damaged or truncated archive
+        raise ValidationError(f"{not_checkpoint} ({' '.join(str(exc).split())[:200]})") from None
+    if not isinstance(state, dict) or not {"epoch", "model", "optimizer", "generator", "torch_rng"} <= state.keys():
+        raise ValidationError(not_checkpoint + " (no training state in it)")
+    return state
