@@ -85,7 +85,8 @@ def _numpy_globals() -> dict[tuple[str, str], Any]:
     found: dict[tuple[str, str], Any] = {}
     for mod in ("numpy.core", "numpy._core"):
         found[(f"{mod}.multiarray", "_reconstruct")] = multiarray._reconstruct
-        found[(f"{mod}.numeric", "_frombuffer")] = numeric._frombuffer  # type: ignore[attr-defined]  # protocol 5 pickles (a private numpy name)
+        # protocol 5 pickles; numpy's stubs leave its private _frombuffer out
+        found[(f"{mod}.numeric", "_frombuffer")] = numeric._frombuffer  # type: ignore[attr-defined]
     found[("numpy", "ndarray")] = np.ndarray
     found[("numpy", "dtype")] = np.dtype
     return found
