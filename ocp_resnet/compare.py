@@ -6,6 +6,13 @@ clock); the torch optimizers are :class:`~ocp_resnet.torch.Trainer` runs (full b
 learning rate, the Trainer's defaults unless ``lr`` says otherwise) whose step callback records
 J and ‖∇J‖ of every iterate and applies the stopping rule of :class:`_Recorder`.
 
+Each optimizer is timed alone in a warm process: before its timed run it makes a short untimed
+run on the same problem (:func:`_warm_up`: two torch steps, or an IPOPT solve stopped after two
+iterations), so one-off costs of the process — torch's first-step start-up, CasADi's per-sample
+functions that every later build reuses — are charged to no optimizer, whichever runs first.
+What stays on each clock is that run's own work: IPOPT's clock starts before it builds this
+problem's NLP, a torch clock before the Trainer sets up its tensors and optimizer.
+
     cmp = compare(problem, optimizers=("ipopt-ms", "adam"), epochs=2000)
     cmp.results["adam"].time_to_target[1e-3]
 """
@@ -28,7 +35,7 @@ from ocp_resnet.status import Status
 if TYPE_CHECKING:
     from ocp_resnet.torch.train import StepInfo
 
-IPOPT_OPTIMIZERS = {"ipopt-ms": "multiple-shooting", "ipopt-ss": "single-shooting"}
+IPOPT_OPTIMIZERS: dict[str, Method] = {"ipopt-ms": "multiple-shooting", "ipopt-ss": "single-shooting"}
 #: The optimizers of :class:`~ocp_resnet.torch.Trainer` that compare runs, in table order (named
 #: here so that importing this module needs no torch). AdamW is left out: its steps leave the
 #: λ-term out of the gradient, so they carry no ‖∇J‖ for the trace.
@@ -155,37 +162,35 @@ def _run_torch(problem: Problem, name: str, w0: np.ndarray, steps: int, lr: floa
 
 
 def _train(problem: Problem, name: str, w0: np.ndarray, steps: int, lr: float | None) -> OptimizerResult:
-    """:class:`~ocp_resnet.torch.Trainer` in float64, full batch, constant rate; the trace by its callback.
+    """A :class:`~ocp_resnet.solvers.TorchSolver` run in float64, full batch, constant rate; the
+    trace by its step callback.
 
-    The inputs go in as ``problem.U.T``, a view of the CasADi layout (the layout decides how
-    the products round). The Trainer holds the targets as sample rows: against a loop holding
-    them as class columns (the CasADi layout), a few cross-entropy gradient entries round
-    differently in the last bit, so long runs drift apart slowly; MSE gradients are the same
-    bit for bit (the documented comparisons reproduce exactly).
+    The solver feeds the inputs as ``problem.U.T``, a view of the CasADi layout (the layout
+    decides how the products round). The Trainer holds the targets as sample rows: against a loop
+    holding them as class columns (the CasADi layout), a few cross-entropy gradient entries round
+    differently in the last bit, so long runs drift apart slowly; MSE gradients are the same bit
+    for bit (the documented comparisons reproduce exactly).
     """
-    import torch
-
     from ocp_resnet.model.evaluation import evaluate
-    from ocp_resnet.torch import ResNetMLP, Trainer, TrainOptions
+    from ocp_resnet.solvers import TorchSolver
+    from ocp_resnet.torch import TrainOptions
 
-    model = ResNetMLP(problem.spec, init=problem.params(w0), dtype=torch.float64)
     # L-BFGS: up to lbfgs_iter (20) iterations per step() call, one trace point each; ``steps``
     # caps the total iterations, so ``steps`` calls are an upper bound. (max_iter=1 per call
     # stalls: torch's L-BFGS stopped improving after ~40 calls on the default problem, J stuck
     # at 0.3437 with |∇J| = 0.18.)
     opts = TrainOptions(optimizer=name, lr=lr, epochs=steps, batch_size=0, schedule="constant", device="cpu",
                         dtype="float64", lbfgs_history=LBFGS_HISTORY, progress=False)
-    trainer = Trainer(problem.objective, problem.data.n_classes, opts)
-    rec = _Recorder(problem, model, name, steps)
-    trainer.fit(model, problem.U.T, problem.data.y, callback=rec)
-    if trainer.stopped_by_ == "SIGINT":  # Ctrl-C ends the whole comparison, as in an IPOPT run
+    rec = _Recorder(problem, w0, name, steps)
+    sol = TorchSolver(opts, callback=rec).solve(problem, init=w0)
+    if sol.stats.get("stopped_by") == "SIGINT":  # Ctrl-C ends the whole comparison, as in an IPOPT run
         raise KeyboardInterrupt
     rec.finish()
-    w = problem.spec.flatten(model.weights())
-    ev = evaluate(problem, w)
-    status = rec.status or (Status.NAN if trainer.stopped_ == Status.NAN.value else Status.MAX_ITER)
-    return OptimizerResult(name, ev.objective, ev.grad_norm, ev.train_accuracy, rec.wall_s, trainer.steps_,
-                           status, ev.block_norms, ev.stage_losses, rec.trace, w)
+    ev = evaluate(problem, sol.w)
+    assert ev.grad_norm is not None  # evaluate(..., gradient=True)
+    status = rec.status or (Status.NAN if sol.status is Status.NAN else Status.MAX_ITER)
+    return OptimizerResult(name, ev.objective, ev.grad_norm, ev.train_accuracy, rec.wall_s, sol.iterations,
+                           status, ev.block_norms, ev.stage_losses, rec.trace, sol.w)
 
 
 def _grad_norm(params: Sequence[Any]) -> float:
@@ -208,13 +213,16 @@ class _Recorder:
     they would checking before every step (same trajectory and trace up to that iterate).
     """
 
-    def __init__(self, problem: Problem, model: Any, name: str, steps: int) -> None:
+    def __init__(self, problem: Problem, w0: np.ndarray, name: str, steps: int) -> None:
         import torch
 
-        from ocp_resnet.torch import StageCostLoss
+        from ocp_resnet.torch import ResNetMLP, StageCostLoss
 
-        self.model, self.lbfgs, self.steps = model, name == "lbfgs", steps
-        self.params = list(model.parameters())  # listed once: walking the modules every step costs
+        # the model being trained is bound at its first step (the solver builds it); until then a
+        # twin at the same start weights gives L-BFGS's shared start point
+        self.model: Any = ResNetMLP(problem.spec, init=problem.params(w0), dtype=torch.float64)
+        self.lbfgs, self.steps, self.bound = name == "lbfgs", steps, False
+        self.params = list(self.model.parameters())  # listed once: walking the modules every step costs
         self.loss = StageCostLoss(problem.objective, problem.data.n_classes)
         self.X = torch.as_tensor(problem.U.T, dtype=torch.float64)
         self.T = torch.as_tensor(problem.T.T, dtype=torch.float64)
@@ -249,6 +257,8 @@ class _Recorder:
 
     def __call__(self, info: StepInfo) -> bool:
         """Record the iterate of this step; True stops the Trainer."""
+        if not self.bound:
+            self.model, self.params, self.bound = info.model, list(info.model.parameters()), True
         if self.lbfgs:
             return self._add(*self._evaluate()) or info.step >= self.steps
         return self._add(info.objective, _grad_norm(self.params))
@@ -260,9 +270,31 @@ class _Recorder:
         self.wall_s = time.perf_counter() - self.t0
 
 
+#: Steps (IPOPT: iterations) of the untimed warm-up run before each timed run.
+WARMUP_STEPS = 2
+
+
+def _warm_up(problem: Problem, name: str, w0: np.ndarray, tol: float, lr: float | None) -> None:
+    """A short untimed run of ``name`` on ``problem``, so that the timed run starts in a warm process.
+
+    The first ``torch.optim`` optimizer built in a process imports ``torch._dynamo`` (seconds:
+    docs/comparison.md gives the first trace points with and without it), and the
+    first CasADi build of a structure pays for the per-sample functions that later builds reuse.
+    Without this, whichever optimizer ran first carried them.
+    """
+    if name in IPOPT_OPTIMIZERS:
+        from ocp_resnet.solvers import IpoptOptions, IpoptSolver
+
+        IpoptSolver(IPOPT_OPTIMIZERS[name], IpoptOptions(tol=tol, max_iter=WARMUP_STEPS)).solve(problem, w0)
+    else:
+        _run_torch(problem, name, w0, WARMUP_STEPS, lr)
+
+
 def _run_one(problem: Problem, name: str, w0: np.ndarray, epochs: int, max_iter: int, tol: float,
              lr: float | None) -> OptimizerResult:
-    """One optimizer of :func:`compare`, as a task for :mod:`ocp_resnet.parallel` (any process)."""
+    """One optimizer of :func:`compare`, as a task for :mod:`ocp_resnet.parallel` (any process):
+    an untimed warm-up run (:func:`_warm_up`), then the timed run."""
+    _warm_up(problem, name, w0, tol, lr)
     if name in IPOPT_OPTIMIZERS:
         return _run_ipopt(problem, IPOPT_OPTIMIZERS[name], w0, max_iter, tol)
     return _run_torch(problem, name, w0, epochs, lr)
@@ -290,6 +322,10 @@ def compare(
     scheduler: Any = None,
 ) -> Comparison:
     """Run every optimizer from the same initial weights and compare (see module docstring).
+
+    Each optimizer's timed run follows an untimed warm-up run of it on the same problem, in the
+    process that times it, so every trace starts at its own first iterate rather than at the
+    process' start-up costs.
 
     ``jobs`` worker processes (-1: all cores) or a Dask ``scheduler`` run the optimizers at
     once (:mod:`ocp_resnet.parallel`): the same iterates and objectives, but the wall times
@@ -387,8 +423,8 @@ def plot_objective_gap(cmp: Comparison, path: Any) -> None:
         keep = (t > 0) & (gap > 0) & np.isfinite(gap)
         if keep.any():
             ax.loglog(t[keep], gap[keep], label=name)
-    for tgt in cmp.targets:
-        ax.axhline(tgt, color="grey", lw=0.7, ls=":")
+    for i, tgt in enumerate(cmp.targets):  # the gaps time_to_target is measured at
+        ax.axhline(tgt, color="grey", lw=0.7, ls=(0, (1, 1 + 2 * i)), label=f"target gap {tgt:g}")
     ax.set(xlabel="wall time [s]", ylabel="J(w) − best J", title="objective gap against time")
     ax.legend()
     fig.tight_layout()
@@ -400,11 +436,19 @@ def plot_profiles(cmp: Comparison, path: Any) -> None:
     """Per-block weight norms and stage losses of every optimizer, overlaid."""
     plt = _pyplot()
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-    for name, r in cmp.results.items():
-        ax[0].semilogy(range(len(r.block_norms)), np.maximum(r.block_norms, 1e-16), "o-", label=name)
-        ax[1].semilogy(range(len(r.stage_losses)), np.maximum(r.stage_losses, 1e-16), "o-", label=name)
+    markers = "osD^vx+"
+    for i, (name, r) in enumerate(cmp.results.items()):
+        # shrinking markers and alternating dashes keep optimizers that reach the same point visible
+        style = {"marker": markers[i % len(markers)], "ms": max(9 - 1.5 * i, 3), "ls": "-" if i % 2 == 0 else "--",
+                 "label": name}
+        ax[0].semilogy(range(len(r.block_norms)), np.maximum(r.block_norms, 1e-16), **style)
+        ax[1].semilogy(range(len(r.stage_losses)), np.maximum(r.stage_losses, 1e-16), **style)
     ax[0].set(xlabel="block k", ylabel="‖w_k‖", title="per-block weight norms")
     ax[1].set(xlabel="stage k", ylabel="ℓ(ŷ_k)", title="stage losses")
+    from matplotlib.ticker import MaxNLocator
+
+    for a in ax:
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax[0].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ocp_resnet.model.problem import Problem
 
 _FLOOR = 1e-16  # log plots: exact zeros are drawn at this floor
 
@@ -39,6 +42,13 @@ def _title(title: str | None, default: str) -> str:
     return default if title is None else title
 
 
+def threshold_label(tol: float, of: str, value: float | None = None) -> str:
+    """Legend text of a vanishing-threshold line: its definition ``tol × of`` and, when drawn on
+    absolute norms, the value it is drawn at (e.g. ``vanishing threshold 1e-3 × max‖w‖ = 2.0e-03``)."""
+    text = f"vanishing threshold {tol:g} × ${of}$" if value is not None else f"vanishing threshold ${of}$ = {tol:g}"
+    return text if value is None else f"{text} = {value:.1e}"
+
+
 def plot_turnpike(analysis: Any, path: str | os.PathLike, title: str | None = None) -> Path:
     """Block norms ‖w_k‖ and RMS residual outputs ‖F_k(x_k)‖ against k, log scale."""
     plt = _plt()
@@ -48,10 +58,14 @@ def plot_turnpike(analysis: Any, path: str | os.PathLike, title: str | None = No
     rn = np.maximum(np.asarray(analysis.residual_norms, float), _FLOOR)
     ax.semilogy(k, bn, "o-", label=r"weight norm $\|w_k\|$")
     ax.semilogy(k, rn, "s--", label=r"RMS residual $\|F_k(x_k)\|$")
-    # the threshold is drawn on the norm the vanishing criterion uses (conv runs: RMS residual outputs)
-    ref = rn if getattr(analysis, "criterion", "weights") == "residual" else bn
+    # the threshold is drawn on the norm the vanishing criterion uses (conv runs: RMS residual outputs),
+    # at tol × its largest value, and labelled with both the definition and the value it is drawn at
+    residual = getattr(analysis, "criterion", "weights") == "residual"
+    ref = rn if residual else bn
     top = max(float(np.max(ref)) if ref.size else 1.0, _FLOOR)
-    ax.axhline(top * analysis.tol, color="gray", lw=0.8, ls=":", label=f"vanishing threshold (tol {analysis.tol:g})")
+    of = r"\mathrm{max}_j \|F_j\|" if residual else r"\mathrm{max}_j \|w_j\|"
+    ax.axhline(top * analysis.tol, color="gray", lw=0.8, ls=":",
+               label=threshold_label(analysis.tol, of, top * analysis.tol))
     for j in analysis.vanished:
         ax.axvspan(j - 0.5, j + 0.5, color="tab:green", alpha=0.08, lw=0)
     ax.set_xlabel("block k")
@@ -68,21 +82,24 @@ def plot_stages(analysis: Any, path: str | os.PathLike, title: str | None = None
     plt = _plt()
     k = np.arange(analysis.n_blocks + 1)
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    ax.semilogy(k, np.maximum(np.asarray(analysis.stage_losses, float), _FLOOR), "o-", color="tab:blue")
+    ax.semilogy(k, np.maximum(np.asarray(analysis.stage_losses, float), _FLOOR), "o-", color="tab:blue",
+                label="stage loss (left axis)")
     ax.set_xlabel("stage k (output ŷ_k of the network truncated after block k)")
     ax.set_ylabel("stage loss", color="tab:blue")
     ax.set_xticks(k)
-    ax.axvline(analysis.recommended_depth, color="gray", ls=":", lw=1)
-    ax.text(analysis.recommended_depth, 0.5, " recommended depth", transform=ax.get_xaxis_transform(),
-            rotation=90, va="center", ha="right", fontsize=8, color="gray")
+    ax.axvline(analysis.recommended_depth, color="gray", ls=":", lw=1,
+               label=f"recommended depth M = {analysis.recommended_depth}")
     ax2 = ax.twinx()
-    ax2.plot(k, analysis.stage_accuracy, "s--", color="tab:orange", label="train")
+    ax2.plot(k, analysis.stage_accuracy, "s--", color="tab:orange", label="train accuracy (right axis)")
     val_acc = getattr(analysis, "val_stage_accuracy", None)
     if val_acc is not None:  # conv runs with a validation split
-        ax2.plot(k, val_acc, "^:", color="tab:red", label="validation")
-        ax2.legend(fontsize=8, loc="lower right")
+        ax2.plot(k, val_acc, "^:", color="tab:red", label="validation accuracy (right axis)")
     ax2.set_ylabel("stage accuracy", color="tab:orange")
     ax2.set_ylim(-0.02, 1.02)
+    # one legend for the lines of both axes
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax2.legend(h1 + h2, l1 + l2, fontsize=8, loc="center right")
     ax.grid(True, alpha=0.3)
     ax.set_title(_title(title, "stage loss and accuracy"))
     return _save(fig, path)
@@ -93,7 +110,7 @@ def _stages_to_show(n_blocks: int, count: int = 4) -> list[int]:
 
 
 def plot_decision_regions(
-    problem: Any, weights: Any, path: str | os.PathLike, stages: Sequence[int] | None = None, resolution: int = 150
+    problem: Problem, weights: Any, path: str | os.PathLike, stages: Sequence[int] | None = None, resolution: int = 150
 ) -> Path:
     """Decision regions of ŷ_k over the (2-D) input plane at a few stages k, with the data."""
     from ocp_resnet.errors import ValidationError
@@ -126,11 +143,14 @@ def plot_decision_regions(
         ax.set_title(f"ŷ_{k}  (acc {acc[k]:.2f})", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("decision regions of the stage outputs", fontsize=10)
+        ax.set_xlabel("input x[0]", fontsize=8)
+    axes[0][0].set_ylabel("input x[1]", fontsize=8)
+    fig.suptitle("decision regions of the stage outputs (shading: predicted class, dots: samples by true class)",
+                 fontsize=10)
     return _save(fig, path)
 
 
-def plot_trajectories(problem: Any, weights: Any, path: str | os.PathLike, max_samples: int = 200) -> Path:
+def plot_trajectories(problem: Problem, weights: Any, path: str | os.PathLike, max_samples: int = 200) -> Path:
     """Sample trajectories x_0..x_N in the state plane (first two principal axes if width > 2)."""
     plt = _plt()
     xs = problem.states(weights)
@@ -162,7 +182,7 @@ def plot_trajectories(problem: Any, weights: Any, path: str | os.PathLike, max_s
     ax.set_xlabel(label[0])
     ax.set_ylabel(label[1])
     ax.legend(fontsize=8, loc="best")
-    ax.set_title("sample trajectories x_k through the blocks", fontsize=10)
+    ax.set_title("sample trajectories x_k through the blocks (colour: true class)", fontsize=10)
     return _save(fig, path)
 
 
@@ -176,8 +196,8 @@ def plot_run(run_dir: str | os.PathLike, tol: float = 1e-3, out_dir: str | os.Pa
     from ocp_resnet.analysis.conv import analyze_conv_run, is_conv_run
 
     if is_conv_run(run):  # no state plane to draw for images
-        an = analyze_conv_run(run, tol)
-        return [plot_turnpike(an, d / "turnpike.png"), plot_stages(an, d / "stages.png")]
+        conv_an = analyze_conv_run(run, tol)
+        return [plot_turnpike(conv_an, d / "turnpike.png"), plot_stages(conv_an, d / "stages.png")]
     problem, _ = run_problem(run)
     an = analyze(problem, run.weights, tol)
     d = Path(out_dir) if out_dir is not None else run.path
@@ -290,7 +310,7 @@ def plot_gamma_path(gammas: Sequence[float], rel_norms: Sequence[Sequence[float]
             ax.axvline(x, color="tab:red", lw=0.8, ls="--")
         if c.any():
             ax.plot([], [], color="tab:red", ls="--", lw=0.8, label="collapsed (linear-classifier loss)")
-    ax.axhline(tol, color="gray", ls=":", lw=1, label=f"vanishing threshold {tol:g}")
+    ax.axhline(tol, color="gray", ls=":", lw=1, label=threshold_label(tol, r"\|w_k\| / \mathrm{max}_j \|w_j\|"))
     ax.set_yscale("log")
     positive = g[g > 0]
     ax.set_xscale("symlog", linthresh=float(positive.min()) if positive.size else 1.0, linscale=0.5)
@@ -298,7 +318,7 @@ def plot_gamma_path(gammas: Sequence[float], rel_norms: Sequence[Sequence[float]
     ax.set_xticks(g)
     ax.set_xticklabels([f"{v:g}" for v in g])
     ax.set_xlabel("stage-cost weight γ")
-    ax.set_ylabel(r"relative block norm $\|w_k\| / \max_j \|w_j\|$")
+    ax.set_ylabel(r"relative block norm $\|w_k\| / \mathrm{max}_j \|w_j\|$")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=7, ncol=2, loc="lower left")
     ax.set_title(title or "γ path: which blocks vanish")

@@ -166,3 +166,39 @@ def test_cited_sections_exist():
                 bad.append(f"{src.relative_to(ROOT)}: {page}, \"{title}\"")
     assert not bad, "cited sections that do not exist:\n" + "\n".join(bad)
 
+
+
+# --------------------------------------------------------------------------- docs/cli.md against --help
+def _gen_cli():
+    """docs/gen_cli.py as a module."""
+    spec = importlib.util.spec_from_file_location("gen_cli", ROOT / "docs" / "gen_cli.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_cli_md_flag_tables_are_those_of_the_parser():
+    gen = _gen_cli()
+    text = (ROOT / "docs" / "cli.md").read_text()
+    assert not gen.missing_blocks(text), "docs/cli.md lacks generated flag tables"
+    assert gen.generate(text) == text, "docs/cli.md differs from --help: run python docs/gen_cli.py"
+
+
+def test_a_changed_flag_or_an_edited_table_is_caught():
+    from ocp_resnet.cli import build_parser
+
+    gen = _gen_cli()
+    text = (ROOT / "docs" / "cli.md").read_text()
+    parser = build_parser()
+    gen.subcommands(parser)["solve"].add_argument("--brand-new", default=3, help="a flag the docs do not know")
+    assert "`--brand-new` | `3`" in gen.generate(text, parser)
+    edited = text.replace("| `--tol` | `1e-08` |", "| `--tol` | `1e-6` |", 1)
+    assert edited != text and gen.generate(edited) == text  # a hand edit inside a block is overwritten
+
+
+def test_cli_md_names_every_dataset_the_loader_accepts():
+    from ocp_resnet.data import BUILTIN
+
+    text = (ROOT / "docs" / "cli.md").read_text()
+    for name in (*BUILTIN, "synthetic-images", "CIFAR-10", "Fashion-MNIST", ".npz", ".csv"):
+        assert name in text, name

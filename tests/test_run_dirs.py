@@ -129,7 +129,7 @@ def test_nan_in_evaluation_keeps_the_run_and_says_why(tmp_path, capsys, monkeypa
 
 
 def test_solution_status_has_a_message_for_every_ipopt_outcome():
-    from ocp_resnet.solvers.solution import Status
+    from ocp_resnet.status import Status
 
     for s in Status:
         assert s.message and s.value

@@ -159,7 +159,7 @@ def test_torch_solver_record_round_trip() -> None:
 def test_resume_refuses_other_flags(tmp_path) -> None:
     out = tmp_path / "r"
     run_sweep(_base(), [0.0], [1], [0], out, solver=FAST)
-    with pytest.raises(ValidationError, match="other problem flags"):
+    with pytest.raises(ValidationError, match="solved with another problem than this sweep: use the original problem"):
         run_sweep(_base(loss="sce"), [0.0], [1], [0], out, solver=FAST, resume=True)
 
 
@@ -223,7 +223,7 @@ def test_dask_local_cluster_gives_the_rows_of_jobs_1(tmp_path) -> None:
 def test_bad_jobs_and_missing_dask_are_named(tmp_path, monkeypatch) -> None:
     import builtins
 
-    with pytest.raises(ValidationError, match="--jobs must be >= 1, or -1"):
+    with pytest.raises(ValidationError, match="^jobs must be >= 1, or -1"):
         run_sweep(_base(), [0.0], [1], [0], tmp_path / "j", solver=FAST, jobs=0)
     real_import = builtins.__import__
 

@@ -25,7 +25,7 @@ class Dataset:
     y: np.ndarray
     n_classes: int
     name: str = "data"
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_samples(self) -> int:
@@ -39,7 +39,7 @@ class Dataset:
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """An unsigned-byte IDX file (MNIST's format, optionally gzipped) as an array of its shape."""
+    """The array in an IDX file (MNIST format, optionally gzipped); a bad file is a ValidationError naming it."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as fh:
@@ -56,7 +56,7 @@ def read_idx(path: Path) -> np.ndarray:
     return data.reshape(dims)
 
 
-def from_arrays(X: Any, y: Any, name: str, meta: dict, whole: bool = True) -> Dataset:
+def from_arrays(X: Any, y: Any, name: str, meta: dict[str, Any], whole: bool = True) -> Dataset:
     """``whole``: the arrays are a whole user file, so every class 0..C-1 must occur in it."""
     X = np.asarray(X)
     y = np.asarray(y)

@@ -13,6 +13,11 @@ optional extra ``ocp_resnet[vision]``), ``"builtin"`` with this module's readers
 formats, ``"auto"`` (default) with torchvision when it is installed. torchvision also checks
 the MD5 sums of the official CIFAR files, so hand-made or cut-down copies need ``builtin``.
 Pixel values are scaled to [0, 1]; ``n_samples`` draws a seeded subset.
+
+The CIFAR batches are pickles, and a pickle can name any importable callable: the built-in
+reader unpickles them with :class:`_CifarUnpickler`, which admits only numpy's array and dtype
+reconstruction and builtin containers, so a tampered batch file is refused before it runs
+anything.
 """
 from __future__ import annotations
 
@@ -59,7 +64,7 @@ def _use_torchvision(reader: str) -> bool:
         return False
 
 
-def layout(path: str | os.PathLike) -> tuple[str, Path] | None:
+def layout(path: str | os.PathLike[str]) -> tuple[str, Path] | None:
     """(``"cifar10"`` or ``"idx"``, the directory holding the files) for a torchvision layout, else None."""
     p = Path(path)
     for d in (p, p / CIFAR_DIR):
@@ -71,11 +76,48 @@ def layout(path: str | os.PathLike) -> tuple[str, Path] | None:
     return None
 
 
+def _numpy_globals() -> dict[tuple[str, str], Any]:
+    """The callables a pickled numpy array needs, under the module names numpy 1 and 2 write."""
+    try:
+        from numpy._core import multiarray, numeric  # numpy >= 2
+    except ImportError:  # numpy 1
+        from numpy.core import multiarray, numeric  # type: ignore[no-redef]
+    found: dict[tuple[str, str], Any] = {}
+    for mod in ("numpy.core", "numpy._core"):
+        found[(f"{mod}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        # protocol 5 pickles; numpy's stubs leave its private _frombuffer out
+        found[(f"{mod}.numeric", "_frombuffer")] = numeric._frombuffer  # type: ignore[attr-defined]
+    found[("numpy", "ndarray")] = np.ndarray
+    found[("numpy", "dtype")] = np.dtype
+    return found
+
+
+#: builtin types a batch dict may hold (``__builtin__`` is the name Python 2 pickles use).
+_SAFE_BUILTINS = frozenset({"dict", "list", "tuple", "set", "frozenset", "bytes", "bytearray", "str", "int", "float"})
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles CIFAR batches and nothing else: ``find_class`` admits only numpy array/dtype
+    reconstruction, builtin containers and ``_codecs.encode`` (how protocol-2 pickles written by
+    Python 3 carry bytes); any other global — ``os.system``, ``builtins.eval`` … — is refused."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        numpy_globals = _numpy_globals()
+        if (module, name) in numpy_globals:
+            return numpy_globals[(module, name)]
+        if module in ("builtins", "__builtin__") and name in _SAFE_BUILTINS:
+            return super().find_class(module, name)
+        if (module, name) == ("_codecs", "encode"):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused global {module}.{name}: a CIFAR-10 batch holds only numpy arrays, "
+                                     "lists and dicts")
+
+
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as fh:
-            d = pickle.load(fh, encoding="latin1")
-    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as exc:
+            d = _CifarUnpickler(fh, encoding="latin1").load()
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
         raise ValidationError(f"{path}: not a CIFAR-10 python batch ({exc})") from None
     if not isinstance(d, dict) or "data" not in d or not ("labels" in d or "fine_labels" in d):
         raise ValidationError(f"{path}: not a CIFAR-10 python batch (no 'data'/'labels' entries)")
@@ -86,7 +128,7 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32), labels
 
 
-def load_cifar10(directory: str | os.PathLike, split: str = "train", reader: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+def load_cifar10(directory: str | os.PathLike[str], split: str = "train", reader: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """CIFAR-10 images (n, 3, 32, 32) uint8 and labels from the python batches."""
     found = layout(directory)
     if found is None or found[0] != "cifar10":
@@ -102,7 +144,8 @@ def load_cifar10(directory: str | os.PathLike, split: str = "train", reader: str
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def load_idx_images(directory: str | os.PathLike, split: str = "train", reader: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+def load_idx_images(directory: str | os.PathLike[str], split: str = "train",
+                    reader: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """MNIST / Fashion-MNIST images (n, 1, 28, 28) uint8 and labels from raw IDX files."""
     from ocp_resnet.data.arrays import read_idx
 
@@ -130,7 +173,7 @@ def load_idx_images(directory: str | os.PathLike, split: str = "train", reader: 
     return images[:, None], labels
 
 
-def load_image_dir(path: str | os.PathLike, n_samples: int | None = None, seed: int = 0, split: str = "train",
+def load_image_dir(path: str | os.PathLike[str], n_samples: int | None = None, seed: int = 0, split: str = "train",
                    reader: str = "auto") -> Any:
     """A :class:`~ocp_resnet.data.datasets.Dataset` (``meta['images']`` (n, C, H, W) in [0, 1]) from a torchvision layout."""
     from ocp_resnet.data.arrays import from_arrays

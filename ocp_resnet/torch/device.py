@@ -21,7 +21,7 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValidationError(f"device {name!r}: no CUDA device is available here; use --device cpu or auto")
+        raise ValidationError(f"device={name!r}: no CUDA device is available here; use device='cpu' or device='auto'")
     try:
         return torch.device(name)
     except RuntimeError:
@@ -29,7 +29,14 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
 
 
 def resolve_dtype(name: str | torch.dtype) -> torch.dtype:
-    """``float32``/``float64`` (or a torch dtype) → the torch dtype."""
+    """``float32``/``float64`` (or a torch dtype) → the torch dtype.
+
+    Where each back-end's dtype is chosen: :class:`~ocp_resnet.torch.TrainOptions` defaults to
+    float64; the CLI's ``train`` sets it per architecture (``ocp_resnet.cli.train.ARCH_DEFAULTS``:
+    ``--arch mlp`` float64, ``--arch conv`` float32, ``--dtype`` overrides), and ``sweep
+    --backend torch --arch conv`` follows it; ``compare`` trains in float64; metrics of trained
+    runs are evaluated in float64; the CasADi/IPOPT back-end is float64 throughout.
+    """
     if isinstance(name, torch.dtype):
         return name
     check_choice("dtype", name, DTYPES)

@@ -12,16 +12,23 @@ and reused across data sets and sample counts.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import casadi as ca
 import numpy as np
 
 from ocp_resnet.errors import ValidationError
 from ocp_resnet.model.architecture import SMOOTH_ACTIVATIONS
+
+if TYPE_CHECKING:
+    from ocp_resnet.model.problem import Problem
+    from ocp_resnet.solvers.base import Hessian, Method
+
+#: One sample's SX symbols and expressions: (u, t, s, w, γ, cost, G).
+SampleSymbols = tuple[Any, Any, Any, Any, Any, Any, Any]
 
 
 @dataclass
@@ -34,7 +41,7 @@ class NLP:
     ``nlpsol`` (:meth:`nlpsol_options`).
     """
 
-    method: str
+    method: Method
     x: Any
     f: Any
     g: Any
@@ -43,8 +50,8 @@ class NLP:
     n_weights: int
     initial_guess: Callable[[np.ndarray], np.ndarray]
     weights: Callable[[np.ndarray], np.ndarray]
-    meta: dict = field(default_factory=dict)
-    functions: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    functions: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_variables(self) -> int:
@@ -65,7 +72,7 @@ class NLP:
             return int(jac.sparsity_out(1).nnz())
         return int(ca.jacobian_sparsity(self.g, self.x).nnz())
 
-    def nlpsol_options(self, hessian: str = "exact") -> dict:
+    def nlpsol_options(self, hessian: Hessian = "exact") -> dict[str, Any]:
         """The ``nlpsol`` options that install the structured derivatives.
 
         With L-BFGS the oracle is only expanded to SX and CasADi derives gradient and Jacobian
@@ -80,7 +87,7 @@ class NLP:
         return {"expand": True}
 
 
-def check_smooth(problem) -> None:
+def check_smooth(problem: Problem) -> None:
     """IPOPT needs twice-differentiable activations."""
     if problem.spec.activation not in SMOOTH_ACTIVATIONS:
         raise ValidationError(
@@ -89,7 +96,7 @@ def check_smooth(problem) -> None:
         )
 
 
-def sample_symbols(problem) -> tuple[Any, Any, Any, dict]:
+def sample_symbols(problem: Problem) -> tuple[Any, Any, Any, dict[str, Any]]:
     """Symbols of one sample's input u and target t, the flat weights w and named params."""
     spec = problem.spec
     u = ca.SX.sym("u", spec.input_dim)
@@ -100,21 +107,21 @@ def sample_symbols(problem) -> tuple[Any, Any, Any, dict]:
     return u, t, w, spec.unflatten(w, CASADI)
 
 
-def stage_mask(problem, jit: bool) -> tuple[bool, ...]:
+def stage_mask(problem: Problem, jit: bool) -> tuple[bool, ...]:
     """Which stage losses k < N the per-sample functions contain: all of them when compiled (one
     library serves every γ), else those with γ_k ≠ 0 (a shallow objective stays cheap)."""
     gammas = problem.objective.stage_weights(problem.spec.n_blocks)[:-1]
     return tuple(True for _ in gammas) if jit else tuple(g != 0.0 for g in gammas)
 
 
-def gamma_symbols(mask: tuple[bool, ...]) -> tuple[Any, list]:
+def gamma_symbols(mask: tuple[bool, ...]) -> tuple[Any, list[Any]]:
     """The symbol γ (one entry per stage k < N, an input of every per-sample function) and the
     stage weights handed to :func:`~ocp_resnet.model.objective.sample_cost` (0.0 drops a stage)."""
     gam = ca.SX.sym("gamma", len(mask))
     return gam, [gam[k] if on else 0.0 for k, on in enumerate(mask)] + [1.0]
 
 
-def structure_key(method: str, problem, mask: tuple[bool, ...]) -> tuple:
+def structure_key(method: str, problem: Problem, mask: tuple[bool, ...]) -> tuple[Any, ...]:
     """What the per-sample functions depend on: the transcription, the architecture, the loss
     (with its label smoothing, a constant of ``sce``), the target size and the built stages;
     not γ, λ or the data, which are inputs."""
@@ -134,8 +141,8 @@ class SampleFunctions:
     the weights) and L-BFGS never needs it.
     """
 
-    def __init__(self, u, t, s, w, gam, cost, G, jit: bool = False) -> None:
-        self._sym = (u, t, s, w, gam, cost, G)
+    def __init__(self, u: Any, t: Any, s: Any, w: Any, gam: Any, cost: Any, G: Any, jit: bool = False) -> None:
+        self._sym: SampleSymbols = (u, t, s, w, gam, cost, G)
         self.ns, self.nw = int(s.numel()), int(w.numel())
         #: why the functions are interpreted although ``jit`` was asked for (``None``: not asked, or compiled)
         self.jit_note: str | None = None
@@ -162,10 +169,10 @@ class SampleFunctions:
                 else:
                     note = "no C compiler, or the compile failed"
             self.jit_note = None if self.jit else f"per-sample functions interpreted: {note}"
-        self._hess = None
+        self._hess: tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
-    def hess(self) -> tuple:
+    def hess(self) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(Function (u, t, s, w, lam, sig_c, sig_r, γ) -> (own nz, shared nz) of the upper triangle
         of ∇²_z (sig_c cost + lam·G + sig_r |w|²), rows/cols of the own and the shared entries)."""
         if self._hess is None:
@@ -175,7 +182,8 @@ class SampleFunctions:
             lam = ca.SX.sym("lam", G.numel())
             sig_c, sig_r = ca.SX.sym("sig_c"), ca.SX.sym("sig_r")
             L = sig_c * cost + ca.dot(lam, G) + sig_r * ca.sumsqr(w)
-            H = ca.triu(ca.hessian(L, z)[0])
+            hess_z: ca.SX = ca.hessian(L, z)[0]
+            H = ca.triu(hess_z)
             hr, hc = (np.asarray(a, dtype=np.int64) for a in H.sparsity().get_triplet())
             own = np.flatnonzero(hr < ns)  # upper triangle (r <= c): a row in s makes the entry per-sample
             sh = np.flatnonzero(hr >= ns)  # the (w, w) block: summed over the samples
@@ -190,26 +198,26 @@ class SampleFunctions:
         return self._hess
 
 
-class LazyFunctions(dict):
+class LazyFunctions(dict[str, Any]):
     """A dict whose values may be zero-argument builders, called (once) on first access."""
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: str) -> Any:
         v = super().__getitem__(key)
         if callable(v) and not isinstance(v, ca.Function):
             v = v()
             self[key] = v
         return v
 
-    def get(self, key, default=None):
+    def get(self, key: str, default: Any = None) -> Any:
         """The value of ``key``, built on first access, or ``default``."""
         return self[key] if key in self else default
 
-    def materialized(self) -> dict:
+    def materialized(self) -> dict[str, Any]:
         """A plain dict with every builder called."""
         return {k: self[k] for k in self}
 
 
-_SAMPLE_CACHE: dict = {}
+_SAMPLE_CACHE: dict[tuple[Any, bool], SampleFunctions] = {}
 
 
 def c_compiler() -> str | None:
@@ -247,7 +255,7 @@ MAX_COMPILE_S = 60.0
 
 def compile_seconds(instructions: float) -> float:
     """Estimated C-compiler seconds for per-sample code of ``instructions`` SX instructions."""
-    return COMPILE_S_COEFF * max(float(instructions), 0.0) ** 1.2
+    return float(COMPILE_S_COEFF * max(float(instructions), 0.0) ** 1.2)
 
 
 def compile_too_large(*fns: Any) -> str | None:
@@ -282,7 +290,7 @@ def compiled(fn: Any, reverse: bool = False) -> Any:
     if reverse:
         cg.add(fn.reverse(1))
     code = cg.dump()
-    key = hashlib.sha256("\0".join([code, cc, *_CFLAGS, ca.__version__]).encode()).hexdigest()[:20]
+    key = hashlib.sha256("\0".join([code, cc, *_CFLAGS, ca.CasadiMeta.version()]).encode()).hexdigest()[:20]
     target = cache_dir() / f"{fn.name()}_{key}.so"
     try:
         if target.exists():
@@ -301,7 +309,8 @@ def compiled(fn: Any, reverse: bool = False) -> Any:
         return fn
 
 
-def sample_functions(method: str, problem, make: Callable[[tuple[bool, ...]], tuple], jit: bool = False) -> SampleFunctions:
+def sample_functions(method: str, problem: Problem, make: Callable[[tuple[bool, ...]], SampleSymbols],
+                     jit: bool = False) -> SampleFunctions:
     """Per-sample functions of ``problem``'s structure (:func:`structure_key`), built once per
     process by ``make(mask)``, which returns the SX symbols and expressions
     ``(u, t, s, w, γ, cost, G)`` with the stages of ``mask``; ``jit`` compiles them with the C
@@ -310,11 +319,12 @@ def sample_functions(method: str, problem, make: Callable[[tuple[bool, ...]], tu
     key = structure_key(method, problem, mask)
     hit = _SAMPLE_CACHE.get((key, jit))
     if hit is None:
-        hit = _SAMPLE_CACHE[(key, jit)] = SampleFunctions(*make(mask), jit=jit)
+        u, t, s, w, gam, cost, G = make(mask)
+        hit = _SAMPLE_CACHE[(key, jit)] = SampleFunctions(u, t, s, w, gam, cost, G, jit=jit)
     return hit
 
 
-def compiled_in_process(method: str, problem) -> bool:
+def compiled_in_process(method: str, problem: Problem) -> bool:
     """Whether compiled per-sample functions of ``problem``'s structure were built in this process
     (so that asking for ``jit`` again costs nothing)."""
     key = structure_key(method, problem, stage_mask(problem, True))
@@ -322,12 +332,12 @@ def compiled_in_process(method: str, problem) -> bool:
     return hit is not None and hit.jit
 
 
-def stage_gammas(problem) -> np.ndarray:
+def stage_gammas(problem: Problem) -> np.ndarray:
     """The numeric γ input of the per-sample functions: γ_k for the stages k < N."""
     return np.asarray(problem.objective.stage_weights(problem.spec.n_blocks)[:-1], dtype=float).reshape(-1, 1)
 
 
-def _nz(M: Any, idx) -> Any:
+def _nz(M: Any, idx: Iterable[int]) -> Any:
     nz = M.nonzeros()
     idx = list(idx)
     return ca.vertcat(*[nz[i] for i in idx]) if idx else ca.SX(0, 1)
@@ -345,7 +355,7 @@ def _scatter(nrow: int, ncol: int, rows: np.ndarray, cols: np.ndarray, vals: Any
 
 
 def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, gammas: np.ndarray, weight_decay: float,
-                   threads: int = 1) -> dict:
+                   threads: int = 1) -> dict[str, Any]:
     """x, f, g and the nlpsol derivative Functions of
 
         min_x (1/n) Σ_i cost(u_i, t_i, s_i, w; γ) + λ |w|²   s.t.  G(u_i, t_i, s_i, w) = 0,
@@ -355,12 +365,12 @@ def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, gammas: np
     ``threads`` > 1 evaluates the samples in that many threads (CasADi's thread map; the sums are the same).
     """
 
-    def mapped(fn):
+    def mapped(fn: Any) -> Any:
         return fn.map(n, "thread", threads) if threads > 1 else fn.map(n)
 
     n, ns, nw = U.shape[1], sf.ns, sf.nw
     nx, ng = ns * n + nw, int(sf.value.size1_out(1)) * n
-    U, T, gam = ca.DM(U), ca.DM(T), ca.DM(gammas)
+    Ud, Td, gam = ca.DM(U), ca.DM(T), ca.DM(gammas)
     x = ca.MX.sym("x", nx)
     p = ca.MX.sym("p", 0, 1)
     S = ca.reshape(x[: ns * n], ns, n)
@@ -369,11 +379,11 @@ def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, gammas: np
     lam_g = ca.MX.sym("lam_g", ng)
     reg = weight_decay * ca.sumsqr(w)
 
-    C, G = mapped(sf.value)(U, T, S, w, gam)
+    C, G = mapped(sf.value)(Ud, Td, S, w, gam)
     f = ca.sum2(C) / n + reg
     g = ca.vec(G)
 
-    C2, gs, gw = mapped(sf.grad)(U, T, S, w, gam)
+    C2, gs, gw = mapped(sf.grad)(Ud, Td, S, w, gam)
     grad = ca.vertcat(ca.vec(gs) / n, ca.sum2(gw) / n + 2 * weight_decay * w)
     grad_f = ca.Function("nlp_grad_f", [x, p], [ca.sum2(C2) / n + reg, grad],
                          ["x", "p"], ["f", "grad_f_x"])
@@ -381,11 +391,12 @@ def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, gammas: np
     I = np.arange(n, dtype=np.int64)[:, None]
 
     def glob(loc: np.ndarray) -> np.ndarray:  # local z index of sample i -> global x index, (n, k)
-        return np.where(loc[None, :] < ns, I * ns + loc[None, :], ns * n + loc[None, :] - ns)
+        index: np.ndarray = np.where(loc[None, :] < ns, I * ns + loc[None, :], ns * n + loc[None, :] - ns)
+        return index
 
     out = LazyFunctions(grad_f=grad_f)
     if ng:
-        G2, jv = mapped(sf.jac)(U, T, S, w, gam)
+        G2, jv = mapped(sf.jac)(Ud, Td, S, w, gam)
         ngs = ng // n
         rows = (I * ngs + sf.jac_rows[None, :]).ravel()
         cols = glob(sf.jac_cols).ravel()
@@ -395,7 +406,7 @@ def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, gammas: np
     def hess_lag() -> Any:
         fn, r_own, c_own, r_sh, c_sh = sf.hess
         L = ca.reshape(lam_g, ng // n, n) if ng else ca.MX(0, n)
-        ho, hs = mapped(fn)(U, T, S, w, L, lam_f / n, lam_f * weight_decay / n, gam)
+        ho, hs = mapped(fn)(Ud, Td, S, w, L, lam_f / n, lam_f * weight_decay / n, gam)
         rows = np.concatenate([glob(r_own).ravel(), ns * n + r_sh - ns])
         cols = np.concatenate([glob(c_own).ravel(), ns * n + c_sh - ns])
         vals = ca.vertcat(ca.vec(ho), ca.sum2(hs))

@@ -7,6 +7,8 @@ for one sample and mapped (:func:`~._common.structured_nlp`).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import casadi as ca
 import numpy as np
 
@@ -15,6 +17,7 @@ from ocp_resnet.model import objective as objective_mod
 from ocp_resnet.model._ops import CASADI, NUMPY
 from ocp_resnet.solvers.ipopt.transcription._common import (
     NLP,
+    SampleSymbols,
     check_smooth,
     gamma_symbols,
     sample_functions,
@@ -23,8 +26,11 @@ from ocp_resnet.solvers.ipopt.transcription._common import (
     structured_nlp,
 )
 
+if TYPE_CHECKING:
+    from ocp_resnet.model.problem import Problem
 
-def _sample_problem(problem, mask: tuple[bool, ...]):
+
+def _sample_problem(problem: Problem, mask: tuple[bool, ...]) -> SampleSymbols:
     """One sample's symbols (u, t, s, w, γ), its cost and its dynamics defects G(s, w) = 0
     (the stage losses of ``mask``, see :func:`~._common.stage_mask`)."""
     spec, obj = problem.spec, problem.objective
@@ -42,7 +48,7 @@ def _sample_problem(problem, mask: tuple[bool, ...]):
     return u, t, s, w, gam, cost, ca.vertcat(*defects) if defects else ca.SX(0, 1)
 
 
-def multiple_shooting(problem, jit: bool = False, threads: int = 1) -> NLP:
+def multiple_shooting(problem: Problem, jit: bool = False, threads: int = 1) -> NLP:
     """Transcribe ``problem`` by multiple shooting."""
     check_smooth(problem)
     spec = problem.spec
