@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ocp_resnet import IpoptOptions, Problem, load_dataset, solve
+from ocp_resnet import IpoptOptions, IpoptSolver, Problem, load_dataset
 
 
 def main() -> None:
@@ -24,7 +24,7 @@ def main() -> None:
 
     problem = Problem.build(load_dataset("spirals", n_samples=200), blocks=10, width=2,
                             loss="mse", gamma=0.1, weight_decay=1e-3)
-    sols = {m: solve(problem, m, IpoptOptions(tol=1e-8)) for m in ("multiple-shooting", "single-shooting")}
+    sols = {m: IpoptSolver(m, IpoptOptions(tol=1e-8)).solve(problem) for m in ("multiple-shooting", "single-shooting")}
     print(f"{'method':<18} {'status':<9} {'objective':>14} {'grad norm':>10} {'iters':>6} {'build s':>8} {'solve s':>8}")
     for m, s in sols.items():
         print(f"{m:<18} {s.status.value:<9} {s.objective:>14.10f} {s.grad_norm:>10.2e} {s.iterations:>6} "

@@ -23,7 +23,8 @@ from ocp_resnet.analysis.blocks import verdict
 from ocp_resnet.analysis.collapse import collapse_record
 from ocp_resnet.analysis.gamma_path import run_path
 from ocp_resnet.cli.path import format_rows
-from ocp_resnet.data.validation import split, validation_metrics
+from ocp_resnet.data.validation import split
+from ocp_resnet.model.evaluation import validation_metrics
 
 GAMMAS = [1.0, 0.3, 0.1, 0.03, 0.0]
 

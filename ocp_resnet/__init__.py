@@ -8,6 +8,8 @@ Public API::
 """
 from __future__ import annotations
 
+from typing import Any
+
 from ocp_resnet.analysis.gamma_path import path
 from ocp_resnet.data import Dataset, load_dataset
 from ocp_resnet.errors import ValidationError
@@ -27,7 +29,7 @@ from ocp_resnet.status import Status
 from ocp_resnet.version import __version__
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # scikit-learn is imported only when the estimator is used
     if name == "OCPResNetClassifier":
         from ocp_resnet.estimator import OCPResNetClassifier

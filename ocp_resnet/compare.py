@@ -35,7 +35,7 @@ from ocp_resnet.status import Status
 if TYPE_CHECKING:
     from ocp_resnet.torch.train import StepInfo
 
-IPOPT_OPTIMIZERS = {"ipopt-ms": "multiple-shooting", "ipopt-ss": "single-shooting"}
+IPOPT_OPTIMIZERS: dict[str, Method] = {"ipopt-ms": "multiple-shooting", "ipopt-ss": "single-shooting"}
 #: The optimizers of :class:`~ocp_resnet.torch.Trainer` that compare runs, in table order (named
 #: here so that importing this module needs no torch). AdamW is left out: its steps leave the
 #: λ-term out of the gradient, so they carry no ‖∇J‖ for the trace.
@@ -162,37 +162,35 @@ def _run_torch(problem: Problem, name: str, w0: np.ndarray, steps: int, lr: floa
 
 
 def _train(problem: Problem, name: str, w0: np.ndarray, steps: int, lr: float | None) -> OptimizerResult:
-    """:class:`~ocp_resnet.torch.Trainer` in float64, full batch, constant rate; the trace by its callback.
+    """A :class:`~ocp_resnet.solvers.TorchSolver` run in float64, full batch, constant rate; the
+    trace by its step callback.
 
-    The inputs go in as ``problem.U.T``, a view of the CasADi layout (the layout decides how
-    the products round). The Trainer holds the targets as sample rows: against a loop holding
-    them as class columns (the CasADi layout), a few cross-entropy gradient entries round
-    differently in the last bit, so long runs drift apart slowly; MSE gradients are the same
-    bit for bit (the documented comparisons reproduce exactly).
+    The solver feeds the inputs as ``problem.U.T``, a view of the CasADi layout (the layout
+    decides how the products round). The Trainer holds the targets as sample rows: against a loop
+    holding them as class columns (the CasADi layout), a few cross-entropy gradient entries round
+    differently in the last bit, so long runs drift apart slowly; MSE gradients are the same bit
+    for bit (the documented comparisons reproduce exactly).
     """
-    import torch
-
     from ocp_resnet.model.evaluation import evaluate
-    from ocp_resnet.torch import ResNetMLP, Trainer, TrainOptions
+    from ocp_resnet.solvers import TorchSolver
+    from ocp_resnet.torch import TrainOptions
 
-    model = ResNetMLP(problem.spec, init=problem.params(w0), dtype=torch.float64)
     # L-BFGS: up to lbfgs_iter (20) iterations per step() call, one trace point each; ``steps``
     # caps the total iterations, so ``steps`` calls are an upper bound. (max_iter=1 per call
     # stalls: torch's L-BFGS stopped improving after ~40 calls on the default problem, J stuck
     # at 0.3437 with |∇J| = 0.18.)
     opts = TrainOptions(optimizer=name, lr=lr, epochs=steps, batch_size=0, schedule="constant", device="cpu",
                         dtype="float64", lbfgs_history=LBFGS_HISTORY, progress=False)
-    trainer = Trainer(problem.objective, problem.data.n_classes, opts)
-    rec = _Recorder(problem, model, name, steps)
-    trainer.fit(model, problem.U.T, problem.data.y, callback=rec)
-    if trainer.stopped_by_ == "SIGINT":  # Ctrl-C ends the whole comparison, as in an IPOPT run
+    rec = _Recorder(problem, w0, name, steps)
+    sol = TorchSolver(opts, callback=rec).solve(problem, init=w0)
+    if sol.stats.get("stopped_by") == "SIGINT":  # Ctrl-C ends the whole comparison, as in an IPOPT run
         raise KeyboardInterrupt
     rec.finish()
-    w = problem.spec.flatten(model.weights())
-    ev = evaluate(problem, w)
-    status = rec.status or (Status.NAN if trainer.stopped_ == Status.NAN.value else Status.MAX_ITER)
-    return OptimizerResult(name, ev.objective, ev.grad_norm, ev.train_accuracy, rec.wall_s, trainer.steps_,
-                           status, ev.block_norms, ev.stage_losses, rec.trace, w)
+    ev = evaluate(problem, sol.w)
+    assert ev.grad_norm is not None  # evaluate(..., gradient=True)
+    status = rec.status or (Status.NAN if sol.status is Status.NAN else Status.MAX_ITER)
+    return OptimizerResult(name, ev.objective, ev.grad_norm, ev.train_accuracy, rec.wall_s, sol.iterations,
+                           status, ev.block_norms, ev.stage_losses, rec.trace, sol.w)
 
 
 def _grad_norm(params: Sequence[Any]) -> float:
@@ -215,13 +213,16 @@ class _Recorder:
     they would checking before every step (same trajectory and trace up to that iterate).
     """
 
-    def __init__(self, problem: Problem, model: Any, name: str, steps: int) -> None:
+    def __init__(self, problem: Problem, w0: np.ndarray, name: str, steps: int) -> None:
         import torch
 
-        from ocp_resnet.torch import StageCostLoss
+        from ocp_resnet.torch import ResNetMLP, StageCostLoss
 
-        self.model, self.lbfgs, self.steps = model, name == "lbfgs", steps
-        self.params = list(model.parameters())  # listed once: walking the modules every step costs
+        # the model being trained is bound at its first step (the solver builds it); until then a
+        # twin at the same start weights gives L-BFGS's shared start point
+        self.model: Any = ResNetMLP(problem.spec, init=problem.params(w0), dtype=torch.float64)
+        self.lbfgs, self.steps, self.bound = name == "lbfgs", steps, False
+        self.params = list(self.model.parameters())  # listed once: walking the modules every step costs
         self.loss = StageCostLoss(problem.objective, problem.data.n_classes)
         self.X = torch.as_tensor(problem.U.T, dtype=torch.float64)
         self.T = torch.as_tensor(problem.T.T, dtype=torch.float64)
@@ -256,6 +257,8 @@ class _Recorder:
 
     def __call__(self, info: StepInfo) -> bool:
         """Record the iterate of this step; True stops the Trainer."""
+        if not self.bound:
+            self.model, self.params, self.bound = info.model, list(info.model.parameters()), True
         if self.lbfgs:
             return self._add(*self._evaluate()) or info.step >= self.steps
         return self._add(info.objective, _grad_norm(self.params))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable
+from typing import Any, SupportsInt, TypeGuard
 
 
 class ValidationError(ValueError):
@@ -27,7 +28,7 @@ def _is_bool(value: object) -> bool:
     return isinstance(value, bool) or type(value).__name__ == "bool_"  # numpy.bool_
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[numbers.Real]:
     """A real number (Python or numpy), not a bool."""
     return isinstance(value, numbers.Real) and not _is_bool(value)
 
@@ -35,13 +36,14 @@ def _is_number(value: object) -> bool:
 def check_int(name: str, value: object, minimum: int = 0) -> int:
     """Return ``value`` as int if it is an integer >= ``minimum`` (2.0 counts, 2.5 does not)."""
     if not _is_number(value) or not (
-        isinstance(value, numbers.Integral) or (math.isfinite(float(value)) and float(value).is_integer())  # type: ignore[arg-type]
+        isinstance(value, numbers.Integral) or (math.isfinite(float(value)) and float(value).is_integer())
     ):
         raise ValidationError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    value = int(value)  # type: ignore[arg-type]
-    if value < minimum:
-        raise ValidationError(f"{name} must be an integer >= {minimum}, got {value}")
-    return value
+    # every real number type in use has __int__ (numbers.Real does not promise it)
+    number = int(value) if isinstance(value, SupportsInt) else int(float(value))
+    if number < minimum:
+        raise ValidationError(f"{name} must be an integer >= {minimum}, got {number}")
+    return number
 
 
 def check_float(
@@ -52,18 +54,18 @@ def check_float(
     maximum: float | None = None,
 ) -> float:
     """Return ``value`` as float if it is finite and >= ``minimum`` (> if ``strict``)."""
-    if not _is_number(value) or not math.isfinite(float(value)):  # type: ignore[arg-type]
+    if not _is_number(value) or not math.isfinite(float(value)):
         raise ValidationError(f"{name} must be a finite number, got {value!r}")
-    value = float(value)  # type: ignore[arg-type]
-    if value < minimum or (strict and value == minimum):
+    number = float(value)
+    if number < minimum or (strict and number == minimum):
         op = ">" if strict else ">="
-        raise ValidationError(f"{name} must be {op} {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ValidationError(f"{name} must be <= {maximum}, got {value}")
-    return value
+        raise ValidationError(f"{name} must be {op} {minimum}, got {number}")
+    if maximum is not None and number > maximum:
+        raise ValidationError(f"{name} must be <= {maximum}, got {number}")
+    return number
 
 
-def check_mapping(name: str, value: object, allowed: Iterable[str]) -> dict:
+def check_mapping(name: str, value: object, allowed: Iterable[str]) -> dict[str, Any]:
     """Return ``value`` as a dict if it is a mapping whose keys are all in ``allowed``."""
     from collections.abc import Mapping
 

@@ -10,12 +10,17 @@ initial weights); the learned attributes end in ``_`` (scikit-learn's convention
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+if TYPE_CHECKING:
+    from sklearn.utils import Tags
+
+    from ocp_resnet.solvers.base import Method
 
 
 class OCPResNetClassifier(ClassifierMixin, BaseEstimator):
@@ -33,7 +38,7 @@ class OCPResNetClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, blocks: int = 10, width: int | None = None, branch: str = "single",
                  activation: str = "tanh", step: float = 1.0, loss: str = "mse", gamma: float = 0.1,
-                 weight_decay: float = 1e-3, label_smoothing: float = 0.1, method: str = "auto",
+                 weight_decay: float = 1e-3, label_smoothing: float = 0.1, method: Method = "auto",
                  tol: float = 1e-8, max_iter: int = 3000, restarts: int = 1, random_state: int = 0,
                  vanish_tol: float = 1e-3, collapse_retries: int = 3):
         self.blocks = blocks
@@ -125,7 +130,7 @@ class OCPResNetClassifier(ClassifierMixin, BaseEstimator):
         d = self.decision_function(X)
         return self.classes_[(d > 0).astype(int) if d.ndim == 1 else np.argmax(d, axis=1)]
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_class = True
         return tags

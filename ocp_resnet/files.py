@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -33,7 +33,14 @@ def json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def run_path(path: str | os.PathLike) -> Path:
+def config_kind(config: Any) -> Literal["mlp", "conv"]:
+    """``"conv"`` for the ``config.json`` dict of a conv ResNet-v2 run (its architecture says so, or
+    ``train`` recorded ``arch: conv``), else ``"mlp"``; :attr:`ocp_resnet.runs.RunRecord.kind` is this."""
+    arch, solver = config.get("architecture") or {}, config.get("solver") or {}
+    return "conv" if "conv" in (arch.get("kind"), config.get("arch"), solver.get("arch")) else "mlp"
+
+
+def run_path(path: str | os.PathLike[str]) -> Path:
     """``path`` as a Path; a missing one raises ValidationError."""
     p = Path(path)
     if not p.exists():
@@ -41,7 +48,7 @@ def run_path(path: str | os.PathLike) -> Path:
     return p
 
 
-def load_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
+def load_weights(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """Weights from a ``solution.npz`` file or a run directory."""
     p = run_path(path)
     f = p / "solution.npz" if p.is_dir() else p
@@ -54,11 +61,12 @@ def load_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise ValidationError(f"{f}: cannot read the weights ({exc}); the file is corrupt or not an .npz") from None
 
 
-def read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict[str, Any]:
     """A run directory's JSON file; a missing or corrupt one raises ValidationError naming it."""
     try:
         with open(path) as fh:
-            return json.load(fh)
+            record: dict[str, Any] = json.load(fh)
+            return record
     except FileNotFoundError:
         raise ValidationError(f"{path} is missing: the run directory is incomplete") from None
     except (OSError, json.JSONDecodeError) as exc:

@@ -52,11 +52,11 @@ def n_jobs(jobs: int) -> int:
     try:
         jobs = int(jobs)
     except (TypeError, ValueError):
-        raise ValidationError(f"--jobs must be an integer (N >= 1, or -1 for all cores), got {jobs!r}") from None
+        raise ValidationError(f"jobs must be an integer (N >= 1, or -1 for all cores), got {jobs!r}") from None
     if jobs == -1:
         return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     if jobs < 1:
-        raise ValidationError(f"--jobs must be >= 1, or -1 for all cores, got {jobs}")
+        raise ValidationError(f"jobs must be >= 1, or -1 for all cores, got {jobs}")
     return jobs
 
 
@@ -80,7 +80,7 @@ def _dask_client(scheduler: Any) -> Any:
         from dask.distributed import Client
     except ImportError:
         raise ValidationError(
-            "--scheduler needs Dask's distributed scheduler, which is not installed: "
+            "scheduler needs Dask's distributed scheduler, which is not installed: "
             "pip install 'ocp_resnet[distributed]' (or pip install 'dask[distributed]')") from None
     if hasattr(scheduler, "get_executor"):  # already a Client
         return scheduler, False

@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ocp_resnet.model.problem import Problem
 
 _FLOOR = 1e-16  # log plots: exact zeros are drawn at this floor
 
@@ -107,7 +110,7 @@ def _stages_to_show(n_blocks: int, count: int = 4) -> list[int]:
 
 
 def plot_decision_regions(
-    problem: Any, weights: Any, path: str | os.PathLike, stages: Sequence[int] | None = None, resolution: int = 150
+    problem: Problem, weights: Any, path: str | os.PathLike, stages: Sequence[int] | None = None, resolution: int = 150
 ) -> Path:
     """Decision regions of ŷ_k over the (2-D) input plane at a few stages k, with the data."""
     from ocp_resnet.errors import ValidationError
@@ -147,7 +150,7 @@ def plot_decision_regions(
     return _save(fig, path)
 
 
-def plot_trajectories(problem: Any, weights: Any, path: str | os.PathLike, max_samples: int = 200) -> Path:
+def plot_trajectories(problem: Problem, weights: Any, path: str | os.PathLike, max_samples: int = 200) -> Path:
     """Sample trajectories x_0..x_N in the state plane (first two principal axes if width > 2)."""
     plt = _plt()
     xs = problem.states(weights)
@@ -193,8 +196,8 @@ def plot_run(run_dir: str | os.PathLike, tol: float = 1e-3, out_dir: str | os.Pa
     from ocp_resnet.analysis.conv import analyze_conv_run, is_conv_run
 
     if is_conv_run(run):  # no state plane to draw for images
-        an = analyze_conv_run(run, tol)
-        return [plot_turnpike(an, d / "turnpike.png"), plot_stages(an, d / "stages.png")]
+        conv_an = analyze_conv_run(run, tol)
+        return [plot_turnpike(conv_an, d / "turnpike.png"), plot_stages(conv_an, d / "stages.png")]
     problem, _ = run_problem(run)
     an = analyze(problem, run.weights, tol)
     d = Path(out_dir) if out_dir is not None else run.path

@@ -20,12 +20,18 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from ocp_resnet.errors import ValidationError
-from ocp_resnet.files import dump_json, load_weights, read_json, run_path
+from ocp_resnet.files import config_kind, dump_json, load_weights, read_json, run_path
+
+if TYPE_CHECKING:
+    from ocp_resnet.data.arrays import Dataset
+    from ocp_resnet.model.problem import Problem
+    from ocp_resnet.solvers.base import Backend
+    from ocp_resnet.solvers.solution import Solution
 
 RUN_FILES = ("config.json", "solution.npz", "data.npz", "metrics.json")
 
@@ -38,7 +44,7 @@ def versions() -> dict[str, str]:
     try:
         import casadi
 
-        out["casadi"] = casadi.__version__
+        out["casadi"] = casadi.CasadiMeta.version()
         # IPOPT's version is only visible in the name of the library CasADi ships.
         libs = sorted(Path(casadi.__file__).parent.glob("libipopt.so.*.*"))
         if libs:
@@ -74,8 +80,9 @@ class RunRecord:
     @property
     def kind(self) -> RunKind:
         """``"conv"`` for a conv ResNet-v2 (its spec says so, or ``train`` recorded ``arch: conv``), else ``"mlp"``."""
-        conv = "conv" in (self.architecture.get("kind"), self.extra.get("arch"), self.solver.get("arch"))
-        return "conv" if conv else "mlp"
+        # files.config_kind holds the rule, so the solvers (a layer below) decide it the same way
+        kind = config_kind({**self.extra, "architecture": self.architecture, "solver": self.solver})
+        return "conv" if kind == "conv" else "mlp"
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "config.json") -> RunRecord:
@@ -120,17 +127,17 @@ def check_target(out: str | os.PathLike, overwrite: bool = False) -> Path:
     """Refuse an existing ``out`` unless ``overwrite``; call before any long work."""
     out = Path(out)
     if out.exists() and not overwrite:
-        raise ValidationError(f"{out} already exists: choose another --out, or pass --overwrite to replace it")
+        raise ValidationError(f"{out} already exists: choose another out=DIR, or pass overwrite=True to replace it")
     if out.exists() and not out.is_dir():
-        raise ValidationError(f"{out} exists and is not a directory: choose another --out")
+        raise ValidationError(f"{out} exists and is not a directory: choose another out=DIR")
     # The nearest existing ancestor must be a writable directory, or the run would be lost at the end.
     anc = out.absolute().parent
     while not anc.exists() and anc != anc.parent:
         anc = anc.parent
     if not anc.is_dir():
-        raise ValidationError(f"cannot create {out}: {anc} is a file, not a directory; choose another --out")
+        raise ValidationError(f"cannot create {out}: {anc} is a file, not a directory; choose another out=DIR")
     if not os.access(anc, os.W_OK | os.X_OK):
-        raise ValidationError(f"cannot create {out}: {anc} is not writable; choose another --out")
+        raise ValidationError(f"cannot create {out}: {anc} is not writable; choose another out=DIR")
     return out
 
 
@@ -156,7 +163,8 @@ def write_run(
     record = config if isinstance(config, RunRecord) else RunRecord.from_dict(config, f"{out}/config.json")
     files: dict[str, Any] = {
         "config.json": record.to_dict(),
-        "solution.npz": lambda p: np.savez(p, **{k: np.asarray(v) for k, v in weights.items()}),
+        # numpy's stub lets a ** mapping fill savez's allow_pickle (bool) too, so any str-keyed dict fails it
+        "solution.npz": lambda p: np.savez(p, **{k: np.asarray(v) for k, v in weights.items()}),  # type: ignore[arg-type]
         "data.npz": lambda p: np.savez(p, X=data.X, y=data.y, n_classes=data.n_classes),
         "metrics.json": dict(metrics),
     }
@@ -166,14 +174,14 @@ def write_run(
     return write_directory(out, files, overwrite)
 
 
-def multiplier_files(solution: Any) -> dict[str, Any]:
+def multiplier_files(solution: Solution) -> dict[str, Any]:
     """``{"multipliers.npz": writer}`` for a solution that carries IPOPT's multipliers, else ``{}``
     (pass as ``extra_files`` of :func:`write_run`)."""
-    if getattr(solution, "lam_g", None) is None or getattr(solution, "x", None) is None:
+    x, lam_g = solution.x, solution.lam_g
+    if lam_g is None or x is None:
         return {}
-    arrays = {"x": solution.x, "lam_g": solution.lam_g,
-              "lam_x": solution.lam_x if solution.lam_x is not None else np.zeros(0)}
-    return {"multipliers.npz": lambda p: np.savez(p, method=np.asarray(solution.method), **arrays)}
+    lam_x = solution.lam_x if solution.lam_x is not None else np.zeros(0)
+    return {"multipliers.npz": lambda p: np.savez(p, method=np.asarray(solution.method), x=x, lam_g=lam_g, lam_x=lam_x)}
 
 
 # ------------------------------------------------------------------------------ reading
@@ -205,7 +213,7 @@ class Run:
         except Exception as exc:
             raise ValidationError(f"{f}: cannot read the multipliers ({exc}); the file is corrupt") from None
 
-    def data(self):
+    def data(self) -> Dataset:
         """The run's data (``data.npz``) as a :class:`~ocp_resnet.data.datasets.Dataset`."""
         from ocp_resnet.data.arrays import Dataset
 
@@ -219,7 +227,7 @@ class Run:
         except Exception as exc:
             raise ValidationError(f"{f}: cannot read the data ({exc}); the file is corrupt") from None
 
-    def problem(self):
+    def problem(self) -> Problem:
         """The run's problem (spec + objective + its own data)."""
         from ocp_resnet.model.architecture import ArchSpec
         from ocp_resnet.model.objective import ObjectiveSpec
@@ -242,7 +250,7 @@ class Run:
         self.flat_weights(problem)  # every reader of the weights gets them checked against the spec
         return problem
 
-    def flat_weights(self, problem=None) -> np.ndarray:
+    def flat_weights(self, problem: Problem | None = None) -> np.ndarray:
         """The weights as one flat vector, checked against the run's own architecture."""
         problem = problem if problem is not None else self.problem()
         try:
@@ -294,7 +302,7 @@ def write_directory(out: str | os.PathLike, files: Mapping[str, Any], overwrite:
 EVALUATION_BACKENDS = ("casadi", "torch")
 
 
-def evaluate_run(run_dir: str | os.PathLike, backend: str = "casadi") -> dict[str, Any]:
+def evaluate_run(run_dir: str | os.PathLike[str], backend: Backend = "casadi") -> dict[str, Any]:
     """Objective, gradient norm, stage losses/accuracies, final loss and block norms of a run
     directory's weights on its own problem (``ocp-resnet evaluate``), as a dict.
 

@@ -5,14 +5,17 @@ warm start. ``ocp-resnet solve``, ``path`` and ``sweep`` call them with their fl
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocp_resnet.errors import ValidationError
 from ocp_resnet.model.problem import Problem
 from ocp_resnet.solvers import Solution, Solver
 
+if TYPE_CHECKING:
+    from ocp_resnet.solvers.solution import Solution
 
-def split_problem(problem: Any, val_fraction: float | None, seed: int = 0) -> tuple[Any, Any]:
+
+def split_problem(problem: Problem, val_fraction: float | None, seed: int = 0) -> tuple[Any, Any]:
     """(training problem, validation Dataset or None): hold out ``val_fraction`` of the data
     (stratified, seeded by ``seed``); ``None`` keeps the problem whole."""
     if val_fraction is None:
@@ -34,11 +37,12 @@ def solve_with_restarts(problem: Problem, solver: Solver, *, init: Any = "random
     if k == 1:
         return solver.solve(problem, init, seed, log), []
     if str(init) != "random":
-        raise ValidationError("--restarts draws random initial weights: drop --init, or use --restarts 1")
+        raise ValidationError("restarts > 1 draws random initial weights: use init='random' (the default), "
+                              "or restarts=1 to warm-start")
     return solve_best(problem, seed, k, solver, log=log)
 
 
-def extra_metrics(problem: Any, sol: Any, records: list, val: Any, tol: float = 1e-3) -> dict[str, Any]:
+def extra_metrics(problem: Problem, sol: Solution, records: list, val: Any, tol: float = 1e-3) -> dict[str, Any]:
     """``vanished``, ``recommended_depth``, ``collapsed``/``linear_loss``, ``restarts`` and ``val_*``."""
     from ocp_resnet.analysis.restarts import solution_metrics
 
@@ -54,7 +58,7 @@ def extra_files(val: Any) -> dict[str, Any]:
     return val_data_file(val)
 
 
-def warm_start_record(problem: Any, init: Any) -> dict[str, Any]:
+def warm_start_record(problem: Problem, init: Any) -> dict[str, Any]:
     """Objective and gradient norm of the warm-start weights ``init`` (the ``init_*`` fields of metrics.json)."""
     import numpy as np
 

@@ -38,16 +38,21 @@ class Status(str, enum.Enum):
 _MESSAGES = {
     Status.SUCCESS: "converged: the KKT conditions hold to the requested tolerance",
     Status.ACCEPTABLE: "converged to IPOPT's looser 'acceptable' tolerance only; tighten nothing, but check the gradient norm",
-    Status.MAX_ITER: "stopped at the iteration limit before converging; raise --max-iter or warm-start from this run with --init",
-    Status.MAX_TIME: "stopped at the time limit before converging; raise the limit or warm-start from this run",
+    Status.MAX_ITER: "stopped at the iteration limit before converging; raise max_iter or warm-start from this run with "
+                     "init=RUN_DIR",
+    Status.MAX_TIME: "stopped at the time limit before converging; raise it (ipopt={'max_wall_time': SECONDS}) or "
+                     "warm-start from this run with init=RUN_DIR",
     Status.RESTORATION_FAILED: "IPOPT's restoration phase failed (usually a poor start or bad scaling); "
-                               "try another --seed, --init zeros, or --hessian lbfgs",
+                               "try another seed=S, init='zeros', or hessian='lbfgs'",
     Status.INFEASIBLE: "IPOPT judged the constraints infeasible, which should not happen for this problem; report it",
-    Status.NAN: "an evaluation produced NaN or inf; lower --step or the initial scale, or standardise the data",
-    Status.INTERRUPTED: "interrupted by the user (Ctrl-C or a callback); the last iterate was kept: continue with --init RUN_DIR",
+    Status.NAN: "an evaluation produced NaN or inf; use a smaller step (e.g. step=0.5) or initial scale, or "
+                "standardise the data (standardize=True)",
+    Status.INTERRUPTED: "interrupted by the user (Ctrl-C or a callback); the last iterate was kept: continue with "
+                        "init=RUN_DIR, bounding the run by max_iter or by IPOPT's wall-clock limit "
+                        "(ipopt={'max_wall_time': SECONDS})",
     Status.ERROR: "the solver stopped with an error; see stats.json for IPOPT's return status",
     Status.STALLED: "the objective stopped decreasing before the gradient norm reached the tolerance; "
-                    "lower the learning rate or polish with 'ocp-resnet solve --init RUN_DIR'",
+                    "lower the learning rate or polish with IPOPT from this run (init=RUN_DIR)",
 }
 
 _IPOPT = {

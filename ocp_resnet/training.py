@@ -41,6 +41,7 @@ from ocp_resnet.status import Status
 if TYPE_CHECKING:
     from ocp_resnet.model.objective import ObjectiveSpec
     from ocp_resnet.torch import TrainOptions
+    from ocp_resnet.torch.train import Trainer
 
 ARCHS = ("mlp", "conv")
 
@@ -204,10 +205,10 @@ def _train(config: TrainConfig, ctx: Any, log: Callable[[str], None] | None) -> 
     opts = config.options
     if config.threads is not None:
         if config.threads < 1:
-            raise ValidationError(f"--threads must be >= 1, got {config.threads}")
+            raise ValidationError(f"threads must be >= 1, got {config.threads}")
         torch.set_num_threads(config.threads)
     device = ctx.device(opts.device)
-    check_int("checkpoint-every", config.checkpoint_every, 0)
+    check_int("checkpoint_every", config.checkpoint_every, 0)
     resume = distributed.load_checkpoint(config.resume) if config.resume else None
     out = _target(config, resume is not None)
     ds = config.data.load()
@@ -228,10 +229,10 @@ def _train(config: TrainConfig, ctx: Any, log: Callable[[str], None] | None) -> 
         s.model, s.inputs[s.tr_idx], ds.y[s.tr_idx], val=val, checkpoint=save if every else None,
         checkpoint_every=every, resume=resume)
     if not ctx.is_main:  # rank 0 evaluates and writes the run directory
-        status = Status(trainer.stopped_) if trainer.stopped_ else Status.MAX_ITER
+        status = trainer.stopped_ if trainer.stopped_ is not None else Status.MAX_ITER
         return TrainResult(status, None, None, trainer.steps_, trainer.train_time_s_)
     # the directory is ours when it holds only this training's checkpoint, or is the resumed run
-    ours = resume is not None and out == Path(config.resume) or (
+    ours = resume is not None and config.resume is not None and out == Path(config.resume) or (
         ckpt_path.exists() and sorted(p.name for p in out.iterdir()) == [distributed.CHECKPOINT])
     status, metrics = _evaluate(config, s, trainer, device)
     _write(out, config, s, trainer, metrics, ctx, device, ckpt_path, overwrite=config.overwrite or ours)
@@ -242,7 +243,7 @@ def _target(config: TrainConfig, resuming: bool) -> Path:
     """The run directory to write, checked before any work so a clash costs nothing."""
     from ocp_resnet.runs import check_target, default_run_dir
 
-    if resuming and config.out is None:
+    if resuming and config.out is None and config.resume is not None:
         return Path(config.resume)  # the same run, continued
     if config.out is None:
         return default_run_dir(f"{config.data.dataset.replace('/', '_')}-train-{config.arch}")
@@ -259,6 +260,7 @@ def _setup(config: TrainConfig, ds: Dataset) -> _Setup:
     spec = config.network.spec(ds, config.objective)
     seed = config.data.seed
     tr_idx, va_idx = split(ds.n_samples, config.val_fraction, seed)
+    model: ResNetMLP | ResNetV2
     if config.arch == "mlp":
         X, inputs, model = None, ds.X, ResNetMLP(spec, init="random", seed=seed)
     else:
@@ -294,14 +296,14 @@ def _check_resume(config: TrainConfig, resume: dict | None, same: dict[str, Any]
     if resume is None:
         return
     if resume.get("config") != same:
-        raise ValidationError(f"{config.resume} was trained with other flags: resume with the original flags "
-                              "(only --epochs may change)")
+        raise ValidationError(f"{config.resume} was trained with other settings: resume with the original "
+                              "settings (only epochs=N may differ)")
     if int(resume["epoch"]) > config.options.epochs:
-        raise ValidationError(f"{config.resume} has trained {resume['epoch']} epochs already: give --epochs "
-                              f">= {resume['epoch']}")
+        raise ValidationError(f"{config.resume} has trained {resume['epoch']} epochs already: give "
+                              f"epochs >= {resume['epoch']}")
 
 
-def _evaluate(config: TrainConfig, s: _Setup, trainer: Any, device: Any) -> tuple[Status, dict[str, Any]]:
+def _evaluate(config: TrainConfig, s: _Setup, trainer: Trainer, device: Any) -> tuple[Status, dict[str, Any]]:
     """Status and metrics.json of the trained model, evaluated in float64 on the training split."""
     import torch
 
@@ -326,7 +328,7 @@ def _evaluate(config: TrainConfig, s: _Setup, trainer: Any, device: Any) -> tupl
     return status, metrics
 
 
-def _write(out: Path, config: TrainConfig, s: _Setup, trainer: Any, metrics: dict[str, Any], ctx: Any, device: Any,
+def _write(out: Path, config: TrainConfig, s: _Setup, trainer: Trainer, metrics: dict[str, Any], ctx: Any, device: Any,
            ckpt_path: Path, overwrite: bool) -> None:
     import torch
 
@@ -346,7 +348,7 @@ def _write(out: Path, config: TrainConfig, s: _Setup, trainer: Any, metrics: dic
 
 def write_training_run(out: str | os.PathLike, *, config: Mapping[str, Any], spec: Any, objective: ObjectiveSpec,
                        weights: Mapping[str, np.ndarray], state_dict: Mapping[str, Any], metrics: Mapping[str, Any],
-                       train: Dataset, val: Dataset | None = None, trainer: Any = None,
+                       train: Dataset, val: Dataset | None = None, trainer: Trainer | None = None,
                        stats: Mapping[str, Any] | None = None, extra_files: Mapping[str, Any] | None = None,
                        overwrite: bool = False) -> Path:
     """Write the run directory of a torch training (MLP or conv), the format of ``ocp-resnet train``.

@@ -20,7 +20,7 @@ from ocp_resnet.data.datasets import load_dataset
 from ocp_resnet.model.problem import Problem
 from ocp_resnet.runs import RUN_FILES, Run
 from ocp_resnet.solvers import IpoptOptions, IterInfo, initial_weights, solve
-from ocp_resnet.solvers.solution import Status
+from ocp_resnet.status import Status
 
 ITER_LINE = re.compile(r"^\s*(\d+)r?\s+[-+]?\d\.\d+e[-+]\d+\s")
 

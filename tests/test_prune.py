@@ -145,5 +145,5 @@ def test_prune_cli_bad_tol(tmp_path, capsys) -> None:
 
     prob = _mixed_problem()
     rd = _write(tmp_path, prob, _zeroed(prob, [2]))
-    assert main(["prune", str(rd), "--tol", "-1"]) == 2
+    assert main(["prune", str(rd), "--vanish-tol", "-1"]) == 2
     assert "tol must be" in capsys.readouterr().err

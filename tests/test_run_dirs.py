@@ -55,10 +55,13 @@ def test_overwrite_replaces_the_run(tmp_path, capsys):
 
 def _write(out, **kw):
     from ocp_resnet.data.datasets import load_dataset
+    from ocp_resnet.model.problem import Problem
 
     ds = load_dataset("spirals", n_samples=10)
-    return write_run(out, config={"command": "test"}, weights={"a": np.ones(2)}, metrics={"objective": 1.0},
-                     data=ds, **kw)
+    prob = Problem.build(ds, blocks=1, width=2)
+    config = {"command": "test", "architecture": prob.spec.to_dict(), "objective": prob.objective.to_dict(),
+              "solver": {}}
+    return write_run(out, config=config, weights={"a": np.ones(2)}, metrics={"objective": 1.0}, data=ds, **kw)
 
 
 def test_failed_write_leaves_nothing_and_keeps_the_old_run(tmp_path):
@@ -126,7 +129,7 @@ def test_nan_in_evaluation_keeps_the_run_and_says_why(tmp_path, capsys, monkeypa
 
 
 def test_solution_status_has_a_message_for_every_ipopt_outcome():
-    from ocp_resnet.solvers.solution import Status
+    from ocp_resnet.status import Status
 
     for s in Status:
         assert s.message and s.value
@@ -135,3 +138,19 @@ def test_solution_status_has_a_message_for_every_ipopt_outcome():
     assert Status.from_ipopt("Maximum_Iterations_Exceeded") is Status.MAX_ITER
     assert Status.from_ipopt("Invalid_Number_Detected") is Status.NAN
     assert Status.from_ipopt("Something_New") is Status.ERROR
+
+
+def test_run_record_round_trip_and_kind(tmp_path):
+    """config.json is written and read through RunRecord: unknown keys survive, versions are added,
+    the kind is decided in one place, and a config without an architecture is refused on write."""
+    from ocp_resnet.errors import ValidationError
+    from ocp_resnet.runs import Run, RunRecord
+
+    rd = _write(tmp_path / "r")
+    run = Run(rd)
+    assert run.kind == "mlp" and run.record.command == "test" and "ocp_resnet" in run.record.versions
+    assert RunRecord.from_dict(run.config).to_dict() == run.config
+    conv = RunRecord.from_dict({**run.config, "architecture": {**run.config["architecture"], "kind": "conv"}})
+    assert conv.kind == "conv" and RunRecord.from_dict({**run.config, "arch": "conv"}).kind == "conv"
+    with pytest.raises(ValidationError, match="no 'architecture' section"):
+        write_run(tmp_path / "bad", config={"command": "x"}, weights={}, metrics={}, data=None)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from ocp_resnet import Problem, ValidationError, load_dataset
+from ocp_resnet import Problem, Status, ValidationError, load_dataset
 from ocp_resnet.model.objective import ObjectiveSpec
 from ocp_resnet.torch import ConvSpec, ResNetMLP, ResNetV2, Trainer, TrainOptions, distributed
 
@@ -118,7 +118,7 @@ def test_two_ranks_follow_the_one_process_trajectory(ddp_results, name):
 
 
 def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(ddp_results):
-    assert ddp_results[0]["interrupt"] == ddp_results[1]["interrupt"] == ("interrupted", 3, 0)
+    assert ddp_results[0]["interrupt"] == ddp_results[1]["interrupt"] == (Status.INTERRUPTED, 3, 0)
 
 
 def test_batches_that_cannot_be_split_are_refused():
@@ -225,7 +225,7 @@ def test_amp_bf16_trains_float32_and_is_refused_for_float64():
     model, tr = _conv_fit(dtype="float32", amp="bf16", epochs=3)
     assert tr.stopped_ is None and all(np.isfinite(h["loss"]) for h in tr.history_)
     assert next(model.parameters()).dtype == torch.float32
-    with pytest.raises(ValidationError, match="--amp bf16 autocasts float32"):
+    with pytest.raises(ValidationError, match="amp='bf16' autocasts float32 models: give dtype='float32'"):
         TrainOptions(amp="bf16", dtype="float64")
     with pytest.raises(ValidationError, match="amp must be bf16 or none"):
         TrainOptions(amp="fp8", dtype="float32")

@@ -127,7 +127,7 @@ def test_train_conv_on_digits_and_evaluate(tmp_path, capsys):
     (["--dataset", "moons", "--arch", "conv"], "needs image data"),
     (["--optimizer", "rmsprop"], "unknown optimizer"),
     (["--arch", "resnet"], "unknown arch"),
-    (["--val-fraction", "1.5"], "val_fraction"),
+    (["--val-fraction", "1.5"], "--val-fraction must be < 1"),
     (["--dtype", "half"], "unknown dtype"),
     (CONV + ["--gamma", "0.1,0.2,0.3"], "one value per block"),
 ])

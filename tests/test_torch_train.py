@@ -76,7 +76,7 @@ def test_ctrl_c_stops_after_the_current_step_and_keeps_the_model(problem):
     model.cost = cost
     tr = Trainer(problem.objective, 2, TrainOptions(epochs=100, batch_size=10, progress=False)).fit(
         model, problem.data.X, problem.data.y)
-    assert tr.stopped_ == Status.INTERRUPTED.value and tr.stopped_by_ == "SIGINT" and tr.steps_ == 5
+    assert tr.stopped_ is Status.INTERRUPTED and tr.stopped_by_ == "SIGINT" and tr.steps_ == 5
     assert len(tr.history_) == 0  # 6 steps per epoch: the unfinished first epoch is not recorded
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
@@ -102,7 +102,7 @@ def test_a_callback_stop_after_step_k_is_training_for_k_steps(problem, optimizer
         model, problem.data.X, problem.data.y, callback=stop_at_8)
     assert tr.steps_ == ref.steps_ == 8 and [i.step for i in infos] == list(range(1, 9))
     assert [i.epoch for i in infos] == [0] * 4 + [1] * 4 and all(i.batch_size in (16, 12) for i in infos)
-    assert tr.stopped_ == Status.INTERRUPTED.value and tr.stopped_by_ == "callback"
+    assert tr.stopped_ is Status.INTERRUPTED and tr.stopped_by_ == "callback"
     a, b = _weights(model), _weights(short)
     assert all(torch.equal(a[k], b[k]) for k in a)  # bit for bit the same weights
     assert len(tr.history_) == 1  # the epoch the stop happened in is not recorded (as for Ctrl-C)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from ocp_resnet.errors import check_float
 from ocp_resnet.model import architecture as arch
 from ocp_resnet.model._ops import NUMPY
 from ocp_resnet.model.evaluation import evaluate
+
+if TYPE_CHECKING:
+    from ocp_resnet.model.problem import Problem
 
 DEFAULT_TOL = 1e-3
 DEFAULT_LOSS_RTOL = 1e-2
@@ -154,15 +157,18 @@ class BlockAnalysis:
             f"{', '.join(map(str, self.vanished)) if self.vanished else 'none'} "
             f"({self.n_vanished} of {self.n_blocks})"
         )
-        lines.append(
-            f"recommended depth: {self.recommended_depth} (stage loss {self.stage_losses[self.recommended_depth]:.6g} "
-            f"vs final {self.final_loss:.6g}); tail-to-head norm ratio {self.tail_to_head:.3e}"
-        )
+        if self.n_blocks == 0:  # no blocks: no depth to recommend, no tail or head to compare
+            lines.append(f"no blocks: a linear model, final loss {self.final_loss:.6g}")
+        else:
+            lines.append(
+                f"recommended depth: {self.recommended_depth} (stage loss {self.stage_losses[self.recommended_depth]:.6g} "
+                f"vs final {self.final_loss:.6g}); tail-to-head norm ratio {self.tail_to_head:.3e}"
+            )
         return "\n".join(lines)
 
 
 def analyze(
-    problem: Any,
+    problem: Problem,
     weights: np.ndarray | Mapping[str, Any],
     tol: float = DEFAULT_TOL,
     loss_rtol: float = DEFAULT_LOSS_RTOL,
@@ -208,7 +214,7 @@ def run_problem(run: Any) -> tuple[Any, dict[str, np.ndarray]]:
     if run.kind != "mlp":
         raise ValidationError(
             f"{run.path} is a conv ResNet-v2 run: the block analysis and pruning support MLP runs "
-            "(ocp-resnet solve, sweep, or train --arch mlp)"
+            "(solved with IPOPT, or an MLP trained with PyTorch)"
         )
     return run.problem(), run.weights
 
@@ -235,18 +241,23 @@ def _ranges(ks: Sequence[int]) -> str:
     return ", ".join(parts)
 
 
-def verdict(an: BlockAnalysis, collapsed: bool | None = None, linear_loss: float | None = None) -> str:
+def verdict(an: BlockAnalysis, collapsed: bool | None = None, linear_loss: float | None = None,
+            narrow: str | None = None) -> str:
     """One line a user can act on: which blocks vanished, what depth suffices — or why not.
 
     ``collapsed`` (see :mod:`.collapse`): the run is no better than the best linear classifier,
-    so its small blocks are not evidence of unnecessary depth.
+    so its small blocks are not evidence of unnecessary depth. ``narrow``
+    (:func:`.collapse.narrow_head`): the architecture's reason for that, named instead of restarts.
     """
     n, van = an.n_blocks, an.vanished
+    if n == 0:  # nothing can vanish, and a linear model is its own linear classifier
+        return "a linear model (blocks=0): no residual blocks to vanish or prune"
     if collapsed:
         what = f"blocks {_ranges(van)} look vanished, but " if van else ""
         lin = f", no better than the best linear classifier's {linear_loss:.6g}" if linear_loss is not None else ""
+        fix = narrow if narrow else "try restarts=4 or a γ path (ocp-resnet path)"
         return (f"collapsed: {what}final loss {an.final_loss:.6g}{lin}: the network does no better than a linear "
-                "model, so this is not a depth recommendation; try --restarts 4 or a γ path (ocp-resnet path)")
+                f"model, so this is not a depth recommendation; {fix}")
     if not van:
         k = int(np.argmin(an.rel_block_norms)) if n else 0
         smallest = f" (smallest relative norm {an.rel_block_norms[k]:.1e} at block {k})" if n else ""

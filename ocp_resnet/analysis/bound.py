@@ -105,20 +105,20 @@ def check_bound(rows: Iterable[Mapping[str, Any]], rtol: float = 1e-6, atol: flo
     are the best successful run per (γ, M) over seeds; every deep run (any status) is checked
     against every M < N.
     """
-    rows = [dict(r) for r in rows]
-    for r in rows:
-        for key in ("gamma", "blocks", "seed", "objective", "final_loss", "status"):
-            if key not in r:
-                raise ValidationError(f"sweep row lacks {key!r}: pass rows of sweep.csv")
-    best: dict[tuple[float, int], dict] = {}
-    for r in rows:
+    table = [dict(r) for r in rows]
+    for r in table:
+        for column in ("gamma", "blocks", "seed", "objective", "final_loss", "status"):
+            if column not in r:
+                raise ValidationError(f"sweep row lacks {column!r}: pass rows of sweep.csv")
+    best: dict[tuple[float, int], dict[str, Any]] = {}
+    for r in table:
         if str(r["status"]) not in OK_STATUSES or not np.isfinite(float(r["objective"])):
             continue
         key = (float(r["gamma"]), int(r["blocks"]))
         if key not in best or float(r["objective"]) < float(best[key]["objective"]):
             best[key] = r
     checks = []
-    for r in rows:
+    for r in table:
         g, N = float(r["gamma"]), int(r["blocks"])
         J_N = float(r["objective"])
         for (g2, M), ref in sorted(best.items()):

@@ -17,12 +17,17 @@ minimiser); ``ce``/``bce`` keep the problem's weight decay, which they need for 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ocp_resnet.errors import check_float
 from ocp_resnet.status import Status
+
+if TYPE_CHECKING:
+    from ocp_resnet.model.architecture import ArchSpec
+    from ocp_resnet.model.problem import Problem
+    from ocp_resnet.solvers.solution import Solution
 
 #: Default relative tolerance of the collapse test.
 COLLAPSE_RTOL = 1e-6
@@ -30,7 +35,7 @@ COLLAPSE_RTOL = 1e-6
 _CACHE: dict[tuple, float] = {}
 
 
-def _key(problem: Any, weight_decay: float) -> tuple:
+def _key(problem: Problem, weight_decay: float) -> tuple:
     d = problem.data
     h = hashlib.sha1(np.ascontiguousarray(d.X, dtype=float).tobytes())
     h.update(np.ascontiguousarray(d.y, dtype=np.int64).tobytes())
@@ -38,7 +43,7 @@ def _key(problem: Any, weight_decay: float) -> tuple:
     return (h.hexdigest(), int(d.n_classes), obj.loss, float(obj.label_smoothing), float(weight_decay))
 
 
-def linear_problem(problem: Any) -> Any:
+def linear_problem(problem: Problem) -> Any:
     """The zero-block problem with the head directly on the inputs: a linear classifier."""
     from dataclasses import replace
 
@@ -51,7 +56,7 @@ def linear_problem(problem: Any) -> Any:
     return Problem(spec, replace(obj, gamma=0.0, weight_decay=lam), problem.data)
 
 
-def linear_loss(problem: Any) -> float:
+def linear_loss(problem: Problem) -> float:
     """L_lin: the final loss of the best linear classifier on ``problem``'s data (cached)."""
     from ocp_resnet.solvers import IpoptOptions, solve
 
@@ -69,7 +74,7 @@ def is_collapsed(final_loss: float, linear: float, rtol: float = COLLAPSE_RTOL) 
     return bool(np.isfinite(final_loss) and final_loss >= (1.0 - rtol) * linear)
 
 
-def solution_collapse_record(problem: Any, sol: Any, rtol: float = COLLAPSE_RTOL) -> dict[str, Any]:
+def solution_collapse_record(problem: Problem, sol: Solution, rtol: float = COLLAPSE_RTOL) -> dict[str, Any]:
     """:func:`collapse_record` of a Solution; ``None`` fields for an interrupted one: it is no
     optimum, and the reference is an IPOPT solve of its own, which an interrupted command must
     not wait for (an abandoned IPOPT thread may still be finishing its iteration)."""
@@ -78,7 +83,34 @@ def solution_collapse_record(problem: Any, sol: Any, rtol: float = COLLAPSE_RTOL
     return collapse_record(problem, sol.evaluation.final_loss, rtol)
 
 
-def collapse_record(problem: Any, final_loss: float, rtol: float = COLLAPSE_RTOL) -> dict[str, Any]:
+def narrow_head(spec: ArchSpec, n_classes: int) -> str | None:
+    """Why the network cannot beat a linear classifier whatever its weights, or ``None``.
+
+    With one output per class, the head's C outputs are an affine function of the last state, so
+    their rank is at most the narrowest state's width w. A linear classifier on the d inputs has
+    rank min(C − 1, d), all that C classes need; a network with w < min(C − 1, d) has less at its
+    head than that classifier and seldom ends better than it (collapsed), from any start. The
+    text names the fix.
+    """
+    ranks = head_ranks(spec, n_classes)
+    if ranks is None:
+        return None
+    w, need = ranks
+    return (f"{w} states cannot separate {n_classes} classes linearly at the head (its outputs have rank <= {w}, "
+            f"a linear classifier on the {spec.input_dim} inputs has rank {need}): the network seldom ends better "
+            f"than that classifier; use width >= {need}")
+
+
+def head_ranks(spec: ArchSpec, n_classes: int) -> tuple[int, int] | None:
+    """(narrowest state width w, the rank min(C − 1, d) of a linear classifier) when w is the
+    smaller and the head has one output per class (:func:`narrow_head`), else ``None``."""
+    if spec.n_outputs < 2:  # bce: one output, any width separates two classes
+        return None
+    w, need = min(spec.widths), min(n_classes - 1, spec.input_dim)
+    return (w, need) if w < need else None
+
+
+def collapse_record(problem: Problem, final_loss: float, rtol: float = COLLAPSE_RTOL) -> dict[str, Any]:
     """``{"collapsed", "linear_loss"}`` for ``metrics.json`` and the analysis."""
     lin = linear_loss(problem)
     return {"collapsed": is_collapsed(final_loss, lin, rtol), "linear_loss": lin}

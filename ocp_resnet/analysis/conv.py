@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from ocp_resnet.analysis.blocks import (
     tail_to_head_ratio,
 )
 from ocp_resnet.errors import ValidationError, check_float, check_int
+
+if TYPE_CHECKING:
+    from ocp_resnet.torch.train import Trainer, TrainOptions
 
 
 def is_conv_run(run: Any) -> bool:
@@ -66,7 +69,8 @@ class ConvBlockAnalysis(BlockAnalysis):
 
     def format(self) -> str:
         """A per-block table with training (and validation) stage numbers."""
-        val = self.val_stage_accuracy is not None
+        val_losses, val_accuracy = self.val_stage_losses, self.val_stage_accuracy
+        val = val_accuracy is not None
         head = (f"{'k':>3} {'|w_k|':>10} {'RMS|F_k|':>10} {'rel':>9} {'loss':>11} {'acc':>6}"
                 + (f" {'val loss':>11} {'val acc':>7}" if val else ""))
         lines, van = [head], set(self.vanished)
@@ -77,8 +81,8 @@ class ConvBlockAnalysis(BlockAnalysis):
             else:
                 row += f"{'':>10} {'':>10} {'':>9} "
             row += f"{self.stage_losses[k]:>11.4e} {self.stage_accuracy[k]:>6.3f}"
-            if val:
-                row += f" {self.val_stage_losses[k]:>11.4e} {self.val_stage_accuracy[k]:>7.3f}"
+            if val_losses is not None and val_accuracy is not None:
+                row += f" {val_losses[k]:>11.4e} {val_accuracy[k]:>7.3f}"
             if k == self.n_blocks:
                 row += "  (final)"
             elif self.branches[k] == "none":
@@ -134,7 +138,7 @@ def load_conv_run(run: Any) -> tuple[Any, ConvRunData]:
     if isinstance(run, (str, os.PathLike)):
         run = Run(run)
     if not is_conv_run(run):
-        raise ValidationError(f"{run.path} is not a conv run (train --arch conv)")
+        raise ValidationError(f"{run.path} is not a conv run (a ConvNet trained with ocp_resnet.training)")
     spec = ConvSpec.from_dict(run.config["architecture"])
     obj = ObjectiveSpec.from_dict(run.config["objective"])
     shape = (spec.in_channels, *spec.image_size)
@@ -226,7 +230,10 @@ def prune_conv_network(spec: Any, objective: Any, weights: Mapping[str, Any], bl
     _model(spec, weights)  # checks names and shapes
     stage_of = [s for s, n in enumerate(spec.stage_blocks) for _ in range(n)]
     counts = list(spec.stage_blocks)
-    origin, removed, proj_only, branchless = [], [], [], []
+    origin: list[int] = []  # the old index of each kept block
+    removed: list[int] = []
+    proj_only: list[int] = []
+    branchless: list[int] = []
     for k in range(spec.n_blocks):
         drop = k in cut or not spec.has_branch(k)
         if drop and not spec.has_projection(k):
@@ -298,7 +305,7 @@ def _max_change(a: Any, b: Any, images: np.ndarray, y: np.ndarray, objective: An
 # ------------------------------------------------------------------------------ conv run directories
 def write_conv_run(out: Any, *, config: Mapping[str, Any], spec: Any, objective: Any, weights: Mapping[str, Any],
                    n_classes: int, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray] | None,
-                   status: Any = None, trainer: Any = None, extra_metrics: Mapping[str, Any] | None = None,
+                   status: Any = None, trainer: Trainer | None = None, extra_metrics: Mapping[str, Any] | None = None,
                    extra_files: Any = None, overwrite: bool = False) -> dict[str, Any]:
     """Evaluate conv weights and write their run directory with
     :func:`ocp_resnet.training.write_training_run` (``train --arch conv``'s format); returns the metrics.
@@ -384,8 +391,9 @@ class ConvPruneReport:
 
         speed = self.forward_time_before_s / self.forward_time_after_s if self.forward_time_after_s > 0 else float("nan")
         lines = [
-            f"blocks_before {self.blocks_before}  blocks_after {self.blocks_after}  (removed {self.removed or 'none'}; "
-            f"reduced to projection {self.projection_only or 'none'}{'; forced ' + str(self.forced) if self.forced else ''})",
+            f"blocks_before {self.blocks_before}  blocks_after {self.blocks_after}  (removed {self.removed or 'none'}"
+            f"{f'; reduced to projection {self.projection_only}' if self.projection_only else ''}"
+            f"{f'; forced {self.forced}' if self.forced else ''})",
             f"max output change: train {self.max_output_change_train:.3e}  val "
             + ("n/a" if self.max_output_change_val is None else f"{self.max_output_change_val:.3e}"),
             f"train accuracy {self.train_accuracy_before:.4f} -> {self.train_accuracy_after:.4f}   "
@@ -415,16 +423,16 @@ def prune_conv_run(run_dir: Any, tol: float = DEFAULT_TOL, blocks: Iterable[int]
 
     run, d = load_conv_run(run_dir)
     finetune = check_int("finetune", finetune, 0)
-    if out is None and write:
-        out = Path(str(run.path).rstrip("/") + "-pruned")
     if write:
+        if out is None:
+            out = Path(str(run.path).rstrip("/") + "-pruned")
         check_target(out, overwrite)
     an = analyze_conv(d.spec, d.objective, run.weights, d.n_classes, d.train, d.val, tol)
     cut, forced = _conv_cut(d.spec, an, blocks, force)
     net = prune_conv_network(d.spec, d.objective, run.weights, cut)
     report = _conv_report(d, run.weights, net, an, cut, forced)
     solver = dict(run.config.get("solver", {}))
-    weights, trainer = net.weights, None
+    weights, trainer = net.weights, None  # trainer: set by a fine-tuning
     if finetune:
         opts = train_options(solver, epochs=finetune, progress=False, **({} if lr is None else {"lr": lr}))
         weights, trainer = _finetune(net, d, opts, log)
@@ -432,7 +440,7 @@ def prune_conv_run(run_dir: Any, tol: float = DEFAULT_TOL, blocks: Iterable[int]
     if write:
         report.out = str(out)
         _write_pruned_conv(out, run, d, net, an, forced, finetune, solver, weights, trainer, report, overwrite)
-    elif finetune:
+    elif trainer is not None:  # fine-tuned, not written
         from ocp_resnet.torch.evaluate import conv_evaluation
 
         mt = _model(net.spec, weights)
@@ -455,7 +463,7 @@ def _conv_cut(spec: Any, an: ConvBlockAnalysis, blocks: Iterable[int] | None,
         rel = ", ".join(f"{k} ({an.rel_residual_norms[k]:.2e})" for k in forced)
         raise ValidationError(
             f"blocks {rel} have not vanished (relative RMS residual output > tol {an.tol:g}): pruning them changes the "
-            "network; pass --force to prune them anyway (with --finetune to retrain), or prune only vanished blocks")
+            "network; pass force=True to prune them anyway (with finetune=EPOCHS to retrain), or prune only vanished blocks")
     return cut, forced
 
 
@@ -481,11 +489,12 @@ def _conv_report(d: ConvRunData, weights: Mapping[str, Any], net: PrunedConvNetw
         forward_images=len(bench))
     if not cut:
         report.notes.append(f"no block has vanished at tol {an.tol:g}: the pruned network is the original one "
-                            "(see 'ocp-resnet analyze' for the relative residual norms, or raise --tol)")
+                            f"(see the analysis for the relative residual norms, or use tol > {an.tol:g})")
     return report
 
 
-def _finetune(net: PrunedConvNetwork, d: ConvRunData, opts: Any, log: Any) -> tuple[dict[str, np.ndarray], Any]:
+def _finetune(net: PrunedConvNetwork, d: ConvRunData, opts: TrainOptions,
+              log: Any) -> tuple[dict[str, np.ndarray], Trainer]:
     """Train the pruned conv net with ``opts``; returns (weights, trainer)."""
     from ocp_resnet.torch import Trainer
     from ocp_resnet.torch.train import resolve_dtype
@@ -497,7 +506,7 @@ def _finetune(net: PrunedConvNetwork, d: ConvRunData, opts: Any, log: Any) -> tu
 
 def _write_pruned_conv(out: Any, run: Any, d: ConvRunData, net: PrunedConvNetwork, an: ConvBlockAnalysis,
                        forced: list[int], finetune: int, solver: Mapping[str, Any], weights: Mapping[str, Any],
-                       trainer: Any, report: ConvPruneReport, overwrite: bool) -> None:
+                       trainer: Trainer | None, report: ConvPruneReport, overwrite: bool) -> None:
     """The pruned conv run directory, with ``prune.json`` (the report, fine-tuning included)."""
     config = {**run.config, "command": "prune", "solver": solver, "pruned_from": str(run.path),
               "pruning": {"tol": an.tol, "removed": net.removed, "projection_only": net.projection_only,

@@ -71,7 +71,7 @@ def read_conv_csv(path: Any) -> list[dict[str, Any]]:
     from ocp_resnet.analysis.sweep import read_csv
 
     return read_csv(path, LIST_COLUMNS, ("status", "backend", "run_dir", "stage_blocks", "optimizer"), (),
-                    lambda v: int(v) if v.lstrip("-").isdigit() else float(v), "ocp-resnet sweep --arch conv")
+                    lambda v: int(v) if v.lstrip("-").isdigit() else float(v), "ocp-resnet sweep (conv nets)")
 
 
 def run_conv_sweep(
@@ -101,10 +101,11 @@ def run_conv_sweep(
     seeds = [check_int("seed", s, 0) for s in seeds]
     tol = check_float("vanish tol", tol, 0.0)
     if not gammas or not stage_blocks or not seeds:
-        raise ValidationError("a sweep needs at least one --gamma, one --stage-blocks and one --seeds value")
+        raise ValidationError("a sweep needs at least one value in each of gammas, stage_blocks and seeds")
     out = Path(out)
     if out.exists() and not (resume or overwrite):
-        raise ValidationError(f"{out} already exists: pass --resume to continue that sweep, --overwrite, or another --out")
+        raise ValidationError(f"{out} already exists: pass resume=True to continue that sweep, overwrite=True, "
+                              "or another out=DIR")
     (out / "runs").mkdir(parents=True, exist_ok=True)
     with open(out / "sweep.json", "w") as fh:  # "train": the shared settings; γ, blocks, seed come from the grid
         json.dump({"arch": "conv", "gammas": gammas, "stage_blocks": [list(b) for b in stage_blocks], "seeds": seeds,
@@ -131,6 +132,10 @@ def point_config(config: TrainConfig, gamma: float, stage_blocks: Sequence[int],
     """The :class:`~ocp_resnet.training.TrainConfig` of one grid point: ``config`` with stage weight
     ``gamma``, ``stage_blocks`` and ``seed`` (data, split, initial weights and batch order, as
     ``train --seed``), no progress bar, written to ``run_dir`` (replaced if there)."""
+    from ocp_resnet.training import ConvNet
+
+    if not isinstance(config.network, ConvNet):
+        raise ValidationError(f"a conv sweep needs a ConvNet network, got {type(config.network).__name__}")
     return replace(config, data=replace(config.data, seed=seed),
                    network=replace(config.network, stage_blocks=tuple(stage_blocks)),
                    objective=replace(config.objective, gamma=float(gamma)),
@@ -163,8 +168,8 @@ def _same_settings(rd: Path, config: TrainConfig) -> bool:
     if not f.exists():
         return False
     if json.loads(f.read_text()) != config.to_dict():
-        raise ValidationError(f"{rd} was trained with other settings than this sweep: use the original flags "
-                              "with --resume, or another --out")
+        raise ValidationError(f"{rd} was trained with other settings than this sweep: use the original settings "
+                              "with resume=True, or another out=DIR")
     return True
 
 

@@ -41,7 +41,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,6 +49,9 @@ from ocp_resnet.errors import ValidationError
 from ocp_resnet.model import architecture as arch
 from ocp_resnet.model import objective as objective_mod
 from ocp_resnet.model._ops import NUMPY, TORCH
+
+if TYPE_CHECKING:
+    from ocp_resnet.model.problem import Problem
 
 #: Files ``ocp-resnet analyze RUN --costates`` writes.
 COSTATE_FILES = ("costates.npz", "costates.json", "costates.png")
@@ -177,8 +180,8 @@ def _torch_params(params: Mapping[str, np.ndarray]) -> dict[str, Any]:
             for k, v in params.items()}
 
 
-def _vjp(outputs: Any, grad_outputs: Any, x: Any, P: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(∂out/∂x)ᵀ v per sample, and Σ_i (∂out/∂θ)ᵀ v for every parameter θ (zeros if unused)."""
+def _vjp(outputs: Any, grad_outputs: Any, x: Any, P: Mapping[str, Any]) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+    """(∂out/∂x)ᵀ v per sample (None without ``x``), and Σ_i (∂out/∂θ)ᵀ v for every parameter θ (zeros if unused)."""
     import torch
 
     names = list(P)
@@ -200,10 +203,11 @@ def _step(spec: arch.ArchSpec, k: int, P: Mapping[str, Any], x: np.ndarray, p_ne
     xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
     fk = arch.block(spec, k, P, xt, TORCH)
     gx, gp = _vjp(fk, torch.as_tensor(p_next, dtype=torch.float64), xt, P)
+    assert gx is not None  # x was given
     return direct + gx, gp
 
 
-def _multiplier_layers(problem: Any, lam_g: np.ndarray) -> list[np.ndarray]:
+def _multiplier_layers(problem: Problem, lam_g: np.ndarray) -> list[np.ndarray]:
     """n · lam_g split into P_1..P_N, each (d_k, n)."""
     widths = problem.spec.widths
     n, ns = problem.n_samples, sum(widths[1:])
@@ -221,7 +225,7 @@ def _multiplier_layers(problem: Any, lam_g: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def _read_multipliers(problem: Any, w_flat: np.ndarray, multipliers: Any) -> np.ndarray:
+def _read_multipliers(problem: Problem, w_flat: np.ndarray, multipliers: Any) -> np.ndarray:
     """lam_g of a Solution, a ``Run.multipliers()`` dict or a bare array, checked against ``w``."""
     if isinstance(multipliers, Mapping):
         method, lam_g, x = multipliers.get("method"), multipliers.get("lam_g"), multipliers.get("x")
@@ -243,7 +247,7 @@ def _read_multipliers(problem: Any, w_flat: np.ndarray, multipliers: Any) -> np.
     return np.asarray(lam_g, dtype=float)
 
 
-def costates(problem: Any, w: np.ndarray | Mapping[str, Any], multipliers: Any = None) -> Costates:
+def costates(problem: Problem, w: np.ndarray | Mapping[str, Any], multipliers: Any = None) -> Costates:
     """Costates p_0..p_N of ``problem`` at weights ``w`` by the backward recursion.
 
     ``multipliers``: a multiple-shooting :class:`~ocp_resnet.solvers.solution.Solution`, the dict of
@@ -270,9 +274,9 @@ def costates(problem: Any, w: np.ndarray | Mapping[str, Any], multipliers: Any =
         names = list(P)
         gs = torch.autograd.grad(cost.sum(), xt + [P[k] for k in names], allow_unused=True)
         direct = [g.detach().numpy() if g is not None else np.zeros_like(x) for g, x in zip(gs[: N + 1], xs)]
-        for k, g in zip(names, gs[N + 1:]):
-            if g is not None:
-                grad[k] += g.detach().numpy()
+        for name, g_theta in zip(names, gs[N + 1:]):
+            if g_theta is not None:
+                grad[name] += g_theta.detach().numpy()
 
     p: list[np.ndarray] = [np.zeros(0)] * (N + 1)
     p[N] = direct[N]
@@ -334,7 +338,7 @@ def check_costates_target(directory: str | os.PathLike, overwrite: bool = False)
     clash = [f for f in COSTATE_FILES if (d / f).exists()]
     if clash and not overwrite:
         raise ValidationError(
-            f"{d} already has {', '.join(clash)}: pass --overwrite to replace them, or --plot-dir DIR to write elsewhere"
+            f"{d} already has {', '.join(clash)}: pass overwrite=True to replace them, or another directory=DIR"
         )
     return d
 
@@ -353,7 +357,8 @@ def write_costates(result: Costates, directory: str | os.PathLike, overwrite: bo
     d.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".costates.tmp-", dir=d))
     try:
-        np.savez(tmp / "costates.npz", **result.arrays())
+        # numpy's stub lets a ** mapping fill savez's allow_pickle (bool) too, so any str-keyed dict fails it
+        np.savez(tmp / "costates.npz", **result.arrays())  # type: ignore[arg-type]
         dump_json(tmp / "costates.json", result.to_dict())
         plot_costates(result, tmp / "costates.png", title=title)
         paths = []
@@ -365,7 +370,7 @@ def write_costates(result: Costates, directory: str | os.PathLike, overwrite: bo
     return paths
 
 
-def tail_cost(problem: Any, w: np.ndarray | Mapping[str, Any], k: int, x_k: np.ndarray) -> np.ndarray:
+def tail_cost(problem: Problem, w: np.ndarray | Mapping[str, Any], k: int, x_k: np.ndarray) -> np.ndarray:
     """Σ_{j=k}^{N} γ_j ℓ(ŷ_j^i) per sample (1, n) when the layer-k states are ``x_k`` (numpy).
 
     The function whose gradient in x_k is p_k: the tests difference it.

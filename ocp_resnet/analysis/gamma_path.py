@@ -36,7 +36,7 @@ COLUMNS = ("gamma", "objective", "final_loss", "train_accuracy", "val_accuracy",
            "recommended_depth", "collapsed", "iterations", "status", "solve_time_s", "rel_block_norms", "run_dir")
 
 
-def with_gamma(problem: Any, gamma: float) -> Any:
+def with_gamma(problem: Problem, gamma: float) -> Any:
     """``problem`` with one stage weight γ for every stage."""
     from ocp_resnet.model.problem import Problem
 
@@ -47,7 +47,7 @@ def check_gammas(gammas: Iterable[float]) -> list[float]:
     """The γ values as floats ≥ 0 (at least one)."""
     gammas = [check_float("gamma", g, 0.0) for g in gammas]
     if not gammas:
-        raise ValidationError("a γ path needs at least one γ, e.g. --gammas 0,0.03,0.1,0.3,1")
+        raise ValidationError("a γ path needs at least one γ, e.g. gammas=[0, 0.03, 0.1, 0.3, 1]")
     return gammas
 
 
@@ -185,7 +185,7 @@ def run_path(
 
     gammas = check_gammas(gammas)
     if len(set(gammas)) != len(gammas):
-        raise ValidationError("--gammas lists a value twice: every point of a path gets its own run directory")
+        raise ValidationError("gammas lists a value twice: every point of a path gets its own run directory")
     pr = _PathRun(Path(out), solver or make_solver(), init, check_int("init seed", seed, 0),
                   check_int("restarts", restarts, 1), warm_start, check_float("vanishing tol", tol, 0.0), val, config)
     pr.out = check_target(out, overwrite)  # every input is checked before anything is written
@@ -222,7 +222,7 @@ def _start(pr: _PathRun, gammas: Sequence[float]) -> None:
                   fh, indent=2, default=str)
 
 
-def _write_point(pr: _PathRun, g: float, problem: Any, sol: Any, records: list, an: Any,
+def _write_point(pr: _PathRun, g: float, problem: Problem, sol: Solution, records: list, an: Any,
                  previous: float | None) -> dict[str, Any]:
     """Write one point's run directory; returns its ``path.csv`` row (``previous``: the γ before it)."""
     from ocp_resnet.analysis.restarts import solution_metrics

@@ -21,7 +21,7 @@ from ocp_resnet.errors import ValidationError
 from ocp_resnet.model import architecture as arch
 from ocp_resnet.model.objective import ObjectiveSpec
 from ocp_resnet.model.problem import Problem
-from ocp_resnet.solvers import Solver, TorchSolver
+from ocp_resnet.solvers import Backend, Solver, TorchSolver
 from ocp_resnet.solvers.factory import solver_from_record
 
 
@@ -75,7 +75,7 @@ def prune_network(
     return PrunedNetwork(new_spec, new_obj, new_params, removed, proj_only, origin)
 
 
-def prune_problem(problem: Any, weights: Mapping[str, Any] | np.ndarray, blocks: Iterable[int]) -> tuple[Any, PrunedNetwork]:
+def prune_problem(problem: Problem, weights: Mapping[str, Any] | np.ndarray, blocks: Iterable[int]) -> tuple[Any, PrunedNetwork]:
     """The pruned :class:`~ocp_resnet.model.problem.Problem` (same data) and the pruned network."""
     from ocp_resnet.model.problem import Problem
 
@@ -83,7 +83,7 @@ def prune_problem(problem: Any, weights: Mapping[str, Any] | np.ndarray, blocks:
     return Problem(net.spec, net.objective, problem.data), net
 
 
-def max_output_change(problem: Any, weights: Any, pruned_problem: Any, pruned_weights: Any) -> float:
+def max_output_change(problem: Problem, weights: Any, pruned_problem: Problem, pruned_weights: Any) -> float:
     """max_i,j |ŷ_N(pruned) − ŷ_N(original)| over the problem's data."""
     a = problem.stage_outputs(weights)[-1]
     b = pruned_problem.stage_outputs(pruned_weights)[-1]
@@ -118,7 +118,8 @@ class PruneReport:
         """The report as text lines."""
         lines = [
             f"blocks_before {self.blocks_before}  blocks_after {self.blocks_after}  "
-            f"(removed {self.removed or 'none'}; reduced to projection {self.projection_only or 'none'})",
+            f"(removed {self.removed or 'none'}"
+            f"{f'; reduced to projection {self.projection_only}' if self.projection_only else ''})",
             f"objective_before {self.objective_before:.10g}  objective_after {self.objective_after:.10g}",
             f"accuracy_before {self.accuracy_before:.4f}  accuracy_after {self.accuracy_after:.4f}",
             f"final_loss_before {self.final_loss_before:.6g}  final_loss_after {self.final_loss_after:.6g}",
@@ -157,7 +158,7 @@ class Resolved:
     files: dict[str, Any] = field(default_factory=dict)
 
 
-def _info(backend: str, method: str, status: str, objective: float, accuracy: float, grad_norm: Any,
+def _info(backend: Backend, method: str, status: str, objective: float, accuracy: float, grad_norm: Any,
           iterations: int, time_s: float, **message: str) -> dict[str, Any]:
     """The ``resolve`` entry of the report (``message``: the status message, IPOPT only)."""
     return {"backend": backend, "method": method, "status": status, **message, "objective": objective,
@@ -190,14 +191,14 @@ def _resolve(pruned: Any, weights: Mapping[str, Any], backend: str, solver: Mapp
     """Re-solve the pruned network with the back-end and options the run was solved with."""
     if backend == "torch" and not torch_available():
         raise ValidationError(
-            "--resolve of a torch run needs the torch back-end (ocp_resnet.torch), which is not "
-            "installed here; prune without --resolve, or re-solve the pruned run with "
-            "'ocp-resnet solve --init PRUNED_RUN_DIR' and matching flags"
+            "resolve=True on a torch run needs the torch back-end (ocp_resnet.torch), which is not "
+            "installed here; prune with resolve=False, or re-solve the pruned run with IPOPT "
+            "(init=PRUNED_RUN_DIR and the run's problem settings)"
         )
     return _resolve_with(pruned, weights, resolve_solver(backend, solver), log)
 
 
-def prune_report(problem: Any, w: Mapping[str, Any], an: Any, pruned: Any, net: PrunedNetwork) -> PruneReport:
+def prune_report(problem: Problem, w: Mapping[str, Any], an: Any, pruned: Any, net: PrunedNetwork) -> PruneReport:
     """The report of pruning ``net`` out of ``problem`` (weights ``w``, analysis ``an``), with its notes."""
     from ocp_resnet.model.evaluation import evaluate
 
@@ -211,7 +212,7 @@ def prune_report(problem: Any, w: Mapping[str, Any], an: Any, pruned: Any, net: 
     )
     if not an.vanished:
         report.notes.append(f"no block has vanished at tol {an.tol:g}: the pruned network is the original one "
-                            "(see 'ocp-resnet analyze' for the relative norms, or raise --tol)")
+                            f"(see the analysis for the relative norms, or use tol > {an.tol:g})")
     if any(g > 0 for g in problem.objective.stage_weights(problem.spec.n_blocks)[:-1]) and net.removed:
         report.notes.append(
             "objective_after has fewer stage-cost terms (one per remaining block), so it is lower than "
@@ -238,9 +239,9 @@ def prune_run(
     run = Run(run_dir)
     problem, _ = run_problem(run)
     backend = str(run.config.get("solver", {}).get("backend", "casadi"))
-    if out is None and write:
-        out = Path(str(run.path).rstrip("/") + "-pruned")
     if write:
+        if out is None:
+            out = Path(str(run.path).rstrip("/") + "-pruned")
         check_target(out, overwrite)
     w = problem.params(run.weights)
     an = analyze(problem, w, tol)
@@ -257,7 +258,7 @@ def prune_run(
     return report, pruned, final_w
 
 
-def _write_pruned(out: Any, run: Any, problem: Any, net: PrunedNetwork, an: Any, report: PruneReport,
+def _write_pruned(out: Any, run: Any, problem: Problem, net: PrunedNetwork, an: Any, report: PruneReport,
                   final_w: Mapping[str, Any], pruned: Any, done: Resolved | None, backend: str,
                   overwrite: bool) -> None:
     """The pruned run directory: the original config with the pruned network, and its metrics."""

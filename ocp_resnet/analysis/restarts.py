@@ -25,7 +25,7 @@ from ocp_resnet.status import Status
 class RestartRecord:
     """One restart: its init seed, objective, status and vanished blocks."""
 
-    init_seed: int
+    init_seed: int | None  # None: a warm start
     objective: float
     status: str  # a Status value
     vanished: list[int]
@@ -37,7 +37,7 @@ class RestartRecord:
         return dict(self.__dict__)
 
 
-def record(problem: Any, init_seed: int | None, sol: Any, tol: float = DEFAULT_TOL) -> RestartRecord:
+def record(problem: Problem, init_seed: int | None, sol: Solution, tol: float = DEFAULT_TOL) -> RestartRecord:
     """The record of one solve (``init_seed`` None: a warm start)."""
     from ocp_resnet.analysis.collapse import collapse_record
 
@@ -73,7 +73,7 @@ def best_index(solutions: Sequence[Any]) -> int:
 
 
 def solve_restarts(
-    problem: Any,
+    problem: Problem,
     seeds: Iterable[int],
     solver: Solver | None = None,
     tol: float = DEFAULT_TOL,
@@ -118,7 +118,7 @@ def restart_metrics(records: Sequence[RestartRecord]) -> dict[str, Any]:
     return {"restarts": [r.to_dict() for r in records]} if records else {}
 
 
-def solution_metrics(problem: Any, sol: Any, records: Sequence[RestartRecord] = (), val: Any = None,
+def solution_metrics(problem: Problem, sol: Solution, records: Sequence[RestartRecord] = (), val: Any = None,
                      analysis: Any = None, tol: float = DEFAULT_TOL) -> dict[str, Any]:
     """What ``metrics.json`` adds to a solution's own record: ``vanished``, ``recommended_depth``,
     ``collapsed``/``linear_loss``, ``restarts`` and the ``val_*`` numbers of held-out data ``val``.

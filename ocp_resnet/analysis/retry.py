@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ocp_resnet.analysis.collapse import head_ranks
 from ocp_resnet.errors import check_int
 from ocp_resnet.model.problem import Problem
 from ocp_resnet.solvers import Backend, Init, Log, Solution, Solver, make_solver
@@ -66,6 +67,13 @@ class RetryOnCollapse:
         attempts = [self._attempt(init, seed, sol, rec)]
         tried = [sol]
         j = 0
+        ranks = head_ranks(problem.spec, problem.data.n_classes)
+        if rec["collapsed"] and ranks is not None:  # a limit of the architecture, not of the start (narrow_head)
+            if log is not None:
+                log(f"collapsed: final loss {sol.evaluation.final_loss:.6g} is the best linear classifier's "
+                    f"({rec['linear_loss']:.6g}); no retries: with width < {ranks[1]} for "
+                    f"{problem.data.n_classes} classes fresh starts seldom do better")
+            return sol
         while rec["collapsed"] and j < self.retries:
             j += 1
             s = seed + j * RETRY_SEED_STRIDE

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from ocp_resnet.model import architecture as arch
 from ocp_resnet.solvers import Solver
 from ocp_resnet.solvers.factory import BACKENDS, solver_from_record, sweep_record
 from ocp_resnet.status import Status
+
+if TYPE_CHECKING:
+    from ocp_resnet.model.problem import Problem
 
 #: Columns of ``sweep.csv`` (lists are ';'-joined).
 COLUMNS = (
@@ -39,7 +42,7 @@ def grid_problem(base: Any, gamma: float, n_blocks: int) -> Any:
 
     spec = base.spec
     if len(set(spec.widths)) != 1:
-        raise ValidationError("a depth sweep needs one state width (no projections): give --width as one number")
+        raise ValidationError("a depth sweep needs one state width (no projections): give width as one number")
     blk = spec.blocks[0] if spec.blocks else arch.BlockSpec(spec.stem_width)
     new_spec = replace(spec, blocks=tuple(arch.BlockSpec(spec.stem_width, blk.branch, blk.hidden) for _ in range(n_blocks)))
     return Problem(new_spec, replace(base.objective, gamma=float(gamma)), base.data)
@@ -112,7 +115,7 @@ def row_from_run(run_dir: str | os.PathLike, gamma: float, n_blocks: int, seed: 
     return point_row(run.problem(), run.weights, run.metrics, gamma, n_blocks, seed, backend, run_dir, tol)
 
 
-def point_row(problem: Any, weights: Mapping[str, Any], metrics: Mapping[str, Any], gamma: float, n_blocks: int,
+def point_row(problem: Problem, weights: Mapping[str, Any], metrics: Mapping[str, Any], gamma: float, n_blocks: int,
               seed: int, backend: str, run_dir: str | os.PathLike, tol: float = DEFAULT_TOL) -> dict[str, Any]:
     """The ``sweep.csv`` row of one solved grid point (its problem, weights and ``metrics.json`` record)."""
     an = analyze(problem, weights, tol)
@@ -130,7 +133,7 @@ def point_row(problem: Any, weights: Mapping[str, Any], metrics: Mapping[str, An
     }
 
 
-def _check_same(run_dir: Path, problem: Any) -> None:
+def _check_same(run_dir: Path, problem: Problem) -> None:
     """A resumed run must be of the same problem (architecture, objective, data size)."""
     from ocp_resnet.runs import Run
 
@@ -139,8 +142,8 @@ def _check_same(run_dir: Path, problem: Any) -> None:
     if (old.spec.to_dict() != problem.spec.to_dict() or old.objective.to_dict() != problem.objective.to_dict()
             or old.data.X.shape != problem.data.X.shape or not np.array_equal(old.data.X, problem.data.X)):
         raise ValidationError(
-            f"{run_dir} was solved with other problem flags than this sweep: use the original flags "
-            "with --resume, or another --out"
+            f"{run_dir} was solved with another problem than this sweep: use the original problem "
+            "with resume=True, or another out=DIR"
         )
 
 
@@ -154,7 +157,7 @@ def sweep_solver(backend: str | None, solver: Solver | Mapping[str, Any] | None)
     return solver_from_record(solver, "casadi" if backend is None else backend)
 
 
-def _solve_point(problem: Any, seed: int, solver: Solver, log: Any,
+def _solve_point(problem: Problem, seed: int, solver: Solver, log: Any,
                  restarts: int = 1) -> tuple[dict, dict, dict]:
     """Solve one grid point; returns (weights, metrics, stats). ``restarts`` K > 1 (IPOPT): the best
     of init seeds seed..seed+K-1, recorded in ``metrics["restarts"]``."""
@@ -170,7 +173,7 @@ def _solve_point(problem: Any, seed: int, solver: Solver, log: Any,
     return sol.weights, metrics, sol.stats
 
 
-def _solve_task(problem: Any, seed: int, solver: Solver, restarts: int = 1,
+def _solve_task(problem: Problem, seed: int, solver: Solver, restarts: int = 1,
                 val: Any = None) -> tuple[dict, dict, dict, float]:
     """One grid point as a task for :mod:`ocp_resnet.parallel` (any process): (weights, metrics, stats, wall s).
     ``val``: held-out data whose per-stage losses/accuracies join the metrics."""
@@ -249,7 +252,7 @@ def run_sweep(
     blocks = [check_int("blocks", n, 1) for n in blocks]
     seeds = [check_int("seed", s, 0) for s in seeds]
     if not gammas or not blocks or not seeds:
-        raise ValidationError("a sweep needs at least one --gamma, one --blocks and one --seeds value")
+        raise ValidationError("a sweep needs at least one value in each of gammas, blocks and seeds")
     if backend is not None:
         check_choice("backend", backend, BACKENDS)
     restarts = check_int("restarts", restarts, 1)
@@ -258,8 +261,8 @@ def run_sweep(
         raise ValidationError("restarts are for the IPOPT back-end: list more seeds with the torch back-end")
     sw = _Sweep(Path(out), solver, tol, config, val, log)
     if sw.out.exists() and not (resume or overwrite):
-        raise ValidationError(f"{out} already exists: pass --resume to continue that sweep, --overwrite, "
-                              "or another --out")
+        raise ValidationError(f"{out} already exists: pass resume=True to continue that sweep, overwrite=True, "
+                              "or another out=DIR")
     grid = [(g, n, s) for g in gammas for n in blocks for s in seeds]
     problems = [grid_problem(base, g, n) for g, n, _ in grid]
     done = [resume and finished_point(sw.run_dir(*p)) for p in grid]
@@ -283,21 +286,21 @@ def _collect(sw: _Sweep, grid: Sequence[tuple], problems: Sequence[Any], done: S
     for i, (g, n, s) in enumerate(grid, 1):
         row = _sweep_point(sw, problems[i - 1], g, n, s, done[i - 1], results)
         if row is None:  # Ctrl-C between points: the finished ones are written, --resume continues
-            sw.say(f"[{i}/{len(grid)}] interrupted: stopping the sweep; continue with --resume")
+            sw.say(f"[{i}/{len(grid)}] interrupted: stopping the sweep; continue with resume=True")
             raise KeyboardInterrupt
         rows.append(row)
         write_csv(sw.out / "sweep.csv", rows)
         if row["status"] == Status.INTERRUPTED.value:
             # Ctrl-C stops the whole sweep: the point keeps its last iterate, sweep.csv holds
             # what is done, and --resume re-runs the interrupted point.
-            sw.say(f"[{i}/{len(grid)}] interrupted: stopping the sweep; continue with --resume")
+            sw.say(f"[{i}/{len(grid)}] interrupted: stopping the sweep; continue with resume=True")
             raise KeyboardInterrupt
         sw.say(f"[{i}/{len(grid)}] gamma {g:g} N {n} seed {s}: {row['status']}, J {row['objective']:.6g}, "
                f"vanished {row['n_vanished']}/{n}, tail/head {row['tail_to_head']:.2e}, {row['time_s']:.1f}s")
     return rows
 
 
-def _sweep_point(sw: _Sweep, problem: Any, g: float, n: int, s: int, done: bool,
+def _sweep_point(sw: _Sweep, problem: Problem, g: float, n: int, s: int, done: bool,
                  results: Iterator) -> dict[str, Any] | None:
     """The row of one grid point: read back (``done``) or the next result, written as a run directory."""
     from ocp_resnet.runs import write_run

@@ -18,7 +18,15 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from ocp_resnet.cli._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exit_code  # noqa: F401 (the CLI's codes)
+from ocp_resnet.cli._common import (  # noqa: F401 (the CLI's codes)
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    exit_code,
+    flags,
+    set_command,
+)
 from ocp_resnet.errors import ValidationError
 
 #: Sub-command modules, in the order ``--help`` lists them.
@@ -56,8 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    """The exception's message on one line, API argument names replaced by the command's flags."""
+    return flags(" ".join(str(exc).split())) or type(exc).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # imported; a user's own OMP_NUM_THREADS wins.
         os.environ.setdefault("OMP_NUM_THREADS", "1")
     debug = bool(getattr(args, "debug", False))
+    # library messages name API arguments; flags() names this command's flags (or another command's)
+    set_command(args.command, {name: set(p._option_string_actions) for name, p in _subparsers(parser).items()})
     prefix = f"ocp-resnet {args.command}: error:"
     try:
         return int(args.func(args) or 0)

@@ -3,6 +3,8 @@ parsing, exit codes, tables and printing."""
 from __future__ import annotations
 
 import argparse
+import functools
+import re
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +12,11 @@ from ocp_resnet.errors import ValidationError
 from ocp_resnet.status import Status
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ocp_resnet.model.problem import Problem
     from ocp_resnet.solvers import IpoptSolver
+    from ocp_resnet.training import DataSource
 
 #: Defaults of a bare ``ocp-resnet solve``: the embedded two spirals, small enough to solve in
 #: seconds, with stage costs on, so the table shows trailing blocks vanishing (docs/theory.md).
@@ -30,6 +36,88 @@ DEFAULTS = dict(
 
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# ------------------------------------------------------------------ library messages in flags
+#: API argument name → the CLI flag that sets it, for the messages the library writes (they name
+#: API arguments: ``width >= 64``, ``stem='linear'``, ``max_iter``). A dict value differs per
+#: sub-command (``None``: every other one; none: left as is). tests/test_messages.py checks every flag exists.
+FLAGS: dict[str, str | dict[str | None, str]] = {
+    "activation": "--activation", "amp": "--amp", "backend": "--backend", "batch_size": "--batch-size",
+    "blocks": "--blocks", "branch": "--branch", "channels": "--channels", "checkpoint_every": "--checkpoint-every",
+    "dataset": "--dataset", "device": "--device", "dim": "--dim", "directory": {"analyze": "--plot-dir"},
+    "dtype": "--dtype", "epochs": "--epochs", "finetune": "--finetune", "force": "--force", "gamma": "--gamma",
+    "gammas": {"path": "--gammas", None: "--gamma"}, "hessian": "--hessian", "hidden": "--hidden",
+    "init": "--init", "init_seed": "--init-seed", "jobs": "--jobs", "label_smoothing": "--label-smoothing",
+    "loss": "--loss", "lr": "--lr", "max_iter": "--max-iter", "n_samples": "--n-samples", "out": "--out",
+    "overwrite": "--overwrite", "plot_dir": "--plot-dir", "resolve": "--resolve", "restarts": "--restarts",
+    "resume": "--resume", "schedule": "--schedule", "scheduler": "--scheduler", "seed": "--seed", "seeds": "--seeds",
+    "stage_blocks": "--stage-blocks", "standardize": "--standardize", "stem": "--stem", "step": "--step",
+    "threads": "--threads", "tol": {"analyze": "--vanish-tol", "prune": "--vanish-tol", None: "--tol"},
+    "val_fraction": "--val-fraction", "vanish_tol": "--vanish-tol", "weight_decay": "--weight-decay",
+    "width": "--width",
+}
+
+_command: str | None = None  # the running sub-command, for the per-command entries of FLAGS
+_options: dict[str, set[str]] = {}  # every sub-command's flags, in --help order
+
+
+def set_command(command: str | None, options: dict[str, set[str]] | None = None) -> None:
+    """Make :func:`flags` use ``command``'s entries of :data:`FLAGS`; with ``options`` (each
+    sub-command's flags) a flag the command lacks is named with the command that has it
+    (``ocp-resnet solve --init RUN_DIR`` in ``train``'s output). ``main`` calls it."""
+    global _command, _options
+    _command, _options = command, dict(options or {})
+
+
+def _flag(name: str, command: str | None) -> str | None:
+    f = FLAGS[name]
+    flag = f if isinstance(f, str) else f.get(command, f.get(None))
+    if flag is None or command is None or command != _command or not _options or flag in _options.get(command, ()):
+        return flag
+    other = next((c for c, opts in _options.items() if flag in opts), None)
+    return f"ocp-resnet {other} {flag}" if other else flag
+
+
+_NAME = "|".join(sorted(FLAGS, key=len, reverse=True))
+_BEFORE = r"(?<![\w\-.'\"/])"  # not inside an identifier, a path, a quoted key, or a flag already
+#: (pattern, how the value follows the flag): group 1 is the API name, group "v" the value if any.
+_RULES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(_BEFORE + rf"({_NAME})=True\b"), ""),  # overwrite=True -> --overwrite
+    (re.compile(_BEFORE + rf"({_NAME})=(['\"])(?P<v>.*?)\2"), " "),  # stem='linear' -> --stem linear
+    (re.compile(_BEFORE + rf"({_NAME})=\[(?P<v>[^\]]*)\]"), "list"),  # width=[2, 4] -> --width 2,4
+    # ipopt={'max_wall_time': SECONDS} -> --ipopt max_wall_time=SECONDS
+    (re.compile(r"(?<![\w\-])(ipopt)=\{'(?P<v>\w+)': (?P<w>[^}]+)\}"), "ipopt"),
+    (re.compile(_BEFORE + rf"({_NAME})=(?P<v>[\w.+\-/]+)"), " "),  # init=RUN_DIR -> --init RUN_DIR
+    (re.compile(_BEFORE + rf"({_NAME})(?= (?:>=|<=|>|<|==|!=) )"), ""),  # width >= 64 -> --width >= 64
+    (re.compile(rf"(?:^|(?<=[:;] ))({_NAME})(?= must\b)"), ""),  # "threads must be >= 1" opening a clause
+    # a bare name with an underscore is unambiguous (max_iter); one before ':' or ',' is a status value
+    (re.compile(_BEFORE + rf"({'|'.join(n for n in FLAGS if '_' in n)})(?![\w\-=:,])"), ""),
+]
+
+
+def _rewrite(m: re.Match[str], how: str, command: str | None) -> str:
+    """One match of a rule of :data:`_RULES` in the command's flags."""
+    if how == "ipopt":
+        return f"--ipopt {m.group('v')}={m.group('w')}"
+    flag = _flag(m.group(1), command)
+    if flag is None:  # an argument this command has no flag for
+        return m.group(0)
+    if how == "list":  # width=[2, 4] -> --width 2,4
+        return f"{flag} {','.join(v.strip().strip(chr(39)) for v in m.group('v').split(','))}"
+    return flag + (how + m.group("v") if how else "")
+
+
+def flags(text: str, command: str | None = None) -> str:
+    """A library message with CLI flags for API arguments (:data:`FLAGS`): ``width >= 64`` →
+    ``--width >= 64``, ``stem='linear'`` → ``--stem linear``, ``overwrite=True`` → ``--overwrite``,
+    ``init=RUN_DIR`` → ``--init RUN_DIR``, ``max_iter`` → ``--max-iter``,
+    ``ipopt={'max_wall_time': SECONDS}`` → ``--ipopt max_wall_time=SECONDS``; the rest is unchanged.
+    ``command`` picks per-command flags (default: the running one, :func:`set_command`)."""
+    command = _command if command is None else command
+
+    for rx, how in _RULES:
+        text = rx.sub(functools.partial(_rewrite, how=how, command=command), text)
+    return text
 
 
 def exit_code(status: Status | str, *, training: bool = False) -> int:
@@ -104,7 +192,7 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
 
 
-def data_source(args: argparse.Namespace):
+def data_source(args: argparse.Namespace) -> DataSource:
     """The :class:`~ocp_resnet.training.DataSource` of the data flags."""
     from ocp_resnet.training import DataSource
 
@@ -117,7 +205,7 @@ def data_config(args: argparse.Namespace) -> dict[str, Any]:
     return data_source(args).to_dict()
 
 
-def problem_from_args(args: argparse.Namespace):
+def problem_from_args(args: argparse.Namespace) -> Problem:
     """Build the (validated) Problem the flags describe."""
     from ocp_resnet.model.problem import Problem
 
@@ -156,17 +244,18 @@ def format_table(metrics: dict[str, Any]) -> str:
 
 
 def echo(msg: str = "", quiet: bool = False) -> None:
-    """Print a progress line (flushed) unless ``quiet``."""
+    """Print a progress line (flushed) unless ``quiet``; the library's log lines name API
+    arguments, so they are printed with the command's flags (:func:`flags`)."""
     if not quiet:
-        print(msg, flush=True)
+        print(flags(msg), flush=True)
 
 
 def warn(msg: str) -> None:
-    """One line on stderr."""
-    print(msg, file=sys.stderr, flush=True)
+    """One line on stderr, with the command's flags for API arguments (:func:`flags`)."""
+    print(flags(msg), file=sys.stderr, flush=True)
 
 
-def run_config(args: argparse.Namespace, problem, command: str, solver: dict[str, Any]) -> dict[str, Any]:
+def run_config(args: argparse.Namespace, problem: Problem, command: str, solver: dict[str, Any]) -> dict[str, Any]:
     """The full resolved configuration written to ``config.json`` (one schema for all commands)."""
     return {
         "command": command,
@@ -178,7 +267,7 @@ def run_config(args: argparse.Namespace, problem, command: str, solver: dict[str
     }
 
 
-def output_dir(args: argparse.Namespace, label: str):
+def output_dir(args: argparse.Namespace, label: str) -> Path:
     """The run directory to write, checked before any work so a clash costs nothing."""
     from ocp_resnet.runs import check_target, default_run_dir
 
@@ -227,15 +316,28 @@ def init_seed(args: argparse.Namespace) -> int:
     return check_int("--init-seed", args.seed if args.init_seed is None else args.init_seed, 0)
 
 
-def split_problem(args: argparse.Namespace, problem: Any) -> tuple[Any, Any]:
+def split_problem(args: argparse.Namespace, problem: Problem) -> tuple[Any, Any]:
     """(training problem, validation Dataset or None) per ``--val-fraction``."""
     from ocp_resnet.solving import split_problem as split
 
     return split(problem, getattr(args, "val_fraction", None), seed=args.seed)
 
 
-def report(metrics: dict[str, Any]) -> None:
-    """Print restarts, held-out table and collapse warning after the solve table."""
+def warn_narrow(problem: Any) -> str | None:
+    """Warn, before a solve, when the head has too few states for the classes
+    (:func:`~ocp_resnet.analysis.collapse.narrow_head`): no start and no iteration count fixes
+    that. Returns the reason, for :func:`report`'s collapse hint."""
+    from ocp_resnet.analysis.collapse import narrow_head
+
+    narrow = narrow_head(problem.spec, problem.data.n_classes)
+    if narrow:
+        warn(f"warning: {narrow}")
+    return narrow
+
+
+def report(metrics: dict[str, Any], narrow: str | None = None) -> None:
+    """Print restarts, held-out table and collapse warning after the solve table; ``narrow``
+    (:func:`~ocp_resnet.analysis.collapse.narrow_head`) is named as the collapse's cause."""
     if metrics.get("restarts"):
         best = min(metrics["restarts"], key=lambda r: (not Status(r["status"]).success, r["objective"]))
         def seed(r: dict, name: str = "seed") -> str:
@@ -249,10 +351,12 @@ def report(metrics: dict[str, Any]) -> None:
         from ocp_resnet.data.validation import format_val_table
 
         print(format_val_table(metrics))
-    if metrics.get("collapsed"):
+    if not metrics.get("block_norms"):  # no blocks: nothing vanishes, and it is its own linear classifier
+        print(f"a linear model (--blocks 0): final loss {metrics['final_loss']:.6g}")
+    elif metrics.get("collapsed"):
+        fix = f"cause: {narrow}" if narrow else "try --restarts 4, or ocp-resnet path"
         warn(f"collapsed: final loss {metrics['final_loss']:.6g} is no better than the best linear classifier's "
-             f"{metrics['linear_loss']:.6g}: the small blocks are not a depth recommendation "
-             "(try --restarts 4, or ocp-resnet path)")
+             f"{metrics['linear_loss']:.6g}: the small blocks are not a depth recommendation ({fix})")
 
 
 def ipopt_solver(args: argparse.Namespace) -> IpoptSolver:

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from ocp_resnet.cli import _common as c
 
 
-def register(sub) -> argparse.ArgumentParser:
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``analyze`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     p = sub.add_parser(
         "analyze", help="vanishing-block analysis of a run directory (either back-end)",
@@ -36,29 +37,32 @@ def run(args: argparse.Namespace) -> int:
     from ocp_resnet.runs import Run
 
     run_ = Run(args.run_dir)
-    from ocp_resnet.analysis.blocks import verdict
+    from ocp_resnet.analysis.blocks import BlockAnalysis, verdict
     from ocp_resnet.analysis.conv import analyze_conv_run, is_conv_run
 
     if args.costates:  # refuse a clash before any work
         from ocp_resnet.analysis.costates import check_costates_target
 
         check_costates_target(args.plot_dir or run_.path, args.overwrite)
+    an: BlockAnalysis  # a ConvBlockAnalysis for conv runs
     if is_conv_run(run_):  # vanishing by RMS residual output; train and validation stage numbers
         an = analyze_conv_run(run_, args.vanish_tol, loss_rtol=args.loss_rtol)
-        col: dict = {}  # the linear-classifier reference is computed for IPOPT problems only
+        col: dict[str, Any] = {}  # the linear-classifier reference is computed for IPOPT problems only
+        narrow = None
     else:
-        from ocp_resnet.analysis.collapse import collapse_record
+        from ocp_resnet.analysis.collapse import collapse_record, narrow_head
 
         problem, weights = run_problem(run_)
         an = analyze(problem, weights, args.vanish_tol, loss_rtol=args.loss_rtol)
         col = collapse_record(problem, an.final_loss)
+        narrow = narrow_head(problem.spec, problem.data.n_classes)
     if args.json:
-        print(json.dumps({**an.to_dict(), **col, "verdict": verdict(an, **col)}, indent=2))
+        print(json.dumps({**an.to_dict(), **col, "verdict": c.flags(verdict(an, **col, narrow=narrow))}, indent=2))
     else:
         print(an.format())
-        if col.get("collapsed"):
+        if col.get("collapsed") and an.n_blocks:  # a linear model is its own linear classifier
             print(f"collapsed: yes (final loss {an.final_loss:.6g}, best linear classifier {col['linear_loss']:.6g})")
-        print(verdict(an, **col))
+        print(c.flags(verdict(an, **col, narrow=narrow)))
     if args.plots or args.plot_dir:
         from ocp_resnet.plotting import plot_run
 

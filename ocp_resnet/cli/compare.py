@@ -6,7 +6,7 @@ import argparse
 from ocp_resnet.cli import _common as c
 
 
-def register(sub) -> argparse.ArgumentParser:
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``compare`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     from ocp_resnet.compare import DEFAULT_OPTIMIZERS, OPTIMIZERS
 

@@ -8,7 +8,7 @@ from ocp_resnet.runs import EVALUATION_BACKENDS as BACKENDS  # noqa: F401 (the c
 from ocp_resnet.runs import evaluate_run  # noqa: F401 (importable from here, as before)
 
 
-def register(sub) -> argparse.ArgumentParser:
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``evaluate`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     p = sub.add_parser("evaluate", help="evaluate a run directory's weights on its problem",
                        description="Print JSON with objective, grad_norm, stage_losses and stage_accuracy.")

@@ -6,7 +6,7 @@ import argparse
 from ocp_resnet.cli import _common as c
 
 
-def register(sub) -> argparse.ArgumentParser:
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``path`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     p = sub.add_parser(
         "path", help="solve a warm-started path of stage weights gamma; path.csv, path.png, one run per point",
@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     args.gamma = str(gammas[0])
     problem, val = c.split_problem(args, c.problem_from_args(args))
     solver = c.ipopt_solver(args)
+    c.warn_narrow(problem)
     out = Path(args.out) if args.out is not None else default_run_dir(f"{args.dataset.replace('/', '_')}-path")
     config = {"argv": c.run_config(args, problem, "path", {})["argv"],
               "data": {**c.data_config(args), "val_fraction": args.val_fraction}}

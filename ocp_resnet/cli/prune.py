@@ -8,7 +8,7 @@ from ocp_resnet.cli import _common as c
 from ocp_resnet.cli._common import EXIT_OK, exit_code, parse_list
 
 
-def register(sub) -> argparse.ArgumentParser:
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``prune`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     p = sub.add_parser(
         "prune", help="remove vanished blocks and write the smaller network as a new run directory",
@@ -47,16 +47,17 @@ def run(args: argparse.Namespace) -> int:
         if args.resolve:
             raise ValidationError("--resolve is for MLP runs; a conv run is retrained with --finetune EPOCHS")
         blocks = None if args.blocks is None else parse_list("--blocks", args.blocks, int)
-        report, _ = prune_conv_run(args.run_dir, tol=args.vanish_tol, blocks=blocks, force=args.force,
-                                   finetune=args.finetune, lr=args.lr, out=args.out, overwrite=args.overwrite)
-        print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
-        status = (report.finetune or {}).get("status")  # the pruned run is written either way
+        conv_report, _ = prune_conv_run(args.run_dir, tol=args.vanish_tol, blocks=blocks, force=args.force,
+                                        finetune=args.finetune, lr=args.lr, out=args.out, overwrite=args.overwrite)
+        print(json.dumps(conv_report.to_dict(), indent=2) if args.json else c.flags(conv_report.format()))
+        status = (conv_report.finetune or {}).get("status")  # the pruned run is written either way
         return EXIT_OK if status is None else exit_code(status, training=True)
     if args.blocks is not None or args.force or args.finetune or args.lr is not None:
         raise ValidationError("--blocks, --force, --finetune and --lr are for conv runs; MLP runs prune the vanished "
                               "blocks and re-solve with --resolve")
     report, _, _ = prune_run(args.run_dir, tol=args.vanish_tol, resolve=args.resolve, out=args.out,
                              overwrite=args.overwrite, log=None)
-    print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
+    print(json.dumps(report.to_dict(), indent=2) if args.json else c.flags(report.format()))
     # the pruned run is written (with the last iterate of an interrupted or failed re-solve), as for solve
-    return exit_code(report.resolve.get("status")) if report.resolve else EXIT_OK
+    resolve_status = report.resolve.get("status") if report.resolve else None
+    return EXIT_OK if resolve_status is None else exit_code(resolve_status)

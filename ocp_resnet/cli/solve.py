@@ -6,8 +6,12 @@ import time
 
 from ocp_resnet.cli import _common as c
 
+#: A cold solve whose iteration budget may take longer than this (seconds, by the sizing estimate)
+#: says so before it starts; a warm start always does (it resumes a solve that was stopped).
+LONG_SOLVE_S = 60.0
 
-def register(sub) -> argparse.ArgumentParser:
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``solve`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     p = sub.add_parser("solve", help="solve the training problem with CasADi + IPOPT",
                        description="Solve the stage-cost ResNet training problem with IPOPT and write a run directory.")
@@ -42,6 +46,7 @@ def register(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """``ocp-resnet solve`` with the parsed flags; returns the exit code."""
     from ocp_resnet.runs import multiplier_files, write_run
+    from ocp_resnet.solvers.ipopt.sizing import time_budget
     from ocp_resnet.solving import extra_files, extra_metrics, solve_with_restarts, warm_start_record
 
     t_start = time.perf_counter()
@@ -52,11 +57,17 @@ def run(args: argparse.Namespace) -> int:
     c.echo(f"problem: {problem.data.name} n={problem.n_samples}, N={problem.spec.n_blocks} blocks, widths "
            f"{problem.spec.widths}, loss {problem.objective.loss}, gamma {problem.objective.gamma}, "
            f"lambda {problem.objective.weight_decay}", args.quiet)
+    narrow = c.warn_narrow(problem)
+    warm = str(args.init) not in ("random", "zeros")
+    budget = time_budget(problem, options.max_iter, args.method, args.hessian)
+    if budget is not None and (warm or budget[0] > LONG_SOLVE_S):
+        wall = options.ipopt.get("max_wall_time")
+        c.echo(budget[1] + (f" (set: {wall:g} s)" if wall is not None else ""), args.quiet)
     sol, records = solve_with_restarts(problem, c.with_retries(args, solver), init=args.init, seed=c.init_seed(args),
                                        restarts=args.restarts, log=None if args.quiet else c.echo)
     metrics = sol.metrics()
     metrics.update(extra_metrics(problem, sol, records, val))
-    if str(args.init) not in ("random", "zeros"):  # warm start (e.g. a torch run): how far did IPOPT move it?
+    if warm:  # warm start (e.g. a torch run): how far did IPOPT move it?
         metrics.update(warm_start_record(problem, args.init))
     config = c.run_config(args, problem, "solve", {
         "backend": "casadi", "method": sol.method, **options.to_dict(), "hessian": sol.stats.get("hessian"),
@@ -68,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
     write_run(out, config=config, weights=sol.weights, metrics=metrics, data=problem.data, stats=sol.stats,
               extra_files={**multiplier_files(sol), **extra_files(val)}, overwrite=args.overwrite)
     print(c.format_table(metrics))
-    c.report(metrics)
-    print(f"status: {sol.status.value} ({sol.status.message})")
+    c.report(metrics, narrow)
+    print(f"status: {sol.status.value} ({c.flags(sol.status.message)})")
     print(f"objective {sol.objective:.10g}  grad norm {sol.grad_norm:.2e}  iterations {sol.iterations}  "
           f"build {sol.build_time_s:.2f}s  solve {sol.solve_time_s:.2f}s  total {time.perf_counter() - t_start:.2f}s")
     if "init_objective" in metrics:

@@ -15,7 +15,7 @@ def _retarget(p: argparse.ArgumentParser, flag: str, default: str, help: str) ->
             return
 
 
-def register(sub) -> argparse.ArgumentParser:
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``sweep`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     p = sub.add_parser(
         "sweep", help="solve a grid of stage weights x depths x seeds; write sweep.csv, plots, bound check",
@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     base_args = copy.copy(args)
     base_args.blocks, base_args.gamma = blocks[0], str(gammas[0])
     base, val = c.split_problem(args, c.problem_from_args(base_args))  # validates every problem flag once
+    c.warn_narrow(base)
     out = Path(args.out) if args.out is not None else default_run_dir(f"{args.dataset.replace('/', '_')}-sweep")
     if args.backend == "torch":
         solver = {"optimizer": args.optimizer, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,

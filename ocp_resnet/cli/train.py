@@ -15,20 +15,33 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING, TypedDict
 
 from ocp_resnet.cli import _common as c
 from ocp_resnet.training import ARCHS
 
+if TYPE_CHECKING:
+    from ocp_resnet.training import ConvNet, MLPNet, TrainConfig
+
+
+class _ArchDefaults(TypedDict):
+    activation: str
+    loss: str
+    dtype: str
+    epochs: int
+    threads: int | None
+
+
 #: Per-architecture defaults of flags left unset (MLP: those of ``solve``). The dtype: the MLP
 #: twin trains in float64 like the CasADi model, conv nets in float32 (``--dtype`` overrides).
-ARCH_DEFAULTS = {
-    "mlp": {"activation": c.DEFAULTS["activation"], "loss": c.DEFAULTS["loss"], "dtype": "float64", "epochs": 300,
-            "threads": 1},
+ARCH_DEFAULTS: dict[str, _ArchDefaults] = {
+    "mlp": {"activation": str(c.DEFAULTS["activation"]), "loss": str(c.DEFAULTS["loss"]), "dtype": "float64",
+            "epochs": 300, "threads": 1},
     "conv": {"activation": "relu", "loss": "ce", "dtype": "float32", "epochs": 10, "threads": None},
 }
 
 
-def register(sub) -> argparse.ArgumentParser:
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``train`` sub-command to ``sub`` (the sub-parsers of ``ocp-resnet``)."""
     p = sub.add_parser(
         "train", help="train with PyTorch (MLP twin of the CasADi model, or a conv ResNet-v2)",
@@ -71,7 +84,7 @@ def register(sub) -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The :class:`~ocp_resnet.training.TrainConfig` the flags describe (per-arch defaults applied)."""
     from ocp_resnet.errors import check_choice
     from ocp_resnet.model.objective import ObjectiveSpec
@@ -86,6 +99,7 @@ def config_from_args(args: argparse.Namespace):
                         seed=args.seed, device=args.device, dtype=args.dtype or d["dtype"], lbfgs_iter=args.lbfgs_iter,
                         progress=not args.quiet, compile=args.compile, amp=args.amp,
                         channels_last=args.channels_last)
+    net: MLPNet | ConvNet
     if arch == "mlp":
         net = MLPNet(blocks=args.blocks, width=c.parse_list("--width", args.width, int, scalar=True),
                      branch=args.branch, hidden=args.hidden, stem=args.stem, activation=activation, step=args.step)
@@ -112,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     m = res.metrics
     print(c.format_table(m))
     val = f"  val accuracy {m['val_accuracy']:.3f}" if m["val_accuracy"] is not None else ""
-    print(f"status: {res.status.value} ({m['status_message']})")
+    print(f"status: {res.status.value} ({c.flags(m['status_message'])})")
     print(f"objective {m['objective']:.10g}  grad norm {m['grad_norm']:.2e}  train accuracy "
           f"{m['train_accuracy']:.3f}{val}  steps {res.steps}  train {res.train_time_s:.2f}s  "
           f"total {time.perf_counter() - t_start:.2f}s")

@@ -25,7 +25,7 @@ class Dataset:
     y: np.ndarray
     n_classes: int
     name: str = "data"
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_samples(self) -> int:
@@ -56,7 +56,7 @@ def read_idx(path: Path) -> np.ndarray:
     return data.reshape(dims)
 
 
-def from_arrays(X: Any, y: Any, name: str, meta: dict, whole: bool = True) -> Dataset:
+def from_arrays(X: Any, y: Any, name: str, meta: dict[str, Any], whole: bool = True) -> Dataset:
     """``whole``: the arrays are a whole user file, so every class 0..C-1 must occur in it."""
     X = np.asarray(X)
     y = np.asarray(y)

@@ -86,7 +86,7 @@ def digits(
 
 
 # ------------------------------------------------------------------------- user files
-def load_npz(path: str | os.PathLike) -> Dataset:
+def load_npz(path: str | os.PathLike[str]) -> Dataset:
     """A ``.npz`` with arrays ``X`` (n, p) or images (n, H, W) / (n, C, H, W), and ``y`` (n,)."""
     try:
         with np.load(path, allow_pickle=False) as f:
@@ -106,7 +106,7 @@ def load_npz(path: str | os.PathLike) -> Dataset:
     return from_arrays(X, y, Path(path).name, meta)
 
 
-def load_csv(path: str | os.PathLike) -> Dataset:
+def load_csv(path: str | os.PathLike[str]) -> Dataset:
     """A numeric CSV, one sample per row, last column = integer label; a header row is skipped."""
     try:
         with open(path) as fh:
@@ -134,7 +134,8 @@ def load_csv(path: str | os.PathLike) -> Dataset:
     return from_arrays(A[:, :-1], A[:, -1], Path(path).name, {})
 
 
-def load_mnist_idx(directory: str | os.PathLike, split: str = "train", n_samples: int | None = None, seed: int = 0) -> Dataset:
+def load_mnist_idx(directory: str | os.PathLike[str], split: str = "train", n_samples: int | None = None,
+                   seed: int = 0) -> Dataset:
     """MNIST (or Fashion-MNIST) from local IDX files (``train-images-idx3-ubyte[.gz]`` …)."""
     d = Path(directory)
     prefix = "train" if split == "train" else "t10k"
@@ -144,7 +145,7 @@ def load_mnist_idx(directory: str | os.PathLike, split: str = "train", n_samples
             for cand in (d / name, d / (name + ".gz"), d / name.replace("-idx", ".idx")):
                 if cand.exists():
                     return cand
-        raise ValidationError(f"{d}: no {prefix}-{kind} IDX file found; point --dataset at the MNIST directory")
+        raise ValidationError(f"{d}: no {prefix}-{kind} IDX file found; point dataset=DIR at the MNIST directory")
 
     images = read_idx(find("images")).astype(float) / 255.0
     labels = read_idx(find("labels")).astype(int)
@@ -185,8 +186,8 @@ def load_dataset(
     elif name == "synthetic-images":  # 3x32x32, 10 classes (ocp_resnet.data.vision); for tests and benchmarks
         from ocp_resnet.data.vision import synthetic_images
 
-        ds = synthetic_images(n_samples=256 if n_samples is None else n_samples, seed=seed,
-                              **({} if noise is None else {"noise": noise}))
+        image_kw: dict[str, Any] = {} if noise is None else {"noise": noise}
+        ds = synthetic_images(n_samples=256 if n_samples is None else n_samples, seed=seed, **image_kw)
     else:
         p = Path(name)
         if not p.exists():
@@ -221,5 +222,5 @@ def load_dataset(
     return ds
 
 
-def _subset_meta(meta: dict, idx: np.ndarray) -> dict:
+def _subset_meta(meta: dict[str, Any], idx: np.ndarray) -> dict[str, Any]:
     return {k: (v[idx] if isinstance(v, np.ndarray) else v) for k, v in meta.items()}

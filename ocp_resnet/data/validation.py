@@ -17,15 +17,15 @@ def split(data: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Datas
     """(train, validation): a stratified split holding out ``fraction`` of every class (seeded)."""
     from sklearn.model_selection import train_test_split
 
-    fraction = check_float("val fraction", fraction, 0.0, strict=True)
+    fraction = check_float("val_fraction", fraction, 0.0, strict=True)
     if fraction >= 1.0:
-        raise ValidationError(f"--val-fraction must be in (0, 1), got {fraction}: e.g. 0.25 holds out a quarter")
+        raise ValidationError(f"val_fraction must be in (0, 1), got {fraction}: e.g. 0.25 holds out a quarter")
     counts = np.bincount(data.y, minlength=data.n_classes)
     n_val = int(np.ceil(fraction * data.n_samples))
     present = int(np.sum(counts > 0))
     if counts[counts > 0].min() < 2 or n_val < present or data.n_samples - n_val < present:
         raise ValidationError(
-            f"--val-fraction {fraction} cannot hold out every class of {data.n_samples} samples "
+            f"val_fraction={fraction} cannot hold out every class of {data.n_samples} samples "
             f"(class counts {counts.tolist()}): use more samples or another fraction"
         )
     idx = np.arange(data.n_samples)

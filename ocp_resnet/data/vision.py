@@ -64,7 +64,7 @@ def _use_torchvision(reader: str) -> bool:
         return False
 
 
-def layout(path: str | os.PathLike) -> tuple[str, Path] | None:
+def layout(path: str | os.PathLike[str]) -> tuple[str, Path] | None:
     """(``"cifar10"`` or ``"idx"``, the directory holding the files) for a torchvision layout, else None."""
     p = Path(path)
     for d in (p, p / CIFAR_DIR):
@@ -85,7 +85,8 @@ def _numpy_globals() -> dict[tuple[str, str], Any]:
     found: dict[tuple[str, str], Any] = {}
     for mod in ("numpy.core", "numpy._core"):
         found[(f"{mod}.multiarray", "_reconstruct")] = multiarray._reconstruct
-        found[(f"{mod}.numeric", "_frombuffer")] = numeric._frombuffer  # protocol 5 pickles
+        # protocol 5 pickles; numpy's stubs leave its private _frombuffer out
+        found[(f"{mod}.numeric", "_frombuffer")] = numeric._frombuffer  # type: ignore[attr-defined]
     found[("numpy", "ndarray")] = np.ndarray
     found[("numpy", "dtype")] = np.dtype
     return found
@@ -127,7 +128,7 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32), labels
 
 
-def load_cifar10(directory: str | os.PathLike, split: str = "train", reader: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+def load_cifar10(directory: str | os.PathLike[str], split: str = "train", reader: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """CIFAR-10 images (n, 3, 32, 32) uint8 and labels from the python batches."""
     found = layout(directory)
     if found is None or found[0] != "cifar10":
@@ -143,7 +144,8 @@ def load_cifar10(directory: str | os.PathLike, split: str = "train", reader: str
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def load_idx_images(directory: str | os.PathLike, split: str = "train", reader: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+def load_idx_images(directory: str | os.PathLike[str], split: str = "train",
+                    reader: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """MNIST / Fashion-MNIST images (n, 1, 28, 28) uint8 and labels from raw IDX files."""
     from ocp_resnet.data.arrays import read_idx
 
@@ -171,7 +173,7 @@ def load_idx_images(directory: str | os.PathLike, split: str = "train", reader: 
     return images[:, None], labels
 
 
-def load_image_dir(path: str | os.PathLike, n_samples: int | None = None, seed: int = 0, split: str = "train",
+def load_image_dir(path: str | os.PathLike[str], n_samples: int | None = None, seed: int = 0, split: str = "train",
                    reader: str = "auto") -> Any:
     """A :class:`~ocp_resnet.data.datasets.Dataset` (``meta['images']`` (n, C, H, W) in [0, 1]) from a torchvision layout."""
     from ocp_resnet.data.arrays import from_arrays

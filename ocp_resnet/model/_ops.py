@@ -96,10 +96,21 @@ class NumpyOps(_BatchedOps):
             return x
         return np.concatenate([x, np.zeros((rows - x.shape[0], x.shape[1]), x.dtype)], 0)
 
-    tanh = staticmethod(np.tanh)
-    exp = staticmethod(np.exp)
-    log = staticmethod(np.log)
-    sqrt = staticmethod(np.sqrt)
+    @staticmethod
+    def tanh(z: Any) -> Any:
+        return np.tanh(z)
+
+    @staticmethod
+    def exp(z: Any) -> Any:
+        return np.exp(z)
+
+    @staticmethod
+    def log(z: Any) -> Any:
+        return np.log(z)
+
+    @staticmethod
+    def sqrt(z: Any) -> Any:
+        return np.sqrt(z)
 
     @staticmethod
     def softplus(z: Any) -> Any:

@@ -103,7 +103,7 @@ class ArchSpec:
         if self.stem == "pad" and self.stem_width < self.input_dim:
             raise ValidationError(
                 f"width {self.stem_width} is smaller than the input dimension {self.input_dim}: "
-                f"use --width >= {self.input_dim} or --stem linear"
+                f"use width >= {self.input_dim} or stem='linear'"
             )
 
     # ----------------------------------------------------------------- construction
@@ -136,7 +136,7 @@ class ArchSpec:
         blocks = tuple(BlockSpec(w, branch, hidden) for w in widths[1:])
         return cls(input_dim, n_outputs, widths[0], blocks, stem, activation, step)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The spec as plain JSON-able data (``config.json``'s ``architecture``)."""
         d = asdict(self)
         d["blocks"] = [asdict(b) for b in self.blocks]
@@ -150,6 +150,13 @@ class ArchSpec:
         return cls(**d)
 
     # ----------------------------------------------------------------- shapes
+    def describe(self) -> str:
+        """The arguments of :meth:`uniform` that shape the weights, e.g. ``blocks=10, width=2, branch='single'``."""
+        ws = self.widths
+        width = str(ws[0]) if len(set(ws)) == 1 else "[" + ", ".join(map(str, ws)) + "]"
+        branches = sorted({b.branch for b in self.blocks}) or ["single"]
+        return f"blocks={self.n_blocks}, width={width}, branch={branches[0]!r}"
+
     @property
     def n_blocks(self) -> int:
         """N, the number of residual blocks (time steps)."""
@@ -208,8 +215,8 @@ class ArchSpec:
         missing = [k for k in shapes if k not in params]
         if missing:
             raise ValidationError(
-                f"weights are missing {', '.join(missing[:5])}: they do not match this "
-                "architecture; check --blocks/--width/--branch against the weights file"
+                f"weights are missing {', '.join(missing[:5])}: they do not match this architecture "
+                f"({self.describe()}); check these arguments against the weights file"
             )
         out = []
         for name, shape in shapes.items():

@@ -21,6 +21,7 @@ from ocp_resnet.status import Status
 if TYPE_CHECKING:
     from ocp_resnet.data.arrays import Dataset
     from ocp_resnet.model.problem import Problem
+    from ocp_resnet.solvers.base import Backend
 
 
 @dataclass
@@ -43,11 +44,11 @@ class Evaluation:
         """Accuracy of the final output ŷ_N."""
         return self.stage_accuracy[-1]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """Every field by name (``grad_norm`` included, ``None`` when not computed)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    def metrics(self) -> dict:
+    def metrics(self) -> dict[str, Any]:
         """The evaluation part of ``metrics.json`` (no status)."""
         d = self.to_dict()
         grad = d.pop("grad_norm")
@@ -55,7 +56,7 @@ class Evaluation:
 
 
 def evaluate(problem: Problem, w: np.ndarray | Mapping[str, Any], *, gradient: bool = True,
-             backend: str = "casadi") -> Evaluation:
+             backend: Backend = "casadi") -> Evaluation:
     """The :class:`Evaluation` of the weights ``w`` (flat vector or name → array) on ``problem``.
 
     The numbers come from :meth:`Problem.evaluate` (numpy, float64). With ``gradient`` the
@@ -71,7 +72,7 @@ def evaluate(problem: Problem, w: np.ndarray | Mapping[str, Any], *, gradient: b
     return ev
 
 
-def objective_and_gradient(problem: Problem, w: np.ndarray, backend: str = "casadi") -> tuple[float, np.ndarray]:
+def objective_and_gradient(problem: Problem, w: np.ndarray, backend: Backend = "casadi") -> tuple[float, np.ndarray]:
     """J(w) and ∇J(w) of the flat weights ``w`` by CasADi (``"casadi"``) or torch autograd (``"torch"``)."""
     if backend == "torch":
         from ocp_resnet.torch.gradient import objective_and_gradient as torch_objective_and_gradient

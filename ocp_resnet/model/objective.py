@@ -39,7 +39,8 @@ class ObjectiveSpec:
         object.__setattr__(self, "weight_decay", check_float("weight_decay", self.weight_decay, 0.0))
         object.__setattr__(self, "label_smoothing", check_float("label_smoothing", self.label_smoothing, 0.0, maximum=1.0))
         if self.loss == "sce" and self.label_smoothing <= 0.0:
-            raise ValidationError("loss sce needs --label-smoothing > 0 (e.g. 0.1); use --loss ce for hard labels")
+            raise ValidationError("loss='sce' needs label_smoothing > 0 (e.g. 0.1); use loss='ce' for hard labels")
+        g: float | tuple[float, ...]
         if isinstance(self.gamma, (list, tuple)):
             g = tuple(check_float("gamma", v, 0.0) for v in self.gamma)
         else:
@@ -62,7 +63,7 @@ class ObjectiveSpec:
         if self.loss == "bce":
             if n_classes != 2:
                 raise ValidationError(
-                    f"loss bce is for two classes, the data has {n_classes}: use --loss ce, sce or mse"
+                    f"loss='bce' is for two classes, the data has {n_classes}: use loss='ce', loss='sce' or loss='mse'"
                 )
             return 1
         return n_classes
@@ -87,7 +88,7 @@ class ObjectiveSpec:
         hi, lo = 1.0 - eps + eps / n_classes, eps / n_classes
         return hi * math.log(hi) + (n_classes - 1) * (lo * math.log(lo) if lo > 0 else 0.0)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The spec as JSON-ready values (a γ list as a list), as ``config.json`` stores it."""
         d = asdict(self)
         if isinstance(self.gamma, tuple):
@@ -116,9 +117,8 @@ def loss(obj: ObjectiveSpec, z: Any, t: Any, const: float, ops: Any) -> Any:
 
 def predictions(obj: ObjectiveSpec, z: np.ndarray) -> np.ndarray:
     """Predicted class per sample from head outputs (numpy, (outputs, n))."""
-    if obj.loss == "bce":
-        return (z[0] > 0).astype(int)
-    return np.argmax(z, axis=0)
+    labels: np.ndarray = (z[0] > 0).astype(int) if obj.loss == "bce" else np.argmax(z, axis=0)
+    return labels
 
 
 def stage_losses_per_sample(

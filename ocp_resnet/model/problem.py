@@ -82,7 +82,7 @@ class Problem:
     @property
     def n_samples(self) -> int:
         """Number of samples n."""
-        return self.U.shape[1]
+        return int(self.U.shape[1])
 
     # ------------------------------------------------------------------ numeric evaluation
     def params(self, w: np.ndarray | Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -114,7 +114,7 @@ class Problem:
         p = self.params(w)
         xs = arch.trajectory(self.spec, p, self.U, NUMPY)
         cost = objective_mod.sample_cost(self.spec, self.objective, p, xs, self.T, NUMPY)
-        return float(np.mean(cost)) + objective_mod.regularization(self.objective, self.spec.flatten(p), NUMPY)
+        return float(np.mean(cost)) + float(objective_mod.regularization(self.objective, self.spec.flatten(p), NUMPY))
 
     def evaluate(self, w: np.ndarray | Mapping[str, Any]) -> Evaluation:
         """Objective, stage losses/accuracies and per-block norms of the weights ``w``."""

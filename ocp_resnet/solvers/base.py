@@ -4,7 +4,7 @@ A :class:`Solver` turns a :class:`~ocp_resnet.model.problem.Problem` and initial
 :class:`~ocp_resnet.solvers.solution.Solution` whose :class:`~ocp_resnet.status.Status` says how it
 ended. Restarts, γ paths, sweeps, prune re-solves, the comparison and the scikit-learn estimator
 take a solver object and never decide themselves how to solve (the problem, the transcription
-and the solver are independent choices, as in rockit). :func:`ocp_resnet.solvers.ipopt.solver.make_solver`
+and the solver are independent choices, as in rockit). :func:`ocp_resnet.solvers.make_solver`
 builds one from plain values (the CLI's flags, a run's recorded ``solver`` dict).
 """
 from __future__ import annotations
@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_che
 
 import numpy as np
 
+from ocp_resnet.solvers.solution import Solution
+
 if TYPE_CHECKING:
     from ocp_resnet.model.problem import Problem
-    from ocp_resnet.solvers.solution import Solution
 
 #: IPOPT transcriptions; ``"auto"`` picks one from the problem's size (:mod:`.ipopt.sizing`).
 Method = Literal["auto", "multiple-shooting", "single-shooting"]
@@ -27,7 +28,7 @@ Hessian = Literal["auto", "exact", "lbfgs"]
 Backend = Literal["casadi", "torch"]
 #: Initial weights: ``"random"`` (seeded), ``"zeros"``, a flat array, a name → array mapping, a
 #: :class:`~ocp_resnet.solvers.solution.Solution`, or the path of a run directory / solution.npz.
-Init: TypeAlias = "str | os.PathLike[str] | np.ndarray | Mapping[str, Any] | Solution"
+Init: TypeAlias = str | os.PathLike[str] | np.ndarray | Mapping[str, Any] | Solution
 #: A line logger (``print``, a progress bar's ``write``, a list's ``append``).
 Log = Callable[[str], None]
 

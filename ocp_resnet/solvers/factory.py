@@ -34,9 +34,10 @@ def make_solver(backend: str = "casadi", **options: Any) -> Solver:
     given = {k: v for k, v in options.items() if v is not None}
     if backend == "casadi":
         from ocp_resnet.solvers.ipopt import IpoptOptions, IpoptSolver
+        from ocp_resnet.solvers.ipopt.options import check_method
 
         names = [f.name for f in fields(IpoptOptions)]
-        return IpoptSolver(method=str(given.get("method", "auto")),  # type: ignore[arg-type]
+        return IpoptSolver(method=check_method(str(given.get("method", "auto"))),
                            options=IpoptOptions(**{k: given[k] for k in names if k in given}))
     from ocp_resnet.solvers.trainer import TorchSolver, require_torch
 
@@ -75,12 +76,16 @@ def sweep_record(solver: Solver) -> dict[str, Any]:
         o = solver.options
         return {"method": solver.method, "tol": o.tol, "max_iter": o.max_iter, "hessian": o.hessian,
                 **({"ipopt": dict(o.ipopt)} if o.ipopt else {})}
+    from ocp_resnet.solvers.trainer import TorchSolver
+
+    if not isinstance(solver, TorchSolver):
+        raise TypeError(f"a sweep records an IpoptSolver or a TorchSolver, got {type(solver).__name__}")
     from ocp_resnet.torch.train import TrainOptions
 
-    train, default = solver.options, TrainOptions()  # type: ignore[attr-defined]
+    train, default = solver.options, TrainOptions()
     first = ("optimizer", "epochs", "lr", "batch_size")
     rest = {f.name: getattr(train, f.name) for f in fields(TrainOptions)
             if f.name not in (*first, *TRAIN_SKIP, "seed") and getattr(train, f.name) != getattr(default, f.name)}
-    grad_tol = solver.grad_tol  # type: ignore[attr-defined]
-    return {**{k: getattr(train, k) for k in first}, "threads": solver.threads,  # type: ignore[attr-defined]
+    grad_tol = solver.grad_tol
+    return {**{k: getattr(train, k) for k in first}, "threads": solver.threads,
             **rest, **({} if grad_tol is None else {"grad_tol": grad_tol})}

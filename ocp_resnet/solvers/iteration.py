@@ -19,7 +19,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,13 +160,13 @@ class StopOnSigint:
             self._installed = False
 
 
-def _make_callback_class():
+def _make_callback_class() -> type[Any]:
     import casadi as ca
 
     class _Callback(ca.Callback):
         """The casadi.Callback IPOPT calls; inputs are nlpsol's outputs (x, f, g, lam_*)."""
 
-        def __init__(self, monitor: IterationMonitor):
+        def __init__(self, monitor: IterationMonitor) -> None:
             ca.Callback.__init__(self)
             self.monitor = monitor
             self._ng = monitor.lbg.size
@@ -184,7 +184,7 @@ def _make_callback_class():
         def get_name_out(self, i: int) -> str:
             return "stop"
 
-        def get_sparsity_in(self, i: int):
+        def get_sparsity_in(self, i: int) -> ca.Sparsity:
             name = ca.nlpsol_out(i)
             if name == "f":
                 return ca.Sparsity.scalar()
@@ -194,7 +194,7 @@ def _make_callback_class():
                 return ca.Sparsity.dense(self._ng)
             return ca.Sparsity(0, 0)
 
-        def eval(self, arg):
+        def eval(self, arg: Sequence[Any]) -> list[int]:
             m = self.monitor
             x = np.array(arg[0], dtype=float).ravel()
             g = np.array(arg[2], dtype=float).ravel()
@@ -204,10 +204,10 @@ def _make_callback_class():
     return _Callback
 
 
-_CALLBACK_CLASS: Any = None
+_CALLBACK_CLASS: type[Any] | None = None
 
 
-def _CasadiCallback(monitor: IterationMonitor):
+def _CasadiCallback(monitor: IterationMonitor) -> Any:
     global _CALLBACK_CLASS
     if _CALLBACK_CLASS is None:
         _CALLBACK_CLASS = _make_callback_class()

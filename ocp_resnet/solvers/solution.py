@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ocp_resnet.model.evaluation import Evaluation, metrics_record
 from ocp_resnet.status import Status
+
+if TYPE_CHECKING:
+    from ocp_resnet.solvers.base import Backend
 
 
 @dataclass
@@ -27,9 +30,9 @@ class Solution:
     solve_time_s: float
     n_variables: int
     n_constraints: int
-    method: str
-    backend: str = "casadi"
-    stats: dict = field(default_factory=dict)
+    method: str  # the transcription (IPOPT) or the optimizer (torch)
+    backend: Backend = "casadi"
+    stats: dict[str, Any] = field(default_factory=dict)
     #: The full NLP iterate (weights and, for multiple shooting, the states) and IPOPT's
     #: multipliers at it: ``lam_g`` of the constraints (for multiple shooting, of the dynamics
     #: x_{k+1}^i = f_k(x_k^i, w), in the NLP's sample-by-sample order) and ``lam_x`` of the
@@ -53,8 +56,9 @@ class Solution:
 
     @property
     def grad_norm(self) -> float:
-        """‖∇J(w)‖ at the returned weights (``nan`` when they are not finite)."""
-        return float(self.evaluation.grad_norm)
+        """‖∇J(w)‖ at the returned weights (``nan`` when they are not finite or it was not computed)."""
+        g = self.evaluation.grad_norm
+        return float("nan") if g is None else float(g)
 
     def metrics(self) -> dict[str, Any]:
         """The ``metrics.json`` record (the same schema for every back-end)."""

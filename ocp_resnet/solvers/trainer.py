@@ -96,8 +96,9 @@ class TorchSolver:
                 problem.params(initial_weights(problem, init, seed))
             model = ResNetMLP(problem.spec, init=start, seed=opts.seed, dtype=torch.float64)
             t0 = time.perf_counter()
+            # the inputs as a view of the CasADi layout (problem.U), so the products round as there
             tr = Trainer(problem.objective, problem.data.n_classes, opts, log=log).fit(
-                model, problem.data.X, problem.data.y, callback=self.callback)
+                model, problem.U.T, problem.data.y, callback=self.callback)
             wall = time.perf_counter() - t0
         finally:
             torch.set_num_threads(before)

@@ -74,10 +74,10 @@ class ConvSpec:
         ch = tuple(check_int("channels", c, 1) for c in self.channels)
         nb = tuple(check_int("stage blocks", b, 0) for b in self.stage_blocks)
         if not ch:
-            raise ValidationError("a conv net needs at least one stage: give --channels, e.g. 8,16,32")
+            raise ValidationError("a conv net needs at least one stage: give channels, e.g. channels=[8, 16, 32]")
         if len(nb) != len(ch):
             raise ValidationError(
-                f"--stage-blocks needs one count per stage ({len(ch)} from --channels), got {len(nb)}"
+                f"stage_blocks needs one count per stage ({len(ch)} from channels), got {len(nb)}"
             )
         object.__setattr__(self, "channels", ch)
         object.__setattr__(self, "stage_blocks", nb)
@@ -139,7 +139,7 @@ class ConvSpec:
                           "stage_blocks": tuple(d["stage_blocks"]), "branchless": tuple(d.get("branchless", ()))})
         except (KeyError, TypeError) as exc:
             raise ValidationError(f"not a conv architecture ({exc}); the run's config.json is not from "
-                                  "--arch conv") from None
+                                  "a conv net (ConvNet)") from None
 
 
 def _norm(kind: str, c: int) -> nn.Module:
@@ -272,9 +272,16 @@ class ResNetV2(nn.Module):
                 tgt.copy_(torch.as_tensor(a, dtype=tgt.dtype))
         return self
 
+    def block(self, k: int) -> PreActBlock:
+        """Block k (``blocks[k]``, typed: a ``ModuleList`` hands out plain modules)."""
+        blk = self.blocks[k]
+        if not isinstance(blk, PreActBlock):
+            raise TypeError(f"blocks[{k}] is a {type(blk).__name__}, not a PreActBlock")
+        return blk
+
     def branch_parameters(self, k: int) -> list[torch.Tensor]:
         """Parameters of residual branch F_k (the ones that may vanish)."""
-        b = self.blocks[k]
+        b = self.block(k)
         if not b.has_branch:
             return []
         return [p for m in (b.norm1, b.conv1, b.norm2, b.conv2) for p in m.parameters()]
@@ -306,10 +313,12 @@ class ResNetV2(nn.Module):
         """
         N = self.spec.n_blocks
         want = set(ks)
-        groups: list[tuple[Any, int, list[int]]] = []  # (M or None, stride, stages) per stretch
-        M, stride, cur = None, 1, []
+        groups: list[tuple[torch.Tensor | None, int, list[int]]] = []  # (M or None, stride, stages) per stretch
+        M: torch.Tensor | None = None
+        stride = 1
+        cur: list[int] = []
         for k in range(N - 1, -1, -1):
-            blk = self.blocks[k]
+            blk = self.block(k)
             if blk.S is not None:
                 if cur:
                     groups.append((M, stride, cur))
@@ -402,8 +411,8 @@ def images_of(data: Any) -> np.ndarray:
     imgs = getattr(data, "meta", {}).get("images")
     if imgs is None:
         raise ValidationError(
-            f"--arch conv needs image data, and {data.name!r} has none: use --dataset digits, an .npz whose X "
-            "has shape (n, H, W) or (n, C, H, W), or an MNIST IDX directory (or --arch mlp)"
+            f"a conv net needs image data, and {data.name!r} has none: use dataset='digits', an .npz whose X "
+            "has shape (n, H, W) or (n, C, H, W), or an MNIST IDX directory (or an MLP)"
         )
     imgs = np.asarray(imgs, dtype=float)
     if imgs.ndim == 3:

@@ -21,7 +21,7 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValidationError(f"device {name!r}: no CUDA device is available here; use --device cpu or auto")
+        raise ValidationError(f"device={name!r}: no CUDA device is available here; use device='cpu' or device='auto'")
     try:
         return torch.device(name)
     except RuntimeError:

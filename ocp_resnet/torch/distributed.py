@@ -30,11 +30,16 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from ocp_resnet.errors import ValidationError
+
+if TYPE_CHECKING:
+    from ocp_resnet.model.objective import ObjectiveSpec
+    from ocp_resnet.torch.conv import ResNetV2
+    from ocp_resnet.torch.mlp import ResNetMLP
 
 
 @dataclass(frozen=True)
@@ -63,8 +68,8 @@ class Context:
         dev = resolve_device(requested)
         if self.active and dev.type == "cuda":
             if dev.index not in (None, self.local_rank):
-                raise ValidationError(f"--device {requested}: under torchrun each rank uses cuda:LOCAL_RANK; "
-                                      "give --device cuda or auto")
+                raise ValidationError(f"device={requested}: under torchrun each rank uses cuda:LOCAL_RANK; "
+                                      "give device='cuda' or device='auto'")
             dev = torch.device("cuda", self.local_rank)
             torch.cuda.set_device(dev)
         return dev
@@ -78,7 +83,7 @@ class Context:
         if min(batch, last) < self.world_size:
             raise ValidationError(
                 f"a batch of {min(batch, last)} samples cannot be split across {self.world_size} ranks "
-                f"({n} samples, --batch-size {batch}): choose a --batch-size whose last batch has at least "
+                f"({n} samples, batch_size={batch}): choose a batch_size whose last batch has at least "
                 f"{self.world_size} samples, or fewer ranks")
 
     def shard(self, idx: torch.Tensor) -> torch.Tensor:
@@ -209,13 +214,14 @@ class Objective(torch.nn.Module):
     arithmetic of :class:`~ocp_resnet.torch.loss.StageCostLoss`).
     """
 
-    def __init__(self, model: torch.nn.Module, objective: Any, regularization: bool = True) -> None:
+    def __init__(self, model: ResNetMLP | ResNetV2, objective: ObjectiveSpec, regularization: bool = True) -> None:
         super().__init__()
         self.model = model
         self.objective = objective
         self.regularization = regularization
 
-    def forward(self, x: torch.Tensor, t_rows: torch.Tensor, weight: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, t_rows: torch.Tensor,
+                weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         cost, logits = self.model.cost(x, t_rows.T, self.objective)
         data = cost.mean()
         reg = self.model.regularization(self.objective) if self.regularization else None
@@ -256,8 +262,8 @@ def load_checkpoint(run_dir: str | os.PathLike) -> dict:
     p = Path(run_dir)
     p = p if p.suffix == ".pt" else p / CHECKPOINT
     if not p.exists():
-        raise ValidationError(f"{p} does not exist: --resume needs a run directory trained with --checkpoint-every E")
-    not_checkpoint = f"{p}: not a training checkpoint: give a run directory trained with --checkpoint-every E"
+        raise ValidationError(f"{p} does not exist: resume needs a run directory trained with checkpoint_every=E")
+    not_checkpoint = f"{p}: not a training checkpoint: give a run directory trained with checkpoint_every=E"
     if not zipfile.is_zipfile(p):  # torch.save writes a zip archive; anything else is no checkpoint of ours
         raise ValidationError(not_checkpoint)
     try:
@@ -268,7 +274,7 @@ def load_checkpoint(run_dir: str | os.PathLike) -> dict:
         raise ValidationError(
             f"{p}: refused to load: it holds objects other than tensors and plain data"
             f"{' (' + what[0] + ')' if what else ''}. A checkpoint is data, never code: only files written by "
-            "train --checkpoint-every load; retrain the run") from None
+            "training with checkpoint_every load; retrain the run") from None
     except (RuntimeError, EOFError, ValueError, KeyError) as exc:  # a damaged or truncated archive
         raise ValidationError(f"{not_checkpoint} ({' '.join(str(exc).split())[:200]})") from None
     if not isinstance(state, dict) or not {"epoch", "model", "optimizer", "generator", "torch_rng"} <= state.keys():

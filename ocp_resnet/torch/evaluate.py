@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,19 +21,24 @@ from ocp_resnet.status import Status
 from ocp_resnet.torch.conv import ConvSpec, ResNetV2
 from ocp_resnet.torch.loss import predictions, targets
 
+if TYPE_CHECKING:
+    from ocp_resnet.model.problem import Problem
+    from ocp_resnet.runs import Run
+    from ocp_resnet.solvers.base import Backend
+
 #: Torch training has no optimality certificate: a run counts as ``success`` only when its final
 #: full-batch gradient norm is at most this (the convention of compare and the analysis).
 GRAD_TOL = 1e-6
 
 _MAX_ITER_MESSAGE = ("ran all epochs; the gradient norm is above {tol:g}, so this is not a stationary point: "
-                     "train longer, or polish with 'ocp-resnet solve --init RUN_DIR' (MLP)")
+                     "train longer, or polish it with IPOPT from this run (init=RUN_DIR; MLP runs)")
 
 
-def training_status(ev: Evaluation, stopped: Any, grad_tol: float = GRAD_TOL) -> Status:
+def training_status(ev: Evaluation, stopped: Status | None, grad_tol: float = GRAD_TOL) -> Status:
     """Status of a finished training from its evaluation and the trainer's ``stopped_``."""
-    if stopped == Status.NAN.value or not np.isfinite(ev.objective):
+    if stopped is Status.NAN or not np.isfinite(ev.objective):
         return Status.NAN
-    if stopped == Status.INTERRUPTED.value:
+    if stopped is Status.INTERRUPTED:
         return Status.INTERRUPTED
     return Status.SUCCESS if ev.grad_norm is not None and ev.grad_norm <= grad_tol else Status.MAX_ITER
 
@@ -44,7 +49,7 @@ def training_metrics(ev: Evaluation, status: Status, grad_tol: float = GRAD_TOL,
     return metrics_record(ev, status, status_message=message, build_time_s=0.0, backend="torch", **extra)
 
 
-def mlp_evaluation(problem: Any, weights: Any) -> Evaluation:
+def mlp_evaluation(problem: Problem, weights: Any) -> Evaluation:
     """:func:`ocp_resnet.model.evaluation.evaluate` with the float64 torch-autograd gradient norm."""
     return evaluate(problem, weights, backend="torch")
 
@@ -73,8 +78,8 @@ def conv_evaluation(model: ResNetV2, images: np.ndarray, y: np.ndarray, objectiv
             for k, z in enumerate(model.stage_outputs_from(xs)):
                 loss_sum[k] += float(objective_mod.loss(objective, z, tb, const, TORCH).sum())
                 correct[k] += int((predictions(objective, z) == yb).sum())
-            for k, blk in enumerate(model.blocks):
-                F = xs[k + 1] - blk.skip(xs[k])
+            for k in range(len(model.blocks)):
+                F = xs[k + 1] - model.block(k).skip(xs[k])
                 res_sq[k] += float((F * F).sum())
     stage_losses = (loss_sum / n).tolist()
     gammas = objective.stage_weights(N)
@@ -104,10 +109,10 @@ def conv_model_from_run(run: Any, dtype: torch.dtype = torch.float64, device: An
     return model.load_weights(run.weights)
 
 
-def evaluate_conv_run(run: Any, backend: str = "torch") -> dict[str, Any]:
+def evaluate_conv_run(run: Run, backend: Backend = "torch") -> dict[str, Any]:
     """``ocp-resnet evaluate`` for a conv run (torch back-end only), float64."""
     if backend != "torch":
-        raise ValidationError("a conv run can only be evaluated with --backend torch (CasADi has no conv nets)")
+        raise ValidationError("a conv run can only be evaluated with backend='torch' (CasADi has no conv nets)")
     model = conv_model_from_run(run)
     obj = ObjectiveSpec.from_dict(run.config["objective"])
     data = run.data()

@@ -21,7 +21,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -103,7 +103,7 @@ class TrainOptions:
         if self.amp not in (None, "none", "bf16"):
             raise ValidationError(f"amp must be bf16 or none, got {self.amp!r}")
         if self.amp == "bf16" and self.dtype != "float32":
-            raise ValidationError("--amp bf16 autocasts float32 models: give --dtype float32")
+            raise ValidationError("amp='bf16' autocasts float32 models: give dtype='float32'")
 
     @property
     def learning_rate(self) -> float:
@@ -173,6 +173,8 @@ class StepInfo:
 
 #: A :meth:`Trainer.fit` callback: gets each :class:`StepInfo`; returning ``True`` stops training.
 StepCallback = Callable[[StepInfo], bool | None]
+#: What stopped a training early: Ctrl-C or the step callback.
+StoppedBy = Literal["SIGINT", "callback"]
 
 
 class Trainer:
@@ -180,8 +182,8 @@ class Trainer:
 
     ``fit`` returns ``self``; learned attributes: ``model_``, ``history_`` (list of per-epoch
     dicts), ``steps_`` (optimizer steps), ``train_time_s_``, ``stopped_`` (None, or why training
-    stopped early, a :class:`~ocp_resnet.status.Status` value: ``Status.NAN.value``, or
-    ``Status.INTERRUPTED.value`` by Ctrl-C or the callback, checked once per step; the model
+    stopped early, a :class:`~ocp_resnet.status.Status`: ``Status.NAN``, or
+    ``Status.INTERRUPTED`` by Ctrl-C or the callback, checked once per step; the model
     keeps its weights of that step) and ``stopped_by_`` (``"SIGINT"`` or ``"callback"`` after
     such a stop, as a solve's ``stats["stopped_by"]``; else None).
 
@@ -191,6 +193,14 @@ class Trainer:
     the full training state; ``fit(..., resume=state)`` continues from such a state exactly.
     """
 
+    # learned by fit (unset before it, as scikit-learn's trailing-underscore attributes)
+    model_: Any
+    history_: list[dict[str, Any]]
+    steps_: int
+    train_time_s_: float
+    stopped_: Status | None
+    stopped_by_: StoppedBy | None
+
     def __init__(self, objective: ObjectiveSpec, n_classes: int, options: TrainOptions | None = None,
                  log: Callable[[str], None] | None = None) -> None:
         self.objective = objective
@@ -198,7 +208,8 @@ class Trainer:
         self.options = options or TrainOptions()
         self.log = log
 
-    def _tensors(self, inputs: Any, y: Any, dtype: torch.dtype, device: torch.device):
+    def _tensors(self, inputs: Any, y: Any, dtype: torch.dtype,
+                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         X = torch.as_tensor(np.asarray(inputs, dtype=np.float64), dtype=dtype).to(device)
         yy = np.asarray(y, dtype=int)
         T = targets(self.objective, yy, self.n_classes, dtype, device)
@@ -244,7 +255,7 @@ class Trainer:
                     break
                 bar.set_postfix(_postfix(row))
                 if not math.isfinite(row["loss"]):
-                    self.stopped_ = Status.NAN.value
+                    self.stopped_ = Status.NAN
                     break
                 if checkpoint is not None and checkpoint_every and ((epoch + 1) % checkpoint_every == 0
                                                                      or epoch + 1 == opts.epochs):
@@ -282,12 +293,13 @@ class _Fit:
             model.to(memory_format=self.layout)
         self.n = n = self.X.shape[0]
         if n == 0:
-            raise ValidationError("no training samples: lower --val-fraction or give more data")
+            raise ValidationError("no training samples: lower val_fraction or give more data")
         self.val = None
         if val is not None and len(val[1]) > 0:
             self.val = trainer._tensors(val[0], val[1], self.dtype, self.device)
-        self.full = opts.optimizer == "lbfgs" or not opts.batch_size or opts.batch_size >= n
-        self.bs = n if self.full else int(opts.batch_size)
+        bs = opts.batch_size
+        self.full = opts.optimizer == "lbfgs" or not bs or bs >= n
+        self.bs = int(bs) if bs and not self.full else n
         ctx.check_batches(n, self.bs)
         self.adamw = opts.optimizer == "adamw"
         # the model and its loss as one module: DDP averages its gradients over the ranks
@@ -314,8 +326,8 @@ class _Fit:
             if sched is not None and int(resume.get("epochs", opts.epochs)) != opts.epochs:
                 raise ValidationError(
                     f"the checkpoint was trained for {resume['epochs']} epochs under the cosine schedule, which "
-                    f"is tied to the number of epochs: resume with --epochs {resume['epochs']}, or train with "
-                    "--schedule constant to extend runs")
+                    f"is tied to the number of epochs: resume with epochs={resume['epochs']}, or train with "
+                    "schedule='constant' to extend runs")
             self.model.load_state_dict(resume["model"])
             self.opt.load_state_dict(resume["optimizer"])
             if sched is not None and resume.get("scheduler") is not None:
@@ -336,7 +348,7 @@ class _Fit:
                 "time_s": time.perf_counter() - self.t0, "world_size": self.ctx.world_size,
                 "epochs": self.opts.epochs}
 
-    def forward(self, xb: torch.Tensor, tb: torch.Tensor, m: int, total: int):
+    def forward(self, xb: torch.Tensor, tb: torch.Tensor, m: int, total: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(J to differentiate, this shard's J, logits); bf16 autocast when asked."""
         if self.layout is torch.channels_last:
             xb = xb.contiguous(memory_format=self.layout)
@@ -353,7 +365,7 @@ class _Fit:
         steps = self._lbfgs_epoch if self.opts.optimizer == "lbfgs" else self._sgd_epoch
         loss_sum, correct, stopped = steps(epoch, stop)
         if stopped:
-            self.trainer.stopped_ = Status.INTERRUPTED.value
+            self.trainer.stopped_ = Status.INTERRUPTED
             self.trainer.stopped_by_ = "callback" if self.by_callback else "SIGINT"
             return None
         return self._record(epoch, lr, loss_sum, correct)
@@ -373,8 +385,9 @@ class _Fit:
             J.backward()
             return ctx.mean(J.detach())  # the global J, the same on every rank
 
-        opt.step(closure)
-        self.trainer.steps_ = int(next(iter(opt.state.values()), {}).get("n_iter", 0))
+        opt.step(closure)  # type: ignore[arg-type]  # torch's stubs want a float closure; LBFGS takes a tensor one
+        state: dict[str, Any] = next(iter(opt.state.values()), {})
+        self.trainer.steps_ = int(state.get("n_iter", 0))
         with torch.no_grad():  # the record is at the accepted iterate, not a line-search trial
             _, J, logits = self.local(Xs, Ts)
         loss_sum, correct = J * m, (predictions(self.trainer.objective, logits) == Ys).sum()
@@ -387,6 +400,7 @@ class _Fit:
         correct = torch.zeros((), dtype=torch.long, device=device)
         perm = torch.randperm(n, generator=self.gen).to(device) if not self.full else None
         for i in range(0, n, bs):
+            idx: torch.Tensor | slice
             if perm is not None:
                 idx = ctx.shard(perm[i:i + bs])
             else:

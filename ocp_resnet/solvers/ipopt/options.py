@@ -3,12 +3,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from ocp_resnet.errors import ValidationError, check_choice, check_float, check_int
+from ocp_resnet.solvers.base import Hessian, Method
 
 HESSIANS = ("auto", "exact", "lbfgs")
 METHODS = ("multiple-shooting", "single-shooting")
+
+
+def check_method(value: object) -> Method:
+    """``value`` if it is ``"auto"`` or a transcription in :data:`METHODS`; else a ValidationError naming them."""
+    return cast(Method, check_choice("method", value, ("auto", *METHODS)))
 
 
 @dataclass
@@ -21,8 +27,8 @@ class IpoptOptions:
     tol: float = 1e-8
     max_iter: int = 3000
     print_level: int = 0
-    hessian: str = "auto"
-    ipopt: dict = field(default_factory=dict)
+    hessian: Hessian = "auto"
+    ipopt: dict[str, Any] = field(default_factory=dict)
     #: compile the per-sample functions with the C compiler: "auto" (where the evaluations
     #: dominate, see :mod:`ocp_resnet.solvers.ipopt.sizing`), True or False
     jit: Any = "auto"
@@ -49,7 +55,7 @@ class IpoptOptions:
         if self.ipopt:
             check_ipopt_options(self.ipopt_dict(), self.ipopt)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The options as plain data (written to ``config.json``)."""
         return asdict(self)
 

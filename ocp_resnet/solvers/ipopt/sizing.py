@@ -21,8 +21,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ocp_resnet.errors import ValidationError
+
+if TYPE_CHECKING:
+    from ocp_resnet.model.architecture import ArchSpec
+    from ocp_resnet.model.problem import Problem
+    from ocp_resnet.solvers.base import Hessian, Method
 
 #: Effective rates measured on the reference machine (docs/performance.md): MUMPS on the
 #: arrowhead KKT, and CasADi's SX virtual machine on the per-sample functions.
@@ -41,8 +47,8 @@ LBFGS_HISTORY = 30
 class Estimate:
     """Estimated cost of one IPOPT iteration of a path."""
 
-    method: str
-    hessian: str
+    method: Method
+    hessian: Hessian
     memory_bytes: float
     iteration_s: float
 
@@ -55,15 +61,15 @@ class Estimate:
 class Plan:
     """The chosen path, the estimates behind the choice and the one line that says why."""
 
-    method: str
-    hessian: str
+    method: Method
+    hessian: Hessian
     estimates: tuple[Estimate, ...]
     reason: str
-    ipopt: dict
+    ipopt: dict[str, Any]
     jit: bool = False
 
 
-def sample_ops(spec) -> int:
+def sample_ops(spec: ArchSpec) -> int:
     """Elementary operations of one sample's forward pass plus its stage outputs."""
     widths = spec.widths
     shapes = spec.param_shapes()
@@ -74,7 +80,7 @@ def sample_ops(spec) -> int:
     return int(ops)
 
 
-def estimates(problem) -> tuple[Estimate, ...]:
+def estimates(problem: Problem) -> tuple[Estimate, ...]:
     """Memory and time per iteration of the three paths for ``problem``."""
     spec = problem.spec
     n, m = problem.n_samples, spec.n_params
@@ -101,7 +107,7 @@ def memory_limit() -> float:
         return 8e9
 
 
-def plan(problem, method: str = "auto", hessian: str = "auto") -> Plan:
+def plan(problem: Problem, method: Method = "auto", hessian: Hessian = "auto") -> Plan:
     """Resolve ``auto`` method/Hessian for ``problem`` (explicit choices are kept as given)."""
     spec = problem.spec
     ops = sample_ops(spec)
@@ -110,8 +116,8 @@ def plan(problem, method: str = "auto", hessian: str = "auto") -> Plan:
         raise ValidationError(
             f"this network is too large for the solver: one sample's forward pass has ~{ops:,} operations "
             f"({spec.n_blocks} blocks, widths up to {max(spec.widths)}), more than CasADi can build in reasonable "
-            f"time ({MAX_SAMPLE_OPS:,}); use fewer --blocks or a smaller --width, or train it with "
-            "'ocp-resnet train' (PyTorch)"
+            f"time ({MAX_SAMPLE_OPS:,}); use {_smaller(spec, blocks=_blocks_that_fit(spec, ops))}, "
+            "or train it with PyTorch (ocp_resnet.training, 'ocp-resnet train')"
         )
     limit = memory_limit()
     candidates = [e for e in ests if (method in ("auto", e.method)) and (hessian in ("auto", e.hessian))]
@@ -126,8 +132,9 @@ def plan(problem, method: str = "auto", hessian: str = "auto") -> Plan:
         best = min(candidates, key=lambda e: e.memory_bytes)
         raise ValidationError(
             f"this problem needs ~{_size(best.memory_bytes)} even on the leanest solver path "
-            f"({best.method} + {best.hessian}), more than the {_size(limit)} this machine allows: use fewer samples "
-            f"(--n-samples), a smaller --width or fewer --blocks, or train it with 'ocp-resnet train' (PyTorch)"
+            f"({best.method} + {best.hessian}), more than the {_size(limit)} this machine allows: use "
+            f"n_samples < {problem.n_samples} or {_smaller(spec)}, or train it with PyTorch (ocp_resnet.training, "
+            "'ocp-resnet train')"
         )
     quick = [e for e in fits if e.iteration_s <= MAX_ITERATION_S]
     chosen = quick[0] if quick else min(fits, key=lambda e: e.iteration_s)
@@ -142,7 +149,43 @@ def plan(problem, method: str = "auto", hessian: str = "auto") -> Plan:
     return Plan(chosen.method, chosen.hessian, ests, reason, _ipopt(chosen), jit)
 
 
-def _jit(problem, hessian: str) -> bool:
+def _blocks_that_fit(spec: ArchSpec, ops: int) -> int:
+    """About how many blocks keep a sample's operations within MAX_SAMPLE_OPS (blocks cost alike)."""
+    from dataclasses import replace
+
+    base = sample_ops(replace(spec, blocks=()))
+    return int((MAX_SAMPLE_OPS - base) / max((ops - base) / spec.n_blocks, 1.0))
+
+
+def _smaller(spec: ArchSpec, blocks: int | None = None) -> str:
+    """``blocks <= B`` (``blocks < N`` without an estimate B), and ``width < W`` where a narrower state exists."""
+    fewer = f"blocks <= {max(blocks, 1)}" if blocks is not None else f"blocks < {spec.n_blocks}"
+    w = max(spec.widths)
+    return f"{fewer} or width < {w}" if w > 2 else fewer
+
+
+def time_budget(problem: Problem, max_iter: int, method: Method = "auto",
+                hessian: Hessian = "auto") -> tuple[float, str] | None:
+    """(seconds, one line): what ``max_iter`` iterations of the path :func:`plan` takes may cost by
+    the estimated time per iteration, said before a long solve (or its warm-started resumption)
+    starts. ``None`` when the estimates do not cover the requested path."""
+    p = plan(problem, method, hessian)
+    est = next((e for e in p.estimates if (e.method, e.hessian) == (p.method, p.hessian)), None)
+    if est is None:
+        return None
+    total = est.iteration_s * max_iter
+    return total, (f"expected ~{_seconds(est.iteration_s)}/iteration ({p.method} + {p.hessian} Hessian, the sizing "
+            f"estimate): the iteration limit max_iter={max_iter} may take ~{_duration(total)}; "
+            "bound the run with max_iter or IPOPT's wall-clock limit ipopt={'max_wall_time': SECONDS}")
+
+
+def _duration(t: float) -> str:
+    if t < 120:
+        return _seconds(t)
+    return f"{t / 60:.2g} min" if t < 7200 else f"{t / 3600:.2g} h"
+
+
+def _jit(problem: Problem, hessian: Hessian) -> bool:
     """Compile the per-sample functions where evaluations dominate: the L-BFGS path (thousands
     of cheap iterations, each a few objective/gradient evaluations over all samples), when a
     C compiler is there. On the exact-Hessian paths the factorisation dominates and the ~1 s
@@ -152,7 +195,7 @@ def _jit(problem, hessian: str) -> bool:
     return hessian == "lbfgs" and c_compiler() is not None
 
 
-def _ipopt(e: Estimate) -> dict:
+def _ipopt(e: Estimate) -> dict[str, Any]:
     return {"limited_memory_max_history": LBFGS_HISTORY} if e.hessian == "lbfgs" else {}
 
 

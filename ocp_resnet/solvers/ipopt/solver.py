@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,14 +21,18 @@ from ocp_resnet.solvers.base import Backend, Init, Log, Method
 from ocp_resnet.solvers.init import initial_weights
 from ocp_resnet.solvers.ipopt.options import METHODS, IpoptOptions
 from ocp_resnet.solvers.iteration import IterationMonitor, IterCallback, IterInfo, StopOnSigint  # noqa: F401 (IterInfo: re-exported)
-from ocp_resnet.solvers.solution import Solution, SolveError, Status
+from ocp_resnet.solvers.solution import Solution, SolveError
+from ocp_resnet.status import Status
+
+if TYPE_CHECKING:
+    from ocp_resnet.solvers.ipopt.transcription import NLP
 
 
 def solve(
     problem: Problem,
     method: Method = "auto",
     options: IpoptOptions | None = None,
-    init: Any = "random",
+    init: Init = "random",
     seed: int = 0,
     throw: bool = False,
     log: Callable[[str], None] | None = None,
@@ -104,18 +108,21 @@ def abandoned_workers() -> list[threading.Thread]:
 class _IpoptJob:
     """One IPOPT run: transcription, solver build, solve; the state a Solution is made from."""
 
-    def __init__(self, problem: Problem, method: str, options: IpoptOptions, init: Any, w0: np.ndarray,
+    def __init__(self, problem: Problem, method: Method, options: IpoptOptions, init: Init, w0: np.ndarray,
                  log: Callable[[str], None] | None, callback: IterCallback | None) -> None:
         self.problem, self.method, self.options, self.init, self.w0 = problem, method, options, init, w0
         self.log, self.callback = log, callback
         self.stop = threading.Event()
-        self.nlp: Any = None
+        self.nlp: NLP | None = None
         self.monitor: IterationMonitor | None = None
-        self.res: dict | None = None
-        self.stats: dict = {}
+        self.res: dict[str, np.ndarray] | None = None
+        self.stats: dict[str, Any] = {}
         self.error: BaseException | None = None
         self.abandoned = False
-        self.t = [time.perf_counter(), None, None]
+        #: when the build started, IPOPT started and IPOPT returned (None: not reached)
+        self.t0: float = time.perf_counter()
+        self.t1: float | None = None
+        self.t2: float | None = None
 
     def run(self) -> None:
         import casadi as ca
@@ -140,7 +147,7 @@ class _IpoptJob:
         )
         start = _warm_start(nlp, self.init) if isinstance(self.init, Solution) else {"x0": nlp.initial_guess(self.w0)}
         monitor.start(start["x0"])
-        self.t[1] = time.perf_counter()
+        self.t1 = time.perf_counter()
         if self.stop.is_set():
             return
         restarts, before = 0, 0
@@ -166,7 +173,7 @@ class _IpoptJob:
             monitor.start(start["x0"])
         self.res = {k: np.asarray(v, dtype=float).ravel() for k, v in res.items()}
         self.stats = {**stats, "iter_count": before + int(stats.get("iter_count", 0)), "divergence_restarts": restarts}
-        self.t[2] = time.perf_counter()
+        self.t2 = time.perf_counter()
 
     def _run_catching(self) -> None:
         try:
@@ -194,21 +201,24 @@ class _IpoptJob:
         if self.monitor is not None and self.monitor.error is not None:
             raise self.monitor.error  # the user callback failed: that is a bug to see, not a status
         nlp, monitor = self.nlp, self.monitor
-        done = self.res is not None and not self.abandoned
-        if done:
-            xopt, stats = self.res["x"], self.stats
+        res = self.res if not self.abandoned else None
+        xopt: np.ndarray | None
+        if res is not None:
+            xopt, stats = res["x"], self.stats
             status = Status.from_ipopt(str(stats.get("return_status", "")))
-            if monitor.stopped_by_callback or self.stop.is_set():
-                stats = {**stats, "stopped_by": "callback" if monitor.stopped_by_callback else "SIGINT"}
+            by_callback = monitor is not None and monitor.stopped_by_callback
+            if by_callback or self.stop.is_set():
+                stats = {**stats, "stopped_by": "callback" if by_callback else "SIGINT"}
             iterations = int(stats.get("iter_count", 0))
         else:  # interrupted before IPOPT returned: the last completed iterate (or the start)
             xopt = monitor.last_x if monitor is not None and monitor.last_x is not None else None
             iterations = max(monitor.iterations - 1, 0) if monitor is not None else 0
             status = Status.INTERRUPTED
             stats = {"return_status": "Interrupted_Before_Return", "stopped_by": "SIGINT", "iter_count": iterations}
-        w = nlp.weights(xopt) if xopt is not None else np.array(self.w0, dtype=float)
+        # an iterate exists only once run() has transcribed the problem (nlp is set)
+        w = nlp.weights(xopt) if xopt is not None and nlp is not None else np.array(self.w0, dtype=float)
         now = time.perf_counter()
-        t0, t1, t2 = self.t[0], self.t[1] or now, self.t[2] or now
+        t0, t1, t2 = self.t0, self.t1 or now, self.t2 or now
         ev = evaluate(self.problem, w)
         return Solution(
             weights=self.problem.params(w),
@@ -223,12 +233,12 @@ class _IpoptJob:
             method=self.method,
             stats={**_jsonable(stats), "hessian": self.options.hessian, "jit": bool(nlp is not None and nlp.meta.get("jit"))},
             x=xopt,
-            lam_g=self.res["lam_g"] if done else None,
-            lam_x=self.res["lam_x"] if done else None,
+            lam_g=res["lam_g"] if res is not None else None,
+            lam_x=res["lam_x"] if res is not None else None,
         )
 
 
-def _warm_start(nlp, previous: Solution) -> dict[str, np.ndarray]:
+def _warm_start(nlp: NLP, previous: Solution) -> dict[str, np.ndarray]:
     """Start values from an earlier solve: its full iterate and multipliers when it used the same
     transcription at the same size (a γ path), else only its weights (states re-simulated)."""
     same = previous.method == nlp.method and previous.x is not None and previous.x.size == nlp.n_variables

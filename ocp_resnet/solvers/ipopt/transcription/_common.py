@@ -12,16 +12,23 @@ and reused across data sets and sample counts.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import casadi as ca
 import numpy as np
 
 from ocp_resnet.errors import ValidationError
 from ocp_resnet.model.architecture import SMOOTH_ACTIVATIONS
+
+if TYPE_CHECKING:
+    from ocp_resnet.model.problem import Problem
+    from ocp_resnet.solvers.base import Hessian, Method
+
+#: One sample's SX symbols and expressions: (u, t, s, w, cost, G).
+SampleSymbols = tuple[Any, Any, Any, Any, Any, Any]
 
 
 @dataclass
@@ -34,7 +41,7 @@ class NLP:
     ``nlpsol`` (:meth:`nlpsol_options`).
     """
 
-    method: str
+    method: Method
     x: Any
     f: Any
     g: Any
@@ -43,8 +50,8 @@ class NLP:
     n_weights: int
     initial_guess: Callable[[np.ndarray], np.ndarray]
     weights: Callable[[np.ndarray], np.ndarray]
-    meta: dict = field(default_factory=dict)
-    functions: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    functions: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_variables(self) -> int:
@@ -65,7 +72,7 @@ class NLP:
             return int(jac.sparsity_out(1).nnz())
         return int(ca.jacobian_sparsity(self.g, self.x).nnz())
 
-    def nlpsol_options(self, hessian: str = "exact") -> dict:
+    def nlpsol_options(self, hessian: Hessian = "exact") -> dict[str, Any]:
         """The ``nlpsol`` options that install the structured derivatives.
 
         With L-BFGS the oracle is only expanded to SX and CasADi derives gradient and Jacobian
@@ -80,7 +87,7 @@ class NLP:
         return {"expand": True}
 
 
-def check_smooth(problem) -> None:
+def check_smooth(problem: Problem) -> None:
     """IPOPT needs twice-differentiable activations."""
     if problem.spec.activation not in SMOOTH_ACTIVATIONS:
         raise ValidationError(
@@ -89,7 +96,7 @@ def check_smooth(problem) -> None:
         )
 
 
-def sample_symbols(problem) -> tuple[Any, Any, Any, dict]:
+def sample_symbols(problem: Problem) -> tuple[Any, Any, Any, dict[str, Any]]:
     """Symbols of one sample's input u and target t, the flat weights w and named params."""
     spec = problem.spec
     u = ca.SX.sym("u", spec.input_dim)
@@ -109,11 +116,11 @@ class SampleFunctions:
     weights) and L-BFGS never needs it.
     """
 
-    def __init__(self, u, t, s, w, cost, G, jit: bool = False) -> None:
-        self._sym = (u, t, s, w, cost, G)
+    def __init__(self, u: Any, t: Any, s: Any, w: Any, cost: Any, G: Any, jit: bool = False) -> None:
+        self._sym: SampleSymbols = (u, t, s, w, cost, G)
         self.ns, self.nw = int(s.numel()), int(w.numel())
         self.jit = jit
-        build = compiled if jit else (lambda f: f)
+        build: Callable[[Any], Any] = compiled if jit else (lambda f: f)
         z = ca.vertcat(s, w)
         #: (u, t, s, w) -> (cost, G)
         self.value = ca.Function("sample_value", [u, t, s, w], [cost, G])
@@ -127,10 +134,10 @@ class SampleFunctions:
         self.jac_rows, self.jac_cols = (np.asarray(a, dtype=np.int64) for a in J.sparsity().get_triplet())
         #: (u, t, s, w) -> (G, non-zeros of dG/dz)
         self.jac = build(ca.Function("sample_jac", [u, t, s, w], [G, _nz(J, range(J.nnz()))]))
-        self._hess = None
+        self._hess: tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
-    def hess(self) -> tuple:
+    def hess(self) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(Function (u, t, s, w, lam, sig_c, sig_r) -> (own nz, shared nz) of the upper triangle
         of ∇²_z (sig_c cost + lam·G + sig_r |w|²), rows/cols of the own and the shared entries)."""
         if self._hess is None:
@@ -140,7 +147,8 @@ class SampleFunctions:
             lam = ca.SX.sym("lam", G.numel())
             sig_c, sig_r = ca.SX.sym("sig_c"), ca.SX.sym("sig_r")
             L = sig_c * cost + ca.dot(lam, G) + sig_r * ca.sumsqr(w)
-            H = ca.triu(ca.hessian(L, z)[0])
+            hess_z: ca.SX = ca.hessian(L, z)[0]
+            H = ca.triu(hess_z)
             hr, hc = (np.asarray(a, dtype=np.int64) for a in H.sparsity().get_triplet())
             own = np.flatnonzero(hr < ns)  # upper triangle (r <= c): a row in s makes the entry per-sample
             sh = np.flatnonzero(hr >= ns)  # the (w, w) block: summed over the samples
@@ -150,26 +158,26 @@ class SampleFunctions:
         return self._hess
 
 
-class LazyFunctions(dict):
+class LazyFunctions(dict[str, Any]):
     """A dict whose values may be zero-argument builders, called (once) on first access."""
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: str) -> Any:
         v = super().__getitem__(key)
         if callable(v) and not isinstance(v, ca.Function):
             v = v()
             self[key] = v
         return v
 
-    def get(self, key, default=None):
+    def get(self, key: str, default: Any = None) -> Any:
         """The value of ``key``, built on first access, or ``default``."""
         return self[key] if key in self else default
 
-    def materialized(self) -> dict:
+    def materialized(self) -> dict[str, Any]:
         """A plain dict with every builder called."""
         return {k: self[k] for k in self}
 
 
-_SAMPLE_CACHE: dict = {}
+_SAMPLE_CACHE: dict[tuple[Any, bool], SampleFunctions] = {}
 
 
 def c_compiler() -> str | None:
@@ -213,7 +221,7 @@ def compiled(fn: Any, reverse: bool = False) -> Any:
     if reverse:
         cg.add(fn.reverse(1))
     code = cg.dump()
-    key = hashlib.sha256("\0".join([code, cc, *_CFLAGS, ca.__version__]).encode()).hexdigest()[:20]
+    key = hashlib.sha256("\0".join([code, cc, *_CFLAGS, ca.CasadiMeta.version()]).encode()).hexdigest()[:20]
     target = cache_dir() / f"{fn.name()}_{key}.so"
     try:
         if not target.exists():
@@ -228,18 +236,19 @@ def compiled(fn: Any, reverse: bool = False) -> Any:
         return fn
 
 
-def sample_functions(key: Any, make: Callable[[], tuple], jit: bool = False) -> SampleFunctions:
+def sample_functions(key: Any, make: Callable[[], SampleSymbols], jit: bool = False) -> SampleFunctions:
     """Per-sample functions for the structure ``key`` (built once per process by ``make()``,
     which returns the SX symbols and expressions ``(u, t, s, w, cost, G)``); ``jit`` compiles
     them with the C compiler (the symbols are shared with the interpreted twin)."""
     hit = _SAMPLE_CACHE.get((key, jit))
     if hit is None:
         twin = _SAMPLE_CACHE.get((key, not jit))
-        hit = _SAMPLE_CACHE[(key, jit)] = SampleFunctions(*(twin._sym if twin else make()), jit=jit)
+        u, t, s, w, cost, G = twin._sym if twin else make()
+        hit = _SAMPLE_CACHE[(key, jit)] = SampleFunctions(u, t, s, w, cost, G, jit=jit)
     return hit
 
 
-def _nz(M: Any, idx) -> Any:
+def _nz(M: Any, idx: Iterable[int]) -> Any:
     nz = M.nonzeros()
     idx = list(idx)
     return ca.vertcat(*[nz[i] for i in idx]) if idx else ca.SX(0, 1)
@@ -256,7 +265,8 @@ def _scatter(nrow: int, ncol: int, rows: np.ndarray, cols: np.ndarray, vals: Any
     return ca.MX(sp, vals[order.tolist()])
 
 
-def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, weight_decay: float, threads: int = 1) -> dict:
+def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, weight_decay: float,
+                   threads: int = 1) -> dict[str, Any]:
     """x, f, g and the nlpsol derivative Functions of
 
         min_x (1/n) Σ_i cost(u_i, t_i, s_i, w) + λ |w|²   s.t.  G(u_i, t_i, s_i, w) = 0,
@@ -265,12 +275,12 @@ def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, weight_dec
     evaluates the samples in that many threads (CasADi's thread map; the sums are the same).
     """
 
-    def mapped(fn):
+    def mapped(fn: Any) -> Any:
         return fn.map(n, "thread", threads) if threads > 1 else fn.map(n)
 
     n, ns, nw = U.shape[1], sf.ns, sf.nw
     nx, ng = ns * n + nw, int(sf.value.size1_out(1)) * n
-    U, T = ca.DM(U), ca.DM(T)
+    Ud, Td = ca.DM(U), ca.DM(T)
     x = ca.MX.sym("x", nx)
     p = ca.MX.sym("p", 0, 1)
     S = ca.reshape(x[: ns * n], ns, n)
@@ -279,11 +289,11 @@ def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, weight_dec
     lam_g = ca.MX.sym("lam_g", ng)
     reg = weight_decay * ca.sumsqr(w)
 
-    C, G = mapped(sf.value)(U, T, S, w)
+    C, G = mapped(sf.value)(Ud, Td, S, w)
     f = ca.sum2(C) / n + reg
     g = ca.vec(G)
 
-    C2, gs, gw = mapped(sf.grad)(U, T, S, w)
+    C2, gs, gw = mapped(sf.grad)(Ud, Td, S, w)
     grad = ca.vertcat(ca.vec(gs) / n, ca.sum2(gw) / n + 2 * weight_decay * w)
     grad_f = ca.Function("nlp_grad_f", [x, p], [ca.sum2(C2) / n + reg, grad],
                          ["x", "p"], ["f", "grad_f_x"])
@@ -291,11 +301,12 @@ def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, weight_dec
     I = np.arange(n, dtype=np.int64)[:, None]
 
     def glob(loc: np.ndarray) -> np.ndarray:  # local z index of sample i -> global x index, (n, k)
-        return np.where(loc[None, :] < ns, I * ns + loc[None, :], ns * n + loc[None, :] - ns)
+        index: np.ndarray = np.where(loc[None, :] < ns, I * ns + loc[None, :], ns * n + loc[None, :] - ns)
+        return index
 
     out = LazyFunctions(grad_f=grad_f)
     if ng:
-        G2, jv = mapped(sf.jac)(U, T, S, w)
+        G2, jv = mapped(sf.jac)(Ud, Td, S, w)
         ngs = ng // n
         rows = (I * ngs + sf.jac_rows[None, :]).ravel()
         cols = glob(sf.jac_cols).ravel()
@@ -305,7 +316,7 @@ def structured_nlp(sf: SampleFunctions, U: np.ndarray, T: np.ndarray, weight_dec
     def hess_lag() -> Any:
         fn, r_own, c_own, r_sh, c_sh = sf.hess
         L = ca.reshape(lam_g, ng // n, n) if ng else ca.MX(0, n)
-        ho, hs = mapped(fn)(U, T, S, w, L, lam_f / n, lam_f * weight_decay / n)
+        ho, hs = mapped(fn)(Ud, Td, S, w, L, lam_f / n, lam_f * weight_decay / n)
         rows = np.concatenate([glob(r_own).ravel(), ns * n + r_sh - ns])
         cols = np.concatenate([glob(c_own).ravel(), ns * n + c_sh - ns])
         vals = ca.vertcat(ca.vec(ho), ca.sum2(hs))

@@ -7,16 +7,28 @@ for one sample and mapped (:func:`~._common.structured_nlp`).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import casadi as ca
 import numpy as np
 
 from ocp_resnet.model import architecture as arch
 from ocp_resnet.model import objective as objective_mod
 from ocp_resnet.model._ops import CASADI, NUMPY
-from ocp_resnet.solvers.ipopt.transcription._common import NLP, check_smooth, sample_functions, sample_symbols, structured_nlp
+from ocp_resnet.solvers.ipopt.transcription._common import (
+    NLP,
+    SampleSymbols,
+    check_smooth,
+    sample_functions,
+    sample_symbols,
+    structured_nlp,
+)
+
+if TYPE_CHECKING:
+    from ocp_resnet.model.problem import Problem
 
 
-def _sample_problem(problem):
+def _sample_problem(problem: Problem) -> SampleSymbols:
     """One sample's symbols (u, t, s, w), its cost and its dynamics defects G(s, w) = 0."""
     spec, obj = problem.spec, problem.objective
     u, t, w, P = sample_symbols(problem)
@@ -32,7 +44,7 @@ def _sample_problem(problem):
     return u, t, s, w, cost, ca.vertcat(*defects) if defects else ca.SX(0, 1)
 
 
-def multiple_shooting(problem, jit: bool = False, threads: int = 1) -> NLP:
+def multiple_shooting(problem: Problem, jit: bool = False, threads: int = 1) -> NLP:
     """Transcribe ``problem`` by multiple shooting."""
     check_smooth(problem)
     spec = problem.spec

@@ -7,7 +7,7 @@ gradient and Hessian are differentiated for one sample and mapped
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import casadi as ca
 import numpy as np
@@ -15,10 +15,20 @@ import numpy as np
 from ocp_resnet.model import architecture as arch
 from ocp_resnet.model import objective as objective_mod
 from ocp_resnet.model._ops import CASADI
-from ocp_resnet.solvers.ipopt.transcription._common import NLP, check_smooth, sample_functions, sample_symbols, structured_nlp
+from ocp_resnet.solvers.ipopt.transcription._common import (
+    NLP,
+    SampleSymbols,
+    check_smooth,
+    sample_functions,
+    sample_symbols,
+    structured_nlp,
+)
+
+if TYPE_CHECKING:
+    from ocp_resnet.model.problem import Problem
 
 
-def _sample_cost_function(problem) -> tuple[Any, Any, Any, Any]:
+def _sample_cost_function(problem: Problem) -> tuple[Any, Any, Any, Any]:
     """Symbols u, t, w and the per-sample cost Function (u, t, w) -> Σ_k γ_k ℓ(ŷ_k)."""
     spec, obj = problem.spec, problem.objective
     u, t, w, P = sample_symbols(problem)
@@ -26,20 +36,20 @@ def _sample_cost_function(problem) -> tuple[Any, Any, Any, Any]:
     return u, t, w, ca.Function("sample_cost", [u, t, w], [objective_mod.sample_cost(spec, obj, P, xs, t, CASADI)])
 
 
-def _objective(problem, cost: Any, w: Any) -> Any:
+def _objective(problem: Problem, cost: Any, w: Any) -> Any:
     """J(w): the mapped per-sample cost averaged over the data, plus weight decay (SX or MX w)."""
     n = problem.n_samples
     return ca.sum2(cost.map(n)(problem.U, problem.T, w)) / n + objective_mod.regularization(problem.objective, w, CASADI)
 
 
-def _sample_problem(problem):
+def _sample_problem(problem: Problem) -> SampleSymbols:
     spec, obj = problem.spec, problem.objective
     u, t, w, P = sample_symbols(problem)
     xs = arch.trajectory(spec, P, u, CASADI)
     return u, t, ca.SX(0, 1), w, objective_mod.sample_cost(spec, obj, P, xs, t, CASADI), ca.SX(0, 1)
 
 
-def single_shooting(problem, jit: bool = False, threads: int = 1) -> NLP:
+def single_shooting(problem: Problem, jit: bool = False, threads: int = 1) -> NLP:
     """Transcribe ``problem`` by single shooting."""
     check_smooth(problem)
     key = ("single-shooting", repr(problem.spec), repr(problem.objective), problem.T.shape[0])
@@ -61,7 +71,7 @@ def single_shooting(problem, jit: bool = False, threads: int = 1) -> NLP:
     )
 
 
-def objective_and_gradient(problem, w: np.ndarray) -> tuple[float, np.ndarray]:
+def objective_and_gradient(problem: Problem, w: np.ndarray) -> tuple[float, np.ndarray]:
     """J(w) and ∇J(w) by CasADi's algorithmic differentiation (float64).
 
     Built in MX over the mapped per-sample SX function (no expansion), so building is cheap;
