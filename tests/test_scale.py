@@ -186,7 +186,7 @@ def test_cli_resume_continues_bit_identically(tmp_path):
         assert np.array_equal(wa[k], wb[k]), k
     # other flags, or fewer epochs than done, are refused with the fix named
     r = _cli(*TRAIN, "--epochs", "4", "--schedule", "constant", "--lr", "0.1", "--resume", str(b), check=False)
-    assert r.returncode == 2 and "other flags" in r.stderr
+    assert r.returncode == 2 and "other settings" in r.stderr
     r = _cli(*TRAIN, "--epochs", "1", "--schedule", "constant", "--resume", str(b), check=False)
     assert r.returncode == 2 and "--epochs >= 4" in r.stderr
 
