@@ -18,8 +18,10 @@ changed drawing cannot be mistaken for the old one).
 
 Every problem is one whole ``python -m ocp_resnet solve … --quiet`` process (start-up included,
 everything else at the defaults, ``--extra`` appended) with a wall-clock cap (``--cap``, default
-120 s; past it the process group is killed and the status is ``timeout``), writing into a
-temporary run directory that is read and deleted. CPU time and peak RSS are the child's own
+120 s; past it the process group gets SIGINT, so the solver stops at its next iteration and
+writes its last iterate, and SIGKILL 10 s later; the status is ``timeout``, with the iterations,
+objective and path of the interrupted run where it got to write them), writing into a temporary
+run directory that is read and deleted. CPU time and peak RSS are the child's own
 (``os.wait4``), so they are exact even with ``--jobs`` > 1; wall times are only comparable at
 ``--jobs 1`` (the default) on a quiet machine. On a shared machine compare CPU times.
 
@@ -108,8 +110,26 @@ def flag_list(flags: dict[str, Any]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- running one process
-def run_process(cmd: list[str], cap: float, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run ``cmd`` in its own process group with a wall-clock ``cap``; kill the group past it.
+def _stop_group(pid: int, grace: float) -> tuple[int, int, Any]:
+    """SIGINT the group of ``pid`` (the solver then stops at its next iteration and writes the run
+    directory with the last iterate, status ``interrupted``); SIGKILL it after ``grace`` seconds."""
+    for sig, wait in ((signal.SIGINT, grace), (signal.SIGKILL, None)):
+        try:
+            os.killpg(pid, sig)  # the whole group: the solver and e.g. a gcc it started
+        except ProcessLookupError:
+            pass
+        t0 = time.perf_counter()
+        while wait is None or time.perf_counter() - t0 < wait:
+            done, status, usage = os.wait4(pid, 0 if wait is None else os.WNOHANG)
+            if done:
+                return done, status, usage
+            time.sleep(0.05)
+    raise AssertionError("unreachable: the SIGKILL wait blocks until the child is reaped")
+
+
+def run_process(cmd: list[str], cap: float, env: dict[str, str] | None = None, grace: float = 10.0) -> dict[str, Any]:
+    """Run ``cmd`` in its own process group with a wall-clock ``cap``; past it, interrupt the group
+    (SIGINT) and kill it if it has not ended ``grace`` seconds later.
 
     Returns exit code (None on timeout), wall s, the child's own CPU s and peak RSS (MB) from
     ``os.wait4`` (exact even when other children run at the same time), and stdout+stderr."""
@@ -124,11 +144,7 @@ def run_process(cmd: list[str], cap: float, env: dict[str, str] | None = None) -
                 break
             if time.perf_counter() - t0 > cap:
                 timed_out = True
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)  # the whole group: the solver and e.g. a gcc it started
-                except ProcessLookupError:
-                    pass
-                pid, status, usage = os.wait4(proc.pid, 0)
+                pid, status, usage = _stop_group(proc.pid, grace)
                 break
             time.sleep(0.02)
         wall = time.perf_counter() - t0
@@ -188,7 +204,8 @@ def run_problem(problem: Problem, extra: list[str], cap: float, label: str) -> d
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if proc["timed_out"]:
-        run["status"] = "timeout"
+        # the interrupted run directory (if written in the grace period) still gives the iterations and J at the cap
+        run["status"], run["converged"] = "timeout", False
     elif run["status"] is None:
         run["status"] = f"error (exit {proc['exit']})"
     auto = [ln.strip() for ln in proc["output"].splitlines() if ln.strip().startswith("auto:")]

@@ -12,7 +12,8 @@
 * ``digits``: ``--dataset digits --blocks 2 --width 64 --tol 1e-6``, 300 s cap.
 
 Wall, CPU and peak RSS are the child's own (``os.wait4``, the same runner as
-benchmarks/census.py); a process past its cap is killed with its group (status ``timeout``).
+benchmarks/census.py); a process past its cap is interrupted, then killed, with its group (status ``timeout``;
+iterations and J of the interrupted run where it wrote them).
 Unlike benchmarks/run.py (which times P2 through the API with bce and γ = 1/21), these are the
 plain CLI commands with their defaults, so a change of a default shows up here. One JSON line per
 run is appended to ``benchmarks/results/yardsticks-<label>.jsonl``; ``--repeats K`` runs each K
@@ -56,7 +57,7 @@ def run_yardstick(name: str, extra: list[str], label: str, cap: float | None = N
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if proc["timed_out"]:
-        run["status"] = "timeout"
+        run["status"], run["converged"] = "timeout", False
     elif run["status"] is None:
         run["status"] = f"error (exit {proc['exit']})"
     return {"name": name, "label": label, "flags": flags, "extra": extra, **run, "exit": proc["exit"],

@@ -91,3 +91,17 @@ def test_summary_arithmetic_on_a_hand_written_file(tmp_path):
     text = census.summary(["a", "b"], tmp_path)
     assert "| a | 4 | 3 | 1 | 1 | 25 / 37 / 40 |" in text
     assert "| | 3 | 1.0100 | 1.1000 | 1 | 1 |" in text
+
+
+def test_run_process_interrupts_then_kills_past_the_cap():
+    import sys
+
+    # a child that dies on SIGINT ends within the grace period; one that ignores it is killed
+    polite = census.run_process([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
+                                cap=1.0, grace=20.0)
+    assert polite["timed_out"] and polite["exit"] is None and polite["wall_s"] < 50 and "up" in polite["output"]
+    stubborn = census.run_process([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGINT, "
+                                   "signal.SIG_IGN); print('up', flush=True); time.sleep(60)"], cap=1.0, grace=0.5)
+    assert stubborn["timed_out"] and stubborn["wall_s"] < 50  # stopped long before its 60 s sleep ends
+    done = census.run_process([sys.executable, "-c", "print('ok')"], cap=60.0)
+    assert not done["timed_out"] and done["exit"] == 0 and done["output"].strip() == "ok" and done["cpu_s"] > 0
