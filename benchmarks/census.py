@@ -314,6 +314,19 @@ def summary(labels: list[str], results: Path = RESULTS) -> str:
             f"| {_fmt(s['wall_med'])} / {_fmt(s['wall_p90'])} / {_fmt(s['wall_max'])} "
             f"| {_fmt(s['cpu_med'])} / {_fmt(s['cpu_p90'])} / {_fmt(s['cpu_max'])} "
             f"| {_fmt(s['w4_max_wall'])} ({_fmt(s['w4_ratio'], 1)}×) | {paths} |")
+    lines += ["", "| label | width | count | converged | timeouts | iterations med | CPU s med / worst "
+              "| CPU ms per iteration med |", "|" + "---|" * 8]
+    for lab, rows in data.items():
+        for width in sorted({r["flags"].get("width") for r in rows}, key=str):
+            rs = [r for r in rows if r["flags"].get("width") == width]
+            its = [r["iterations"] for r in rs if r.get("iterations")]
+            cpus = [r["cpu_s"] for r in rs]
+            per_it = [1e3 * r["cpu_s"] / r["iterations"] for r in rs if r.get("iterations")]
+            lines.append(f"| {lab} | {width} | {len(rs)} | {sum(bool(r.get('converged')) for r in rs)} "
+                         f"| {sum(r.get('status') == 'timeout' for r in rs)} "
+                         f"| {_fmt(statistics.median(its) if its else math.nan, 0)} "
+                         f"| {_fmt(statistics.median(cpus))} / {_fmt(max(cpus))} "
+                         f"| {_fmt(statistics.median(per_it) if per_it else math.nan, 0)} |")
     if len(labels) == 2:
         a, b = labels
         c = compare(data[a], data[b])
