@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ocp_resnet.model.problem import Problem
-    from ocp_resnet.solvers import IpoptSolver
+    from ocp_resnet.solvers import Solver
     from ocp_resnet.training import DataSource
 
 #: Defaults of a bare ``ocp-resnet solve``: the embedded two spirals, small enough to solve in
@@ -364,11 +364,13 @@ def report(metrics: dict[str, Any], narrow: str | None = None) -> None:
              f"{metrics['linear_loss']:.6g}: the small blocks are not a depth recommendation ({fix})")
 
 
-def ipopt_solver(args: argparse.Namespace) -> IpoptSolver:
-    """The IPOPT solver of a command's flags (``--method``, ``--tol``, ``--max-iter``, ``--hessian``,
+def solver_from_args(args: argparse.Namespace) -> Solver:
+    """The CasADi solver of a command's flags (``--method``, ``--tol``, ``--max-iter``, ``--hessian``,
     ``--ipopt`` and, where the command has them, ``--print-level``, ``--jit``, ``--threads``,
-    ``--divergence-restarts``): the one place CLI flags become a solver."""
-    from ocp_resnet.solvers import IpoptSolver, make_solver
+    ``--divergence-restarts``): the one place CLI flags become a solver. ``--method newton`` gives
+    the Newton solver (it uses ``--tol``, ``--max-iter`` and ``--quiet``), any other an
+    :class:`~ocp_resnet.solvers.IpoptSolver`."""
+    from ocp_resnet.solvers import make_solver
 
     given = {"method": args.method, "tol": args.tol, "max_iter": args.max_iter, "hessian": args.hessian,
              "ipopt": parse_ipopt(getattr(args, "ipopt", None) or [])}
@@ -379,9 +381,9 @@ def ipopt_solver(args: argparse.Namespace) -> IpoptSolver:
     for name in ("threads", "divergence_restarts"):
         if hasattr(args, name):
             given[name] = getattr(args, name)
-    solver = make_solver("casadi", **given)
-    assert isinstance(solver, IpoptSolver)
-    return solver
+    if args.method == "newton":
+        given["print_level"] = 0 if getattr(args, "quiet", False) else 1
+    return make_solver("casadi", **given)
 
 
 def parse_ipopt(items: list[str]) -> dict:

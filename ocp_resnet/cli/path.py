@@ -23,8 +23,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "stage costs down, which found vanished blocks where the upward path did not, "
                         "docs/vanishing.md)")
     s = p.add_argument_group("solver")
-    s.add_argument("--method", default="auto", choices=("auto", "multiple-shooting", "single-shooting"),
-                   help="IPOPT transcription; auto (default) chooses from the problem's size, as solve does")
+    s.add_argument("--method", default="auto", choices=("auto", "multiple-shooting", "single-shooting", "newton"),
+                   help="IPOPT transcription, or newton; auto (default) chooses from the problem's size, as solve does")
     s.add_argument("--hessian", default="exact", help="exact (default) or lbfgs")
     s.add_argument("--tol", type=float, default=1e-8, help="IPOPT KKT tolerance (default 1e-8)")
     s.add_argument("--max-iter", type=int, default=3000, help="IPOPT iteration limit per point (default 3000)")
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     gammas = c.parse_list("--gammas", args.gammas, float)
     args.gamma = str(gammas[0])
     problem, val = c.split_problem(args, c.problem_from_args(args))
-    solver = c.ipopt_solver(args)
+    solver = c.solver_from_args(args)
     c.warn_narrow(problem)
     out = Path(args.out) if args.out is not None else default_run_dir(f"{args.dataset.replace('/', '_')}-path")
     config = {"argv": c.run_config(args, problem, "path", {})["argv"],

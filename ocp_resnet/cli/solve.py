@@ -20,9 +20,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        description="Solve the stage-cost ResNet training problem with IPOPT and write a run directory.")
     c.add_problem_args(p)
     s = p.add_argument_group("solver")
-    s.add_argument("--method", default="auto",
+    s.add_argument("--method", default="auto", choices=("auto", "multiple-shooting", "single-shooting", "newton"),
                    help="auto (default: chosen from the problem size, one line says which and why), "
-                        "multiple-shooting or single-shooting")
+                        "multiple-shooting or single-shooting (IPOPT), or newton (exact trust-region Newton "
+                        "on the condensed objective, docs/performance.md)")
     s.add_argument("--hessian", default="auto", help="auto (default), exact or lbfgs")
     s.add_argument("--jit", default="auto", choices=("auto", "yes", "no"),
                    help="compile the per-sample functions with the C compiler (cached between runs): auto "
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     """``ocp-resnet solve`` with the parsed flags; returns the exit code."""
     from ocp_resnet.errors import ValidationError
     from ocp_resnet.runs import multiplier_files, write_run
+    from ocp_resnet.solvers import IpoptSolver
     from ocp_resnet.solvers.ipopt.sizing import time_budget
     from ocp_resnet.solving import extra_files, extra_metrics, solve_with_restarts, warm_start_record
 
@@ -60,19 +62,20 @@ def run(args: argparse.Namespace) -> int:
     if args.certificate_max_params is not None and args.certificate_max_params < 0:
         raise ValidationError(f"--certificate-max-params must be >= 0 (0: no certificate), got {args.certificate_max_params}")
     problem, val = c.split_problem(args, c.problem_from_args(args))
-    solver = c.ipopt_solver(args)
-    options = solver.options
+    solver = c.solver_from_args(args)
     out = c.output_dir(args, f"{args.dataset.replace('/', '_')}-solve")
     c.echo(f"problem: {problem.data.name} n={problem.n_samples}, N={problem.spec.n_blocks} blocks, widths "
            f"{problem.spec.widths}, loss {problem.objective.loss}, gamma {problem.objective.gamma}, "
            f"lambda {problem.objective.weight_decay}", args.quiet)
     narrow = c.warn_narrow(problem)
     warm = str(args.init) not in ("random", "zeros")
-    budget = time_budget(problem, options.max_iter, args.method, args.hessian)
-    # before a warm start (a resumed solve), or when a typical solve of this size would already be long
-    if budget is not None and (warm or budget[0] / max(options.max_iter, 1) * TYPICAL_ITERATIONS > LONG_SOLVE_S):
-        wall = options.ipopt.get("max_wall_time")
-        c.echo(budget[1] + (f" (set: {wall:g} s)" if wall is not None else ""), args.quiet)
+    if isinstance(solver, IpoptSolver):  # the sizing estimates are IPOPT's
+        options = solver.options
+        budget = time_budget(problem, options.max_iter, args.method, args.hessian)
+        # before a warm start (a resumed solve), or when a typical solve of this size would already be long
+        if budget is not None and (warm or budget[0] / max(options.max_iter, 1) * TYPICAL_ITERATIONS > LONG_SOLVE_S):
+            wall = options.ipopt.get("max_wall_time")
+            c.echo(budget[1] + (f" (set: {wall:g} s)" if wall is not None else ""), args.quiet)
     sol, records = solve_with_restarts(problem, c.with_retries(args, solver), init=args.init, seed=c.init_seed(args),
                                        restarts=args.restarts, log=None if args.quiet else c.echo)
     metrics = sol.metrics()
@@ -80,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     if warm:  # warm start (e.g. a torch run): how far did IPOPT move it?
         metrics.update(warm_start_record(problem, args.init))
     config = c.run_config(args, problem, "solve", {
-        "backend": "casadi", "method": sol.method, **options.to_dict(), "hessian": sol.stats.get("hessian"),
+        **solver.record(), "method": sol.method, "hessian": sol.stats.get("hessian"),
         "jit": sol.stats.get("jit"), "requested": {"method": args.method, "hessian": args.hessian},
         "init": str(args.init), "seed": args.seed,
         "init_seed": c.init_seed(args), "restarts": args.restarts, "collapse_retries": args.collapse_retries,

@@ -27,11 +27,20 @@ def make_solver(backend: str = "casadi", **options: Any) -> Solver:
     """The solver of ``backend`` with ``options`` (``None`` values take the defaults).
 
     CasADi: ``method`` (default ``"auto"``) and the :class:`~ocp_resnet.solvers.ipopt.IpoptOptions`
-    fields (other keys are ignored). Torch: the :class:`~ocp_resnet.torch.train.TrainOptions`
+    fields (other keys are ignored); ``method="newton"`` gives the exact trust-region Newton
+    solver (:class:`~ocp_resnet.solvers.newton.NewtonSolver`: ``tol``, ``max_iter``,
+    ``print_level`` and its own fields). Torch: the :class:`~ocp_resnet.torch.train.TrainOptions`
     fields, ``grad_tol`` and ``threads``.
     """
     check_choice("backend", backend, BACKENDS)
     given = {k: v for k, v in options.items() if v is not None}
+    if backend == "casadi" and given.get("method") == "newton":
+        from ocp_resnet.solvers.newton import NewtonOptions, NewtonSolver
+
+        names = [f.name for f in fields(NewtonOptions)]
+        opts = {k: given[k] for k in names if k in given}
+        opts["print_level"] = min(int(opts.get("print_level", 1)), 1)
+        return NewtonSolver(NewtonOptions(**opts))
     if backend == "casadi":
         from ocp_resnet.solvers.ipopt import IpoptOptions, IpoptSolver
         from ocp_resnet.solvers.ipopt.options import check_method
@@ -76,8 +85,11 @@ def sweep_record(solver: Solver) -> dict[str, Any]:
         o = solver.options
         return {"method": solver.method, "tol": o.tol, "max_iter": o.max_iter, "hessian": o.hessian,
                 **({"ipopt": dict(o.ipopt)} if o.ipopt else {})}
+    from ocp_resnet.solvers.newton import NewtonSolver
     from ocp_resnet.solvers.trainer import TorchSolver
 
+    if isinstance(solver, NewtonSolver):
+        return {"method": "newton", "tol": solver.options.tol, "max_iter": solver.options.max_iter}
     if not isinstance(solver, TorchSolver):
         raise TypeError(f"a sweep records an IpoptSolver or a TorchSolver, got {type(solver).__name__}")
     from ocp_resnet.torch.train import TrainOptions

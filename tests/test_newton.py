@@ -1,0 +1,195 @@
+"""Exact trust-region Newton (ocp_resnet.solvers.newton): derivatives, convergence, stopping."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.optimize
+
+from ocp_resnet import IpoptOptions, Problem, Status, solve
+from ocp_resnet.errors import ValidationError
+from ocp_resnet.model.evaluation import objective_and_gradient
+from ocp_resnet.solvers import initial_weights
+from ocp_resnet.solvers.newton import NewtonOptions, _derivatives, _objective, _StageFunctions, _tr_step, newton_solve
+
+from .problems import problem, random_weights, tiny_multiclass, tiny_spirals
+
+CONFIGS = [
+    dict(),
+    dict(width=[2, 3, 3, 4], loss="sce", gamma=0.3, stem="linear"),  # projections, linear stem
+    dict(blocks=2, width=3, branch="basic", hidden=2, loss="bce", gamma=0.0, activation="softplus"),
+    dict(blocks=2, width=3, loss="ce", gamma=[0.1, 0.5], activation="smooth_relu"),
+]
+
+
+@pytest.mark.parametrize("kw", CONFIGS)
+def test_derivatives_match_casadi_gradient_and_finite_differences(kw):
+    prob = problem(**kw)
+    w = random_weights(prob)
+    J, xs = _objective(prob, w)
+    g, H, M = _derivatives(_StageFunctions(prob), prob, w, xs)
+    J_ref, g_ref = objective_and_gradient(prob, w)
+    assert J == pytest.approx(J_ref, rel=1e-13)
+    np.testing.assert_allclose(g, g_ref, rtol=0, atol=1e-12)
+    eps = 1e-6
+    for i in range(0, prob.spec.n_params, 3):  # central differences of the exact gradient
+        e = np.zeros_like(w)
+        e[i] = eps
+        col = (objective_and_gradient(prob, w + e)[1] - objective_and_gradient(prob, w - e)[1]) / (2 * eps)
+        np.testing.assert_allclose(H[:, i], col, rtol=0, atol=1e-7 * max(1.0, np.abs(H).max()))
+    assert np.allclose(H, H.T)
+    assert np.linalg.eigvalsh(M).min() >= 1.0 - 1e-12  # metric: identity plus a Gram matrix
+
+
+def test_trust_region_step_satisfies_the_optimality_conditions():
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        A = rng.standard_normal((6, 6))
+        H = A + A.T
+        g = rng.standard_normal(6)
+        if trial % 4 == 0:  # hard case: g orthogonal to the lowest eigenvector
+            mu, Q = np.linalg.eigh(H)
+            g -= (Q[:, 0] @ g) * Q[:, 0]
+        mu, Q = np.linalg.eigh(H)
+        radius = 0.5 + trial * 0.1
+        s, pred, interior = _tr_step(mu, Q, g, radius)
+        assert np.linalg.norm(s) <= radius * (1 + 1e-8)
+        assert pred == pytest.approx(-(g @ s + 0.5 * s @ H @ s), rel=1e-10)
+        if not interior:
+            assert np.linalg.norm(s) == pytest.approx(radius, rel=1e-8)
+        sigma = -(s @ (H @ s + g)) / (s @ s)  # (H + σI)s = −g with H + σI ⪰ 0 and σ ≥ 0
+        np.testing.assert_allclose((H + sigma * np.eye(6)) @ s, -g, atol=1e-7)
+        assert sigma >= max(0.0, -mu[0]) - 1e-7
+
+
+def test_converges_where_ipopt_multiple_shooting_agrees():
+    prob = problem()
+    w0 = initial_weights(prob, "random", 0)
+    sol = newton_solve(prob, w0)
+    assert sol.status is Status.SUCCESS and sol.method == "newton"
+    assert np.abs(objective_and_gradient(prob, sol.w)[1]).max() <= 1e-8
+    assert sol.objective == pytest.approx(prob.objective_value(sol.w), rel=1e-14)
+    assert sol.evaluation.grad_norm <= 1e-7
+    # a local minimum for IPOPT too: warm-started there it stops at once
+    ms = solve(prob, method="multiple-shooting", init=sol.w, options=IpoptOptions(tol=1e-8))
+    assert ms.success and ms.iterations <= 5
+    assert ms.objective == pytest.approx(sol.objective, rel=1e-9)
+
+
+def test_multiclass_sce_converges_with_log_lines():
+    prob = problem(tiny_multiclass(), blocks=2, width=3, loss="sce", gamma=0.1)
+    lines: list[str] = []
+    sol = newton_solve(prob, initial_weights(prob, "random", 1), log=lines.append)
+    assert sol.success
+    assert np.abs(objective_and_gradient(prob, sol.w)[1]).max() <= 1e-8
+    assert "objective" in lines[1] and len(lines) >= sol.iterations + 2
+
+
+def test_callback_interrupts_with_the_last_iterate():
+    prob = problem()
+    seen = []
+
+    def stop_at_three(info):
+        seen.append(info)
+        return info.iteration >= 3
+
+    sol = newton_solve(prob, initial_weights(prob, "random", 0), callback=stop_at_three)
+    assert sol.status is Status.INTERRUPTED and sol.stats["stopped_by"] == "callback"
+    assert sol.iterations == 3 and len(seen) == 3
+    np.testing.assert_array_equal(sol.w, seen[-1].w)
+    assert sol.objective == pytest.approx(seen[-1].objective, rel=1e-14)
+
+
+def test_max_iter_returns_the_last_iterate():
+    prob = problem()
+    seen = []
+    sol = newton_solve(prob, initial_weights(prob, "random", 0), NewtonOptions(max_iter=4), callback=seen.append)
+    assert sol.status is Status.MAX_ITER and sol.iterations == 4
+    np.testing.assert_array_equal(sol.w, seen[-1].w)
+    assert sol.objective < prob.objective_value(initial_weights(prob, "random", 0))
+
+
+def test_zero_blocks_is_logistic_regression():
+    ds = tiny_spirals(40)
+    prob = Problem.build(ds, blocks=0, width=2, loss="bce", weight_decay=1e-2)
+    sol = newton_solve(prob, np.zeros(prob.spec.n_params))
+    assert sol.success
+
+    def f(v):
+        J, g = objective_and_gradient(prob, v)
+        return J, g
+
+    ref = scipy.optimize.minimize(f, np.zeros(prob.spec.n_params), jac=True, method="BFGS", options={"gtol": 1e-12})
+    np.testing.assert_allclose(sol.w, ref.x, atol=1e-7)
+    assert sol.objective == pytest.approx(ref.fun, rel=1e-12)
+
+
+def test_bad_options_and_inputs_are_refused():
+    with pytest.raises(ValidationError, match="tol"):
+        NewtonOptions(tol=0.0)
+    with pytest.raises(ValidationError, match="max_iter"):
+        NewtonOptions(max_iter=-1)
+    prob = problem()
+    with pytest.raises(ValidationError, match="entries"):
+        newton_solve(prob, np.zeros(3))
+    with pytest.raises(ValidationError, match="NaN"):
+        newton_solve(prob, np.full(prob.spec.n_params, np.nan))
+
+
+def test_ctrl_c_stops_at_the_end_of_the_iteration():
+    import os
+    import signal
+
+    prob = problem()
+    seen = []
+
+    def interrupt_at_two(info):
+        seen.append(info)
+        if info.iteration == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends; StopOnSigint catches it
+
+    sol = newton_solve(prob, initial_weights(prob, "random", 0), callback=interrupt_at_two)
+    assert sol.status is Status.INTERRUPTED and sol.stats["stopped_by"] == "SIGINT"
+    assert sol.iterations == 2
+    np.testing.assert_array_equal(sol.w, seen[-1].w)
+
+
+def test_time_limit_gives_max_time():
+    prob = problem()
+    sol = newton_solve(prob, initial_weights(prob, "random", 0), NewtonOptions(max_time_s=1e-9))
+    assert sol.status is Status.MAX_TIME and sol.iterations == 1
+
+
+def test_relu_is_refused():
+    prob = problem(activation="relu")
+    with pytest.raises(ValidationError, match="twice differentiable"):
+        newton_solve(prob, np.zeros(prob.spec.n_params))
+
+
+def test_newton_is_a_solver_object_the_cli_and_the_factory_build() -> None:
+    """``method="newton"`` gives a NewtonSolver from the factory; it satisfies the Solver contract,
+    its record reads back, and ``ocp-resnet solve --method newton`` writes a converged run."""
+
+    from ocp_resnet.solvers import Solver, make_solver, solver_from_record
+    from ocp_resnet.solvers.newton import NewtonSolver
+
+    s = make_solver("casadi", method="newton", tol=1e-9, max_iter=500, hessian="exact")
+    assert isinstance(s, NewtonSolver) and isinstance(s, Solver)
+    assert s.options.tol == 1e-9 and s.options.max_iter == 500
+    assert solver_from_record(s.record()) == s
+    prob = Problem.build(tiny_spirals(), blocks=3, width=2)
+    sol = s.solve(prob, "random", 0)
+    assert sol.method == "newton" and sol.status == Status.SUCCESS
+
+
+def test_cli_solve_with_newton(tmp_path) -> None:
+    import json
+
+    from ocp_resnet.cli import main
+
+    out = tmp_path / "run"
+    assert main(["solve", "--n-samples", "40", "--blocks", "3", "--method", "newton", "--quiet", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    config = json.loads((out / "config.json").read_text())
+    assert metrics["method"] == "newton" and metrics["status"] == "success"
+    assert config["solver"]["method"] == "newton" and metrics["second_order"]["kind"] in (
+        "strict local minimum", "degenerate", "saddle")
