@@ -142,11 +142,16 @@ def reference_rows(name: str) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------------------------ summary
 def load(path: Path) -> list[dict[str, Any]]:
-    """The JSON lines of ``path`` (none if it does not exist)."""
+    """The JSON lines of ``path`` (none if it does not exist), the first of any duplicate key."""
     if not path.exists():
         return []
+    seen: dict[tuple, dict] = {}
     with open(path) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        for line in fh:
+            if line.strip():
+                r = json.loads(line)
+                seen.setdefault(_key(r), r)
+    return list(seen.values())
 
 
 def _cells(rows: list[dict]) -> dict[tuple, dict[str, dict[int, dict]]]:
@@ -230,8 +235,8 @@ def summary_table(rows: list[dict]) -> str:
     for s in cell_stats(rows):
         out.append(f"| {s['loss']} | {s['gamma']:g} | {s['weight_decay']:g} | {s['policy']} | {s['problems']} | "
                    f"{s['collapsed']} / {s['returned']} | {s['collapsed_problems']} | {s['test_acc']:.3f} | "
-                   f"{s['worst_gap']:+.3f} ({s['worst_problem']}) | {s['within2']} of {s['problems']} | {s['effect']} of {s['problems']} | "
-                   f"{s['median_time']:.1f} | {s['mean_solves']:.2f} |")
+                   f"{s['worst_gap']:+.3f} ({s['worst_problem']}) | {s['within2']} of {s['problems']} | "
+                   f"{s['effect']} of {s['problems']} | {s['median_time']:.1f} | {s['mean_solves']:.2f} |")
     return "\n".join(out)
 
 
@@ -308,7 +313,8 @@ def main() -> None:
     ap.add_argument("--gammas", default=",".join(map(str, GAMMAS)))
     ap.add_argument("--lambdas", default=",".join(map(str, LAMBDAS)))
     ap.add_argument("--seeds", default=",".join(map(str, SEEDS)))
-    ap.add_argument("--shard", default="0/1", help="i/k: run every k-th job starting at i (parallel workers)")
+    ap.add_argument("--claims", type=Path, default=Path("/tmp/defaults_table_claims"),
+                    help="folder of per-job claim files, so that parallel workers never run the same solve")
     args = ap.parse_args()
     rows = load(args.out)
     if args.summary:
@@ -322,35 +328,66 @@ def main() -> None:
         print(reference_table(rows))
         return
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    done = {_key(r) for r in rows}
+    args.claims.mkdir(parents=True, exist_ok=True)
     problems = args.problems.split(",")
     for p in problems:
         if p not in PROBLEMS:
             ap.error(f"unknown problem {p!r}: use {', '.join(PROBLEMS)}")
-    i, k = (int(v) for v in args.shard.split("/"))
 
     def emit(row: dict) -> None:
         with open(args.out, "a") as fh:  # one short append per line: safe with parallel workers
             fh.write(json.dumps(row) + "\n")
 
-    if i == 0:
-        for p in problems:
-            for r in reference_rows(p):
-                if _key(r) not in done:
-                    emit(r)
-    # seed-major order: every cell's seed-0 result ("single") first, the retries after
+    done = {_key(r) for r in rows}
+    for p in problems:
+        for r in reference_rows(p):
+            if _key(r) not in done:
+                emit(r)
     jobs = [(p, loss, float(g), float(lam), int(s))
             for s in args.seeds.split(",") for lam in args.lambdas.split(",") for g in args.gammas.split(",")
             for loss in args.losses.split(",") for p in problems]
-    for j, (p, loss, g, lam, s) in enumerate(jobs):
-        if j % k != i or ("solve", p, loss, g, lam, s) in done:
-            continue
-        r = solve_row(p, loss, g, lam, s)
+    while True:  # re-read the results before every job: the order depends on what collapsed
+        rows = load(args.out)
+        by = {_key(r): r for r in rows}
+        job = None
+        for cand in sorted(jobs, key=lambda j: _priority(j, by)):
+            if ("solve", *cand) in by or not _claim(args.claims, cand):
+                continue
+            job = cand
+            break
+        if job is None:
+            return
+        r = solve_row(*job)
         emit(r)
-        print(f"{p} {loss} γ {g:g} λ {lam:g} seed {s}: {r['status']} J {r['objective']:.6g} acc "
+        print(f"{job[0]} {job[1]} γ {job[2]:g} λ {job[3]:g} seed {job[4]}: {r['status']} J {r['objective']:.6g} acc "
               f"{r['train_accuracy']:.3f}/{r['test_accuracy']:.3f} vanished {r['vanished']} pruned "
               f"{r['pruned_test_accuracy']:.3f} collapsed {r['collapsed']} {r['time_s']:.1f}s", flush=True)
 
+
+def _priority(job: tuple, by: dict) -> tuple:
+    """Seed 0 of every cell first ("single"), then the retries a collapse asks for, then the rest."""
+    p, loss, g, lam, s = job
+    earlier = [by.get(("solve", p, loss, g, lam, e)) for e in SEEDS[: SEEDS.index(s)]] if s in SEEDS else []
+    needed = bool(earlier) and all(r is not None and r["collapsed"] for r in earlier)
+    tier = 0 if s == SEEDS[0] else 1 if needed else 2
+    return (tier, s, lam, g, loss, list(PROBLEMS).index(p))
+
+
+def _claim(folder: Path, job: tuple) -> bool:
+    """Claim a job for this process (a file holding its pid); a dead owner's claim is taken over."""
+    f = folder / ("_".join(map(str, job)) + ".claim")
+    try:
+        fd = os.open(f, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            os.kill(int(f.read_text() or 0), 0)
+            return False  # owner alive
+        except (ProcessLookupError, ValueError):
+            f.unlink(missing_ok=True)
+            return _claim(folder, job)
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    return True
 
 if __name__ == "__main__":
     main()
