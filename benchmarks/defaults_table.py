@@ -184,11 +184,21 @@ def _mlp(rows: list[dict]) -> dict[str, float]:
     return {r["problem"]: r["test_accuracy"] for r in rows if r["kind"] == "reference" and r["model"] == "MLPClassifier"}
 
 
-def cell_stats(rows: list[dict]) -> list[dict[str, Any]]:
-    """Per (loss, γ, λ) × policy: the summary numbers over the problems complete for that policy."""
+def common_problems(rows: list[dict]) -> list[str]:
+    """The problems whose retry-policy result is there in every cell of the grid, so that cells are
+    compared on the same problems while the run is still filling in the slow ones."""
+    cells = _cells(rows)
+    return [p for p in PROBLEMS if cells and all(policy_pick(c.get(p, {}), "retry")[0] is not None for c in cells.values())]
+
+
+def cell_stats(rows: list[dict], problems: list[str] | None = None) -> list[dict[str, Any]]:
+    """Per (loss, γ, λ) × policy: the summary numbers over ``problems`` (default: those complete
+    for the policy in that cell)."""
     mlp = _mlp(rows)
     stats = []
     for (loss, g, lam), probs in sorted(_cells(rows).items()):
+        if problems is not None:
+            probs = {p: v for p, v in probs.items() if p in problems}
         for policy in ("single", "retry"):
             picked = [(p, *policy_pick(s, policy)) for p, s in sorted(probs.items())]
             picked = [(p, r, c) for p, r, c in picked if r is not None]
@@ -225,14 +235,14 @@ def cell_stats(rows: list[dict]) -> list[dict[str, Any]]:
     return stats
 
 
-def summary_table(rows: list[dict]) -> str:
+def summary_table(rows: list[dict], problems: list[str] | None = None) -> str:
     """The markdown table per (loss, γ, λ) × restart policy."""
     out = ["| loss | γ | λ | policy | problems | collapsed (returned / problems×seeds) | collapsed problems (seed-0 start) | "
            "held-out acc mean | "
            "worst gap to MLP (problem) | within 2 pts of MLP | vanished ≥ 1, pruned acc unchanged | "
            "median solve s | solves per fit |",
            "|---|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
-    for s in cell_stats(rows):
+    for s in cell_stats(rows, problems):
         out.append(f"| {s['loss']} | {s['gamma']:g} | {s['weight_decay']:g} | {s['policy']} | {s['problems']} | "
                    f"{s['collapsed']} / {s['returned']} | {s['collapsed_problems']} | {s['test_acc']:.3f} | "
                    f"{s['worst_gap']:+.3f} ({s['worst_problem']}) | {s['within2']} of {s['problems']} | "
@@ -244,11 +254,9 @@ def winner(rows: list[dict]) -> dict[str, Any] | None:
     """The order of docs/defaults.md over the retry-policy cells: fewest collapsed results returned
     (seed-0 start, then every start), then fewest problems more than 2 points below MLPClassifier,
     then most problems showing the effect, then accuracy."""
-    cand = [s for s in cell_stats(rows) if s["policy"] == "retry"]
+    cand = [s for s in cell_stats(rows, common_problems(rows)) if s["policy"] == "retry"]
     if not cand:
         return None
-    n = max(s["problems"] for s in cand)
-    cand = [s for s in cand if s["problems"] == n] or cand
     return min(cand, key=lambda s: (s["collapsed_problems"], s["collapsed"], s["problems"] - s["within2"],
                                     -s["effect"], -s["test_acc"]))
 
@@ -320,7 +328,13 @@ def main() -> None:
     args = ap.parse_args()
     rows = load(args.out)
     if args.summary:
-        print(summary_table(rows))
+        common = common_problems(rows)
+        print(f"Over the {len(common)} problems complete in every cell ({', '.join(common)}):\n")
+        print(summary_table(rows, common))
+        rest = [p for p in PROBLEMS if p not in common]
+        if rest:
+            print(f"\nOver every problem a cell has (adds {', '.join(rest)} where done):\n")
+            print(summary_table(rows))
         w = winner(rows)
         if w:
             print(f"\nWinner (retry policy; order: collapses, problems within 2 pts of MLP, effect): "
