@@ -229,7 +229,10 @@ def cell_stats(rows: list[dict], problems: list[str] | None = None) -> list[dict
                 "worst_gap": worst, "worst_problem": worst_p,
                 "within2": sum(1 for x in gaps if x <= 0.02),
                 "effect": sum(_effect(r) for r in rs),
-                "median_time": float(np.median([r["time_s"] for r in rs])),
+                "mlp_acc": float(np.mean([mlp[p] for p, _, _ in picked if p in mlp])) if gaps else float("nan"),
+                # every solve of the cell (all seeds) for speed: wall time on a shared machine varies with its load
+                "median_time": float(np.median([r["time_s"] for v in probs.values() for r in v.values()])),
+                "median_iter": float(np.median([r["iterations"] for v in probs.values() for r in v.values()])),
                 "mean_solves": float(np.mean([c for _, _, c in picked])),
             })
     return stats
@@ -240,25 +243,28 @@ def summary_table(rows: list[dict], problems: list[str] | None = None) -> str:
     out = ["| loss | γ | λ | policy | problems | collapsed (returned / problems×seeds) | collapsed problems (seed-0 start) | "
            "held-out acc mean | "
            "worst gap to MLP (problem) | within 2 pts of MLP | vanished ≥ 1, pruned acc unchanged | "
-           "median solve s | solves per fit |",
-           "|---|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+           "median solve s | median IPOPT iterations | solves per fit |",
+           "|---|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
     for s in cell_stats(rows, problems):
         out.append(f"| {s['loss']} | {s['gamma']:g} | {s['weight_decay']:g} | {s['policy']} | {s['problems']} | "
                    f"{s['collapsed']} / {s['returned']} | {s['collapsed_problems']} | {s['test_acc']:.3f} | "
                    f"{s['worst_gap']:+.3f} ({s['worst_problem']}) | {s['within2']} of {s['problems']} | "
-                   f"{s['effect']} of {s['problems']} | {s['median_time']:.1f} | {s['mean_solves']:.2f} |")
+                   f"{s['effect']} of {s['problems']} | {s['median_time']:.1f} | {s['median_iter']:.0f} | "
+                   f"{s['mean_solves']:.2f} |")
     return "\n".join(out)
 
 
 def winner(rows: list[dict]) -> dict[str, Any] | None:
-    """The order of docs/defaults.md over the retry-policy cells: fewest collapsed results returned
-    (seed-0 start, then every start), then fewest problems more than 2 points below MLPClassifier,
-    then most problems showing the effect, then accuracy."""
+    """The order of docs/defaults.md over the retry-policy cells, on the problems every cell has:
+    (a) fewest collapsed results returned (seed-0 start, then every start); (b) accuracy gate:
+    mean held-out accuracy within 2 points of MLPClassifier's mean and of the best cell's mean;
+    (c) most problems where a block vanished without losing held-out accuracy; then accuracy."""
     cand = [s for s in cell_stats(rows, common_problems(rows)) if s["policy"] == "retry"]
     if not cand:
         return None
-    return min(cand, key=lambda s: (s["collapsed_problems"], s["collapsed"], s["problems"] - s["within2"],
-                                    -s["effect"], -s["test_acc"]))
+    best = max(s["test_acc"] for s in cand)
+    gate = lambda s: s["test_acc"] >= min(s["mlp_acc"], best) - 0.02  # noqa: E731
+    return min(cand, key=lambda s: (s["collapsed_problems"], s["collapsed"], not gate(s), -s["effect"], -s["test_acc"]))
 
 
 def per_problem(rows: list[dict], loss: str, gamma: float, lam: float) -> str:
@@ -337,7 +343,7 @@ def main() -> None:
             print(summary_table(rows))
         w = winner(rows)
         if w:
-            print(f"\nWinner (retry policy; order: collapses, problems within 2 pts of MLP, effect): "
+            print(f"\nWinner (retry policy; order: collapses, mean accuracy within 2 pts of MLP and of the best cell, effect): "
                   f"{w['loss']}, γ = {w['gamma']:g}, λ = {w['weight_decay']:g}\n")
             print(per_problem(rows, w["loss"], w["gamma"], w["weight_decay"]))
         print("\nReference rows (scikit-learn defaults, same splits):\n")
