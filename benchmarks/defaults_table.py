@@ -229,6 +229,8 @@ def cell_stats(rows: list[dict], problems: list[str] | None = None) -> list[dict
                 "worst_gap": worst, "worst_problem": worst_p,
                 "within2": sum(1 for x in gaps if x <= 0.02),
                 "effect": sum(_effect(r) for r in rs),
+                "effect_all": sum(_effect(r) for v in probs.values() for r in v.values()),
+                "solves": sum(len(v) for v in probs.values()),
                 "mlp_acc": float(np.mean([mlp[p] for p, _, _ in picked if p in mlp])) if gaps else float("nan"),
                 # every solve of the cell (all seeds) for speed: wall time on a shared machine varies with its load
                 "median_time": float(np.median([r["time_s"] for v in probs.values() for r in v.values()])),
@@ -243,14 +245,14 @@ def summary_table(rows: list[dict], problems: list[str] | None = None) -> str:
     out = ["| loss | γ | λ | policy | problems | collapsed (returned / problems×seeds) | collapsed problems (seed-0 start) | "
            "held-out acc mean | "
            "worst gap to MLP (problem) | within 2 pts of MLP | vanished ≥ 1, pruned acc unchanged | "
-           "median solve s | median IPOPT iterations | solves per fit |",
-           "|---|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+           "same, every solve of the cell | median solve s | median IPOPT iterations | solves per fit |",
+           "|---|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for s in cell_stats(rows, problems):
         out.append(f"| {s['loss']} | {s['gamma']:g} | {s['weight_decay']:g} | {s['policy']} | {s['problems']} | "
                    f"{s['collapsed']} / {s['returned']} | {s['collapsed_problems']} | {s['test_acc']:.3f} | "
                    f"{s['worst_gap']:+.3f} ({s['worst_problem']}) | {s['within2']} of {s['problems']} | "
-                   f"{s['effect']} of {s['problems']} | {s['median_time']:.1f} | {s['median_iter']:.0f} | "
-                   f"{s['mean_solves']:.2f} |")
+                   f"{s['effect']} of {s['problems']} | {s['effect_all']} of {s['solves']} | "
+                   f"{s['median_time']:.1f} | {s['median_iter']:.0f} | {s['mean_solves']:.2f} |")
     return "\n".join(out)
 
 
