@@ -37,8 +37,8 @@ class OCPResNetClassifier(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, blocks: int = 10, width: int | None = None, branch: str = "single",
-                 activation: str = "tanh", step: float = 1.0, loss: str = "mse", gamma: float = 0.1,
-                 weight_decay: float = 1e-3, label_smoothing: float = 0.1, method: Method = "auto",
+                 activation: str = "tanh", step: float = 1.0, loss: str = "mse", gamma: float = 1.0,
+                 weight_decay: float = 1e-4, label_smoothing: float = 0.1, method: Method = "auto",
                  tol: float = 1e-8, max_iter: int = 3000, restarts: int = 1, random_state: int = 0,
                  vanish_tol: float = 1e-3, collapse_retries: int = 3):
         self.blocks = blocks

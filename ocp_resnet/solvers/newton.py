@@ -316,6 +316,11 @@ def _trial(problem: Problem, w: np.ndarray, J: float, g: np.ndarray, mu: np.ndar
 
 
 # --------------------------------------------------------------------------- the solver
+def check_newton(problem: Problem) -> bool:
+    """Whether the Newton path can solve ``problem`` (twice-differentiable activation)."""
+    return problem.spec.activation in arch.SMOOTH_ACTIVATIONS
+
+
 def newton_solve(
     problem: Problem,
     w0: np.ndarray,

@@ -41,6 +41,11 @@ MAX_ITERATION_S = 1.0
 #: Largest per-sample expression (elementary operations) that is built symbolically at all.
 MAX_SAMPLE_OPS = 2_000_000
 LBFGS_HISTORY = 30
+#: The Newton path (:mod:`ocp_resnet.solvers.newton`): one iteration costs about
+#: n·N·(w + C)·p² flops in BLAS (per-sample sensitivities, condensed Hessian) plus a p×p
+#: eigendecomposition; this effective rate was fitted on the census of random small problems
+#: (benchmarks/census.py, label newton: median over 41 problems, CPU seconds per iteration).
+NEWTON_RATE = 1.5e9
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,17 @@ def estimates(problem: Problem) -> tuple[Estimate, ...]:
     )
 
 
+def newton_estimate(problem: Problem) -> Estimate:
+    """Memory and time per iteration of the exact Newton path (sensitivities of every state to
+    every weight, the dense p×p Hessian and its eigendecomposition)."""
+    spec = problem.spec
+    n, m, N = problem.n_samples, spec.n_params, spec.n_blocks
+    w = max(spec.widths)
+    mem = 8.0 * (3 * n * (N + 1) * w * m + 4 * m * m)
+    time_s = n * max(N, 1) * (w + spec.n_outputs) * m * m / NEWTON_RATE + 10.0 * m**3 / 1e9
+    return Estimate("newton", "exact", mem, time_s)
+
+
 def memory_limit() -> float:
     """Bytes a solve may use: half the machine's physical memory."""
     try:
@@ -107,13 +123,26 @@ def memory_limit() -> float:
         return 8e9
 
 
-def plan(problem: Problem, method: Method = "auto", hessian: Hessian = "auto", jit: Any = "auto") -> Plan:
+def plan(problem: Problem, method: Method = "auto", hessian: Hessian = "auto", jit: Any = "auto",
+         newton: bool = False) -> Plan:
     """Resolve ``auto`` method/Hessian for ``problem`` (explicit choices are kept as given) and
     whether to compile (``jit``: "auto", True or False; True is refused, and ``reason`` says so,
-    when the code would take too long to compile)."""
+    when the code would take too long to compile).
+
+    ``newton``: the Newton path may be chosen too. With ``method="auto"`` and an exact (or auto)
+    Hessian it is taken first whenever its estimated iteration fits :data:`MAX_ITERATION_S` and
+    the memory: on the census of random small problems it converged on every problem at a
+    quarter of IPOPT multiple shooting's CPU time (docs/performance.md, "Census").
+    """
     spec = problem.spec
     ops = sample_ops(spec)
     ests = estimates(problem)
+    if newton and method == "auto" and hessian in ("auto", "exact") and ops <= MAX_SAMPLE_OPS:
+        e = newton_estimate(problem)
+        if e.iteration_s <= MAX_ITERATION_S and e.memory_bytes <= memory_limit():
+            return Plan("newton", "exact", (e, *ests),
+                        f"auto: newton, exact trust-region Newton ({e.describe()}): the fastest path on the census "
+                        "of small problems fits", {}, False)
     if ops > MAX_SAMPLE_OPS:
         raise ValidationError(
             f"this network is too large for the solver: one sample's forward pass has ~{ops:,} operations "

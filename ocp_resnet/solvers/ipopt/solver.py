@@ -308,7 +308,19 @@ class IpoptSolver:
         return f"ipopt/{self.method}"
 
     def solve(self, problem: Problem, init: Init = "random", seed: int = 0, log: Log | None = None) -> Solution:
-        """:func:`solve` with this solver's method and options."""
+        """:func:`solve` with this solver's method and options. With ``method="auto"`` and an exact
+        (or auto) Hessian, a problem small enough for the Newton path is solved by it
+        (:func:`ocp_resnet.solvers.ipopt.sizing.plan`; the ``auto:`` log line says so)."""
+        if self.method == "auto" and self.options.hessian in ("auto", "exact"):
+            from ocp_resnet.solvers.ipopt.sizing import plan
+            from ocp_resnet.solvers.newton import NewtonOptions, NewtonSolver, check_newton
+
+            if check_newton(problem) and plan(problem, "auto", self.options.hessian, newton=True).method == "newton":
+                chosen = plan(problem, "auto", self.options.hessian, newton=True)
+                if log is not None:
+                    log(chosen.reason)
+                opts = NewtonOptions(tol=self.options.tol, max_iter=self.options.max_iter, print_level=1)
+                return NewtonSolver(opts, callback=self.callback).solve(problem, init, seed, log)
         return solve(problem, method=self.method, options=self.options, init=init, seed=seed, log=log,
                      callback=self.callback, interruptible=self.interruptible)
 
