@@ -52,19 +52,19 @@ def _cli(argv: list[str]) -> str:
 
 
 def _abridge_ipopt(lines: list[str]) -> list[str]:
-    """Drop IPOPT's problem statistics; keep its table header and first row, then '...' up to its
-    EXIT line."""
+    """Drop IPOPT's problem statistics; keep a solver's iteration-table header and first row, then
+    '...' up to what follows the table (IPOPT's EXIT line, or the block table)."""
     out: list[str] = []
     i = 0
     while i < len(lines):
         if lines[i].startswith("Number of nonzeros in equality"):
-            while i < len(lines) and not lines[i].startswith("iter    objective"):
+            while i < len(lines) and not lines[i].lstrip().startswith("iter "):
                 i += 1
             continue
-        if lines[i].startswith("iter    objective"):
+        if lines[i].lstrip().startswith("iter "):
             out.extend(lines[i:i + LOG_HEAD])
             out.append("   ...")
-            while i < len(lines) and not lines[i].startswith("EXIT:"):
+            while i < len(lines) and not (lines[i].startswith("EXIT:") or lines[i].startswith("  k      |w_k|")):
                 i += 1
             continue
         out.append(lines[i])
