@@ -1,12 +1,26 @@
-"""A scikit-learn classifier around the IPOPT solve, so γ and depth can be chosen with
+"""A scikit-learn classifier around the stage-cost solve, so γ and depth can be chosen with
 ``GridSearchCV`` / ``cross_val_score``::
 
     from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
     from ocp_resnet import OCPResNetClassifier
-    search = GridSearchCV(OCPResNetClassifier(blocks=6), {"gamma": [0, 0.1, 1]}, cv=3).fit(X, y)
 
-``fit`` builds the stage-cost problem on (X, y) and solves it with IPOPT (best of ``restarts``
-initial weights); the learned attributes end in ``_`` (scikit-learn's convention).
+    pipe = make_pipeline(StandardScaler(), OCPResNetClassifier())
+    grid = {"ocpresnetclassifier__gamma": [0.0, 1.0], "ocpresnetclassifier__blocks": [3, 6]}
+    search = GridSearchCV(pipe, grid, cv=3, refit=True).fit(X_train, y_train)
+    search.best_params_["ocpresnetclassifier__blocks"]      # the selected depth
+    search.score(X_test, y_test)                             # held-out accuracy of the refit model
+
+``fit`` builds the stage-cost problem on (X, y) and solves it (the size-aware solver choice of
+:func:`ocp_resnet.make_solver`; best of ``restarts`` initial weights, and a fresh start after a
+collapsed solve); the learned attributes end in ``_`` (scikit-learn's convention).
+
+The defaults (MSE, γ = 1, λ = 1e-4, ``collapse_retries=3``) are the winners of the evidence table
+in docs/defaults.md (``python benchmarks/defaults_table.py --summary``): over nine standardised
+2-D problems with held-out data and three init seeds each, no collapsed result, mean held-out
+accuracy 0.870 (``MLPClassifier()``: 0.800), and a vanished block with unchanged held-out
+accuracy on 8 of the 9 problems.
 """
 from __future__ import annotations
 
@@ -24,9 +38,11 @@ if TYPE_CHECKING:
 
 
 class OCPResNetClassifier(ClassifierMixin, BaseEstimator):
-    """Residual network classifier trained as an optimal control problem (CasADi + IPOPT).
+    """Residual network classifier trained as an optimal control problem (CasADi: Newton or IPOPT).
 
-    Parameters are those of :meth:`ocp_resnet.Problem.build` and :func:`ocp_resnet.solve`:
+    Parameters are those of :meth:`ocp_resnet.Problem.build` and :func:`ocp_resnet.make_solver`;
+    ``collapse_retries`` bounds the fresh starts after a collapsed solve
+    (:class:`~ocp_resnet.analysis.retry.RetryOnCollapse`).
     ``width=None`` uses the number of features (the inputs are zero-padded to ``width``).
     ``random_state`` is the init seed of the first restart (restart j uses random_state + j).
 
