@@ -129,7 +129,7 @@ SOLVE_CASES = [
     (["--tol=-1e-8"], "tol must be > 0"),
     (["--max-iter", "-1"], "--max-iter must be an integer >= 0"),
     (["--print-level", "13"], "print_level must be 0..12"),
-    (["--method", "collocation"], "use one of auto, multiple-shooting, single-shooting"),
+    (["--method", "collocation"], "use one of auto, multiple-shooting, single-shooting, newton"),
     (["--hessian", "bfgs"], "use one of auto, exact, lbfgs"),
     (["--ipopt", "mumps_pivot_order"], "NAME=VALUE"),
     (["--ipopt", "no_such_option=3"], "No such IPOPT option: no_such_option"),

@@ -57,7 +57,8 @@ def test_warm_start_from_a_run_directory(run_dir, tmp_path, capsys):
 
 
 def test_solve_prints_problem_size_and_table(tmp_path, capsys):
-    assert main(["solve", "--n-samples", "20", "--blocks", "2", "--print-level", "0", "--out", str(tmp_path / "o")]) == 0
+    assert main(["solve", "--n-samples", "20", "--blocks", "2", "--print-level", "0", "--method", "multiple-shooting",
+                 "--out", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
     assert "variables" in out and "constraints" in out and "non-zeros" in out
     assert "stage loss" in out and "(final)" in out and "status: success" in out

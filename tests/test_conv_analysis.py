@@ -170,7 +170,8 @@ def test_sweep_conv_tiny_grid_and_resume(tmp_path, capsys):
     r = rows[1]
     assert r["stage_blocks"] == "2-1" and len(r["stage_accuracy"]) == 4 and 0 <= r["val_accuracy"] <= 1
     an = analyze_conv_run(r["run_dir"])  # every point is a normal conv run directory
-    assert an.n_vanished == r["n_vanished"] and an.objective == pytest.approx(r["objective"], rel=1e-12)
+    # sweep.csv holds 12 significant digits
+    assert an.n_vanished == r["n_vanished"] and an.objective == pytest.approx(r["objective"], rel=1e-10)
     stamp = (out / "runs" / "gamma1-B2-1-seed0" / "solution.npz").stat().st_mtime_ns
     assert main([*args, "--resume"]) == 0  # finished points are read back, not retrained
     assert (out / "runs" / "gamma1-B2-1-seed0" / "solution.npz").stat().st_mtime_ns == stamp
@@ -185,7 +186,7 @@ def _shared_conv_config(**kw):
     from ocp_resnet.torch import TrainOptions
     from ocp_resnet.training import ConvNet, DataSource, TrainConfig
 
-    return TrainConfig(DataSource("digits", n_samples=120), ConvNet(channels=(4, 8)), ObjectiveSpec(loss="ce", weight_decay=1e-3),
+    return TrainConfig(DataSource("digits", n_samples=120), ConvNet(channels=(4, 8)), ObjectiveSpec(loss="ce", weight_decay=1e-4),
                        TrainOptions(epochs=1, dtype="float32", device="cpu"), threads=1, **kw)
 
 

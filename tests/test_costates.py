@@ -122,7 +122,7 @@ def test_bad_multipliers_are_refused(kkt_points) -> None:
 def test_analyze_costates_cli(tmp_path, capsys) -> None:
     small = ["--n-samples", "24", "--blocks", "3", "--quiet"]
     ms, ss = tmp_path / "ms", tmp_path / "ss"
-    assert main(["solve", *small, "--out", str(ms)]) == 0
+    assert main(["solve", *small, "--method", "multiple-shooting", "--out", str(ms)]) == 0  # multipliers
     assert main(["solve", *small, "--method", "single-shooting", "--out", str(ss)]) == 0
     capsys.readouterr()
     assert main(["analyze", str(ms), "--costates"]) == 0

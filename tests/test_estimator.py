@@ -8,14 +8,16 @@ import pytest
 from sklearn.base import clone
 from sklearn.model_selection import cross_val_score
 
-from ocp_resnet import OCPResNetClassifier, Problem, load_dataset, solve
+from ocp_resnet import OCPResNetClassifier, Problem, load_dataset, make_solver
 
 
 def test_fit_matches_a_plain_solve_and_predicts_string_labels():
     ds = load_dataset("moons", n_samples=60)
     labels = np.array(["left", "right"])[ds.y]
-    clf = OCPResNetClassifier(blocks=3, gamma=0.1, random_state=2).fit(ds.X, labels)
-    sol = solve(Problem.build(ds, blocks=3, width=2, loss="mse", gamma=0.1, weight_decay=1e-3), seed=2)
+    clf = OCPResNetClassifier(blocks=3, gamma=0.1, weight_decay=1e-3, random_state=2).fit(ds.X, labels)
+    # the estimator solves with the factory's solver (method "auto"), from init seed random_state
+    sol = make_solver().solve(Problem.build(ds, blocks=3, width=2, loss="mse", gamma=0.1, weight_decay=1e-3),
+                              "random", 2)
     assert clf.solution_.objective == sol.objective  # the same problem, the same init seed
     assert clf.n_iter_ == sol.iterations and clf.n_features_in_ == 2
     pred = clf.predict(ds.X)

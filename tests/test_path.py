@@ -13,6 +13,7 @@ from ocp_resnet.analysis.collapse import is_collapsed, linear_loss, linear_probl
 from ocp_resnet.analysis.restarts import restart_seeds, solve_restarts
 from ocp_resnet.data.validation import split
 from ocp_resnet.errors import ValidationError
+from ocp_resnet.solvers import make_solver
 
 from .helpers import run_cli
 
@@ -94,7 +95,7 @@ def test_restarts_keep_the_best_single_seed_and_each_restart_is_reproducible():
     seeds = restart_seeds(3, 3)
     assert seeds == [3, 4, 5]
     best, records = solve_restarts(p, seeds)
-    singles = [solve(p, seed=s) for s in seeds]
+    singles = [make_solver().solve(p, "random", s) for s in seeds]  # the solver restarts use by default
     assert [r.init_seed for r in records] == seeds
     for r, s in zip(records, singles):  # restart j == one plain solve with init seed S+j
         assert r.objective == s.objective and r.status == s.status.value

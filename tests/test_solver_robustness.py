@@ -103,12 +103,18 @@ def test_cli_prints_the_choice(tmp_path):
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         main(cmd)
-    assert "auto: multiple-shooting + exact Hessian" in buf.getvalue()
+    # a problem this small takes the Newton path; with IPOPT options passed through it stays with IPOPT
+    assert "auto: newton, exact trust-region Newton" in buf.getvalue()
     import json
 
     cfg = json.loads((out / "config.json").read_text())
+    assert cfg["solver"]["method"] == "newton" and cfg["solver"]["requested"] == {"method": "auto", "hessian": "auto"}
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        main([*cmd[:-1], str(tmp_path / "r2"), "--ipopt", "mu_init=0.1"])
+    assert "auto: multiple-shooting + exact Hessian" in buf.getvalue()
+    cfg = json.loads((tmp_path / "r2" / "config.json").read_text())
     assert cfg["solver"]["method"] == "multiple-shooting" and cfg["solver"]["hessian"] == "exact"
-    assert cfg["solver"]["requested"] == {"method": "auto", "hessian": "auto"}
 
 
 @pytest.mark.skipif(_common.c_compiler() is None, reason="needs a C compiler")

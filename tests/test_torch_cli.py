@@ -86,8 +86,9 @@ def test_the_library_call_behind_train_gives_the_same_run(moons_run, tmp_path):
     from ocp_resnet.torch import TrainOptions
     from ocp_resnet.training import DataSource, MLPNet, TrainConfig, train_run
 
-    cfg = TrainConfig(DataSource("moons", n_samples=60), MLPNet(blocks=3), ObjectiveSpec(loss="mse", gamma=0.1,
-                      weight_decay=1e-3), TrainOptions(epochs=15, device="cpu", progress=False),
+    # the train command's defaults: those of solve (mse, γ 1, λ 1e-4; docs/defaults.md)
+    cfg = TrainConfig(DataSource("moons", n_samples=60), MLPNet(blocks=3), ObjectiveSpec(loss="mse", gamma=1.0,
+                      weight_decay=1e-4), TrainOptions(epochs=15, device="cpu", progress=False),
                       threads=1, out=tmp_path / "lib")
     res = train_run(cfg)
     assert res.out == tmp_path / "lib" and res.status.value == res.metrics["status"]

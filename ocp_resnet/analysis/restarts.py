@@ -142,7 +142,8 @@ def solution_metrics(problem: Problem, sol: Solution, records: Sequence[RestartR
     out.update(restart_metrics(records))
     if val is not None:
         out.update(validation_metrics(problem, sol.w, val))
-    out.update(certificate_metrics(problem, sol.w, certificate_max_params))
+    if sol.status != Status.INTERRUPTED:  # an interrupted solve is no optimum: answer at once
+        out.update(certificate_metrics(problem, sol.w, certificate_max_params))
     return out
 
 

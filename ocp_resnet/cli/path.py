@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "stage costs down, which found vanished blocks where the upward path did not, "
                         "docs/vanishing.md)")
     s = p.add_argument_group("solver")
-    s.add_argument("--method", default="auto", choices=("auto", "multiple-shooting", "single-shooting", "newton"),
+    s.add_argument("--method", default="auto",
                    help="IPOPT transcription, or newton; auto (default) chooses from the problem's size, as solve does")
     s.add_argument("--hessian", default="exact", help="exact (default) or lbfgs")
     s.add_argument("--tol", type=float, default=1e-8, help="IPOPT KKT tolerance (default 1e-8)")

@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        description="Solve the stage-cost ResNet training problem with IPOPT and write a run directory.")
     c.add_problem_args(p)
     s = p.add_argument_group("solver")
-    s.add_argument("--method", default="auto", choices=("auto", "multiple-shooting", "single-shooting", "newton"),
+    s.add_argument("--method", default="auto",
                    help="auto (default: chosen from the problem size, one line says which and why), "
                         "multiple-shooting or single-shooting (IPOPT), or newton (exact trust-region Newton "
                         "on the condensed objective, docs/performance.md)")

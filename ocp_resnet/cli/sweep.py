@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     g = p.add_argument_group("sweep")
     g.add_argument("--seeds", default="0,1,2", help="comma list of initial-weight seeds (default 0,1,2)")
     g.add_argument("--backend", default="casadi", help="casadi (IPOPT, default) or torch")
-    g.add_argument("--method", default="auto", choices=("auto", "multiple-shooting", "single-shooting", "newton"),
+    g.add_argument("--method", default="auto",
                    help="IPOPT transcription, or newton; auto (default) chooses from the problem's size, as solve does")
     g.add_argument("--hessian", default="exact", help="exact (default) or lbfgs")
     g.add_argument("--tol", type=float, default=1e-8, help="IPOPT KKT tolerance (default 1e-8)")

@@ -34,6 +34,8 @@ def make_solver(backend: str = "casadi", **options: Any) -> Solver:
     """
     check_choice("backend", backend, BACKENDS)
     given = {k: v for k, v in options.items() if v is not None}
+    if backend == "casadi":
+        check_choice("method", given.get("method", "auto"), ("auto", "multiple-shooting", "single-shooting", "newton"))
     if backend == "casadi" and given.get("method") == "newton":
         from ocp_resnet.solvers.newton import NewtonOptions, NewtonSolver
 

@@ -310,8 +310,9 @@ class IpoptSolver:
     def solve(self, problem: Problem, init: Init = "random", seed: int = 0, log: Log | None = None) -> Solution:
         """:func:`solve` with this solver's method and options. With ``method="auto"`` and an exact
         (or auto) Hessian, a problem small enough for the Newton path is solved by it
-        (:func:`ocp_resnet.solvers.ipopt.sizing.plan`; the ``auto:`` log line says so)."""
-        if self.method == "auto" and self.options.hessian in ("auto", "exact"):
+        (:func:`ocp_resnet.solvers.ipopt.sizing.plan`; the ``auto:`` log line says so) — unless
+        IPOPT options were passed through (``options.ipopt``): they ask for IPOPT."""
+        if self.method == "auto" and self.options.hessian in ("auto", "exact") and not self.options.ipopt:
             from ocp_resnet.solvers.ipopt.sizing import plan
             from ocp_resnet.solvers.newton import NewtonOptions, NewtonSolver, check_newton
 
