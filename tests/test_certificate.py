@@ -137,3 +137,16 @@ def test_the_solve_command_records_and_prints_the_certificate(tmp_path, capsys):
     main(["solve", "--dataset", "spirals", "--n-samples", "30", "--blocks", "0", "--width", "2", "--loss", "bce",
           "--quiet", "--certificate-max-params", "0", "--out", str(off)])
     assert "second_order" not in json.loads((off / "metrics.json").read_text())
+
+
+def test_skipped_by_default_when_n_p_squared_is_too_large(monkeypatch) -> None:
+    """The dense Hessian of a large problem is not formed unless asked for (P2 took 6.4 GB)."""
+    from ocp_resnet import Problem, load_dataset
+    from ocp_resnet.analysis import certificate
+
+    prob = Problem.build(load_dataset("spirals", n_samples=40), blocks=2, width=2, loss="mse", weight_decay=1e-3)
+    w = prob.spec.flatten(prob.spec.init_params("random", 0))
+    monkeypatch.setattr(certificate, "MAX_WORK", 40 * w.size**2 - 1)
+    skipped = certificate.certify(prob, w)
+    assert skipped.kind == "skipped" and "n·p²" in (skipped.note or "")
+    assert certificate.certify(prob, w, max_params=None).kind != "skipped"

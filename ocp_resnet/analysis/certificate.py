@@ -45,6 +45,11 @@ DENSE_MAX = 2000
 #: needs hundreds of Hessian-vector products, and one costs 1.9 s CPU on digits with width 64,
 #: 2 blocks (p = 8970, n = 1797): minutes. ``max_params=None`` asks for it anyway.
 MAX_PARAMS = DENSE_MAX
+#: Largest n·p² (samples × weights²) for which the certificate is computed by default: the dense
+#: Hessian of the whole objective costs about that many products and its CasADi graph grows with
+#: it. P2 (n = 2000, p = 410: 3.4e8) took 37 s and 6.4 GB; the census's largest (n = 500, p ≈ 250:
+#: 3e7) about a second. ``max_params=None`` asks for it anyway.
+MAX_WORK = 1e8
 #: Largest symbolic per-sample Hessian (estimated SX instructions, :func:`ocp_resnet.solvers.ipopt.sizing.compile_instructions`)
 #: that the CasADi back-end builds for the dense Hessian (166k instructions, p = 205: 1.2 s CPU);
 #: above it torch, whose cost does not depend on an expression's size.
@@ -226,6 +231,10 @@ def certify(problem: Any, w: Any, *, rtol: float = RTOL, k: int = 6, dense_max: 
     if max_params is not None and p > max_params:
         return Certificate("skipped", p, rtol=rtol, method="none",
                            note=f"p={p} weights, more than max_params={max_params}")
+    if max_params is not None and problem.n_samples * p * p > MAX_WORK:
+        return Certificate("skipped", p, rtol=rtol, method="none",
+                           note=f"n·p² = {problem.n_samples * p * p:.1e} (n={problem.n_samples}, p={p}) is more than "
+                                f"{MAX_WORK:.0e}; call certify(problem, w, max_params=None) to compute it")
     if not np.all(np.isfinite(w)):
         raise ValidationError("the weights contain NaN or inf: there is no curvature to certify")
     try:
