@@ -82,24 +82,22 @@ def readme_solve() -> str:
     return f"```\n$ ocp-resnet solve\n{body}\n```"
 
 
+#: The problem docs/theory.md discusses: the two-spirals demo with γ = 0.1, λ = 1e-3, solved by
+#: IPOPT multiple shooting (its multipliers give the costates a second, independent check).
+THEORY_FLAGS = ["--weight-decay", "1e-3", "--method", "multiple-shooting"]
+THEORY_GAMMA = 0.1
+
+
 def _default_runs(tmp: str) -> dict[float, object]:
-    """The default problem solved at its default γ and at γ = 0 (run directories under ``tmp``)."""
+    """The theory problem at γ = THEORY_GAMMA and at γ = 0 (run directories under ``tmp``)."""
     from ocp_resnet.analysis.costates import costates_of_run
 
-    default_gamma = cli_default("gamma")
     out = {}
-    for g in (default_gamma, 0.0):
+    for g in (THEORY_GAMMA, 0.0):
         rd = f"{tmp}/g{g:g}"
-        _cli(["solve", "--gamma", f"{g:g}", "--out", rd, "--quiet"])
+        _cli(["solve", "--gamma", f"{g:g}", *THEORY_FLAGS, "--out", rd, "--quiet"])
         out[g] = costates_of_run(rd)
     return out
-
-
-def cli_default(name: str) -> float:
-    """The default of ``ocp-resnet solve --NAME`` (as a float)."""
-    from ocp_resnet.cli import build_parser
-
-    return float(getattr(build_parser().parse_args(["solve"]), name))
 
 
 def _fmt(v: float) -> str:
@@ -112,7 +110,7 @@ def theory_default() -> str:
 
     from ocp_resnet.analysis.blocks import DEFAULT_TOL
 
-    g0 = cli_default("gamma")
+    g0 = THEORY_GAMMA
     with tempfile.TemporaryDirectory() as tmp:
         cs = _default_runs(tmp)
     a, b = cs[g0], cs[0.0]
@@ -143,8 +141,9 @@ def theory_default() -> str:
         f"* γ = {g0:g}: max_k ‖∂H_k/∂w_k‖ = {ham:.1e}, ‖∂J/∂θ‖ (shared weights) = "
         f"{a.shared_gradient_norm:.1e}",  # type: ignore[attr-defined]
     ]
-    cmd = ("    ocp-resnet solve --out runs/default && ocp-resnet analyze runs/default --costates\n"
-           "    ocp-resnet solve --gamma 0 --out runs/default-g0 && ocp-resnet analyze runs/default-g0 --costates")
+    flags = " ".join(THEORY_FLAGS)
+    cmd = (f"    ocp-resnet solve --gamma {g0:g} {flags} --out runs/demo && ocp-resnet analyze runs/demo --costates\n"
+           f"    ocp-resnet solve --gamma 0 {flags} --out runs/demo-g0 && ocp-resnet analyze runs/demo-g0 --costates")
     return cmd + "\n\n" + "\n".join(rows) + "\n\n" + "\n".join(facts)
 
 
