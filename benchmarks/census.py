@@ -193,13 +193,14 @@ def read_run(out: Path) -> dict[str, Any]:
     }
 
 
-def run_problem(problem: Problem, extra: list[str], cap: float, label: str) -> dict[str, Any]:
+def solve_once(flags: list[str], extra: list[str], cap: float) -> tuple[dict[str, Any], dict[str, Any], float]:
+    """One whole ``ocp-resnet solve`` process in a temporary run directory (deleted after reading):
+    (what the run directory says, the process record, the load average at the start)."""
     tmp = Path(tempfile.mkdtemp(prefix="census-"))
     try:
         out = tmp / "run"
-        cmd = solve_command(flag_list(problem["flags"]), extra, str(out))
         load = os.getloadavg()[0]
-        proc = run_process(cmd, cap, child_env())
+        proc = run_process(solve_command(flags, extra, str(out)), cap, child_env())
         run = read_run(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -208,6 +209,11 @@ def run_problem(problem: Problem, extra: list[str], cap: float, label: str) -> d
         run["status"], run["converged"] = "timeout", False
     elif run["status"] is None:
         run["status"] = f"error (exit {proc['exit']})"
+    return run, proc, load
+
+
+def run_problem(problem: Problem, extra: list[str], cap: float, label: str) -> dict[str, Any]:
+    run, proc, load = solve_once(flag_list(problem["flags"]), extra, cap)
     auto = [ln.strip() for ln in proc["output"].splitlines() if ln.strip().startswith("auto:")]
     tail = proc["output"].strip().splitlines()[-3:] if run["status"].startswith("error") else []
     return {"id": problem["id"], "label": label, "flags": problem["flags"], "extra": extra, **run,

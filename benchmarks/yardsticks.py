@@ -26,10 +26,8 @@ import argparse
 import json
 import os
 import shlex
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -48,18 +46,7 @@ YARDSTICKS: dict[str, tuple[list[str], float]] = {
 
 def run_yardstick(name: str, extra: list[str], label: str, cap: float | None = None) -> dict[str, Any]:
     flags, default_cap = YARDSTICKS[name]
-    tmp = Path(tempfile.mkdtemp(prefix="yardstick-"))
-    try:
-        out = tmp / "run"
-        load = os.getloadavg()[0]
-        proc = census.run_process(census.solve_command(flags, extra, str(out)), cap or default_cap, census.child_env())
-        run = census.read_run(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    if proc["timed_out"]:
-        run["status"], run["converged"] = "timeout", False
-    elif run["status"] is None:
-        run["status"] = f"error (exit {proc['exit']})"
+    run, proc, load = census.solve_once(flags, extra, cap or default_cap)
     return {"name": name, "label": label, "flags": flags, "extra": extra, **run, "exit": proc["exit"],
             "wall_s": proc["wall_s"], "cpu_s": proc["cpu_s"], "peak_rss_mb": proc["peak_rss_mb"], "load1": load,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"),

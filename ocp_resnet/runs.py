@@ -81,8 +81,7 @@ class RunRecord:
     def kind(self) -> RunKind:
         """``"conv"`` for a conv ResNet-v2 (its spec says so, or ``train`` recorded ``arch: conv``), else ``"mlp"``."""
         # files.config_kind holds the rule, so the solvers (a layer below) decide it the same way
-        kind = config_kind({**self.extra, "architecture": self.architecture, "solver": self.solver})
-        return "conv" if kind == "conv" else "mlp"
+        return config_kind({**self.extra, "architecture": self.architecture, "solver": self.solver})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "config.json") -> RunRecord:

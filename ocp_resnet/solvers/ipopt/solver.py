@@ -316,8 +316,8 @@ class IpoptSolver:
             from ocp_resnet.solvers.ipopt.sizing import plan
             from ocp_resnet.solvers.newton import NewtonOptions, NewtonSolver, check_newton
 
-            if check_newton(problem) and plan(problem, "auto", self.options.hessian, newton=True).method == "newton":
-                chosen = plan(problem, "auto", self.options.hessian, newton=True)
+            chosen = plan(problem, "auto", self.options.hessian, newton=True) if check_newton(problem) else None
+            if chosen is not None and chosen.method == "newton":
                 if log is not None:
                     log(chosen.reason)
                 opts = NewtonOptions(tol=self.options.tol, max_iter=self.options.max_iter, print_level=1)
