@@ -371,8 +371,9 @@ def report(metrics: dict[str, Any], narrow: str | None = None) -> None:
 def solver_from_args(args: argparse.Namespace) -> Solver:
     """The CasADi solver of a command's flags (``--method``, ``--tol``, ``--max-iter``, ``--hessian``,
     ``--ipopt`` and, where the command has them, ``--print-level``, ``--jit``, ``--threads``,
-    ``--divergence-restarts``): the one place CLI flags become a solver. ``--method newton`` gives
-    the Newton solver (it uses ``--tol``, ``--max-iter`` and ``--quiet``), any other an
+    ``--divergence-restarts``): the one place CLI flags become a solver. ``--method newton`` and
+    ``newton-cg`` give the Newton solvers (they use ``--tol``, ``--max-iter`` and ``--quiet``;
+    Newton–CG also ``--threads``), any other an
     :class:`~ocp_resnet.solvers.IpoptSolver`."""
     from ocp_resnet.solvers import make_solver
 
@@ -385,7 +386,7 @@ def solver_from_args(args: argparse.Namespace) -> Solver:
     for name in ("threads", "divergence_restarts"):
         if hasattr(args, name):
             given[name] = getattr(args, name)
-    if args.method == "newton":
+    if args.method in ("newton", "newton-cg"):
         given["print_level"] = 0 if getattr(args, "quiet", False) else 1
     return make_solver("casadi", **given)
 

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "docs/vanishing.md)")
     s = p.add_argument_group("solver")
     s.add_argument("--method", default="auto",
-                   help="IPOPT transcription, or newton; auto (default) chooses from the problem's size, as solve does")
+                   help="IPOPT transcription, newton or newton-cg; auto (default) chooses from the problem's size, as solve does")
     s.add_argument("--hessian", default="exact", help="exact (default) or lbfgs")
     s.add_argument("--tol", type=float, default=1e-8, help="IPOPT KKT tolerance (default 1e-8)")
     s.add_argument("--max-iter", type=int, default=3000, help="IPOPT iteration limit per point (default 3000)")

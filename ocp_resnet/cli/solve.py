@@ -22,8 +22,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s = p.add_argument_group("solver")
     s.add_argument("--method", default="auto",
                    help="auto (default: chosen from the problem size, one line says which and why), "
-                        "multiple-shooting or single-shooting (IPOPT), or newton (exact trust-region Newton "
-                        "on the condensed objective, docs/performance.md)")
+                        "multiple-shooting or single-shooting (IPOPT), newton (exact trust-region Newton "
+                        "on the condensed objective, docs/performance.md) or newton-cg (its Hessian-free variant "
+                        "for large problems: Hessian-vector products by torch)")
     s.add_argument("--hessian", default="auto", help="auto (default), exact or lbfgs")
     s.add_argument("--jit", default="auto", choices=("auto", "yes", "no"),
                    help="compile the per-sample functions with the C compiler (cached between runs): auto "

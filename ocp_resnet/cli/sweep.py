@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     g.add_argument("--seeds", default="0,1,2", help="comma list of initial-weight seeds (default 0,1,2)")
     g.add_argument("--backend", default="casadi", help="casadi (IPOPT, default) or torch")
     g.add_argument("--method", default="auto",
-                   help="IPOPT transcription, or newton; auto (default) chooses from the problem's size, as solve does")
+                   help="IPOPT transcription, newton or newton-cg; auto (default) chooses from the problem's size, as solve does")
     g.add_argument("--hessian", default="exact", help="exact (default) or lbfgs")
     g.add_argument("--tol", type=float, default=1e-8, help="IPOPT KKT tolerance (default 1e-8)")
     g.add_argument("--max-iter", type=int, default=3000, help="IPOPT iteration limit (default 3000)")

@@ -20,8 +20,9 @@ from ocp_resnet.solvers.solution import Solution
 if TYPE_CHECKING:
     from ocp_resnet.model.problem import Problem
 
-#: IPOPT transcriptions or the Newton path; ``"auto"`` picks one from the problem's size (:mod:`.ipopt.sizing`).
-Method = Literal["auto", "multiple-shooting", "single-shooting", "newton"]
+#: IPOPT transcriptions, exact Newton or Hessian-free Newton–CG; ``"auto"`` picks one from the problem's size
+#: (:mod:`.ipopt.sizing`).
+Method = Literal["auto", "multiple-shooting", "single-shooting", "newton", "newton-cg"]
 #: IPOPT's Hessian: exact, limited-memory BFGS, or chosen from the size.
 Hessian = Literal["auto", "exact", "lbfgs"]
 #: Where the derivatives come from: CasADi (IPOPT and the Newton path) or torch autograd.

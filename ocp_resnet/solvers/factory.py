@@ -15,6 +15,8 @@ from ocp_resnet.errors import check_choice
 from ocp_resnet.solvers.base import Solver
 
 BACKENDS = ("casadi", "torch")
+#: the CasADi back-end's methods (base.Method)
+METHODS = ("auto", "multiple-shooting", "single-shooting", "newton", "newton-cg")
 #: IpoptOptions fields a recorded solver passes on (``jit``/``threads``/... are how that run was
 #: solved on its machine, not settings of a re-solve)
 IPOPT_KEYS = ("tol", "max_iter", "hessian", "ipopt")
@@ -29,13 +31,15 @@ def make_solver(backend: str = "casadi", **options: Any) -> Solver:
     CasADi: ``method`` (default ``"auto"``) and the :class:`~ocp_resnet.solvers.ipopt.IpoptOptions`
     fields (other keys are ignored); ``method="newton"`` gives the exact trust-region Newton
     solver (:class:`~ocp_resnet.solvers.newton.NewtonSolver`: ``tol``, ``max_iter``,
-    ``print_level`` and its own fields). Torch: the :class:`~ocp_resnet.torch.train.TrainOptions`
+    ``print_level`` and its own fields), ``method="newton-cg"`` the Hessian-free one
+    (:class:`~ocp_resnet.solvers.newton_cg.NewtonCGSolver`: the same, and ``threads``). Torch:
+    the :class:`~ocp_resnet.torch.train.TrainOptions`
     fields, ``grad_tol`` and ``threads``.
     """
     check_choice("backend", backend, BACKENDS)
     given = {k: v for k, v in options.items() if v is not None}
     if backend == "casadi":
-        check_choice("method", given.get("method", "auto"), ("auto", "multiple-shooting", "single-shooting", "newton"))
+        check_choice("method", given.get("method", "auto"), METHODS)
     if backend == "casadi" and given.get("method") == "newton":
         from ocp_resnet.solvers.newton import NewtonOptions, NewtonSolver
 
@@ -43,6 +47,13 @@ def make_solver(backend: str = "casadi", **options: Any) -> Solver:
         opts = {k: given[k] for k in names if k in given}
         opts["print_level"] = min(int(opts.get("print_level", 1)), 1)
         return NewtonSolver(NewtonOptions(**opts))
+    if backend == "casadi" and given.get("method") == "newton-cg":
+        from ocp_resnet.solvers.newton_cg import NewtonCGOptions, NewtonCGSolver
+
+        names = [f.name for f in fields(NewtonCGOptions)]
+        opts = {k: given[k] for k in names if k in given}
+        opts["print_level"] = min(int(opts.get("print_level", 1)), 1)
+        return NewtonCGSolver(NewtonCGOptions(**opts))
     if backend == "casadi":
         from ocp_resnet.solvers.ipopt import IpoptOptions, IpoptSolver
         from ocp_resnet.solvers.ipopt.options import check_method
@@ -88,10 +99,11 @@ def sweep_record(solver: Solver) -> dict[str, Any]:
         return {"method": solver.method, "tol": o.tol, "max_iter": o.max_iter, "hessian": o.hessian,
                 **({"ipopt": dict(o.ipopt)} if o.ipopt else {})}
     from ocp_resnet.solvers.newton import NewtonSolver
+    from ocp_resnet.solvers.newton_cg import NewtonCGSolver
     from ocp_resnet.solvers.trainer import TorchSolver
 
-    if isinstance(solver, NewtonSolver):
-        return {"method": "newton", "tol": solver.options.tol, "max_iter": solver.options.max_iter}
+    if isinstance(solver, (NewtonSolver, NewtonCGSolver)):
+        return {"method": solver.name, "tol": solver.options.tol, "max_iter": solver.options.max_iter}
     if not isinstance(solver, TorchSolver):
         raise TypeError(f"a sweep records an IpoptSolver or a TorchSolver, got {type(solver).__name__}")
     from ocp_resnet.torch.train import TrainOptions

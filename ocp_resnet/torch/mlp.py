@@ -130,16 +130,18 @@ class ResNetMLP(nn.Module):
         return arch.head(self.spec, p, xs[-1], TORCH).T
 
     def cost(
-        self, x: torch.Tensor, t: torch.Tensor, objective: ObjectiveSpec, all_stages: bool = False
+        self, x: torch.Tensor, t: torch.Tensor, objective: ObjectiveSpec, all_stages: bool = False,
+        params: Mapping[str, Any] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample stage cost Σ_k γ_k ℓ(ŷ_k) as a (1, n) row, and the final logits (outputs, n).
 
         ``t``: target columns (outputs, n) as from ``ObjectiveSpec.targets``. Stages with γ_k = 0 are not
         built (``all_stages`` builds them anyway); the others are computed stacked, in one pass
         (:meth:`_stacked_stage_logits`), and their losses in one call
-        (:func:`~ocp_resnet.torch.loss.stacked_stage_cost`).
+        (:func:`~ocp_resnet.torch.loss.stacked_stage_cost`). ``params`` replaces the module's own
+        parameters (e.g. views of one flat vector, for second derivatives in the weights).
         """
-        p = self.params()
+        p = self.params() if params is None else params
         spec = self.spec
         xs = arch.trajectory(spec, p, self._cols(x), TORCH)
         gammas = objective.stage_weights(spec.n_blocks)

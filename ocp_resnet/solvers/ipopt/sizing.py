@@ -46,6 +46,14 @@ LBFGS_HISTORY = 30
 #: eigendecomposition; this effective rate was fitted on the census of random small problems
 #: (benchmarks/census.py, label newton: median over 41 problems, CPU seconds per iteration).
 NEWTON_RATE = 1.5e9
+#: The Hessian-free Newton–CG path (:mod:`ocp_resnet.solvers.newton_cg`): one Hessian-vector
+#: product costs about HVP_BLOCK_S per block (torch's per-operation overhead on small tensors)
+#: plus HVP_OP_S per sample operation, and an iteration about CG_PER_ITER products. Fitted on
+#: the two yardsticks (two spirals n = 2000 with 20 blocks of width 4: 6.5 ms per product;
+#: digits with 2 blocks of width 64: ~10 ms).
+HVP_BLOCK_S = 3e-4
+HVP_OP_S = 1.3e-10
+CG_PER_ITER = 20
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,16 @@ def newton_estimate(problem: Problem) -> Estimate:
     return Estimate("newton", "exact", mem, time_s)
 
 
+def newton_cg_estimate(problem: Problem) -> Estimate:
+    """Memory and time per iteration of the Hessian-free Newton–CG path: autograd's graph of ∇J
+    (a few copies of every state of every sample) and a few dozen weight vectors per CG path."""
+    spec = problem.spec
+    n, m = problem.n_samples, spec.n_params
+    mem = 8.0 * (40 * n * (sum(spec.widths) + (spec.n_blocks + 1) * spec.n_outputs) + 1000 * m)
+    hvp = HVP_BLOCK_S * (spec.n_blocks + 1) + HVP_OP_S * n * sample_ops(spec)
+    return Estimate("newton-cg", "exact", mem, CG_PER_ITER * hvp)
+
+
 def memory_limit() -> float:
     """Bytes a solve may use: half the machine's physical memory."""
     try:
@@ -124,7 +142,7 @@ def memory_limit() -> float:
 
 
 def plan(problem: Problem, method: Method = "auto", hessian: Hessian = "auto", jit: Any = "auto",
-         newton: bool = False) -> Plan:
+         newton: bool = False, newton_cg: bool = False) -> Plan:
     """Resolve ``auto`` method/Hessian for ``problem`` (explicit choices are kept as given) and
     whether to compile (``jit``: "auto", True or False; True is refused, and ``reason`` says so,
     when the code would take too long to compile).
@@ -133,6 +151,12 @@ def plan(problem: Problem, method: Method = "auto", hessian: Hessian = "auto", j
     Hessian it is taken first whenever its estimated iteration fits :data:`MAX_ITERATION_S` and
     the memory: on the census of random small problems it converged on every problem at a
     quarter of IPOPT multiple shooting's CPU time (docs/performance.md, "Census").
+
+    ``newton_cg`` (with ``newton``): where exact Newton's iteration does not fit, the Hessian-free
+    Newton–CG path is taken instead of IPOPT whenever its memory fits: it never forms the p × p
+    Hessian, and on the problems exact Newton leaves (the yardstick of n = 2000 with 20 blocks of
+    width 4, the census problems of width 6) IPOPT's paths did not converge in their time limits
+    (docs/performance.md).
     """
     spec = problem.spec
     ops = sample_ops(spec)
@@ -143,6 +167,11 @@ def plan(problem: Problem, method: Method = "auto", hessian: Hessian = "auto", j
             return Plan("newton", "exact", (e, *ests),
                         f"auto: newton, exact trust-region Newton ({e.describe()}): the fastest path on the census "
                         "of small problems fits", {}, False)
+        c = newton_cg_estimate(problem)
+        if newton_cg and c.memory_bytes <= memory_limit():
+            return Plan("newton-cg", "exact", (c, e, *ests),
+                        f"auto: newton-cg, Hessian-free trust-region Newton-CG ({c.describe()}): exact Newton's dense "
+                        f"{problem.spec.n_params}x{problem.spec.n_params} Hessian would need {e.describe()}", {}, False)
     if ops > MAX_SAMPLE_OPS:
         raise ValidationError(
             f"this network is too large for the solver: one sample's forward pass has ~{ops:,} operations "

@@ -309,19 +309,28 @@ class IpoptSolver:
 
     def solve(self, problem: Problem, init: Init = "random", seed: int = 0, log: Log | None = None) -> Solution:
         """:func:`solve` with this solver's method and options. With ``method="auto"`` and an exact
-        (or auto) Hessian, a problem small enough for the Newton path is solved by it
+        (or auto) Hessian, a problem small enough for the Newton path is solved by it, and one too
+        large for exact Newton's dense Hessian by Hessian-free Newton–CG
         (:func:`ocp_resnet.solvers.ipopt.sizing.plan`; the ``auto:`` log line says so) — unless
         IPOPT options were passed through (``options.ipopt``): they ask for IPOPT."""
         if self.method == "auto" and self.options.hessian in ("auto", "exact") and not self.options.ipopt:
             from ocp_resnet.solvers.ipopt.sizing import plan
             from ocp_resnet.solvers.newton import NewtonOptions, NewtonSolver, check_newton
+            from ocp_resnet.solvers.newton_cg import NewtonCGOptions, NewtonCGSolver, check_newton_cg
 
-            chosen = plan(problem, "auto", self.options.hessian, newton=True) if check_newton(problem) else None
+            chosen = plan(problem, "auto", self.options.hessian, newton=True,
+                          newton_cg=check_newton_cg(problem) is None) if check_newton(problem) else None
             if chosen is not None and chosen.method == "newton":
                 if log is not None:
                     log(chosen.reason)
                 opts = NewtonOptions(tol=self.options.tol, max_iter=self.options.max_iter, print_level=1)
                 return NewtonSolver(opts, callback=self.callback).solve(problem, init, seed, log)
+            if chosen is not None and chosen.method == "newton-cg":
+                if log is not None:
+                    log(chosen.reason)
+                cg = NewtonCGOptions(tol=self.options.tol, max_iter=self.options.max_iter, print_level=1,
+                                     threads=self.options.threads)
+                return NewtonCGSolver(cg, callback=self.callback).solve(problem, init, seed, log)
         return solve(problem, method=self.method, options=self.options, init=init, seed=seed, log=log,
                      callback=self.callback, interruptible=self.interruptible)
 
