@@ -50,7 +50,7 @@ FLAGS: dict[str, str | dict[str | None, str]] = {
     "dtype": "--dtype", "epochs": "--epochs", "finetune": "--finetune", "force": "--force", "gamma": "--gamma",
     "gammas": {"path": "--gammas", None: "--gamma"}, "hessian": "--hessian", "hidden": "--hidden",
     "init": "--init", "init_seed": "--init-seed", "jobs": "--jobs", "label_smoothing": "--label-smoothing",
-    "loss": "--loss", "lr": "--lr", "max_iter": "--max-iter", "n_samples": "--n-samples", "out": "--out",
+    "loss": "--loss", "lr": "--lr", "max_iter": "--max-iter", "method": "--method", "n_samples": "--n-samples", "out": "--out",
     "overwrite": "--overwrite", "plot_dir": "--plot-dir", "resolve": "--resolve", "restarts": "--restarts",
     "resume": "--resume", "schedule": "--schedule", "scheduler": "--scheduler", "seed": "--seed", "seeds": "--seeds",
     "stage_blocks": "--stage-blocks", "standardize": "--standardize", "stem": "--stem", "step": "--step",

@@ -72,7 +72,13 @@ def run(args: argparse.Namespace) -> int:
     warm = str(args.init) not in ("random", "zeros")
     if isinstance(solver, IpoptSolver):  # the sizing estimates are IPOPT's
         options = solver.options
-        budget = time_budget(problem, options.max_iter, args.method, args.hessian)
+        from ocp_resnet.solvers.newton import check_newton
+        from ocp_resnet.solvers.newton_cg import check_newton_cg
+
+        # what method auto hands over to, as IpoptSolver.solve decides it
+        delegate = args.method == "auto" and not options.ipopt and check_newton(problem)
+        budget = time_budget(problem, options.max_iter, args.method, args.hessian, newton=delegate,
+                             newton_cg=delegate and check_newton_cg(problem) is None)
         # before a warm start (a resumed solve), or when a typical solve of this size would already be long
         if budget is not None and (warm or budget[0] / max(options.max_iter, 1) * TYPICAL_ITERATIONS > LONG_SOLVE_S):
             wall = options.ipopt.get("max_wall_time")

@@ -56,8 +56,8 @@ class NewtonCGOptions:
     print_level: int = 1
     radius: float = 1.0
     max_radius: float = 1e3
-    metric: str = "states"
-    metric_every: int = 1
+    metric: str = "euclidean"
+    metric_every: int = 10
     probes: int = 16
     max_cg: int = 0
     forcing: float = 0.1

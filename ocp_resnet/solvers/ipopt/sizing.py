@@ -42,10 +42,17 @@ MAX_ITERATION_S = 1.0
 MAX_SAMPLE_OPS = 2_000_000
 LBFGS_HISTORY = 30
 #: The Newton path (:mod:`ocp_resnet.solvers.newton`): one iteration costs about
-#: n·N·(w + C)·p² flops in BLAS (per-sample sensitivities, condensed Hessian) plus a p×p
-#: eigendecomposition; this effective rate was fitted on the census of random small problems
-#: (benchmarks/census.py, label newton: median over 41 problems, CPU seconds per iteration).
-NEWTON_RATE = 1.5e9
+#: n·N·(w + C)·p² flops in BLAS (per-sample sensitivities, condensed Hessian) at NEWTON_RATE,
+#: plus a p×p generalised eigendecomposition (NEWTON_EIG_S·p³) and a fixed NEWTON_OVERHEAD_S.
+#: Fitted on the census (benchmarks/results/census-newton.jsonl, whole-process CPU seconds per
+#: iteration: 0.5–1.8e10 flop/s on the problems above 2e8 flops, 0.01–0.03 s on the smallest)
+#: and on the yardstick of n = 2000 with 20 blocks of width 4 (4e10 flops: derivatives 2.3 s,
+#: eigendecomposition of 410 × 410 0.16 s). The earlier single rate (1.5e9, the census median)
+#: overestimated the larger problems tenfold and sent the width-6 census problems to IPOPT,
+#: which timed out on both where exact Newton solved one of them (docs/performance.md).
+NEWTON_RATE = 1e10
+NEWTON_EIG_S = 2.5e-9
+NEWTON_OVERHEAD_S = 0.015
 #: The Hessian-free Newton–CG path (:mod:`ocp_resnet.solvers.newton_cg`): one Hessian-vector
 #: product costs about HVP_BLOCK_S per block (torch's per-operation overhead on small tensors)
 #: plus HVP_OP_S per sample operation, and an iteration about CG_PER_ITER products. Fitted on
@@ -54,6 +61,12 @@ NEWTON_RATE = 1.5e9
 HVP_BLOCK_S = 3e-4
 HVP_OP_S = 1.3e-10
 CG_PER_ITER = 20
+#: Above this many weights ``method="auto"`` refuses rather than starting a solve that does not
+#: end in reasonable time: on the digits yardstick (2 blocks of width 64, 8970 weights, n = 1797)
+#: Newton–CG, scipy's trust-ncg and L-BFGS on torch gradients all stood at ‖∇J‖_∞ ~ 1e-3 after
+#: 70–80 CPU seconds, and IPOPT's L-BFGS timed out at 300 s (docs/performance.md); the
+#: two-spirals yardstick (410 weights) is solved. An explicit method still runs.
+NEWTON_CG_MAX_WEIGHTS = 5000
 
 
 @dataclass(frozen=True)
@@ -119,7 +132,7 @@ def newton_estimate(problem: Problem) -> Estimate:
     n, m, N = problem.n_samples, spec.n_params, spec.n_blocks
     w = max(spec.widths)
     mem = 8.0 * (3 * n * (N + 1) * w * m + 4 * m * m)
-    time_s = n * max(N, 1) * (w + spec.n_outputs) * m * m / NEWTON_RATE + 10.0 * m**3 / 1e9
+    time_s = NEWTON_OVERHEAD_S + n * max(N, 1) * (w + spec.n_outputs) * m * m / NEWTON_RATE + NEWTON_EIG_S * m**3
     return Estimate("newton", "exact", mem, time_s)
 
 
@@ -168,6 +181,14 @@ def plan(problem: Problem, method: Method = "auto", hessian: Hessian = "auto", j
                         f"auto: newton, exact trust-region Newton ({e.describe()}): the fastest path on the census "
                         "of small problems fits", {}, False)
         c = newton_cg_estimate(problem)
+        if newton_cg and spec.n_params > NEWTON_CG_MAX_WEIGHTS:
+            raise ValidationError(
+                f"method='auto' does not solve this problem on the CasADi back-end: its {spec.n_params:,} weights are "
+                f"too many for a second-order solve in reasonable time (exact Newton's dense Hessian would need "
+                f"{e.describe()}; Newton-CG and L-BFGS took minutes without converging at this size, "
+                "docs/performance.md); train it with PyTorch (ocp_resnet.training, 'ocp-resnet train' with the same "
+                "problem flags), or ask for a path explicitly: method='newton-cg', or method='single-shooting' with "
+                "hessian='lbfgs'")
         if newton_cg and c.memory_bytes <= memory_limit():
             return Plan("newton-cg", "exact", (c, e, *ests),
                         f"auto: newton-cg, Hessian-free trust-region Newton-CG ({c.describe()}): exact Newton's dense "
@@ -231,18 +252,21 @@ def _smaller(spec: ArchSpec, blocks: int | None = None) -> str:
 
 
 def time_budget(problem: Problem, max_iter: int, method: Method = "auto",
-                hessian: Hessian = "auto") -> tuple[float, str] | None:
+                hessian: Hessian = "auto", newton: bool = False, newton_cg: bool = False) -> tuple[float, str] | None:
     """(seconds, one line): what ``max_iter`` iterations of the path :func:`plan` takes may cost by
     the estimated time per iteration, said before a long solve (or its warm-started resumption)
-    starts. ``None`` when the estimates do not cover the requested path."""
-    p = plan(problem, method, hessian)
+    starts. ``None`` when the estimates do not cover the requested path. ``newton``/``newton_cg``
+    as in :func:`plan` (what ``method="auto"`` may delegate to)."""
+    p = plan(problem, method, hessian, newton=newton, newton_cg=newton_cg)
     est = next((e for e in p.estimates if (e.method, e.hessian) == (p.method, p.hessian)), None)
     if est is None:
         return None
     total = est.iteration_s * max_iter
-    return total, (f"expected ~{_seconds(est.iteration_s)}/iteration ({p.method} + {p.hessian} Hessian, the sizing "
-            f"estimate): the iteration limit max_iter={max_iter} may take ~{_duration(total)}; "
-            "bound the run with max_iter or IPOPT's wall-clock limit ipopt={'max_wall_time': SECONDS}")
+    path = p.method if p.method in ("newton", "newton-cg") else f"{p.method} + {p.hessian} Hessian"
+    bound = "max_iter" if p.method in ("newton", "newton-cg") else \
+        "max_iter or IPOPT's wall-clock limit ipopt={'max_wall_time': SECONDS}"
+    return total, (f"expected ~{_seconds(est.iteration_s)}/iteration ({path}, the sizing estimate): the iteration "
+                   f"limit max_iter={max_iter} may take ~{_duration(total)}; bound the run with {bound}")
 
 
 def _duration(t: float) -> str:
