@@ -186,3 +186,23 @@ def test_plan_routes_large_problems_to_newton_cg():
     assert plan(big, newton=True, newton_cg=False).method in ("multiple-shooting", "single-shooting")
     small = problem()
     assert plan(small, newton=True, newton_cg=True).method == "newton"
+
+
+def test_plan_sends_width_six_census_problems_to_exact_newton_and_refuses_digits_sized_ones():
+    """The census problems of width 6 (p41/p42 of benchmarks/results/census-auto.jsonl: IPOPT timed
+    out on both, exact Newton solved p41) go to exact Newton; a problem of the digits yardstick's
+    size (8970 weights) is refused under auto with the torch route named; an explicit path is kept."""
+    from ocp_resnet import load_dataset
+    from ocp_resnet.solvers.ipopt.sizing import plan
+
+    p41 = Problem.build(load_dataset("xor", n_samples=249, noise=0.1, seed=4), blocks=7, width=6, gamma=0.2,
+                        weight_decay=1e-5)
+    p42 = Problem.build(load_dataset("moons", n_samples=210, noise=0.05, seed=8), blocks=9, width=6, gamma=2.0,
+                        weight_decay=1e-5)
+    for prob in (p41, p42):
+        assert plan(prob, newton=True, newton_cg=True).method == "newton"
+    digits = Problem.build(load_dataset("digits"), blocks=2, width=64)
+    with pytest.raises(ValidationError, match="ocp-resnet train") as err:
+        plan(digits, newton=True, newton_cg=True)
+    assert "8,970 weights" in str(err.value) and "method='newton-cg'" in str(err.value)
+    assert plan(digits, "single-shooting", "lbfgs", newton=True, newton_cg=True).method == "single-shooting"
