@@ -38,6 +38,11 @@ EVAL_OPS_PER_S = 1e9
 FACTORISATIONS_PER_ITER = 3.0
 #: A path whose estimated iteration takes longer than this is passed over for the next one.
 MAX_ITERATION_S = 1.0
+#: Exact Newton is taken up to this estimated iteration: on the two-spirals yardstick (n = 2000,
+#: 20 blocks of width 4; estimated 4.2 s, measured 1.4 s per iteration) it converged in 258
+#: iterations / 369 CPU s, while Newton–CG had not after 457 iterations / 275 s (J 0.517
+#: against 0.467) and IPOPT's L-BFGS stopped at its 3000 iterations (docs/performance.md).
+NEWTON_MAX_ITERATION_S = 5.0
 #: Largest per-sample expression (elementary operations) that is built symbolically at all.
 MAX_SAMPLE_OPS = 2_000_000
 LBFGS_HISTORY = 30
@@ -61,11 +66,12 @@ NEWTON_OVERHEAD_S = 0.015
 HVP_BLOCK_S = 3e-4
 HVP_OP_S = 1.3e-10
 CG_PER_ITER = 20
-#: Above this many weights ``method="auto"`` refuses rather than starting a solve that does not
-#: end in reasonable time: on the digits yardstick (2 blocks of width 64, 8970 weights, n = 1797)
-#: Newton–CG, scipy's trust-ncg and L-BFGS on torch gradients all stood at ‖∇J‖_∞ ~ 1e-3 after
-#: 70–80 CPU seconds, and IPOPT's L-BFGS timed out at 300 s (docs/performance.md); the
-#: two-spirals yardstick (410 weights) is solved. An explicit method still runs.
+#: Above this many weights ``method="auto"`` refuses (where exact Newton does not fit) rather than
+#: starting a solve that does not end in reasonable time: on the digits yardstick (2 blocks of
+#: width 64, 8970 weights, n = 1797) Newton–CG, scipy's trust-ncg and L-BFGS on torch gradients
+#: were all unconverged after 20–80 CPU seconds, and IPOPT's L-BFGS timed out at 300 s
+#: (docs/performance.md); the two-spirals yardstick (410 weights) is solved. An explicit method
+#: still runs.
 NEWTON_CG_MAX_WEIGHTS = 5000
 
 
@@ -161,25 +167,27 @@ def plan(problem: Problem, method: Method = "auto", hessian: Hessian = "auto", j
     when the code would take too long to compile).
 
     ``newton``: the Newton path may be chosen too. With ``method="auto"`` and an exact (or auto)
-    Hessian it is taken first whenever its estimated iteration fits :data:`MAX_ITERATION_S` and
-    the memory: on the census of random small problems it converged on every problem at a
-    quarter of IPOPT multiple shooting's CPU time (docs/performance.md, "Census").
-
-    ``newton_cg`` (with ``newton``): where exact Newton's iteration does not fit, the Hessian-free
-    Newton–CG path is taken instead of IPOPT whenever its memory fits: it never forms the p × p
-    Hessian, and on the problems exact Newton leaves (the yardstick of n = 2000 with 20 blocks of
-    width 4, the census problems of width 6) IPOPT's paths did not converge in their time limits
+    Hessian it is taken first whenever its estimated iteration fits
+    :data:`NEWTON_MAX_ITERATION_S` and the memory: on the census of random small problems it
+    converged on every problem at a quarter of IPOPT multiple shooting's CPU time, and it was
+    the fastest path measured on the width-6 census problems and on the two-spirals yardstick
     (docs/performance.md).
+
+    ``newton_cg`` (with ``newton``): beyond exact Newton's reach (its dense p × p Hessian too
+    slow or too large), the Hessian-free Newton–CG path is taken up to
+    :data:`NEWTON_CG_MAX_WEIGHTS` weights instead of IPOPT; above that ``method="auto"`` is
+    refused with the torch route named (the digits yardstick: no CasADi-back-end path
+    converged within minutes).
     """
     spec = problem.spec
     ops = sample_ops(spec)
     ests = estimates(problem)
     if newton and method == "auto" and hessian in ("auto", "exact") and ops <= MAX_SAMPLE_OPS:
         e = newton_estimate(problem)
-        if e.iteration_s <= MAX_ITERATION_S and e.memory_bytes <= memory_limit():
+        if e.iteration_s <= NEWTON_MAX_ITERATION_S and e.memory_bytes <= memory_limit():
             return Plan("newton", "exact", (e, *ests),
-                        f"auto: newton, exact trust-region Newton ({e.describe()}): the fastest path on the census "
-                        "of small problems fits", {}, False)
+                        f"auto: newton, exact trust-region Newton ({e.describe()}): the fastest path measured "
+                        "(census of small problems, yardsticks) fits", {}, False)
         c = newton_cg_estimate(problem)
         if newton_cg and spec.n_params > NEWTON_CG_MAX_WEIGHTS:
             raise ValidationError(
