@@ -7,9 +7,19 @@ import scipy.optimize
 
 from ocp_resnet import IpoptOptions, Problem, Status, solve
 from ocp_resnet.errors import ValidationError
+from ocp_resnet.model import architecture as arch
+from ocp_resnet.model._ops import NUMPY
 from ocp_resnet.model.evaluation import objective_and_gradient
 from ocp_resnet.solvers import initial_weights
-from ocp_resnet.solvers.newton import NewtonOptions, _derivatives, _objective, _StageFunctions, _tr_step, newton_solve
+from ocp_resnet.solvers.newton import (
+    NewtonOptions,
+    _derivatives,
+    _objective,
+    _StageFunctions,
+    _tr_step,
+    exact_derivatives,
+    newton_solve,
+)
 
 from .problems import problem, random_weights, tiny_multiclass, tiny_spirals
 
@@ -38,6 +48,30 @@ def test_derivatives_match_casadi_gradient_and_finite_differences(kw):
         np.testing.assert_allclose(H[:, i], col, rtol=0, atol=1e-7 * max(1.0, np.abs(H).max()))
     assert np.allclose(H, H.T)
     assert np.linalg.eigvalsh(M).min() >= 1.0 - 1e-12  # metric: identity plus a Gram matrix
+
+
+@pytest.mark.parametrize("kw", CONFIGS)
+def test_metric_is_identity_plus_the_gram_matrix_of_the_state_sensitivities(kw):
+    """M = I + (1/n) Σ_i Σ_k S_kᵀS_k with S_k = ∂x_k/∂w from central differences of the simulated
+    states (the backward recursion never forms S_k); ``metric=False`` leaves the rest unchanged."""
+    prob = problem(**kw)
+    w = random_weights(prob)
+    J, xs = _objective(prob, w)
+    fns = _StageFunctions(prob)
+    g, H, M = _derivatives(fns, prob, w, xs)
+    p, eps = w.size, 1e-6
+    S = np.empty((sum(x.size for x in xs), p))  # every state of every sample, stacked
+    for j in range(p):
+        e = np.zeros(p)
+        e[j] = eps
+        plus = arch.trajectory(prob.spec, prob.spec.unflatten(w + e), prob.U, NUMPY)
+        minus = arch.trajectory(prob.spec, prob.spec.unflatten(w - e), prob.U, NUMPY)
+        S[:, j] = np.concatenate([(a - b).ravel() for a, b in zip(plus, minus)]) / (2 * eps)
+    np.testing.assert_allclose(M, np.eye(p) + S.T @ S / prob.n_samples, rtol=1e-7, atol=1e-8)
+    g2, H2, M2 = _derivatives(fns, prob, w, xs, metric=False)
+    assert np.array_equal(g2, g) and np.array_equal(H2, H) and np.array_equal(M2, np.eye(p))
+    J3, g3, H3 = exact_derivatives(prob, w)
+    assert J3 == J and np.array_equal(g3, g) and np.array_equal(H3, H)
 
 
 def test_trust_region_step_satisfies_the_optimality_conditions():

@@ -50,10 +50,6 @@ MAX_PARAMS = DENSE_MAX
 #: it. P2 (n = 2000, p = 410: 3.4e8) took 37 s and 6.4 GB; the census's largest (n = 500, p ≈ 250:
 #: 3e7) about a second. ``max_params=None`` asks for it anyway.
 MAX_WORK = 1e8
-#: Largest symbolic per-sample Hessian (estimated SX instructions, :func:`ocp_resnet.solvers.ipopt.sizing.compile_instructions`)
-#: that the CasADi back-end builds for the dense Hessian (166k instructions, p = 205: 1.2 s CPU);
-#: above it torch, whose cost does not depend on an expression's size.
-CASADI_MAX_INSTRUCTIONS = 1_000_000
 #: Relative tolerance: |λ| ≤ RTOL · max|λ| counts as zero. Eigenvalues of the AD Hessian are
 #: exact to rounding (≈ p · 1e-16 · max|λ|), so this is a margin of ~1e4 above it. Trained nets
 #: are ill-conditioned: P1 by single shooting at γ = 0.3 has λ_min 2.25e-4 (the weight decay
@@ -127,8 +123,19 @@ def _grad_function(problem: Any) -> Any:
 
 
 def hessian(problem: Any, w: np.ndarray) -> np.ndarray:
-    """∇²J(w), dense and symmetric (p×p), by CasADi: the exact-Hessian functions of the
-    single-shooting transcription (one sample differentiated symbolically, mapped over the data)."""
+    """∇²J(w), dense and symmetric (p×p), as the Newton path assembles it
+    (:func:`ocp_resnet.solvers.newton.exact_derivatives`: small per-stage CasADi functions mapped
+    over the samples, then second-order adjoints, no symbolic Hessian of the whole trajectory).
+    Smooth activations only."""
+    from ocp_resnet.solvers.newton import exact_derivatives
+
+    return exact_derivatives(problem, w)[2]
+
+
+def transcription_hessian(problem: Any, w: np.ndarray) -> np.ndarray:
+    """∇²J(w) by the exact-Hessian functions of the single-shooting transcription (one sample's
+    whole trajectory differentiated symbolically, mapped over the data): an independent
+    computation of :func:`hessian`, slower to build (seconds for p ≈ 200)."""
     import casadi as ca
 
     from ocp_resnet.solvers.ipopt.transcription import single_shooting
@@ -196,14 +203,10 @@ def torch_hessian(problem: Any, w: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- the certificate
 def dense_backend(problem: Any) -> str:
-    """``"casadi"`` when the symbolic per-sample Hessian is small (and the activation smooth), else ``"torch"``."""
+    """``"casadi"`` (:func:`hessian`) when the activation is smooth, else ``"torch"``."""
     from ocp_resnet.model.architecture import SMOOTH_ACTIVATIONS
-    from ocp_resnet.solvers.ipopt.sizing import compile_instructions
 
-    if problem.spec.activation not in SMOOTH_ACTIVATIONS:
-        return "torch"
-    small = compile_instructions(problem, "single-shooting", "exact") <= CASADI_MAX_INSTRUCTIONS
-    return "casadi" if small else "torch"
+    return "casadi" if problem.spec.activation in SMOOTH_ACTIVATIONS else "torch"
 
 
 def certify(problem: Any, w: Any, *, rtol: float = RTOL, k: int = 6, dense_max: int = DENSE_MAX,

@@ -313,6 +313,25 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
     return g, Hs, M
 
 
+def exact_derivatives(problem: Problem, w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """J(w), ∇J(w) and the exact Hessian ∇²J(w) (dense, symmetric) of the condensed objective,
+    assembled stage by stage as the Newton path does (:func:`_derivatives`, without the metric).
+
+    Needs a twice-differentiable activation. Where J or its derivatives overflow the values are
+    not finite (no error): the caller checks.
+    """
+    if problem.spec.activation not in arch.SMOOTH_ACTIVATIONS:
+        raise ValidationError(f"activation {problem.spec.activation!r} is not twice differentiable: there is no "
+                              f"Hessian to assemble (use one of {', '.join(arch.SMOOTH_ACTIVATIONS)})")
+    w = np.asarray(w, dtype=float).ravel()
+    if w.size != problem.spec.n_params:
+        raise ValidationError(f"the weights have {w.size} entries, this spec needs {problem.spec.n_params}")
+    J, xs = _objective(problem, w)
+    with np.errstate(all="ignore"):
+        g, H, _ = _derivatives(_StageFunctions(problem), problem, w, xs, metric=False)
+    return J, g, H
+
+
 def _objective(problem: Problem, w: np.ndarray) -> tuple[float, list[np.ndarray]]:
     """J(w) and the states x_0..x_N (numpy, the same formulas as :meth:`Problem.objective_value`)."""
     spec = problem.spec
