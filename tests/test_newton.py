@@ -11,6 +11,7 @@ from ocp_resnet.model import architecture as arch
 from ocp_resnet.model._ops import NUMPY
 from ocp_resnet.model.evaluation import objective_and_gradient
 from ocp_resnet.solvers import initial_weights
+from ocp_resnet.solvers.ipopt.transcription import _common
 from ocp_resnet.solvers.newton import (
     NewtonOptions,
     _derivatives,
@@ -72,6 +73,31 @@ def test_metric_is_identity_plus_the_gram_matrix_of_the_state_sensitivities(kw):
     assert np.array_equal(g2, g) and np.array_equal(H2, H) and np.array_equal(M2, np.eye(p))
     J3, g3, H3 = exact_derivatives(prob, w)
     assert J3 == J and np.array_equal(g3, g) and np.array_equal(H3, H)
+
+
+@pytest.mark.skipif(_common.c_compiler() is None, reason="needs a C compiler")
+def test_stage_functions_compile_once_per_shape_with_the_same_numbers(tmp_path, monkeypatch):
+    """Stages of one shape share a function; compiled (once the interpreted time reaches the
+    estimated compile time) it gives the same derivatives, and a problem that differs only in γ,
+    λ and the data loads the library from the cache instead of compiling."""
+    monkeypatch.setenv("OCP_RESNET_CACHE", str(tmp_path))
+    prob = problem(blocks=4, width=2, loss="bce", gamma=0.3)
+    w = random_weights(prob)
+    J, xs = _objective(prob, w)
+    fns = _StageFunctions(prob)
+    assert len(fns.mapped) == 2 and not fns.jit  # blocks 0..3 share one function, the head stage another
+    before = _derivatives(fns, prob, w, xs)
+    counts = dict(_common.COMPILE_COUNTS)
+    fns.account(fns.compile_s)  # as if that much CPU time had been spent interpreting
+    assert fns.jit and _common.COMPILE_COUNTS["compiled"] - counts["compiled"] == 2
+    after = _derivatives(fns, prob, w, xs)
+    for a, b in zip(after, before):
+        np.testing.assert_allclose(a, b, rtol=1e-15, atol=1e-15)
+    other = problem(tiny_spirals(17, seed=2), blocks=4, width=2, loss="bce", gamma=1.5, weight_decay=1e-2)
+    counts = dict(_common.COMPILE_COUNTS)
+    assert _StageFunctions(other).jit
+    assert _common.COMPILE_COUNTS["compiled"] == counts["compiled"]
+    assert _common.COMPILE_COUNTS["loaded"] - counts["loaded"] == 2
 
 
 def test_trust_region_step_satisfies_the_optimality_conditions():
