@@ -107,6 +107,14 @@ class _Stage:
         #: B_k's nonzeros row by row: (row, their indices in the output, their weights), for the
         #: products with B_kᵀ (B_k is sparse: a single branch's ∂f/∂W is an outer product)
         self.B_rows = [(int(i), np.flatnonzero(rB == i), K[cB[rB == i]]) for i in np.unique(rB)]
+        #: the same as one batched product when every row has as many nonzeros and no weight is in
+        #: two rows (a single branch: row r holds W_r and b_r): (rows, (rows, m) indices, weights)
+        self.B_batch: tuple[np.ndarray | slice, np.ndarray, np.ndarray] | None = None
+        if self.B_rows and len({nz.size for _, nz, _ in self.B_rows}) == 1:
+            cols = np.concatenate([c for _, _, c in self.B_rows])
+            if np.unique(cols).size == cols.size:
+                rows = np.array([r for r, _, _ in self.B_rows])
+                self.B_batch = (_index(rows), np.stack([nz for _, nz, _ in self.B_rows]), cols)
         self.Kf = _index(K[self.fcols])
         self.KfKf = (self.Kf, self.Kf) if isinstance(self.Kf, slice) else np.ix_(self.Kf, self.Kf)
         r, c = fn.triplets[3]
@@ -312,9 +320,9 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
         st = fns.stages[k]
         fn, K, d, e = st.fn, st.K, st.d, st.e
         lo, lo1 = fns.lo[k], fns.lo[k + 1]
-        t0 = time.process_time()
+        t0 = time.thread_time()  # (process_time costs ~10 µs a call here, thread_time 0.3 µs)
         Araw, Bnz, gL, Hnz = fn(xs[k], w[K], T, lam, st.gamma)
-        spent += time.process_time() - t0
+        spent += time.thread_time() - t0
         A = fn.dense(Araw, 0)  # (n, e, d)
         At = A.transpose(0, 2, 1)
         g[K] += gL[:, d:].sum(axis=0)
@@ -329,9 +337,16 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
         if lo1 < p:
             if e:
                 np.matmul(At, Qn[:, :, :, lo1:], out=Q[:, :, :, lo1:])
-                for j in range(nm):
-                    for r, nz, cols in st.B_rows:  # Σ_i (B_kE_k)ᵀ Q_{k+1}, one sparse row of B_k at a time
-                        U[j, cols, lo1:] += Bnz[:, nz].T @ Qn[j, :, r, lo1:]
+                # Σ_i (B_kE_k)ᵀ Q_{k+1}, by the sparse rows of B_k
+                if st.B_batch is not None:
+                    rows, nzs, cols = st.B_batch
+                    V = Bnz[:, nzs].transpose(1, 2, 0)  # (rows, m, n)
+                    for j in range(nm):
+                        U[j, cols, lo1:] += np.matmul(V, Qn[j][:, rows, lo1:].transpose(1, 0, 2)).reshape(cols.size, -1)
+                else:
+                    for j in range(nm):
+                        for r, nz, cols in st.B_rows:
+                            U[j, cols, lo1:] += Bnz[:, nz].T @ Qn[j, :, r, lo1:]
             else:
                 Q[:, :, :, lo1:] = 0.0
         if qf:
