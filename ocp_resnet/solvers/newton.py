@@ -7,11 +7,14 @@ cheap and vectorised over the samples:
 * per stage k, one small CasADi function of one sample gives the block Jacobians
   A_k = ∂f_k/∂x_k, B_k = ∂f_k/∂w_k (w_k: the weights stage k touches), and the gradient and
   Hessian of the stage Lagrangian L_k = γ_k ℓ(ŷ_k) + λ_{k+1}·f_k over (x_k, w_k); it is mapped
-  over the samples (one call per stage, no Python loop over samples);
+  over the samples (one call per stage, no Python loop over samples), and stages of one shape
+  share it (compiled with the C compiler once a solve has spent as long in it as the compile
+  would take, see ``_StageFunctions._jit_setup``);
 * the adjoints λ_N = ∇ℓ_N, λ_k = γ_k ∇_x ℓ_k + A_kᵀ λ_{k+1} give the gradient ∇J;
-* the forward sensitivities S_0 = ∂x_0/∂w, S_{k+1} = A_k S_k + B_k give the exact Hessian
-  ∇²J = (1/n) Σ_i Σ_k Z_kᵀ ∇²L_k Z_k + 2λI with Z_k = [S_k; E_k] (E_k picks w_k out of w),
-  a few (n d) × p matrix products per stage (BLAS).
+* with the sensitivities S_0 = ∂x_0/∂w, S_{k+1} = A_k S_k + B_k the exact Hessian is
+  ∇²J = (1/n) Σ_i Σ_k Z_kᵀ ∇²L_k Z_k + 2λI with Z_k = [S_k; E_k] (E_k picks w_k out of w); it
+  is summed in the same backward sweep by second-order adjoints (:func:`_derivatives`), at
+  n·d·|w_k|·p flops per stage instead of the n·d·p² of forming Σ S_kᵀ(·)S_k.
 
 The step solves the trust-region subproblem min g·s + ½ sᵀHs subject to ‖s‖_M ≤ Δ exactly,
 from the generalised eigendecomposition H Q = M Q diag(μ), Qᵀ M Q = I (the Moré–Sorensen
