@@ -10,7 +10,7 @@ from ocp_resnet.errors import ValidationError
 from ocp_resnet.model import architecture as arch
 from ocp_resnet.model._ops import NUMPY
 from ocp_resnet.model.evaluation import objective_and_gradient
-from ocp_resnet.solvers import initial_weights
+from ocp_resnet.solvers import initial_weights, newton
 from ocp_resnet.solvers.ipopt.transcription import _common
 from ocp_resnet.solvers.newton import (
     NewtonOptions,
@@ -77,16 +77,19 @@ def test_metric_is_identity_plus_the_gram_matrix_of_the_state_sensitivities(kw):
 
 @pytest.mark.skipif(_common.c_compiler() is None, reason="needs a C compiler")
 def test_stage_functions_compile_once_per_shape_with_the_same_numbers(tmp_path, monkeypatch):
-    """Stages of one shape share a function; compiled (once the interpreted time reaches the
-    estimated compile time) it gives the same derivatives, and a problem that differs only in γ,
-    λ and the data loads the library from the cache instead of compiling."""
+    """Stages of one shape share a function; compiled (once the interpreted time, summed over the
+    solves of a process, reaches the estimated compile time) it gives the same derivatives, and a
+    problem that differs only in γ, λ and the data loads the library from the cache instead."""
     monkeypatch.setenv("OCP_RESNET_CACHE", str(tmp_path))
+    monkeypatch.setattr(newton, "_INTERPRETED_S", {})
     prob = problem(blocks=4, width=2, loss="bce", gamma=0.3)
     w = random_weights(prob)
     J, xs = _objective(prob, w)
     fns = _StageFunctions(prob)
     assert len(fns.mapped) == 2 and not fns.jit  # blocks 0..3 share one function, the head stage another
     before = _derivatives(fns, prob, w, xs)
+    assert 0 < fns.interpreted_s < fns.compile_s and not fns.jit
+    assert _StageFunctions(prob).interpreted_s == fns.interpreted_s  # a later solve in this process goes on counting
     counts = dict(_common.COMPILE_COUNTS)
     fns.account(fns.compile_s)  # as if that much CPU time had been spent interpreting
     assert fns.jit and _common.COMPILE_COUNTS["compiled"] - counts["compiled"] == 2

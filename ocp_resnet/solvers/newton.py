@@ -130,6 +130,13 @@ class _Stage:
         self.ww = (np.flatnonzero(ww), K[rw], K[cw], np.where(rw == cw, 0.5, 1.0))
 
 
+#: CPU seconds spent in interpreted stage functions in this process, by structure (the serialised
+#: stage Lagrangians): a path of many short solves of one structure adds up to a compile.
+_INTERPRETED_S: dict[tuple[str, ...], float] = {}
+#: Structures whose compile failed in this process (not tried again).
+_COMPILE_FAILED: set[tuple[str, ...]] = set()
+
+
 class _StageFunctions:
     """The per-sample CasADi functions of one problem structure, mapped over its samples.
 
@@ -175,6 +182,7 @@ class _StageFunctions:
                 mapped[key] = _Mapped(fn, n, shared=(1, 4))
             self.stages.append(_Stage(mapped[key], K, widths[k], f.numel(), gammas[k], p))
         self.mapped = list(mapped.values())
+        self._key = tuple(sorted(mapped))
         self._jit_setup()
         self._buffers: dict[tuple[int, int], np.ndarray] = {}
         #: the first column of the weights stage k or a later one touches: the second-order
@@ -211,16 +219,16 @@ class _StageFunctions:
         from ocp_resnet.solvers.ipopt.transcription import _common
 
         self.jit = False
-        self.interpreted_s = 0.0
+        self.interpreted_s = _INTERPRETED_S.get(self._key, 0.0)  # earlier solves of this structure count
         self.compile_s = math.inf
         if _common.c_compiler() is None:
             return
-        fns = [m.base for m in self.mapped]
         for m in self.mapped:
             m.swap(_common.compiled(m.base, cached_only=True))
-        if all(m.compiled for m in self.mapped):
+        fns = [m.base for m in self.mapped if not m.compiled]
+        if not fns:
             self.jit = True
-        elif _common.compile_too_large(*fns) is None:
+        elif self._key not in _COMPILE_FAILED and _common.compile_too_large(*fns) is None:
             self.compile_s = _common.compile_seconds(sum(int(f.n_instructions()) for f in fns))
 
     def account(self, seconds: float) -> None:
@@ -229,6 +237,7 @@ class _StageFunctions:
         if self.jit:
             return
         self.interpreted_s += seconds
+        _INTERPRETED_S[self._key] = self.interpreted_s
         if self.interpreted_s >= self.compile_s:
             from ocp_resnet.solvers.ipopt.transcription._common import compiled
 
@@ -236,7 +245,9 @@ class _StageFunctions:
                 if not m.compiled:
                     m.swap(compiled(m.base))
             self.jit = all(m.compiled for m in self.mapped)
-            self.compile_s = math.inf  # one attempt: a failed compile stays interpreted
+            self.compile_s = math.inf
+            if not self.jit:  # one attempt per process: a failed compile stays interpreted
+                _COMPILE_FAILED.add(self._key)
 
     def buffer(self, k: int, nm: int, d: int) -> np.ndarray:
         """An (nm, n, d, p) work array for Q_k, one of two that alternate between the stages and
