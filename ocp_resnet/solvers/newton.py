@@ -202,7 +202,6 @@ class _StageFunctions:
             sfn = _Mapped(ca.Function("stem", [u, w], [ca.densify(ca.jacobian(x0, wK0))]), n, shared=(1,))
             self.stem = (sfn.dense(sfn(problem.U, np.zeros(p))[0], 0), K0)
 
-
     def _jit_setup(self) -> None:
         """Load compiled stage functions from the cache (:func:`~ocp_resnet.solvers.ipopt.transcription._common.compiled`)
         when an earlier run compiled them, else plan when to compile them.
