@@ -4,7 +4,8 @@
   eigenvalue known in closed form (least squares) or bounded by the weight decay (logistic);
 * at the symmetric point of a two-layer branch (W1 = b1 = W2 = 0, the rest optimal; the gradient
   in the branch vanishes by symmetry) it finds the saddle and its eigenvalue 2λ − |a|·|m|;
-* dense and Lanczos agree; the CasADi Hessian equals torch's and a finite-difference Hessian;
+* dense and Lanczos agree; the CasADi Hessian (the Newton path's stage-wise assembly) equals
+  the single-shooting transcription's, torch's and a finite-difference Hessian;
 * the certificate lands in metrics.json and the CLI prints one line.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from ocp_resnet import Dataset, IpoptOptions, Problem, load_dataset, solve
-from ocp_resnet.analysis.certificate import certify, classify, hessian, torch_hessian
+from ocp_resnet.analysis.certificate import certify, classify, hessian, torch_hessian, transcription_hessian
 from ocp_resnet.errors import ValidationError
 from ocp_resnet.solvers.ipopt.transcription import objective_and_gradient
 
@@ -106,6 +107,23 @@ def test_hessian_matches_torch_and_finite_differences():
     np.testing.assert_allclose(np.linalg.eigvalsh(H), np.linalg.eigvalsh(0.5 * (fd + fd.T)), atol=1e-7)
     torch_cert = certify(prob, w, backend="torch")
     assert torch_cert.lambda_min == pytest.approx(certify(prob, w, backend="casadi").lambda_min, rel=1e-10)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(blocks=3, width=2, loss="bce", gamma=0.3),
+    dict(width=[2, 3, 3, 4], loss="sce", gamma=0.3, stem="linear"),  # projections, linear stem
+    dict(blocks=2, width=3, branch="basic", hidden=2, loss="mse", gamma=0.0, activation="softplus"),
+    dict(blocks=2, width=3, loss="ce", gamma=[0.1, 0.0], activation="smooth_relu"),
+])
+def test_hessian_equals_the_single_shooting_transcriptions(kw):
+    """Two independent assemblies of ∇²J: stage by stage with second-order adjoints, and the
+    symbolic Hessian of one sample's whole trajectory."""
+    prob = problem(tiny_spirals(15), **kw)
+    w = random_weights(prob, seed=4)
+    H = hessian(prob, w)
+    ref = transcription_hessian(prob, w)
+    np.testing.assert_allclose(H, ref, rtol=0, atol=1e-12 * max(1.0, np.abs(ref).max()))
+    assert np.array_equal(H, H.T)
 
 
 def test_classification_and_limits():
