@@ -157,12 +157,18 @@ def test_the_solve_command_records_and_prints_the_certificate(tmp_path, capsys):
     assert "second_order" not in json.loads((off / "metrics.json").read_text())
 
 
-def test_skipped_by_default_when_n_p_squared_is_too_large(monkeypatch) -> None:
-    """The dense Hessian of a large problem is not formed unless asked for (P2 took 6.4 GB)."""
+def test_torch_hessian_skipped_by_default_when_n_p_squared_is_too_large(monkeypatch) -> None:
+    """The torch dense Hessian (relu) of a large problem is not formed unless asked for; the
+    stage-wise one (smooth activations) is bounded by the weight count only."""
     from ocp_resnet import Problem, load_dataset
     from ocp_resnet.analysis import certificate
 
-    prob = Problem.build(load_dataset("spirals", n_samples=40), blocks=2, width=2, loss="mse", weight_decay=1e-3)
+    smooth = Problem.build(load_dataset("spirals", n_samples=40), blocks=2, width=2, loss="mse", weight_decay=1e-3)
+    ws = smooth.spec.flatten(smooth.spec.init_params("random", 0))
+    monkeypatch.setattr(certificate, "MAX_WORK", 40 * ws.size**2 - 1)
+    assert certificate.certify(smooth, ws).kind != "skipped"
+    prob = Problem.build(load_dataset("spirals", n_samples=40), blocks=2, width=2, loss="mse", weight_decay=1e-3,
+                         activation="relu")
     w = prob.spec.flatten(prob.spec.init_params("random", 0))
     monkeypatch.setattr(certificate, "MAX_WORK", 40 * w.size**2 - 1)
     skipped = certificate.certify(prob, w)

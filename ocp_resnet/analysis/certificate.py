@@ -12,8 +12,9 @@ objective, whatever transcription found w) decide what w is:
 * ``degenerate``: |λ_min| ≤ tol (second order cannot tell; e.g. a flat direction),
 
 with tol = ``rtol`` · max|λ|. With p ≤ ``dense_max`` weights all eigenvalues come from the
-dense Hessian (``scipy.linalg.eigh``); above, the ``k`` smallest and the largest by Lanczos
-(``scipy.sparse.linalg.eigsh``) on CasADi Hessian-vector products (:func:`hvp`); above
+dense Hessian (``numpy.linalg.eigvalsh``: LAPACK, without importing scipy in a plain solve);
+above, the ``k`` smallest and the largest by Lanczos (``scipy.sparse.linalg.eigsh``) on CasADi
+Hessian-vector products (:func:`hvp`); above
 ``max_params`` nothing is computed (``kind = "skipped"``).
 
 The dense Hessian is assembled the way the exact Newton path assembles it (:func:`hessian`,
@@ -48,12 +49,11 @@ DENSE_MAX = 2000
 #: needs hundreds of Hessian-vector products, and one costs 1.9 s CPU on digits with width 64,
 #: 2 blocks (p = 8970, n = 1797): minutes. ``max_params=None`` asks for it anyway.
 MAX_PARAMS = DENSE_MAX
-#: Largest n·p² (samples × weights²) for which the certificate is computed by default: the dense
-#: Hessian of the whole objective costs about that many products. Set when the Hessian came from
-#: the transcription's symbolic Hessian (P2, n = 2000, p = 410: 3.4e8, took 37 s and 6.4 GB); the
-#: stage-wise assembly of :func:`hessian` takes 0.63 s CPU and 160 MB there (at the initial
-#: weights of ``--dataset spirals --n-samples 2000 --blocks 20 --width 4``, ``max_params=None``),
-#: torch still grows with it. ``max_params=None`` asks for it anyway.
+#: Largest n·p² (samples × weights²) for which the *torch* dense Hessian (non-smooth activations)
+#: is formed by default: its cost and memory grow with n·p². The stage-wise assembly used for
+#: smooth activations (:func:`hessian`) costs about one Newton iteration (P2, n = 2000, p = 410:
+#: 0.63 s CPU and 160 MB at the initial weights of ``--dataset spirals --n-samples 2000 --blocks
+#: 20 --width 4``), so only :data:`MAX_PARAMS` bounds it. ``max_params=None`` asks for it anyway.
 MAX_WORK = 1e8
 #: Relative tolerance: |λ| ≤ RTOL · max|λ| counts as zero. Eigenvalues of the AD Hessian are
 #: exact to rounding (≈ p · 1e-16 · max|λ|), so this is a margin of ~1e4 above it. Trained nets
@@ -219,7 +219,7 @@ def certify(problem: Any, w: Any, *, rtol: float = RTOL, k: int = 6, dense_max: 
             seed: int = 0) -> Certificate:
     """The :class:`Certificate` of the weights ``w`` (flat vector or name → array) on ``problem``.
 
-    ``method``: ``"dense"`` (the whole Hessian, ``scipy.linalg.eigh``), ``"lanczos"`` (the ``k``
+    ``method``: ``"dense"`` (the whole Hessian, ``numpy.linalg.eigvalsh``), ``"lanczos"`` (the ``k``
     smallest and the largest eigenvalue by ``scipy.sparse.linalg.eigsh`` on CasADi
     Hessian-vector products, start vector seeded by ``seed``) or ``"auto"``: dense for
     p ≤ ``dense_max`` (default 2000), Lanczos above. Above ``max_params`` weights (default
@@ -239,7 +239,7 @@ def certify(problem: Any, w: Any, *, rtol: float = RTOL, k: int = 6, dense_max: 
     if max_params is not None and p > max_params:
         return Certificate("skipped", p, rtol=rtol, method="none",
                            note=f"p={p} weights, more than max_params={max_params}")
-    if max_params is not None and problem.n_samples * p * p > MAX_WORK:
+    if max_params is not None and dense_backend(problem) == "torch" and problem.n_samples * p * p > MAX_WORK:
         return Certificate("skipped", p, rtol=rtol, method="none",
                            note=f"n·p² = {problem.n_samples * p * p:.1e} (n={problem.n_samples}, p={p}) is more than "
                                 f"{MAX_WORK:.0e}; call certify(problem, w, max_params=None) to compute it")
@@ -255,13 +255,11 @@ def _certify(problem: Any, w: np.ndarray, rtol: float, k: int, dense_max: int, m
              t0: float) -> Certificate:
     p = w.size
     if method == "dense" or (method == "auto" and p <= dense_max):
-        import scipy.linalg
-
         backend = dense_backend(problem) if backend == "auto" else backend
         H = hessian(problem, w) if backend == "casadi" else torch_hessian(problem, w)
         if not np.all(np.isfinite(H)):
             raise FloatingPointError("the Hessian is not finite at these weights (overflow)")
-        ev = scipy.linalg.eigh(H, eigvals_only=True)
+        ev = np.linalg.eigvalsh(H)  # ascending, like LAPACK's syevd behind scipy's eigh
         smallest, lmax, lmin, lam_abs = ev[:k], float(ev[-1]), float(ev[0]), float(np.max(np.abs(ev)))
         used = f"dense ({backend})"
         kind, tol = classify(lmin, lam_abs, rtol)
