@@ -4,7 +4,8 @@
   eigenvalue known in closed form (least squares) or bounded by the weight decay (logistic);
 * at the symmetric point of a two-layer branch (W1 = b1 = W2 = 0, the rest optimal; the gradient
   in the branch vanishes by symmetry) it finds the saddle and its eigenvalue 2λ − |a|·|m|;
-* dense and Lanczos agree; the CasADi Hessian equals torch's and a finite-difference Hessian;
+* dense and Lanczos agree; the CasADi Hessian (the Newton path's stage-wise assembly) equals
+  the single-shooting transcription's, torch's and a finite-difference Hessian;
 * the certificate lands in metrics.json and the CLI prints one line.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from ocp_resnet import Dataset, IpoptOptions, Problem, load_dataset, solve
-from ocp_resnet.analysis.certificate import certify, classify, hessian, torch_hessian
+from ocp_resnet.analysis.certificate import certify, classify, hessian, torch_hessian, transcription_hessian
 from ocp_resnet.errors import ValidationError
 from ocp_resnet.solvers.ipopt.transcription import objective_and_gradient
 
@@ -108,6 +109,23 @@ def test_hessian_matches_torch_and_finite_differences():
     assert torch_cert.lambda_min == pytest.approx(certify(prob, w, backend="casadi").lambda_min, rel=1e-10)
 
 
+@pytest.mark.parametrize("kw", [
+    dict(blocks=3, width=2, loss="bce", gamma=0.3),
+    dict(width=[2, 3, 3, 4], loss="sce", gamma=0.3, stem="linear"),  # projections, linear stem
+    dict(blocks=2, width=3, branch="basic", hidden=2, loss="mse", gamma=0.0, activation="softplus"),
+    dict(blocks=2, width=3, loss="ce", gamma=[0.1, 0.0], activation="smooth_relu"),
+])
+def test_hessian_equals_the_single_shooting_transcriptions(kw):
+    """Two independent assemblies of ∇²J: stage by stage with second-order adjoints, and the
+    symbolic Hessian of one sample's whole trajectory."""
+    prob = problem(tiny_spirals(15), **kw)
+    w = random_weights(prob, seed=4)
+    H = hessian(prob, w)
+    ref = transcription_hessian(prob, w)
+    np.testing.assert_allclose(H, ref, rtol=0, atol=1e-12 * max(1.0, np.abs(ref).max()))
+    assert np.array_equal(H, H.T)
+
+
 def test_classification_and_limits():
     assert classify(1e-3, 10.0, 1e-6)[0] == "strict local minimum"
     assert classify(-1e-3, 10.0, 1e-6)[0] == "saddle"
@@ -139,12 +157,18 @@ def test_the_solve_command_records_and_prints_the_certificate(tmp_path, capsys):
     assert "second_order" not in json.loads((off / "metrics.json").read_text())
 
 
-def test_skipped_by_default_when_n_p_squared_is_too_large(monkeypatch) -> None:
-    """The dense Hessian of a large problem is not formed unless asked for (P2 took 6.4 GB)."""
+def test_torch_hessian_skipped_by_default_when_n_p_squared_is_too_large(monkeypatch) -> None:
+    """The torch dense Hessian (relu) of a large problem is not formed unless asked for; the
+    stage-wise one (smooth activations) is bounded by the weight count only."""
     from ocp_resnet import Problem, load_dataset
     from ocp_resnet.analysis import certificate
 
-    prob = Problem.build(load_dataset("spirals", n_samples=40), blocks=2, width=2, loss="mse", weight_decay=1e-3)
+    smooth = Problem.build(load_dataset("spirals", n_samples=40), blocks=2, width=2, loss="mse", weight_decay=1e-3)
+    ws = smooth.spec.flatten(smooth.spec.init_params("random", 0))
+    monkeypatch.setattr(certificate, "MAX_WORK", 40 * ws.size**2 - 1)
+    assert certificate.certify(smooth, ws).kind != "skipped"
+    prob = Problem.build(load_dataset("spirals", n_samples=40), blocks=2, width=2, loss="mse", weight_decay=1e-3,
+                         activation="relu")
     w = prob.spec.flatten(prob.spec.init_params("random", 0))
     monkeypatch.setattr(certificate, "MAX_WORK", 40 * w.size**2 - 1)
     skipped = certificate.certify(prob, w)

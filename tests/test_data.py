@@ -22,6 +22,19 @@ def test_generators_are_seeded(name):
     assert set(np.unique(a.y)) == {0, 1}
 
 
+@pytest.mark.parametrize("n, noise, seed", [(51, 0.05, 3), (200, 0.1, 0), (7, 0.0, 11), (300, 0.3, 42)])
+def test_moons_and_circles_are_scikit_learns(n, noise, seed):
+    """Our generators draw exactly what make_moons / make_circles draw (same data, same numbers)."""
+    from sklearn.datasets import make_circles, make_moons
+
+    for name, make in [("moons", lambda: make_moons(n, noise=noise, random_state=seed)),
+                       ("circles", lambda: make_circles(n, noise=noise, factor=0.5, random_state=seed))]:
+        X, y = make()
+        d = load_dataset(name, n_samples=n, noise=noise, seed=seed)
+        np.testing.assert_array_equal(d.X, X)
+        np.testing.assert_array_equal(d.y, y)
+
+
 def test_spirals_match_the_baseline_generator():
     X = load_dataset("spirals", n_samples=200).X
     rng = np.random.default_rng(0)

@@ -7,9 +7,20 @@ import scipy.optimize
 
 from ocp_resnet import IpoptOptions, Problem, Status, solve
 from ocp_resnet.errors import ValidationError
+from ocp_resnet.model import architecture as arch
+from ocp_resnet.model._ops import NUMPY
 from ocp_resnet.model.evaluation import objective_and_gradient
-from ocp_resnet.solvers import initial_weights
-from ocp_resnet.solvers.newton import NewtonOptions, _derivatives, _objective, _StageFunctions, _tr_step, newton_solve
+from ocp_resnet.solvers import initial_weights, newton
+from ocp_resnet.solvers.ipopt.transcription import _common
+from ocp_resnet.solvers.newton import (
+    NewtonOptions,
+    _derivatives,
+    _objective,
+    _StageFunctions,
+    _tr_step,
+    exact_derivatives,
+    newton_solve,
+)
 
 from .problems import problem, random_weights, tiny_multiclass, tiny_spirals
 
@@ -38,6 +49,58 @@ def test_derivatives_match_casadi_gradient_and_finite_differences(kw):
         np.testing.assert_allclose(H[:, i], col, rtol=0, atol=1e-7 * max(1.0, np.abs(H).max()))
     assert np.allclose(H, H.T)
     assert np.linalg.eigvalsh(M).min() >= 1.0 - 1e-12  # metric: identity plus a Gram matrix
+
+
+@pytest.mark.parametrize("kw", CONFIGS)
+def test_metric_is_identity_plus_the_gram_matrix_of_the_state_sensitivities(kw):
+    """M = I + (1/n) Σ_i Σ_k S_kᵀS_k with S_k = ∂x_k/∂w from central differences of the simulated
+    states (the backward recursion never forms S_k); ``metric=False`` leaves the rest unchanged."""
+    prob = problem(**kw)
+    w = random_weights(prob)
+    J, xs = _objective(prob, w)
+    fns = _StageFunctions(prob)
+    g, H, M = _derivatives(fns, prob, w, xs)
+    p, eps = w.size, 1e-6
+    S = np.empty((sum(x.size for x in xs), p))  # every state of every sample, stacked
+    for j in range(p):
+        e = np.zeros(p)
+        e[j] = eps
+        plus = arch.trajectory(prob.spec, prob.spec.unflatten(w + e), prob.U, NUMPY)
+        minus = arch.trajectory(prob.spec, prob.spec.unflatten(w - e), prob.U, NUMPY)
+        S[:, j] = np.concatenate([(a - b).ravel() for a, b in zip(plus, minus)]) / (2 * eps)
+    np.testing.assert_allclose(M, np.eye(p) + S.T @ S / prob.n_samples, rtol=1e-7, atol=1e-8)
+    g2, H2, M2 = _derivatives(fns, prob, w, xs, metric=False)
+    assert np.array_equal(g2, g) and np.array_equal(H2, H) and np.array_equal(M2, np.eye(p))
+    J3, g3, H3 = exact_derivatives(prob, w)
+    assert J3 == J and np.array_equal(g3, g) and np.array_equal(H3, H)
+
+
+@pytest.mark.skipif(_common.c_compiler() is None, reason="needs a C compiler")
+def test_stage_functions_compile_once_per_shape_with_the_same_numbers(tmp_path, monkeypatch):
+    """Stages of one shape share a function; compiled (once the interpreted time, summed over the
+    solves of a process, reaches the estimated compile time) it gives the same derivatives, and a
+    problem that differs only in γ, λ and the data loads the library from the cache instead."""
+    monkeypatch.setenv("OCP_RESNET_CACHE", str(tmp_path))
+    monkeypatch.setattr(newton, "_INTERPRETED_S", {})
+    prob = problem(blocks=4, width=2, loss="bce", gamma=0.3)
+    w = random_weights(prob)
+    J, xs = _objective(prob, w)
+    fns = _StageFunctions(prob)
+    assert len(fns.mapped) == 2 and not fns.jit  # blocks 0..3 share one function, the head stage another
+    before = _derivatives(fns, prob, w, xs)
+    assert 0 < fns.interpreted_s < fns.compile_s and not fns.jit
+    assert _StageFunctions(prob).interpreted_s == fns.interpreted_s  # a later solve in this process goes on counting
+    counts = dict(_common.COMPILE_COUNTS)
+    fns.account(fns.compile_s)  # as if that much CPU time had been spent interpreting
+    assert fns.jit and _common.COMPILE_COUNTS["compiled"] - counts["compiled"] == 2
+    after = _derivatives(fns, prob, w, xs)
+    for a, b in zip(after, before):
+        np.testing.assert_allclose(a, b, rtol=1e-15, atol=1e-15)
+    other = problem(tiny_spirals(17, seed=2), blocks=4, width=2, loss="bce", gamma=1.5, weight_decay=1e-2)
+    counts = dict(_common.COMPILE_COUNTS)
+    assert _StageFunctions(other).jit
+    assert _common.COMPILE_COUNTS["compiled"] == counts["compiled"]
+    assert _common.COMPILE_COUNTS["loaded"] - counts["loaded"] == 2
 
 
 def test_trust_region_step_satisfies_the_optimality_conditions():

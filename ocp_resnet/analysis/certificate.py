@@ -12,17 +12,21 @@ objective, whatever transcription found w) decide what w is:
 * ``degenerate``: |λ_min| ≤ tol (second order cannot tell; e.g. a flat direction),
 
 with tol = ``rtol`` · max|λ|. With p ≤ ``dense_max`` weights all eigenvalues come from the
-dense Hessian (``scipy.linalg.eigh``); above, the ``k`` smallest and the largest by Lanczos
-(``scipy.sparse.linalg.eigsh``) on CasADi Hessian-vector products (:func:`hvp`); above
+dense Hessian (``numpy.linalg.eigvalsh``: LAPACK, without importing scipy in a plain solve);
+above, the ``k`` smallest and the largest by Lanczos (``scipy.sparse.linalg.eigsh``) on CasADi
+Hessian-vector products (:func:`hvp`); above
 ``max_params`` nothing is computed (``kind = "skipped"``).
 
-The dense Hessian comes from CasADi (:func:`hessian`: the exact-Hessian functions of the
-single-shooting transcription, one sample differentiated symbolically and mapped) unless that
-symbolic per-sample Hessian would be huge or the activation is not smooth; then from torch
-(:func:`torch_hessian`, ``torch.func`` in float64). Measured, CPU seconds in a fresh
-process (docs/performance.md, "Second-order certificate"): P1 (p = 63) CasADi 0.28 s, torch
-2.1 s plus 1.4 s to import torch; width 4, 10 blocks, n = 200 (p = 205) CasADi 1.2 s, torch
-2.2 s plus the import.
+The dense Hessian is assembled the way the exact Newton path assembles it (:func:`hessian`,
+:func:`ocp_resnet.solvers.newton.exact_derivatives`: per-stage CasADi derivatives of one sample,
+mapped over the data, summed by second-order adjoints) when the activation is smooth; else it
+comes from torch (:func:`torch_hessian`, ``torch.func`` in float64). Measured, CPU seconds
+in-process at the solution of ``ocp-resnet solve --dataset moons --n-samples 283 --noise 0.05
+--blocks 10 --width 4 --loss ce --gamma 2.0 --weight-decay 1e-5 --seed 0`` (p = 210;
+``python benchmarks/newton_derivatives.py`` with those flags): 0.04 s, against 1.1 s for the
+exact-Hessian functions of the single-shooting transcription (:func:`transcription_hessian`,
+which builds one sample's symbolic Hessian of the whole trajectory); torch took 2.2 s plus
+1.4 s to import it on a similar problem (docs/performance.md, "Second-order certificate").
 
 Lanczos is for large p only: on trained nets the spectrum spans 1e-4 … 1e4 with clusters at
 2λ (weights the data does not use), and ARPACK then stops after :data:`LANCZOS_MAXITER`
@@ -45,15 +49,12 @@ DENSE_MAX = 2000
 #: needs hundreds of Hessian-vector products, and one costs 1.9 s CPU on digits with width 64,
 #: 2 blocks (p = 8970, n = 1797): minutes. ``max_params=None`` asks for it anyway.
 MAX_PARAMS = DENSE_MAX
-#: Largest n·p² (samples × weights²) for which the certificate is computed by default: the dense
-#: Hessian of the whole objective costs about that many products and its CasADi graph grows with
-#: it. P2 (n = 2000, p = 410: 3.4e8) took 37 s and 6.4 GB; the census's largest (n = 500, p ≈ 250:
-#: 3e7) about a second. ``max_params=None`` asks for it anyway.
+#: Largest n·p² (samples × weights²) for which the *torch* dense Hessian (non-smooth activations)
+#: is formed by default: its cost and memory grow with n·p². The stage-wise assembly used for
+#: smooth activations (:func:`hessian`) costs about one Newton iteration (P2, n = 2000, p = 410:
+#: 0.63 s CPU and 160 MB at the initial weights of ``--dataset spirals --n-samples 2000 --blocks
+#: 20 --width 4``), so only :data:`MAX_PARAMS` bounds it. ``max_params=None`` asks for it anyway.
 MAX_WORK = 1e8
-#: Largest symbolic per-sample Hessian (estimated SX instructions, :func:`ocp_resnet.solvers.ipopt.sizing.compile_instructions`)
-#: that the CasADi back-end builds for the dense Hessian (166k instructions, p = 205: 1.2 s CPU);
-#: above it torch, whose cost does not depend on an expression's size.
-CASADI_MAX_INSTRUCTIONS = 1_000_000
 #: Relative tolerance: |λ| ≤ RTOL · max|λ| counts as zero. Eigenvalues of the AD Hessian are
 #: exact to rounding (≈ p · 1e-16 · max|λ|), so this is a margin of ~1e4 above it. Trained nets
 #: are ill-conditioned: P1 by single shooting at γ = 0.3 has λ_min 2.25e-4 (the weight decay
@@ -127,8 +128,19 @@ def _grad_function(problem: Any) -> Any:
 
 
 def hessian(problem: Any, w: np.ndarray) -> np.ndarray:
-    """∇²J(w), dense and symmetric (p×p), by CasADi: the exact-Hessian functions of the
-    single-shooting transcription (one sample differentiated symbolically, mapped over the data)."""
+    """∇²J(w), dense and symmetric (p×p), as the Newton path assembles it
+    (:func:`ocp_resnet.solvers.newton.exact_derivatives`: small per-stage CasADi functions mapped
+    over the samples, then second-order adjoints, no symbolic Hessian of the whole trajectory).
+    Smooth activations only."""
+    from ocp_resnet.solvers.newton import exact_derivatives
+
+    return exact_derivatives(problem, w)[2]
+
+
+def transcription_hessian(problem: Any, w: np.ndarray) -> np.ndarray:
+    """∇²J(w) by the exact-Hessian functions of the single-shooting transcription (one sample's
+    whole trajectory differentiated symbolically, mapped over the data): an independent
+    computation of :func:`hessian`, slower to build (seconds for p ≈ 200)."""
     import casadi as ca
 
     from ocp_resnet.solvers.ipopt.transcription import single_shooting
@@ -196,14 +208,10 @@ def torch_hessian(problem: Any, w: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- the certificate
 def dense_backend(problem: Any) -> str:
-    """``"casadi"`` when the symbolic per-sample Hessian is small (and the activation smooth), else ``"torch"``."""
+    """``"casadi"`` (:func:`hessian`) when the activation is smooth, else ``"torch"``."""
     from ocp_resnet.model.architecture import SMOOTH_ACTIVATIONS
-    from ocp_resnet.solvers.ipopt.sizing import compile_instructions
 
-    if problem.spec.activation not in SMOOTH_ACTIVATIONS:
-        return "torch"
-    small = compile_instructions(problem, "single-shooting", "exact") <= CASADI_MAX_INSTRUCTIONS
-    return "casadi" if small else "torch"
+    return "casadi" if problem.spec.activation in SMOOTH_ACTIVATIONS else "torch"
 
 
 def certify(problem: Any, w: Any, *, rtol: float = RTOL, k: int = 6, dense_max: int = DENSE_MAX,
@@ -211,7 +219,7 @@ def certify(problem: Any, w: Any, *, rtol: float = RTOL, k: int = 6, dense_max: 
             seed: int = 0) -> Certificate:
     """The :class:`Certificate` of the weights ``w`` (flat vector or name → array) on ``problem``.
 
-    ``method``: ``"dense"`` (the whole Hessian, ``scipy.linalg.eigh``), ``"lanczos"`` (the ``k``
+    ``method``: ``"dense"`` (the whole Hessian, ``numpy.linalg.eigvalsh``), ``"lanczos"`` (the ``k``
     smallest and the largest eigenvalue by ``scipy.sparse.linalg.eigsh`` on CasADi
     Hessian-vector products, start vector seeded by ``seed``) or ``"auto"``: dense for
     p ≤ ``dense_max`` (default 2000), Lanczos above. Above ``max_params`` weights (default
@@ -231,7 +239,7 @@ def certify(problem: Any, w: Any, *, rtol: float = RTOL, k: int = 6, dense_max: 
     if max_params is not None and p > max_params:
         return Certificate("skipped", p, rtol=rtol, method="none",
                            note=f"p={p} weights, more than max_params={max_params}")
-    if max_params is not None and problem.n_samples * p * p > MAX_WORK:
+    if max_params is not None and dense_backend(problem) == "torch" and problem.n_samples * p * p > MAX_WORK:
         return Certificate("skipped", p, rtol=rtol, method="none",
                            note=f"n·p² = {problem.n_samples * p * p:.1e} (n={problem.n_samples}, p={p}) is more than "
                                 f"{MAX_WORK:.0e}; call certify(problem, w, max_params=None) to compute it")
@@ -247,13 +255,11 @@ def _certify(problem: Any, w: np.ndarray, rtol: float, k: int, dense_max: int, m
              t0: float) -> Certificate:
     p = w.size
     if method == "dense" or (method == "auto" and p <= dense_max):
-        import scipy.linalg
-
         backend = dense_backend(problem) if backend == "auto" else backend
         H = hessian(problem, w) if backend == "casadi" else torch_hessian(problem, w)
         if not np.all(np.isfinite(H)):
             raise FloatingPointError("the Hessian is not finite at these weights (overflow)")
-        ev = scipy.linalg.eigh(H, eigvals_only=True)
+        ev = np.linalg.eigvalsh(H)  # ascending, like LAPACK's syevd behind scipy's eigh
         smallest, lmax, lmin, lam_abs = ev[:k], float(ev[-1]), float(ev[0]), float(np.max(np.abs(ev)))
         used = f"dense ({backend})"
         kind, tol = classify(lmin, lam_abs, rtol)

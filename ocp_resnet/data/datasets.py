@@ -32,20 +32,41 @@ def spirals(n_samples: int = 200, noise: float = 0.0, seed: int = 0) -> Dataset:
     return Dataset(X, y, 2, "spirals")
 
 
-def moons(n_samples: int = 200, noise: float = 0.1, seed: int = 0) -> Dataset:
-    """Two half moons (scikit-learn's make_moons)."""
-    from sklearn.datasets import make_moons
+def _shuffled_with_noise(X: np.ndarray, n_out: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Label the first ``n_out`` rows 0 and the rest 1, shuffle, add N(0, noise²): the same draws
+    from ``RandomState(seed)`` as scikit-learn's ``make_moons``/``make_circles`` (bit for bit;
+    tests/test_data.py compares). Written out because importing scikit-learn costs about a
+    second, which is half of a typical small solve."""
+    rng = np.random.RandomState(seed)
+    y = np.hstack([np.zeros(n_out, dtype=int), np.ones(len(X) - n_out, dtype=int)])
+    idx = np.arange(len(X))
+    rng.shuffle(idx)
+    X, y = X[idx], y[idx]
+    return X + rng.normal(scale=noise, size=X.shape), y
 
-    X, y = make_moons(n_samples=n_samples, noise=noise, random_state=seed)
-    return Dataset(X, y.astype(int), 2, "moons")
+
+def moons(n_samples: int = 200, noise: float = 0.1, seed: int = 0) -> Dataset:
+    """Two half moons (scikit-learn's ``make_moons(n_samples, noise=noise, random_state=seed)``)."""
+    n_out = n_samples // 2
+    n_in = n_samples - n_out
+    t_out, t_in = np.linspace(0, np.pi, n_out), np.linspace(0, np.pi, n_in)
+    X = np.vstack([np.append(np.cos(t_out), 1 - np.cos(t_in)),
+                   np.append(np.sin(t_out), 1 - np.sin(t_in) - 0.5)]).T
+    X, y = _shuffled_with_noise(X, n_out, noise, seed)
+    return Dataset(X, y, 2, "moons")
 
 
 def circles(n_samples: int = 200, noise: float = 0.05, seed: int = 0) -> Dataset:
-    """Two concentric circles (scikit-learn's make_circles, factor 0.5)."""
-    from sklearn.datasets import make_circles
-
-    X, y = make_circles(n_samples=n_samples, noise=noise, factor=0.5, random_state=seed)
-    return Dataset(X, y.astype(int), 2, "circles")
+    """Two concentric circles (scikit-learn's ``make_circles(n_samples, noise=noise, factor=0.5,
+    random_state=seed)``)."""
+    n_out = n_samples // 2
+    n_in = n_samples - n_out
+    t_out = np.linspace(0, 2 * np.pi, n_out, endpoint=False)  # endpoint=False: no duplicate point
+    t_in = np.linspace(0, 2 * np.pi, n_in, endpoint=False)
+    X = np.vstack([np.append(np.cos(t_out), 0.5 * np.cos(t_in)),
+                   np.append(np.sin(t_out), 0.5 * np.sin(t_in))]).T
+    X, y = _shuffled_with_noise(X, n_out, noise, seed)
+    return Dataset(X, y, 2, "circles")
 
 
 def xor(n_samples: int = 200, noise: float = 0.0, seed: int = 0) -> Dataset:

@@ -7,11 +7,14 @@ cheap and vectorised over the samples:
 * per stage k, one small CasADi function of one sample gives the block Jacobians
   A_k = ∂f_k/∂x_k, B_k = ∂f_k/∂w_k (w_k: the weights stage k touches), and the gradient and
   Hessian of the stage Lagrangian L_k = γ_k ℓ(ŷ_k) + λ_{k+1}·f_k over (x_k, w_k); it is mapped
-  over the samples (one call per stage, no Python loop over samples);
+  over the samples (one call per stage, no Python loop over samples), and stages of one shape
+  share it (compiled with the C compiler once a solve has spent as long in it as the compile
+  would take, see ``_StageFunctions._jit_setup``);
 * the adjoints λ_N = ∇ℓ_N, λ_k = γ_k ∇_x ℓ_k + A_kᵀ λ_{k+1} give the gradient ∇J;
-* the forward sensitivities S_0 = ∂x_0/∂w, S_{k+1} = A_k S_k + B_k give the exact Hessian
-  ∇²J = (1/n) Σ_i Σ_k Z_kᵀ ∇²L_k Z_k + 2λI with Z_k = [S_k; E_k] (E_k picks w_k out of w),
-  a few (n d) × p matrix products per stage (BLAS).
+* with the sensitivities S_0 = ∂x_0/∂w, S_{k+1} = A_k S_k + B_k the exact Hessian is
+  ∇²J = (1/n) Σ_i Σ_k Z_kᵀ ∇²L_k Z_k + 2λI with Z_k = [S_k; E_k] (E_k picks w_k out of w); it
+  is summed in the same backward sweep by second-order adjoints (:func:`_derivatives`), at
+  n·d·|w_k|·p flops per stage instead of the n·d·p² of forming Σ S_kᵀ(·)S_k.
 
 The step solves the trust-region subproblem min g·s + ½ sᵀHs subject to ‖s‖_M ≤ Δ exactly,
 from the generalised eigendecomposition H Q = M Q diag(μ), Qᵀ M Q = I (the Moré–Sorensen
@@ -87,8 +90,61 @@ class NewtonOptions:
 
 
 # --------------------------------------------------------------------------- derivatives
+def _index(idx: np.ndarray) -> np.ndarray | slice:
+    """``idx`` (ascending) as a slice when it is a contiguous range (cheaper to index with)."""
+    if idx.size and idx[-1] - idx[0] + 1 == idx.size:
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return idx
+
+
+class _Stage:
+    """Stage k's mapped function and where its outputs go: the weights K_k it touches (global
+    indices), the state widths d_k, d_{k+1}, the sparsity of B_k and of ∇²L_k's lower triangle."""
+
+    def __init__(self, fn: _Mapped, K: np.ndarray, d: int, e: int, gamma: float, p: int) -> None:
+        self.fn, self.K, self.d, self.e, self.gamma = fn, K, d, e, gamma
+        rB, cB = fn.triplets[1]
+        #: the columns of K that B_k touches (the weights of f_k), and each nonzero's place in (e, qf)
+        self.fcols = np.unique(cB)
+        self.B_at = (rB, np.searchsorted(self.fcols, cB))
+        #: B_k's nonzeros row by row: (row, their indices in the output, their weights), for the
+        #: products with B_kᵀ (B_k is sparse: a single branch's ∂f/∂W is an outer product)
+        self.B_rows = [(int(i), np.flatnonzero(rB == i), K[cB[rB == i]]) for i in np.unique(rB)]
+        #: the same as one batched product when every row has as many nonzeros and no weight is in
+        #: two rows (a single branch: row r holds W_r and b_r): (rows, (rows, m) indices, weights)
+        self.B_batch: tuple[np.ndarray | slice, np.ndarray, np.ndarray] | None = None
+        if self.B_rows and len({nz.size for _, nz, _ in self.B_rows}) == 1:
+            cols = np.concatenate([c for _, _, c in self.B_rows])
+            if np.unique(cols).size == cols.size:
+                rows = np.array([r for r, _, _ in self.B_rows])
+                self.B_batch = (_index(rows), np.stack([nz for _, nz, _ in self.B_rows]), cols)
+        self.Kf = _index(K[self.fcols])
+        self.KfKf = (self.Kf, self.Kf) if isinstance(self.Kf, slice) else np.ix_(self.Kf, self.Kf)
+        r, c = fn.triplets[3]
+        xx, wx, ww = (r < d) & (c < d), (r >= d) & (c < d), (r >= d) & (c >= d)
+        self.xx = (np.flatnonzero(xx), r[xx], c[xx])
+        self.wx = (np.flatnonzero(wx), c[wx] * p + K[r[wx] - d])  # ∂²L/∂x∂w_K into Q_k, (n, d·p)
+        rw, cw = r[ww] - d, c[ww] - d
+        # Hww's lower triangle into the half-matrix U (∇²J = U + Uᵀ): off-diagonal entries whole,
+        # diagonal entries halved (the pairs are distinct, so a fancy-indexed += adds each once)
+        self.ww = (np.flatnonzero(ww), K[rw], K[cw], np.where(rw == cw, 0.5, 1.0))
+
+
+#: CPU seconds spent in interpreted stage functions in this process, by structure (the serialised
+#: stage Lagrangians): a path of many short solves of one structure adds up to a compile.
+_INTERPRETED_S: dict[tuple[str, ...], float] = {}
+#: Structures whose compile failed in this process (not tried again).
+_COMPILE_FAILED: set[tuple[str, ...]] = set()
+
+
 class _StageFunctions:
-    """The per-sample CasADi functions of one problem structure, mapped over its samples."""
+    """The per-sample CasADi functions of one problem structure, mapped over its samples.
+
+    Stage k's function takes the state x_k, the weights w_K it touches (not all of w), the target,
+    λ_{k+1} and γ_k (inputs, not constants), so stages of the same shape share one function (in a
+    uniform net every block's); it returns A_k (dense), B_k and the lower triangle of ∇²L_k (both
+    sparse: only their nonzeros are computed and copied) and ∇L_k.
+    """
 
     def __init__(self, problem: Problem) -> None:
         import casadi as ca
@@ -96,142 +152,269 @@ class _StageFunctions:
         spec, obj = problem.spec, problem.objective
         n, p, N = problem.n_samples, spec.n_params, spec.n_blocks
         self.n, self.p, self.N = n, p, N
-        widths = spec.widths
+        self.widths = widths = spec.widths
         gammas = obj.stage_weights(N)
         const = obj.target_entropy(spec.n_outputs if obj.loss != "bce" else 2)
         w = ca.SX.sym("w", p)
         t = ca.SX.sym("t", problem.T.shape[0])
         P = spec.unflatten(w, CASADI)
-        self.stages: list[tuple[Any, np.ndarray, int]] = []  # (mapped fn, weight indices K_k, d_k)
-        fmasks: list[np.ndarray] = []
+        mapped: dict[str, _Mapped] = {}  # by the serialised stage Lagrangian: shared between stages
+        self.stages: list[_Stage] = []
         for k in range(N + 1):
             x = ca.SX.sym("x", widths[k])
+            gam = ca.SX.sym("gamma")
             # ŷ_k through the later skips and the head (the other states are not needed)
             xs = [x if j == k else ca.SX.zeros(widths[j], 1) for j in range(N + 1)]
-            c = gammas[k] * objective_mod.loss(obj, arch.stage_outputs(spec, P, xs, CASADI)[k], t, const, CASADI) \
+            c = gam * objective_mod.loss(obj, arch.stage_outputs(spec, P, xs, CASADI)[k], t, const, CASADI) \
                 if gammas[k] != 0.0 else ca.SX(0)
-            if k < N:
-                f = arch.block(spec, k, P, x, CASADI)
-                lam = ca.SX.sym("lam", widths[k + 1])
-                L = c + ca.dot(lam, f)
-                dep = ca.vertcat(f, c)
-            else:
-                f, lam, L, dep = ca.SX(0, 1), ca.SX.sym("lam", 0), c, c
-            K = np.flatnonzero(np.asarray(ca.which_depends(dep, w, 1, False), dtype=bool)).astype(int)
-            # the weights f_k itself depends on: x_{k+1} depends on these and on x_k's only
-            Kf = np.flatnonzero(np.asarray(ca.which_depends(f, w, 1, False), dtype=bool)) if k < N \
-                else np.zeros(0, dtype=int)
-            fmasks.append(np.isin(K, Kf))
-            wK = ca.vertcat(*[w[int(i)] for i in K]) if K.size else ca.SX(0, 1)
-            v = ca.vertcat(x, wK)
-            H, gL = ca.hessian(L, v)
-            outs = [ca.densify(ca.jacobian(f, x)), ca.densify(ca.jacobian(f, wK)), ca.densify(gL), ca.densify(H)]
-            fn = ca.Function(f"stage{k}", [x, w, t, lam], outs)
-            self.stages.append((_Mapped(fn, n), K, widths[k]))
-        # ∂x_0/∂w of the stem (affine in the weights, so its second derivative is zero)
+            f = arch.block(spec, k, P, x, CASADI) if k < N else ca.SX(0, 1)
+            lam = ca.SX.sym("lam", f.numel())
+            K = np.flatnonzero(np.asarray(ca.which_depends(ca.vertcat(f, c), w, 1, False), dtype=bool)).astype(int)
+            wk = ca.SX.sym("wk", K.size)
+            if K.size:
+                f, c = ca.substitute([f, c], [ca.vertcat(*[w[int(i)] for i in K])], [wk])
+            L = c + ca.dot(lam, f)
+            key = ca.Function("L", [x, wk, t, lam, gam], [L, f]).serialize()
+            if key not in mapped:
+                H, gL = ca.hessian(L, ca.vertcat(x, wk))
+                fn = ca.Function(f"stage{len(mapped)}", [x, wk, t, lam, gam],
+                                 [ca.densify(ca.jacobian(f, x)), ca.jacobian(f, wk), ca.densify(gL), ca.tril(H)])
+                mapped[key] = _Mapped(fn, n, shared=(1, 4))
+            self.stages.append(_Stage(mapped[key], K, widths[k], f.numel(), gammas[k], p))
+        self.mapped = list(mapped.values())
+        self._key = tuple(sorted(mapped))
+        self._jit_setup()
+        self._buffers: dict[tuple[int, int], np.ndarray] = {}
+        #: the first column of the weights stage k or a later one touches: the second-order
+        #: adjoints Q_k (∂²/∂x_k∂w of the cost to go) are zero left of it
+        self.lo = [p] * (N + 2)
+        for k in range(N, -1, -1):
+            K = self.stages[k].K
+            self.lo[k] = min(self.lo[k + 1], int(K.min()) if K.size else p)
+        # ∂x_0/∂w of the stem: the stem is affine in the weights, so it is a constant of the data
         u = ca.SX.sym("u", spec.input_dim)
         x0 = arch.stem(spec, P, u, CASADI)
         K0 = np.flatnonzero(np.asarray(ca.which_depends(x0, w, 1, False), dtype=bool)) if spec.stem == "linear" \
             else np.zeros(0, dtype=int)
-        self.stem: tuple[_Mapped, np.ndarray] | None = None
+        self.stem: tuple[np.ndarray, np.ndarray] | None = None
         if K0.size:
             wK0 = ca.vertcat(*[w[int(i)] for i in K0])
-            self.stem = (_Mapped(ca.Function("stem", [u, w], [ca.densify(ca.jacobian(x0, wK0))]), n), K0)
-        # S_k = ∂x_k/∂w is zero beyond the weights of the stem and blocks < k: only its first
-        # cols[k] columns are kept (about a third of the Hessian's flops on average).
-        self.fmasks = fmasks
-        self.cols = [int(K0.max()) + 1 if K0.size else 0]
-        for k in range(N):
-            Kf = self.stages[k][1][fmasks[k]]
-            self.cols.append(max(self.cols[-1], int(Kf.max()) + 1 if Kf.size else 0))
+            sfn = _Mapped(ca.Function("stem", [u, w], [ca.densify(ca.jacobian(x0, wK0))]), n, shared=(1,))
+            self.stem = (sfn.dense(sfn(problem.U, np.zeros(p))[0], 0), K0)
+
+    def _jit_setup(self) -> None:
+        """Load compiled stage functions from the cache (:func:`~ocp_resnet.solvers.ipopt.transcription._common.compiled`)
+        when an earlier run compiled them, else plan when to compile them.
+
+        Compiled, a stage function runs ~5x faster (width 4: 0.16 ms instead of 0.85 ms for 283
+        samples, the same numbers to the bit), but compiling costs about
+        :func:`~ocp_resnet.solvers.ipopt.transcription._common.compile_seconds` (0.45 s for that
+        function), more than a short solve spends in the interpreted ones. So they are compiled
+        once the CPU time spent in them reaches that estimate (a rent-or-buy rule: never more than
+        twice the cost of the better choice in hindsight), and not at all without a C compiler or
+        when the compile would be too large. γ, the data and the weights are inputs, so one
+        library serves every stage of that shape, every γ and every data set of the same dimensions.
+        """
+        from ocp_resnet.solvers.ipopt.transcription import _common
+
+        self.jit = False
+        self.interpreted_s = _INTERPRETED_S.get(self._key, 0.0)  # earlier solves of this structure count
+        self.compile_s = math.inf
+        if _common.c_compiler() is None:
+            return
+        for m in self.mapped:
+            m.swap(_common.compiled(m.base, cached_only=True))
+        fns = [m.base for m in self.mapped if not m.compiled]
+        if not fns:
+            self.jit = True
+        elif self._key not in _COMPILE_FAILED and _common.compile_too_large(*fns) is None:
+            self.compile_s = _common.compile_seconds(sum(int(f.n_instructions()) for f in fns))
+
+    def account(self, seconds: float) -> None:
+        """Add ``seconds`` of CPU time spent in interpreted stage functions; compile them once
+        that reaches the estimated compile time (:meth:`_jit_setup`)."""
+        if self.jit:
+            return
+        self.interpreted_s += seconds
+        _INTERPRETED_S[self._key] = self.interpreted_s
+        if self.interpreted_s >= self.compile_s:
+            from ocp_resnet.solvers.ipopt.transcription._common import compiled
+
+            for m in self.mapped:
+                if not m.compiled:
+                    m.swap(compiled(m.base))
+            self.jit = all(m.compiled for m in self.mapped)
+            self.compile_s = math.inf
+            if not self.jit:  # one attempt per process: a failed compile stays interpreted
+                _COMPILE_FAILED.add(self._key)
+
+    def buffer(self, k: int, nm: int, d: int) -> np.ndarray:
+        """An (nm, n, d, p) work array for Q_k, one of two that alternate between the stages and
+        are kept between calls (fresh arrays this size cost more in page faults than in flops)."""
+        size = nm * self.n * max(self.widths) * self.p
+        buf = self._buffers.get((k % 2, nm))
+        if buf is None:
+            buf = self._buffers[(k % 2, nm)] = np.empty(size)
+        return buf[:nm * self.n * d * self.p].reshape(nm, self.n, d, self.p)
 
 
 class _Mapped:
     """A one-sample function mapped over n samples, called through a CasADi buffer (no copies).
 
-    Input 1 (the weights) is shared; the others are (rows, n) arrays, samples as columns. Each
-    output (r, c) comes back as an (n, r, c) array (CasADi is column-major: the buffer holds
-    (n, c, r), transposed as a view).
+    The inputs listed in ``shared`` (weights, γ) are the same for every sample; the others are
+    (rows, n) arrays, samples as columns. Each output comes back as an (n, nnz) array of its
+    nonzeros (CasADi's column-major order; ``triplets[j]`` gives their rows and columns, and
+    :meth:`dense` reshapes a dense output to (n, rows, cols)).
     """
 
-    def __init__(self, fn: Any, n: int) -> None:
-        self.fn = fn.map(f"{fn.name()}_map", "serial", n, [1], [])
-        self.n = n
+    def __init__(self, fn: Any, n: int, shared: tuple[int, ...] = ()) -> None:
+        self.base = fn  # the one-sample SX function
+        self.n, self.shared = n, shared
         self.shapes = [(fn.size1_out(i), fn.size2_out(i)) for i in range(fn.n_out())]
+        self.nnz = [fn.nnz_out(i) for i in range(fn.n_out())]
+        self.triplets = [tuple(np.asarray(v, dtype=int) for v in fn.sparsity_out(i).get_triplet())
+                         for i in range(fn.n_out())]
+        self.swap(fn)
+
+    def swap(self, fn: Any) -> None:
+        """Map ``fn`` (the base function, or the same compiled) over the samples."""
+        self.compiled = fn is not self.base
+        self.fn = fn.map(f"{fn.name()}_map", "serial", self.n, list(self.shared), [])
         self.buf, self.eval = self.fn.buffer()
 
-    def __call__(self, *args: np.ndarray) -> list[np.ndarray]:
+    def __call__(self, *args: Any) -> list[np.ndarray]:
         keep = []  # the buffer holds raw pointers: the arrays must live until eval()
         for i, a in enumerate(args):
-            a = np.ascontiguousarray(np.asarray(a, dtype=float).T if i != 1 else np.asarray(a, dtype=float))
+            a = np.asarray(a, dtype=float)
+            a = np.ascontiguousarray(a if i in self.shared else a.T)
             keep.append(a)
             self.buf.set_arg(i, (a if a.size else np.zeros(1)).data)
         outs = []
-        for j, (r, c) in enumerate(self.shapes):
-            o = np.empty((self.n, c, r))
+        for j, nnz in enumerate(self.nnz):
+            o = np.empty((self.n, nnz))
             outs.append(o)
             self.buf.set_res(j, (o if o.size else np.zeros(1)).data)
         self.eval()
-        return [o.transpose(0, 2, 1) for o in outs]
+        return outs
+
+    def dense(self, o: np.ndarray, j: int) -> np.ndarray:
+        """Output ``j`` (dense) of :meth:`__call__` as (n, rows, cols) (a transposed view)."""
+        r, c = self.shapes[j]
+        return o.reshape(self.n, c, r).transpose(0, 2, 1)
 
 
-def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list[np.ndarray]
+def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list[np.ndarray], metric: bool = True
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """∇J(w), ∇²J(w) and the state metric M = I + (1/n) Σ_k S_kᵀS_k from the simulated states ``xs``
-    (adjoint sweep, then sensitivity sweep)."""
+    (``metric=False``: M is the identity, not computed), in one backward sweep.
+
+    With S_k = ∂x_k/∂w, ∇²J = (1/n) Σ_i Σ_k Z_kᵀ ∇²L_k Z_k (module docstring) is never formed from
+    the S_k (that costs n·d·p² per stage): the sum over the stages j ≥ k is a quadratic form in
+    S_k, Σ_{j≥k} Z_jᵀ∇²L_jZ_j = S_kᵀP_kS_k + S_kᵀQ_k + Q_kᵀS_k + R_k, and S_{k+1} = A_kS_k + B_kE_k
+    gives the backward recursion (second-order adjoints, the condensing of multiple shooting)
+
+        P_k = Hxx_k + A_kᵀ P_{k+1} A_k,   Y_k = P_{k+1} B_k E_k + Q_{k+1},   Q_k = Hxw_k E_k + A_kᵀ Y_k,
+        R_k = R_{k+1} + E_kᵀ Hww_k E_k + (B_kE_k)ᵀ Y_k + [(B_kE_k)ᵀ Q_{k+1}]ᵀ,
+
+    per sample, with P_k (d_k × d_k) and Q_k (d_k × p) small; the products summed over the
+    samples, (B_kE_k)ᵀ Y_k, cost n·d·q_k·p per stage. M is the same recursion with Hxx = I and
+    no weight terms (the cost Σ_k ½‖x_k‖²), carried in the same arrays.
+    """
     n, p, N = fns.n, fns.p, fns.N
     T = problem.T
+    nm = 2 if metric else 1  # P, Q and U hold the ∇²J part and the M part: [0] and [1]
     g = np.zeros(p)
-    # backward: the adjoints λ_k and each stage's per-sample pieces (kept for the forward sweep)
+    U = np.zeros((nm, p, p))  # ∇²J·n = U[0] + U[0]ᵀ, (M − I)·n = U[1] + U[1]ᵀ
     lam = np.zeros((0, n))
-    pieces: list[Any] = [None] * (N + 1)
+    Pn = np.zeros((nm, n, 0, 0))  # P_{k+1}
+    Qn = np.zeros((nm, n, 0, p))  # Q_{k+1}, only its columns lo_{k+1}.. are set
+    spent = 0.0  # CPU seconds in the stage functions
     for k in range(N, -1, -1):
-        fn, K, d = fns.stages[k]
-        A, B, gL, H = fn(xs[k], w, T, lam)
-        gL = gL[:, :, 0]  # (n, d + q)
+        st = fns.stages[k]
+        fn, K, d, e = st.fn, st.K, st.d, st.e
+        lo, lo1 = fns.lo[k], fns.lo[k + 1]
+        t0 = time.thread_time()  # (process_time costs ~10 µs a call here, thread_time 0.3 µs)
+        Araw, Bnz, gL, Hnz = fn(xs[k], w[K], T, lam, st.gamma)
+        spent += time.thread_time() - t0
+        A = fn.dense(Araw, 0)  # (n, e, d)
+        At = A.transpose(0, 2, 1)
         g[K] += gL[:, d:].sum(axis=0)
         lam = gL[:, :d].T
-        pieces[k] = (A, B, H, K, d)
-    Hs = np.zeros((p, p))
-    M = np.zeros((p, p))
-    # forward: sensitivities S_k = ∂x_k/∂w, (n, d_k, cols_k) (the other columns are zero), and
-    # the Hessian blocks
-    d0 = problem.spec.widths[0]
-    S = np.zeros((n, d0, fns.cols[0]))
-    if fns.stem is not None:
-        sfn, K0 = fns.stem
-        B0 = sfn(problem.U, w)[0]
-        S[:, :, K0] = B0
-        g[K0] += np.einsum("ndq,dn->q", B0, lam)
-    for k in range(N + 1):
-        A, B, H, K, d = pieces[k]
-        c = fns.cols[k]
-        Hxx, Hxw, Hww = H[:, :d, :d], H[:, :d, d:], H[:, d:, d:]
-        if c:
-            Sf = S.reshape(n * d, c)
-            Hs[:c, :c] += Sf.T @ np.matmul(Hxx, S).reshape(n * d, c)
-            M[:c, :c] += Sf.T @ Sf
-        if K.size:
-            if c:
-                C = Sf.T @ np.ascontiguousarray(Hxw).reshape(n * d, K.size)  # (c, q)
-                Hs[:c, K] += C
-                Hs[K, :c] += C.T
-            Hs[np.ix_(K, K)] += Hww.sum(axis=0)
-        if k < N:
-            Sn = np.zeros((n, A.shape[1], fns.cols[k + 1]))
-            if c:
-                Sn[:, :, :c] = np.matmul(A, S)
-            fm = fns.fmasks[k]
-            Sn[:, :, K[fm]] += B[:, :, fm]
-            S = Sn
+        # B_k E_k on the weights of f_k (K[fcols]), dense per sample: (n, e, qf)
+        Kf, qf = st.Kf, st.fcols.size
+        B = np.zeros((n, e, qf))
+        B[:, st.B_at[0], st.B_at[1]] = Bnz
+        # Q_k = Hxw_k E_k + A_kᵀ (P_{k+1} B_k E_k + Q_{k+1}), and the terms of R_k summed over the samples
+        Q = fns.buffer(k, nm, d)
+        Q[:, :, :, lo:lo1] = 0.0
+        if lo1 < p:
+            if e:
+                np.matmul(At, Qn[:, :, :, lo1:], out=Q[:, :, :, lo1:])
+                # Σ_i (B_kE_k)ᵀ Q_{k+1}, by the sparse rows of B_k
+                if st.B_batch is not None:
+                    rows, nzs, cols = st.B_batch
+                    V = Bnz[:, nzs].transpose(1, 2, 0)  # (rows, m, n)
+                    for j in range(nm):
+                        U[j, cols, lo1:] += np.matmul(V, Qn[j][:, rows, lo1:].transpose(1, 0, 2)).reshape(cols.size, -1)
+                else:
+                    for j in range(nm):
+                        for r, nz, cols in st.B_rows:
+                            U[j, cols, lo1:] += Bnz[:, nz].T @ Qn[j, :, r, lo1:]
+            else:
+                Q[:, :, :, lo1:] = 0.0
+        if qf:
+            PB = np.matmul(Pn, B)
+            Q[:, :, :, Kf] += np.matmul(At, PB)
+            Bf = B.reshape(n * e, qf).T
+            for j in range(nm):  # (B_kE_k)ᵀP_{k+1}(B_kE_k) is symmetric: half of it in U
+                U[j][st.KfKf] += 0.5 * (Bf @ PB[j].reshape(n * e, qf))
+        i, flat = st.wx
+        Q[0].reshape(n, d * p)[:, flat] += Hnz[:, i]
+        i, r, c, half = st.ww
+        U[0, r, c] += half * Hnz[:, i].sum(axis=0)
+        # P_k = Hxx_k + A_kᵀ P_{k+1} A_k (the metric's: I + A_kᵀ P_{k+1} A_k)
+        Pk = np.matmul(np.matmul(At, Pn), A) if e else np.zeros((nm, n, d, d))
+        i, a, b = st.xx
+        Pk[0][:, a, b] += Hnz[:, i]
+        Pk[0][:, b, a] += np.where(a != b, 1.0, 0.0) * Hnz[:, i]
+        if metric:
+            Pk[1][:, np.arange(d), np.arange(d)] += 1.0
+        Pn, Qn = Pk, Q
+    if fns.stem is not None:  # x_0 = E(u): S_0 is the stem's constant Jacobian on its weights K0
+        S0, K0 = fns.stem
+        lo = fns.lo[0]
+        g[K0] += np.einsum("ndq,dn->q", S0, lam)
+        S0f = S0.reshape(-1, K0.size)
+        for j in range(nm):
+            U[j][K0, lo:] += S0f.T @ Qn[j, :, :, lo:].reshape(-1, p - lo)
+            U[j][np.ix_(K0, K0)] += 0.5 * (S0f.T @ np.matmul(Pn[j], S0).reshape(-1, K0.size))
+    fns.account(spent)
     lamb = problem.objective.weight_decay
     g = g / n + 2.0 * lamb * w
-    Hs = Hs / n
-    Hs = 0.5 * (Hs + Hs.T)
+    Hs = (U[0] + U[0].T) / n
     Hs[np.diag_indices(p)] += 2.0 * lamb
-    M /= n
+    M = (U[1] + U[1].T) / n if metric else np.zeros((p, p))
     M[np.diag_indices(p)] += 1.0
     return g, Hs, M
+
+
+def exact_derivatives(problem: Problem, w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """J(w), ∇J(w) and the exact Hessian ∇²J(w) (dense, symmetric) of the condensed objective,
+    assembled stage by stage as the Newton path does (:func:`_derivatives`, without the metric).
+
+    Needs a twice-differentiable activation. Where J or its derivatives overflow the values are
+    not finite (no error): the caller checks.
+    """
+    if problem.spec.activation not in arch.SMOOTH_ACTIVATIONS:
+        raise ValidationError(f"activation {problem.spec.activation!r} is not twice differentiable: there is no "
+                              f"Hessian to assemble (use one of {', '.join(arch.SMOOTH_ACTIVATIONS)})")
+    w = np.asarray(w, dtype=float).ravel()
+    if w.size != problem.spec.n_params:
+        raise ValidationError(f"the weights have {w.size} entries, this spec needs {problem.spec.n_params}")
+    J, xs = _objective(problem, w)
+    with np.errstate(all="ignore"):
+        g, H, _ = _derivatives(_StageFunctions(problem), problem, w, xs, metric=False)
+    return J, g, H
 
 
 def _objective(problem: Problem, w: np.ndarray) -> tuple[float, list[np.ndarray]]:

@@ -270,13 +270,14 @@ def compile_too_large(*fns: Any) -> str | None:
     return f"{n:,} instructions would take ~{t:.0f} s to compile (more than {MAX_COMPILE_S:.0f} s)"
 
 
-def compiled(fn: Any, reverse: bool = False) -> Any:
+def compiled(fn: Any, reverse: bool = False, cached_only: bool = False) -> Any:
     """``fn`` as machine code: CasADi generates its C code, the C compiler builds a shared library
     (kept in :func:`cache_dir` under the hash of the code, so a structure is compiled once per
     machine, not once per run) and CasADi loads it. Same inputs, outputs and values as ``fn``;
     ``reverse`` also compiles its reverse derivative (CasADi's ``adj1_`` convention), for a
     function that CasADi must differentiate further (the NLP's objective and constraints).
-    Falls back to ``fn`` itself when there is no compiler or the compile fails."""
+    Falls back to ``fn`` itself when there is no compiler or the compile fails, and with
+    ``cached_only`` when the library is not in the cache yet (nothing is compiled or counted)."""
     import hashlib
     import subprocess
     import tempfile
@@ -292,6 +293,8 @@ def compiled(fn: Any, reverse: bool = False) -> Any:
     code = cg.dump()
     key = hashlib.sha256("\0".join([code, cc, *_CFLAGS, ca.CasadiMeta.version()]).encode()).hexdigest()[:20]
     target = cache_dir() / f"{fn.name()}_{key}.so"
+    if cached_only and not target.exists():
+        return fn
     try:
         if target.exists():
             COMPILE_COUNTS["loaded"] += 1

@@ -1,0 +1,86 @@
+"""Cost of one exact-Newton iteration's derivatives and of the certificate, in-process (CPU seconds).
+
+    OMP_NUM_THREADS=1 python benchmarks/newton_derivatives.py --dataset moons --n-samples 283 \\
+        --noise 0.05 --blocks 10 --width 4 --loss ce --gamma 2.0 --weight-decay 1e-5 --seed 0
+    OMP_NUM_THREADS=1 python benchmarks/newton_derivatives.py --calls 20 --no-solve <flags>   # derivatives only
+
+Takes the problem flags of ``ocp-resnet solve`` (``--init-seed`` too). Solves with
+:func:`ocp_resnet.solvers.newton.newton_solve` (tol 1e-8, the defaults of ``--method newton``)
+and prints one JSON line: iterations, J, status, the build time of the stage functions, the
+median CPU milliseconds of a ``_derivatives`` call during the solve, whether the stage functions
+ran compiled at the end (see ``_StageFunctions._jit_setup``), and the CPU seconds of
+:func:`ocp_resnet.analysis.certificate.certify` at the solution. ``--calls K`` also times K
+calls at the initial weights, with and without the metric. CPU seconds of the C compiler
+(a child process) are reported separately.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ocp_resnet.analysis.certificate import certify  # noqa: E402
+from ocp_resnet.cli import _common as c  # noqa: E402
+from ocp_resnet.cli import build_parser  # noqa: E402
+from ocp_resnet.solvers import initial_weights, newton  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--calls", type=int, default=0, help="also time this many calls at the initial weights")
+    ap.add_argument("--no-solve", action="store_true", help="only the timed calls")
+    ours, rest = ap.parse_known_args()
+    args = build_parser().parse_args(["solve", *rest])
+    problem = c.problem_from_args(args)
+    w0 = initial_weights(problem, "random", c.init_seed(args))
+    out: dict = {"p": problem.spec.n_params, "n": problem.n_samples}
+    if ours.calls:
+        fns = newton._StageFunctions(problem)
+        _, xs = newton._objective(problem, w0)
+        for metric in (True, False):
+            newton._derivatives(fns, problem, w0, xs, metric=metric)
+            t = time.process_time()
+            for _ in range(ours.calls):
+                newton._derivatives(fns, problem, w0, xs, metric=metric)
+            out[f"ms_per_call{'' if metric else '_no_metric'}"] = round(1e3 * (time.process_time() - t) / ours.calls, 2)
+    if not ours.no_solve:
+        calls: list[float] = []
+        made: list[newton._StageFunctions] = []
+        derivatives, init = newton._derivatives, newton._StageFunctions.__init__
+
+        def timed(*a, **k):  # type: ignore[no-untyped-def]
+            t = time.process_time()
+            r = derivatives(*a, **k)
+            calls.append(time.process_time() - t)
+            return r
+
+        def record(self, *a):  # type: ignore[no-untyped-def]
+            init(self, *a)
+            made.append(self)
+
+        newton._derivatives, newton._StageFunctions.__init__ = timed, record  # type: ignore[method-assign]
+        r0, t0 = os.times(), time.process_time()
+        sol = newton.newton_solve(problem, w0, newton.NewtonOptions(tol=1e-8, max_iter=3000, print_level=0))
+        t1, r1 = time.process_time(), os.times()
+        newton._derivatives, newton._StageFunctions.__init__ = derivatives, init  # type: ignore[method-assign]
+        tc = time.process_time()
+        cert = certify(problem, sol.w)
+        tc = time.process_time() - tc
+        out.update(iterations=sol.iterations, objective=repr(sol.objective), status=sol.status.value,
+                   build_s=round(sol.build_time_s, 3), solve_cpu_s=round(t1 - t0, 3),
+                   compiler_cpu_s=round(r1.children_user + r1.children_system - r0.children_user - r0.children_system, 3),
+                   derivatives_ms=round(1e3 * float(np.median(calls)), 2), derivatives_calls=len(calls),
+                   derivatives_s=round(sum(calls), 3), compiled=made[0].jit if made else None,
+                   certificate_s=round(tc, 3), certificate=cert.describe())
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
