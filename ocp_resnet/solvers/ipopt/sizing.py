@@ -39,23 +39,25 @@ FACTORISATIONS_PER_ITER = 3.0
 #: A path whose estimated iteration takes longer than this is passed over for the next one.
 MAX_ITERATION_S = 1.0
 #: Exact Newton is taken up to this estimated iteration: on the two-spirals yardstick (n = 2000,
-#: 20 blocks of width 4; estimated 4.2 s, measured 1.4 s per iteration) it converged in 258
-#: iterations / 369 CPU s, while Newton–CG had not after 457 iterations / 275 s (J 0.517
+#: 20 blocks of width 4, 1.4 s per iteration before the second-order adjoints) it converged in
+#: 258 iterations / 369 CPU s, while Newton–CG had not after 457 iterations / 275 s (J 0.517
 #: against 0.467) and IPOPT's L-BFGS stopped at its 3000 iterations (docs/performance.md).
 NEWTON_MAX_ITERATION_S = 5.0
 #: Largest per-sample expression (elementary operations) that is built symbolically at all.
 MAX_SAMPLE_OPS = 2_000_000
 LBFGS_HISTORY = 30
-#: The Newton path (:mod:`ocp_resnet.solvers.newton`): one iteration costs about
-#: n·N·(w + C)·p² flops in BLAS (per-sample sensitivities, condensed Hessian) at NEWTON_RATE,
-#: plus a p×p generalised eigendecomposition (NEWTON_EIG_S·p³) and a fixed NEWTON_OVERHEAD_S.
-#: Fitted on the census (benchmarks/results/census-newton.jsonl, whole-process CPU seconds per
-#: iteration: 0.5–1.8e10 flop/s on the problems above 2e8 flops, 0.01–0.03 s on the smallest)
-#: and on the yardstick of n = 2000 with 20 blocks of width 4 (4e10 flops: derivatives 2.3 s,
-#: eigendecomposition of 410 × 410 0.16 s). The earlier single rate (1.5e9, the census median)
-#: overestimated the larger problems tenfold and sent the width-6 census problems to IPOPT,
-#: which timed out on both where exact Newton solved one of them (docs/performance.md).
-NEWTON_RATE = 1e10
+#: The Newton path (:mod:`ocp_resnet.solvers.newton`): one iteration's derivatives (the
+#: backward second-order-adjoint sweep) cost about n·d·|w_k|·p flops per stage, i.e.
+#: n·N·w·(w² + w + (w + 1)·C)·p for single branches with stage costs, at NEWTON_RATE, plus a
+#: p×p generalised eigendecomposition (NEWTON_EIG_S·p³) and a fixed NEWTON_OVERHEAD_S. Fitted
+#: on the derivatives of the two-spirals yardstick (n = 2000 and 4000, 20 blocks of width 4:
+#: 0.50 s and 0.95 s) and of the width-6 census problem p41 (0.036 s), 3.9–5e9 flop/s; the
+#: eigendecomposition of 410 × 410 takes 0.16 s; the smallest census problems 0.01–0.03 s per
+#: iteration. The first estimate of this release (n·N·(w + C)·p² at 1.5e9 flop/s, the census
+#: median, before the second-order adjoints) overestimated the larger problems tenfold and sent
+#: the width-6 census problems to IPOPT, which timed out on both where exact Newton solved one
+#: of them (docs/performance.md).
+NEWTON_RATE = 4e9
 NEWTON_EIG_S = 2.5e-9
 NEWTON_OVERHEAD_S = 0.015
 #: The Hessian-free Newton–CG path (:mod:`ocp_resnet.solvers.newton_cg`): one Hessian-vector
@@ -138,7 +140,9 @@ def newton_estimate(problem: Problem) -> Estimate:
     n, m, N = problem.n_samples, spec.n_params, spec.n_blocks
     w = max(spec.widths)
     mem = 8.0 * (3 * n * (N + 1) * w * m + 4 * m * m)
-    time_s = NEWTON_OVERHEAD_S + n * max(N, 1) * (w + spec.n_outputs) * m * m / NEWTON_RATE + NEWTON_EIG_S * m**3
+    C = spec.n_outputs
+    flops = n * max(N, 1) * w * (w * w + w + (w + 1) * C) * m
+    time_s = NEWTON_OVERHEAD_S + flops / NEWTON_RATE + NEWTON_EIG_S * m**3
     return Estimate("newton", "exact", mem, time_s)
 
 
