@@ -256,3 +256,20 @@ def test_cli_solve_with_newton(tmp_path) -> None:
     assert metrics["method"] == "newton" and metrics["status"] == "success"
     assert config["solver"]["method"] == "newton" and metrics["second_order"]["kind"] in (
         "strict local minimum", "degenerate", "saddle")
+
+
+def test_generalised_eigendecomposition_matches_scipy() -> None:
+    from scipy.linalg import eigh
+
+    from ocp_resnet.solvers.newton import _eigh_metric
+
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(7, 7))
+    H = A + A.T
+    B = rng.normal(size=(7, 7))
+    M = np.eye(7) + B @ B.T
+    mu, Q = _eigh_metric(H, M)
+    ref = eigh(H, M, eigvals_only=True)
+    np.testing.assert_allclose(mu, ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(Q.T @ M @ Q, np.eye(7), atol=1e-10)
+    np.testing.assert_allclose(H @ Q, M @ Q @ np.diag(mu), atol=1e-9)

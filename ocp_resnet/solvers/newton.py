@@ -31,6 +31,7 @@ Convergence: ‖∇J(w)‖_∞ ≤ ``tol``, with J and ∇J those of :meth:`Prob
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -38,7 +39,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.linalg  # type: ignore[import-untyped]
 
 from ocp_resnet.errors import ValidationError, check_choice, check_float, check_int
 from ocp_resnet.model import architecture as arch
@@ -429,6 +429,17 @@ def _objective(problem: Problem, w: np.ndarray) -> tuple[float, list[np.ndarray]
 
 
 # --------------------------------------------------------------------------- trust-region step
+def _eigh_metric(H: np.ndarray, M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The generalised eigendecomposition H Q = M Q diag(μ), Qᵀ M Q = I, μ ascending (M symmetric
+    positive definite): Cholesky M = L Lᵀ, then the ordinary one of L⁻¹ H L⁻ᵀ — what LAPACK's
+    sygv does behind ``scipy.linalg.eigh(H, M)``, with numpy alone (importing scipy.linalg costs
+    ~0.2 s of every solve's start-up)."""
+    Linv = np.linalg.inv(np.linalg.cholesky(M))
+    C = Linv @ H @ Linv.T
+    mu, V = np.linalg.eigh(0.5 * (C + C.T))
+    return mu, Linv.T @ V
+
+
 def _tr_step(mu: np.ndarray, Q: np.ndarray, g: np.ndarray, radius: float) -> tuple[np.ndarray, float, bool]:
     """min g·s + ½ sᵀHs subject to ‖s‖ ≤ radius, with H = Q diag(μ) Qᵀ (μ ascending).
 
@@ -564,7 +575,7 @@ def newton_solve(
             if it >= opts.max_iter:
                 break
             if opts.metric == "states":
-                mu, Q = scipy.linalg.eigh(H, M)  # Qᵀ M Q = I: the region is ‖s‖_M ≤ radius
+                mu, Q = _eigh_metric(H, M)  # Qᵀ M Q = I: the region is ‖s‖_M ≤ radius
             else:
                 mu, Q = np.linalg.eigh(H)
             # A rejected trial costs one simulation (~1% of a Hessian): shrink the region and try
@@ -616,6 +627,23 @@ def newton_solve(
     )
 
 
+#: Weights below which the Newton path runs BLAS on one thread: its matrices are small (p×p
+#: and stacks of d×d), where threaded OpenBLAS only adds hand-offs; on a busy 2-core machine the
+#: canonical problem (p = 63) took 7.3 s with two threads and 1.3 s with one (whole process).
+SINGLE_THREAD_MAX_PARAMS = 1000
+
+
+def single_threaded_blas(n_params: int) -> contextlib.AbstractContextManager[Any]:
+    """One BLAS thread while a Newton solve of ``n_params`` weights runs (below
+    :data:`SINGLE_THREAD_MAX_PARAMS`); larger problems keep the machine's setting."""
+    if n_params >= SINGLE_THREAD_MAX_PARAMS:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    limits: contextlib.AbstractContextManager[Any] = threadpool_limits(limits=1, user_api="blas")
+    return limits
+
+
 @dataclass(frozen=True)
 class NewtonSolver:
     """Exact trust-region Newton (:func:`newton_solve`) as a :class:`~ocp_resnet.solvers.base.Solver`.
@@ -642,8 +670,9 @@ class NewtonSolver:
         """:func:`newton_solve` from the initial weights ``init`` (seeded by ``seed`` when random)."""
         from ocp_resnet.solvers.init import initial_weights
 
-        return newton_solve(problem, initial_weights(problem, init, seed), self.options, log=log,
-                            callback=self.callback)
+        w0 = initial_weights(problem, init, seed)
+        with single_threaded_blas(problem.spec.n_params):
+            return newton_solve(problem, w0, self.options, log=log, callback=self.callback)
 
     def record(self) -> dict[str, Any]:
         """``{"backend": "casadi", "method": "newton", **options}``."""
