@@ -273,3 +273,31 @@ def test_generalised_eigendecomposition_matches_scipy() -> None:
     np.testing.assert_allclose(mu, ref, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(Q.T @ M @ Q, np.eye(7), atol=1e-10)
     np.testing.assert_allclose(H @ Q, M @ Q @ np.diag(mu), atol=1e-9)
+
+
+@pytest.mark.parametrize("metric", ["states", "euclidean"])
+@pytest.mark.parametrize("shift", [3.0, 0.5, -0.5, -3.0])  # positive definite … indefinite
+def test_more_sorensen_steps_match_the_eigendecomposition(monkeypatch, metric: str, shift: float) -> None:
+    """The Cholesky (Moré–Sorensen) subproblem solution equals the eigendecomposition's for every
+    radius, interior or on the boundary, with negative curvature too."""
+    from ocp_resnet.solvers import newton
+
+    rng = np.random.default_rng(1)
+    p = 12
+    A = rng.normal(size=(p, p))
+    H = 0.5 * (A + A.T) / np.sqrt(p) + shift * np.eye(p)
+    B = rng.normal(size=(p, p)) / np.sqrt(p)
+    M = np.eye(p) + B @ B.T if metric == "states" else None
+    g = rng.normal(size=p)
+    monkeypatch.setattr(newton, "CHOLESKY_MIN_PARAMS", 1)
+    ms = newton._Subproblem(H, M, g)
+    monkeypatch.setattr(newton, "CHOLESKY_MIN_PARAMS", 10**9)
+    ev = newton._Subproblem(H, M, g)
+    assert ms.indefinite == ev.indefinite == (np.linalg.eigvalsh(H)[0] < 0 if M is None else ev.eig[0][0] < 0)
+    for radius in (1e-3, 0.1, 1.0, 10.0, 1e3):
+        s1, pred1, int1 = ms.step(radius)
+        s2, pred2, int2 = ev.step(radius)
+        assert int1 == int2
+        np.testing.assert_allclose(s1, s2, rtol=1e-7, atol=1e-9 * radius)
+        assert pred1 == pytest.approx(pred2, rel=1e-8)
+    assert ms.fallbacks == 0 and ms.factorisations > 1
