@@ -79,8 +79,8 @@ def run(label: str, opts: dict[str, Any], only: list[str] | None, cap: float, jo
             for line in r.pop("log"):
                 print(f"{p['id'][:3]} {line}")
             rec = {"id": p["id"], "label": label, "opts": opts, **r}
-            print(f"{p['id'][:3]} {r['status']:>9} it {r['iterations']:>5} H {r['stats'].get('hessians', 0):>5} cpu {r['cpu_s']:7.2f} J {r['objective']:.8g}",
-                  flush=True)
+            print(f"{p['id'][:3]} {r['status']:>9} it {r['iterations']:>5} H {r['stats'].get('hessians', 0):>5} "
+                  f"cpu {r['cpu_s']:7.2f} J {r['objective']:.8g}", flush=True)
             if not only or print_level == 0:
                 with path.open("a") as fh:
                     fh.write(json.dumps(rec) + "\n")

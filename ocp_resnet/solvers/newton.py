@@ -41,7 +41,7 @@ from ocp_resnet.errors import ValidationError, check_choice, check_float, check_
 from ocp_resnet.model import architecture as arch
 from ocp_resnet.model import objective as objective_mod
 from ocp_resnet.model._ops import CASADI, NUMPY
-from ocp_resnet.model.evaluation import evaluate, objective_and_gradient
+from ocp_resnet.model.evaluation import evaluate
 from ocp_resnet.model.problem import Problem
 from ocp_resnet.solvers.base import Backend, Init, Log
 from ocp_resnet.solvers.iteration import IterCallback, IterInfo, StopOnSigint
@@ -65,6 +65,15 @@ class NewtonOptions:
     and one line per iteration through ``log``. ``radius`` is the initial trust-region radius,
     ``metric`` the norm it is measured in: ``"states"`` (the default, see the module docstring)
     or ``"euclidean"`` (‖s‖₂ of the weights).
+
+    Radius rules: after a step on the boundary with ρ (actual / predicted decrease) above 0.75
+    the radius grows by ``expand``; after a step with
+    ρ < 0.25 it becomes a quarter of the step (``shrink="fixed"``) or, for a rejected step, the
+    minimiser of the quadratic through J, g·s and J(w + s), kept within 0.1–0.5 of the step
+    (``"interp"``). ``nonmonotone`` m > 1 accepts a step that decreases J below the largest of
+    the last m accepted values (1: monotone), so every iterate stays below the start.
+    ``benchmarks/newton_iterations.py`` measured the alternatives on the 46 census problems:
+    none cut the iteration counts (docs/performance.md), so the defaults stay 2×, ¼, monotone.
     """
 
     tol: float = 1e-8
@@ -77,9 +86,6 @@ class NewtonOptions:
     expand: float = 2.0
     shrink: str = "fixed"
     nonmonotone: int = 1
-    state_weight: float = 1.0
-    reuse: int = 0
-    eta: float = _ETA
 
     def __post_init__(self) -> None:
         self.tol = check_float("tol", self.tol, 0.0, strict=True)
@@ -92,11 +98,6 @@ class NewtonOptions:
         self.expand = check_float("expand", self.expand, 1.0, strict=True)
         check_choice("shrink", self.shrink, SHRINKS)
         self.nonmonotone = check_int("nonmonotone", self.nonmonotone, 1)
-        self.state_weight = check_float("state_weight", self.state_weight, 0.0)
-        self.reuse = check_int("reuse", self.reuse, 0)
-        self.eta = check_float("eta", self.eta, 0.0)
-        if self.eta >= 0.9:
-            raise ValidationError(f"eta {self.eta} is too strict: use an acceptance ratio below 0.9")
         if self.max_radius < self.radius:
             raise ValidationError(f"max_radius {self.max_radius} is below radius {self.radius}: raise max_radius")
 
@@ -388,7 +389,6 @@ def newton_solve(
     J, xs = _objective(problem, w)
     radius = opts.radius
     history = [J]
-    fresh, reused = True, 0  # derivatives at w / steps taken on the current Hessian
     it = 0
     if say:
         say(f"exact Newton, trust region in the {opts.metric} metric: {p} weights, {problem.n_samples} samples, "
@@ -413,14 +413,10 @@ def newton_solve(
                 break
             if it >= opts.max_iter:
                 break
-            if fresh:
-                if opts.metric == "states":
-                    if opts.state_weight != 1.0:
-                        M = opts.state_weight * M
-                        M[np.diag_indices(p)] += 1.0 - opts.state_weight
-                    mu, Q = scipy.linalg.eigh(H, M)  # Qᵀ M Q = I: the region is ‖s‖_M ≤ radius
-                else:
-                    mu, Q = np.linalg.eigh(H)
+            if opts.metric == "states":
+                mu, Q = scipy.linalg.eigh(H, M)  # Qᵀ M Q = I: the region is ‖s‖_M ≤ radius
+            else:
+                mu, Q = np.linalg.eigh(H)
             # non-monotone acceptance: a trial is measured against the largest of the last
             # `nonmonotone` accepted objectives (all ≤ the start's, so the result is too)
             J_ref = max(history[-opts.nonmonotone:])
@@ -429,22 +425,15 @@ def newton_solve(
             # (Also expanding greedily along the path cut no iterations and led to worse local
             # minima on the benchmark problems.)
             s, snorm, interior, Jt, xst, rho, acc = _trial(problem, w, J, J_ref, g, mu, Q, M, opts.metric, radius)
-            if not fresh and acc <= opts.eta:
-                # the reused Hessian's model failed: new derivatives here before shrinking
-                g, H, M = _derivatives(fns, problem, w, xs)
-                stats["hessians"] += 1
-                stats["rejected"] += 1
-                fresh, reused = True, 0
-                continue
             trials = 1
-            while acc <= opts.eta and snorm > 1e-15 * (1.0 + float(np.linalg.norm(w))):
+            while acc <= _ETA and snorm > 1e-15 * (1.0 + float(np.linalg.norm(w))):
                 radius = _shrunk(opts.shrink, J, Jt, float(g @ s), snorm)
                 s, snorm, interior, Jt, xst, rho, acc = _trial(problem, w, J, J_ref, g, mu, Q, M, opts.metric,
                                                                radius)
                 trials += 1
-            accepted = acc > opts.eta
+            accepted = acc > _ETA
             if rho < 0.25:
-                radius = _shrunk(opts.shrink, J, Jt, float(g @ s), snorm) if rho < opts.eta else 0.25 * snorm
+                radius = _shrunk(opts.shrink, J, Jt, float(g @ s), snorm) if rho < _ETA else 0.25 * snorm
             elif rho > 0.75 and snorm >= 0.99 * radius:
                 radius = min(opts.expand * radius, opts.max_radius)
             stats["negative_curvature"] += int(mu[0] < 0)
@@ -452,7 +441,7 @@ def newton_solve(
             stats["rejected"] += trials - 1
             if say:
                 say(f"{it:>5} {J:>22.15e} {gnorm:>10.3e} {snorm:>9.2e} {radius:>9.2e} {rho:>9.2e} {mu[0]:>10.2e} "
-                    f"{trials:>6}{'' if fresh else ' reused'}")
+                    f"{trials:>6}")
             it += 1
             if not accepted:
                 status = Status.ERROR
@@ -460,15 +449,8 @@ def newton_solve(
                 break
             w, J, xs = w + s, Jt, xst
             history.append(J)
-            if reused < opts.reuse and rho >= 0.5:
-                # the model predicted this step well: one more step on its Hessian, with the
-                # new gradient only (a few % of the derivatives' cost)
-                g = objective_and_gradient(problem, w)[1]
-                fresh, reused = False, reused + 1
-            else:
-                g, H, M = _derivatives(fns, problem, w, xs)
-                stats["hessians"] += 1
-                fresh, reused = True, 0
+            g, H, M = _derivatives(fns, problem, w, xs)
+            stats["hessians"] += 1
             if callback is not None and callback(IterInfo(iteration=it, objective=J, inf_pr=0.0,
                                                          wall_s=time.perf_counter() - t1, w=w.copy(), x=w.copy())):
                 status, stats["stopped_by"] = Status.INTERRUPTED, "callback"
