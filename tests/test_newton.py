@@ -16,6 +16,7 @@ from ocp_resnet.solvers.newton import (
     NewtonOptions,
     _derivatives,
     _objective,
+    _shrunk,
     _StageFunctions,
     _tr_step,
     exact_derivatives,
@@ -171,10 +172,11 @@ def test_max_iter_returns_the_last_iterate():
     assert sol.objective < prob.objective_value(initial_weights(prob, "random", 0))
 
 
-def test_zero_blocks_is_logistic_regression():
+@pytest.mark.parametrize("opts", [dict(), dict(nonmonotone=5, shrink="interp", radius=1.0, expand=8.0)])
+def test_zero_blocks_is_logistic_regression(opts):
     ds = tiny_spirals(40)
     prob = Problem.build(ds, blocks=0, width=2, loss="bce", weight_decay=1e-2)
-    sol = newton_solve(prob, np.zeros(prob.spec.n_params))
+    sol = newton_solve(prob, np.zeros(prob.spec.n_params), NewtonOptions(**opts))
     assert sol.success
 
     def f(v):
@@ -186,11 +188,46 @@ def test_zero_blocks_is_logistic_regression():
     assert sol.objective == pytest.approx(ref.fun, rel=1e-12)
 
 
+@pytest.mark.parametrize("opts", [dict(nonmonotone=5), dict(nonmonotone=3, shrink="interp", expand=4.0)])
+def test_nonmonotone_acceptance_stays_below_the_start_and_reaches_a_local_minimum(opts):
+    prob = problem()
+    w0 = initial_weights(prob, "random", 0)
+    J0 = prob.objective_value(w0)
+    seen: list[float] = []
+    sol = newton_solve(prob, w0, NewtonOptions(**opts), callback=lambda info: seen.append(info.objective))
+    assert sol.success and sol.objective <= J0
+    m = opts["nonmonotone"]
+    history = [J0, *seen]
+    for k in range(1, len(history)):  # each accepted J is below the largest of the m before it
+        assert history[k] < max(history[max(0, k - m):k])
+    assert max(seen) <= J0
+    J, xs = _objective(prob, sol.w)
+    g, H, _ = _derivatives(_StageFunctions(prob), prob, sol.w, xs)
+    assert np.abs(g).max() <= 1e-8
+    assert np.linalg.eigvalsh(H).min() >= -1e-8  # a second-order point, not a saddle
+
+
+def test_shrink_rules():
+    assert _shrunk("fixed", 1.0, 5.0, -1.0, 2.0) == 0.5
+    # φ(t) = 1 − t + c t² through φ(1) = Jt: c = Jt − J − g·s, minimiser t = 1 / (2c), kept in [0.1, 0.5]
+    assert _shrunk("interp", 1.0, 4.0, -1.0, 2.0) == pytest.approx(2.0 / 8.0)  # c = 4
+    assert _shrunk("interp", 1.0, 1.5, -1.0, 2.0) == pytest.approx(2.0 / 3.0)  # c = 1.5
+    assert _shrunk("interp", 1.0, 0.5, -1.0, 2.0) == pytest.approx(0.5 * 2.0)  # t = 1, clipped
+    assert _shrunk("interp", 1.0, 100.0, -1.0, 2.0) == pytest.approx(0.1 * 2.0)
+    assert _shrunk("interp", 1.0, float("inf"), -1.0, 2.0) == pytest.approx(0.25 * 2.0)
+
+
 def test_bad_options_and_inputs_are_refused():
     with pytest.raises(ValidationError, match="tol"):
         NewtonOptions(tol=0.0)
     with pytest.raises(ValidationError, match="max_iter"):
         NewtonOptions(max_iter=-1)
+    with pytest.raises(ValidationError, match="nonmonotone"):
+        NewtonOptions(nonmonotone=0)
+    with pytest.raises(ValidationError, match="shrink"):
+        NewtonOptions(shrink="halve")
+    with pytest.raises(ValidationError, match="expand"):
+        NewtonOptions(expand=1.0)
     prob = problem()
     with pytest.raises(ValidationError, match="entries"):
         newton_solve(prob, np.zeros(3))
