@@ -517,6 +517,7 @@ CHOLESKY_MIN_PARAMS = 100
 #: Factorisations after which Moré–Sorensen gives up for the eigendecomposition (the hard case,
 #: g nearly orthogonal to the lowest eigenvectors, converges slowly or not at all).
 _MS_MAX_FACTORISATIONS = 30
+_MS_RTOL = 1e-10  # as tight as the eigendecomposition path's secular equation
 
 
 class _Subproblem:
@@ -531,11 +532,13 @@ class _Subproblem:
     has negative curvature (its Cholesky factorisation at σ = 0 failed, or λ_min < 0).
     """
 
-    def __init__(self, H: np.ndarray, M: np.ndarray | None, g: np.ndarray) -> None:
+    def __init__(self, H: np.ndarray, M: np.ndarray | None, g: np.ndarray, sigma0: float = 0.0) -> None:
         self.H, self.M, self.g = H, M, g
         self.p = g.size
         self.eig: tuple[np.ndarray, np.ndarray] | None = None
-        self.sigma = 0.0  # the shift of the last step: the trust region's multiplier
+        # the shift of the last step (the trust region's multiplier); the first guess is the
+        # previous iteration's, which is usually close
+        self.sigma = sigma0 if math.isfinite(sigma0) else 0.0
         self.factorisations = 0
         self.fallbacks = 0
         self.newton: np.ndarray | None = None
@@ -594,7 +597,7 @@ class _Subproblem:
                 continue
             s = -self._linalg.cho_solve(f, self.g, check_finite=False)
             ns = self._norm(s)
-            if abs(ns - radius) <= 1e-10 * radius:
+            if abs(ns - radius) <= _MS_RTOL * radius:
                 self.sigma = sigma
                 return s, self._pred(s), False
             if ns < radius:
@@ -698,6 +701,7 @@ def newton_solve(
     J, xs = _objective(problem, w)
     radius = opts.radius
     history = [J]
+    sub: _Subproblem | None = None
     it = 0
     if say:
         say(f"exact Newton, trust region in the {opts.metric} metric: {p} weights, {problem.n_samples} samples, "
@@ -723,7 +727,7 @@ def newton_solve(
             if it >= opts.max_iter:
                 break
             # the region is ‖s‖_M ≤ radius (states metric) or ‖s‖₂ ≤ radius
-            sub = _Subproblem(H, M if opts.metric == "states" else None, g)
+            sub = _Subproblem(H, M if opts.metric == "states" else None, g, sub.sigma if sub is not None else 0.0)
             # non-monotone acceptance: a trial is measured against the largest of the last
             # `nonmonotone` accepted objectives (all ≤ the start's, so the result is too)
             J_ref = max(history[-opts.nonmonotone:])
