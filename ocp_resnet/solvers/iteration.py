@@ -212,3 +212,20 @@ def _CasadiCallback(monitor: IterationMonitor) -> Any:
     if _CALLBACK_CLASS is None:
         _CALLBACK_CLASS = _make_callback_class()
     return _CALLBACK_CLASS(monitor)
+
+
+def stop_after_iteration(callback: IterCallback | None, sigint: StopOnSigint, iteration: int, objective: float,
+                         w: np.ndarray, started: float, max_time_s: float) -> tuple[str, str | None] | None:
+    """Why a weights-only solver (the Newton paths) stops after an accepted iteration, or None:
+    ``("interrupted", "callback")`` when ``callback`` returned True, ``("interrupted", "SIGINT")``
+    after Ctrl-C, ``("max_time", None)`` past ``max_time_s`` seconds since ``started``
+    (``time.perf_counter()``; 0: no limit). The first element is a :class:`~ocp_resnet.status.Status` value."""
+    elapsed = time.perf_counter() - started
+    if callback is not None and callback(IterInfo(iteration=iteration, objective=objective, inf_pr=0.0,
+                                                  wall_s=elapsed, w=w.copy(), x=w.copy())):
+        return "interrupted", "callback"
+    if sigint.requested:
+        return "interrupted", "SIGINT"
+    if max_time_s and elapsed > max_time_s:
+        return "max_time", None
+    return None

@@ -47,7 +47,7 @@ from ocp_resnet.model._ops import CASADI, NUMPY
 from ocp_resnet.model.evaluation import evaluate
 from ocp_resnet.model.problem import Problem
 from ocp_resnet.solvers.base import Backend, Init, Log
-from ocp_resnet.solvers.iteration import IterCallback, IterInfo, StopOnSigint
+from ocp_resnet.solvers.iteration import IterCallback, StopOnSigint, stop_after_iteration
 from ocp_resnet.solvers.solution import Solution
 from ocp_resnet.status import Status
 
@@ -660,6 +660,17 @@ def _shrunk(rule: str, J: float, Jt: float, gs: float, snorm: float) -> float:
 
 
 # --------------------------------------------------------------------------- the solver
+def start_weights(problem: Problem, w0: np.ndarray) -> np.ndarray:
+    """A float copy of the initial weights ``w0``, checked: as many as the spec has, all finite."""
+    p = problem.spec.n_params
+    w = np.asarray(w0, dtype=float).ravel().copy()
+    if w.size != p:
+        raise ValidationError(f"initial weights have {w.size} entries, this spec needs {p}")
+    if not np.all(np.isfinite(w)):
+        raise ValidationError("the initial weights contain NaN or inf: start from finite weights")
+    return w
+
+
 def check_newton(problem: Problem) -> bool:
     """Whether the Newton path can solve ``problem`` (twice-differentiable activation)."""
     return problem.spec.activation in arch.SMOOTH_ACTIVATIONS
@@ -687,11 +698,7 @@ def newton_solve(
             f"use one of {', '.join(arch.SMOOTH_ACTIVATIONS)} (relu is for the torch back-end)"
         )
     p = problem.spec.n_params
-    w = np.asarray(w0, dtype=float).ravel().copy()
-    if w.size != p:
-        raise ValidationError(f"initial weights have {w.size} entries, this spec needs {p}")
-    if not np.all(np.isfinite(w)):
-        raise ValidationError("the initial weights contain NaN or inf: start from finite weights")
+    w = start_weights(problem, w0)
     say = log if (log is not None and opts.print_level > 0) else None
     t0 = time.perf_counter()
     fns = _StageFunctions(problem)
@@ -763,15 +770,11 @@ def newton_solve(
             history.append(J)
             g, H, M = _derivatives(fns, problem, w, xs)
             stats["hessians"] += 1
-            if callback is not None and callback(IterInfo(iteration=it, objective=J, inf_pr=0.0,
-                                                         wall_s=time.perf_counter() - t1, w=w.copy(), x=w.copy())):
-                status, stats["stopped_by"] = Status.INTERRUPTED, "callback"
-                break
-            if sigint.requested:
-                status, stats["stopped_by"] = Status.INTERRUPTED, "SIGINT"
-                break
-            if opts.max_time_s and time.perf_counter() - t1 > opts.max_time_s:
-                status = Status.MAX_TIME
+            stop = stop_after_iteration(callback, sigint, it, J, w, t1, opts.max_time_s)
+            if stop is not None:
+                status = Status(stop[0])
+                if stop[1] is not None:
+                    stats["stopped_by"] = stop[1]
                 break
     t2 = time.perf_counter()
     if say and status is not Status.SUCCESS:

@@ -35,7 +35,8 @@ from ocp_resnet.model import architecture as arch
 from ocp_resnet.model.evaluation import evaluate
 from ocp_resnet.model.problem import Problem
 from ocp_resnet.solvers.base import Backend, Init, Log
-from ocp_resnet.solvers.iteration import IterCallback, IterInfo, StopOnSigint
+from ocp_resnet.solvers.iteration import IterCallback, StopOnSigint, stop_after_iteration
+from ocp_resnet.solvers.newton import start_weights
 from ocp_resnet.solvers.solution import Solution
 from ocp_resnet.status import Status
 
@@ -207,11 +208,7 @@ def newton_cg_solve(
     from ocp_resnet.torch.gradient import FlatObjective
 
     p = problem.spec.n_params
-    w = np.asarray(w0, dtype=float).ravel().copy()
-    if w.size != p:
-        raise ValidationError(f"initial weights have {w.size} entries, this spec needs {p}")
-    if not np.all(np.isfinite(w)):
-        raise ValidationError("the initial weights contain NaN or inf: start from finite weights")
+    w = start_weights(problem, w0)
     say = log if (log is not None and opts.print_level > 0) else None
     old_threads = torch.get_num_threads()
     if opts.threads is not None:
@@ -285,15 +282,11 @@ def newton_cg_solve(
                     break
                 w, J = w + s, Jt
                 g = f.gradient(w)
-                if callback is not None and callback(IterInfo(iteration=it, objective=J, inf_pr=0.0,
-                                                             wall_s=time.perf_counter() - t1, w=w.copy(), x=w.copy())):
-                    status, stats["stopped_by"] = Status.INTERRUPTED, "callback"
-                    break
-                if sigint.requested:
-                    status, stats["stopped_by"] = Status.INTERRUPTED, "SIGINT"
-                    break
-                if opts.max_time_s and time.perf_counter() - t1 > opts.max_time_s:
-                    status = Status.MAX_TIME
+                stop = stop_after_iteration(callback, sigint, it, J, w, t1, opts.max_time_s)
+                if stop is not None:
+                    status = Status(stop[0])
+                    if stop[1] is not None:
+                        stats["stopped_by"] = stop[1]
                     break
     finally:
         if opts.threads is not None:
