@@ -16,9 +16,11 @@ cheap and vectorised over the samples:
   is summed in the same backward sweep by second-order adjoints (:func:`_derivatives`), at
   n·d·|w_k|·p flops per stage instead of the n·d·p² of forming Σ S_kᵀ(·)S_k.
 
-The step solves the trust-region subproblem min g·s + ½ sᵀHs subject to ‖s‖_M ≤ Δ exactly,
-from the generalised eigendecomposition H Q = M Q diag(μ), Qᵀ M Q = I (the Moré–Sorensen
-secular equation in the eigenbasis, hard case included). The metric
+The step solves the trust-region subproblem min g·s + ½ sᵀHs subject to ‖s‖_M ≤ Δ exactly
+(:class:`_Subproblem`): below :data:`CHOLESKY_MIN_PARAMS` weights from the generalised
+eigendecomposition H Q = M Q diag(μ), Qᵀ M Q = I (the secular equation in the eigenbasis, hard
+case included), from there by Moré–Sorensen (Cholesky factorisations of H + σM, the eigen route
+as fallback), which costs a few factorisations instead of one eigendecomposition. The metric
 M = I + (1/n) Σ_i Σ_k S_kᵀ S_k measures a weight step by how far it moves the weights *and
 every state of every sample* (to first order): the norm a multiple-shooting step is regularised
 in. Measured against the plain ‖s‖₂ region it reached markedly lower local minima (the
