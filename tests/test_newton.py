@@ -1,6 +1,8 @@
 """Exact trust-region Newton (ocp_resnet.solvers.newton): derivatives, convergence, stopping."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import scipy.optimize
@@ -102,6 +104,33 @@ def test_stage_functions_compile_once_per_shape_with_the_same_numbers(tmp_path, 
     assert _StageFunctions(other).jit
     assert _common.COMPILE_COUNTS["compiled"] == counts["compiled"]
     assert _common.COMPILE_COUNTS["loaded"] - counts["loaded"] == 2
+
+
+@pytest.mark.skipif(_common.c_compiler() is None, reason="needs a C compiler")
+def test_interpreted_time_is_counted_across_processes(tmp_path, monkeypatch):
+    """The interpreted seconds of a structure survive the process (a file in the compile cache),
+    so repeated short solves add up to a compile; an unreadable count is zero."""
+    monkeypatch.setenv("OCP_RESNET_CACHE", str(tmp_path))
+    monkeypatch.setattr(newton, "_INTERPRETED_S", {})
+    prob = problem(blocks=3, width=2, loss="mse", gamma=1.0)
+    fns = _StageFunctions(prob)
+    assert fns.interpreted_s == 0.0 and 0.0 < fns.compile_s < math.inf
+    monkeypatch.setattr(newton, "_LEDGER_STEP_S", 0.0)  # write on every count
+    fns.account(0.3 * fns.compile_s)
+    fns.account(0.3 * fns.compile_s)
+    assert not fns.jit
+    monkeypatch.setattr(newton, "_INTERPRETED_S", {})  # as in a new process
+    again = _StageFunctions(prob)
+    assert again.interpreted_s == pytest.approx(0.6 * fns.compile_s) and not again.jit
+    counts = dict(_common.COMPILE_COUNTS)
+    again.account(0.5 * fns.compile_s)  # the third "process" crosses the compile cost
+    assert again.jit and _common.COMPILE_COUNTS["compiled"] > counts["compiled"]
+    monkeypatch.setattr(newton, "_INTERPRETED_S", {})
+    assert _StageFunctions(prob).jit  # from now on loaded from the cache
+    newton._ledger(fns._key).write_text("garbage")
+    monkeypatch.setattr(newton, "_INTERPRETED_S", {})
+    other = problem(blocks=3, width=2, loss="mse", gamma=1.0)
+    assert newton._read_ledger(_StageFunctions(other)._key) == 0.0
 
 
 def test_trust_region_step_satisfies_the_optimality_conditions():

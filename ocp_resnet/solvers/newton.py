@@ -35,9 +35,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -151,6 +153,40 @@ class _Stage:
 #: CPU seconds spent in interpreted stage functions in this process, by structure (the serialised
 #: stage Lagrangians): a path of many short solves of one structure adds up to a compile.
 _INTERPRETED_S: dict[tuple[str, ...], float] = {}
+#: The same count is kept across processes in the compile cache (one small file per structure),
+#: written each time it has grown by this many seconds: repeated short solves of one structure
+#: (the canonical problem spends ~0.17 s in them, its compile costs ~0.4 s) add up to a compile too.
+_LEDGER_STEP_S = 0.05
+
+
+def _ledger(key: tuple[str, ...]) -> Path:
+    """The file that keeps the interpreted seconds of structure ``key`` between processes."""
+    import hashlib
+
+    from ocp_resnet.solvers.ipopt.transcription._common import cache_dir
+
+    return cache_dir() / "interpreted" / (hashlib.sha256("\n".join(key).encode()).hexdigest()[:24] + ".txt")
+
+
+def _read_ledger(key: tuple[str, ...]) -> float:
+    try:
+        value = float(_ledger(key).read_text())
+    except (OSError, ValueError):
+        return 0.0
+    return value if math.isfinite(value) and value >= 0 else 0.0
+
+
+def _write_ledger(key: tuple[str, ...], seconds: float) -> None:
+    """Best effort (an unwritable cache only loses the count); atomic, so a concurrent reader
+    sees a whole number."""
+    path = _ledger(key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(repr(seconds))
+        os.replace(tmp, path)
+    except OSError:
+        pass
 #: Structures whose compile failed in this process (not tried again).
 _COMPILE_FAILED: set[tuple[str, ...]] = set()
 
@@ -236,7 +272,9 @@ class _StageFunctions:
         from ocp_resnet.solvers.ipopt.transcription import _common
 
         self.jit = False
-        self.interpreted_s = _INTERPRETED_S.get(self._key, 0.0)  # earlier solves of this structure count
+        # earlier solves of this structure count, in this process and (through the cache) in others
+        self.interpreted_s = max(_INTERPRETED_S.get(self._key, 0.0), _read_ledger(self._key))
+        self._ledger_s = self.interpreted_s
         self.compile_s = math.inf
         if _common.c_compiler() is None:
             return
@@ -255,6 +293,9 @@ class _StageFunctions:
             return
         self.interpreted_s += seconds
         _INTERPRETED_S[self._key] = self.interpreted_s
+        if self.interpreted_s - self._ledger_s >= _LEDGER_STEP_S and math.isfinite(self.compile_s):
+            _write_ledger(self._key, self.interpreted_s)
+            self._ledger_s = self.interpreted_s
         if self.interpreted_s >= self.compile_s:
             from ocp_resnet.solvers.ipopt.transcription._common import compiled
 
