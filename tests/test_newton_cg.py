@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.optimize
 
 from ocp_resnet import Problem, Status
 from ocp_resnet.errors import ValidationError
@@ -12,16 +11,11 @@ from ocp_resnet.solvers import initial_weights
 from ocp_resnet.solvers.newton import _derivatives, _objective, _StageFunctions, newton_solve
 from ocp_resnet.solvers.newton_cg import NewtonCGOptions, _steihaug, newton_cg_solve
 
-from .problems import problem, random_weights, tiny_multiclass, tiny_spirals
+from .problems import SMOOTH_CONFIGS, bfgs_reference, problem, random_weights, tiny_multiclass, tiny_spirals
 
 pytest.importorskip("torch")
 
-CONFIGS = [
-    dict(),
-    dict(width=[2, 3, 3, 4], loss="sce", gamma=0.3, stem="linear"),  # projections, linear stem
-    dict(blocks=2, width=3, branch="basic", hidden=2, loss="bce", gamma=0.0, activation="softplus"),
-    dict(blocks=2, width=3, loss="ce", gamma=[0.1, 0.5], activation="smooth_relu"),
-]
+CONFIGS = SMOOTH_CONFIGS
 
 
 @pytest.mark.parametrize("kw", CONFIGS)
@@ -94,11 +88,7 @@ def test_zero_blocks_is_logistic_regression():
     sol = newton_cg_solve(prob, np.zeros(prob.spec.n_params), NewtonCGOptions(tol=1e-10))
     assert sol.success and sol.method == "newton-cg"
 
-    def f(v):
-        J, g = objective_and_gradient(prob, v)
-        return J, g
-
-    ref = scipy.optimize.minimize(f, np.zeros(prob.spec.n_params), jac=True, method="BFGS", options={"gtol": 1e-12})
+    ref = bfgs_reference(prob)
     np.testing.assert_allclose(sol.w, ref.x, atol=1e-7)
     assert sol.objective == pytest.approx(ref.fun, rel=1e-12)
 

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from ocp_resnet.status import Status
+
 
 @dataclass(frozen=True)
 class IterInfo:
@@ -215,17 +217,19 @@ def _CasadiCallback(monitor: IterationMonitor) -> Any:
 
 
 def stop_after_iteration(callback: IterCallback | None, sigint: StopOnSigint, iteration: int, objective: float,
-                         w: np.ndarray, started: float, max_time_s: float) -> tuple[str, str | None] | None:
-    """Why a weights-only solver (the Newton paths) stops after an accepted iteration, or None:
-    ``("interrupted", "callback")`` when ``callback`` returned True, ``("interrupted", "SIGINT")``
-    after Ctrl-C, ``("max_time", None)`` past ``max_time_s`` seconds since ``started``
-    (``time.perf_counter()``; 0: no limit). The first element is a :class:`~ocp_resnet.status.Status` value."""
+                         w: np.ndarray, started: float, max_time_s: float, stats: dict[str, Any]) -> Status | None:
+    """The status a weights-only solver (the Newton paths) stops with after an accepted
+    iteration, or None to go on: ``INTERRUPTED`` when ``callback`` returned True or after Ctrl-C
+    (``stats["stopped_by"]`` says which: ``"callback"`` / ``"SIGINT"``), ``MAX_TIME`` past
+    ``max_time_s`` seconds since ``started`` (``time.perf_counter()``; 0: no limit)."""
     elapsed = time.perf_counter() - started
     if callback is not None and callback(IterInfo(iteration=iteration, objective=objective, inf_pr=0.0,
                                                   wall_s=elapsed, w=w.copy(), x=w.copy())):
-        return "interrupted", "callback"
+        stats["stopped_by"] = "callback"
+        return Status.INTERRUPTED
     if sigint.requested:
-        return "interrupted", "SIGINT"
+        stats["stopped_by"] = "SIGINT"
+        return Status.INTERRUPTED
     if max_time_s and elapsed > max_time_s:
-        return "max_time", None
+        return Status.MAX_TIME
     return None

@@ -37,6 +37,7 @@ import contextlib
 import math
 import os
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -477,16 +478,29 @@ def exact_derivatives(problem: Problem, w: np.ndarray) -> tuple[float, np.ndarra
     Needs a twice-differentiable activation. Where J or its derivatives overflow the values are
     not finite (no error): the caller checks.
     """
-    if problem.spec.activation not in arch.SMOOTH_ACTIVATIONS:
-        raise ValidationError(f"activation {problem.spec.activation!r} is not twice differentiable: there is no "
-                              f"Hessian to assemble (use one of {', '.join(arch.SMOOTH_ACTIVATIONS)})")
+    why = smooth_activation_error(problem, "the exact Hessian")
+    if why is not None:
+        raise ValidationError(why)
     w = np.asarray(w, dtype=float).ravel()
     if w.size != problem.spec.n_params:
         raise ValidationError(f"the weights have {w.size} entries, this spec needs {problem.spec.n_params}")
     J, xs = _objective(problem, w)
     with np.errstate(all="ignore"):
-        g, H, _ = _derivatives(_StageFunctions(problem), problem, w, xs, metric=False)
+        g, H, _ = _derivatives(stage_functions(problem), problem, w, xs, metric=False)
     return J, g, H
+
+
+#: The stage functions of each live problem: a solve, its restarts and retries and the
+#: certificate after it share one build (and one compile decision).
+_BUILT: weakref.WeakKeyDictionary[Problem, _StageFunctions] = weakref.WeakKeyDictionary()
+
+
+def stage_functions(problem: Problem) -> _StageFunctions:
+    """The :class:`_StageFunctions` of ``problem``, built on first use."""
+    fns = _BUILT.get(problem)
+    if fns is None:
+        fns = _BUILT[problem] = _StageFunctions(problem)
+    return fns
 
 
 def _objective(problem: Problem, w: np.ndarray) -> tuple[float, list[np.ndarray]]:
@@ -630,8 +644,9 @@ class _Subproblem:
         except np.linalg.LinAlgError:
             return None
 
-    def _norm(self, s: np.ndarray) -> float:
-        return float(np.sqrt(s @ self.Mx @ s))
+    def norm(self, s: np.ndarray) -> float:
+        """‖s‖ in the region's metric: √(sᵀMs), or ‖s‖₂ without M."""
+        return float(np.linalg.norm(s)) if self.M is None else float(np.sqrt(s @ self.M @ s))
 
     def _pred(self, s: np.ndarray) -> float:
         return float(-(self.g @ s + 0.5 * s @ (self.H @ s)))
@@ -640,7 +655,7 @@ class _Subproblem:
         """The step for ``radius``, its predicted decrease and whether it is the interior Newton step."""
         if not self.cholesky or self.eig is not None:
             return self._eigen_step(radius)
-        if self.newton is not None and self._norm(self.newton) <= radius:
+        if self.newton is not None and self.norm(self.newton) <= radius:
             self.sigma = 0.0
             return self.newton, self._pred(self.newton), True
         lo, hi = self.lo0, self.hnorm + float(np.linalg.norm(self.g)) / radius
@@ -652,7 +667,7 @@ class _Subproblem:
                 sigma = max(np.sqrt(max(lo, 1e-300) * hi), lo + 0.01 * (hi - lo))
                 continue
             s = -self._linalg.cho_solve(f, self.g, check_finite=False)
-            ns = self._norm(s)
+            ns = self.norm(s)
             if abs(ns - radius) <= _MS_RTOL * radius:
                 self.sigma = sigma
                 return s, self._pred(s), False
@@ -684,24 +699,30 @@ class _Subproblem:
         return s, pred, interior
 
 
-def _trial(problem: Problem, w: np.ndarray, J: float, J_ref: float, g: np.ndarray, sub: _Subproblem, M: np.ndarray,
-           metric: str, radius: float) -> tuple[np.ndarray, float, bool, float, list[np.ndarray], float, float]:
-    """The trust-region step of ``radius``, its M-norm, whether it is interior, J and the states
-    at w + s, ρ = actual / predicted decrease, and the ratio that decides acceptance: the
-    decrease measured from ``J_ref`` (≥ J, the non-monotone reference) instead of J."""
-    s, pred, interior = sub.step(radius)
-    snorm = float(np.sqrt(s @ M @ s)) if metric == "states" else float(np.linalg.norm(s))
-    Jt, xst = _objective(problem, w + s)
+def reduction_ratio(J: float, Jt: float, pred: float, interior: bool) -> float:
+    """ρ = actual / predicted decrease of a trust-region trial J → Jt (``pred`` > 0 predicted).
+    Where both are below J's rounding error the model is trusted (1, or ½ on the boundary); a
+    non-finite trial value is an infinite increase."""
     ared = J - Jt if math.isfinite(Jt) else -math.inf
-    noise = 1e-13 * max(1.0, abs(J))  # J's rounding error: below it, trust the model
+    noise = 1e-13 * max(1.0, abs(J))
     if pred <= noise and abs(ared) <= 10 * noise:
-        rho = 1.0 if interior else 0.5
-    else:
-        rho = ared / pred if pred > 0 else -math.inf
+        return 1.0 if interior else 0.5
+    return ared / pred if pred > 0 else -math.inf
+
+
+def _trial(problem: Problem, w: np.ndarray, J: float, J_ref: float, sub: _Subproblem, radius: float
+           ) -> tuple[np.ndarray, float, bool, float, list[np.ndarray], float, float]:
+    """The trust-region step of ``radius``, its norm in the region's metric, whether it is
+    interior, J and the states at w + s, ρ = actual / predicted decrease, and the ratio that
+    decides acceptance: the decrease measured from ``J_ref`` (≥ J, the non-monotone reference)
+    instead of J."""
+    s, pred, interior = sub.step(radius)
+    Jt, xst = _objective(problem, w + s)
+    rho = reduction_ratio(J, Jt, pred, interior)
     accept = rho
     if J_ref > J and math.isfinite(Jt) and pred > 0:
         accept = max(rho, (J_ref - Jt) / pred)
-    return s, snorm, interior, Jt, xst, rho, accept
+    return s, sub.norm(s), interior, Jt, xst, rho, accept
 
 
 def _shrunk(rule: str, J: float, Jt: float, gs: float, snorm: float) -> float:
@@ -727,9 +748,30 @@ def start_weights(problem: Problem, w0: np.ndarray) -> np.ndarray:
     return w
 
 
+def smooth_activation_error(problem: Problem, path: str) -> str | None:
+    """Why a second-order ``path`` cannot solve ``problem`` (its activation is not twice
+    differentiable), or None."""
+    if problem.spec.activation in arch.SMOOTH_ACTIVATIONS:
+        return None
+    return (f"activation {problem.spec.activation!r} is not twice differentiable, so {path} cannot use it: "
+            f"use one of {', '.join(arch.SMOOTH_ACTIVATIONS)} (relu is for the torch back-end)")
+
+
 def check_newton(problem: Problem) -> bool:
     """Whether the Newton path can solve ``problem`` (twice-differentiable activation)."""
-    return problem.spec.activation in arch.SMOOTH_ACTIVATIONS
+    return smooth_activation_error(problem, "Newton") is None
+
+
+def weights_solution(problem: Problem, w: np.ndarray, status: Status, iterations: int, times: tuple[float, float, float],
+                     method: str, stats: dict[str, Any]) -> Solution:
+    """The :class:`Solution` of a solver whose only variables are the weights (the Newton paths):
+    ``times`` are the perf-counter readings at the start, after the build and at the end."""
+    t0, t1, t2 = times
+    return Solution(
+        weights=problem.params(w), w=w, evaluation=evaluate(problem, w), status=status, iterations=iterations,
+        build_time_s=t1 - t0, solve_time_s=t2 - t1, n_variables=w.size, n_constraints=0, method=method,
+        backend="casadi", stats=stats, x=w.copy(),
+    )
 
 
 def newton_solve(
@@ -748,16 +790,14 @@ def newton_solve(
     thread: ``"SIGINT"``), always with the last accepted iterate.
     """
     opts = options or NewtonOptions()
-    if problem.spec.activation not in arch.SMOOTH_ACTIVATIONS:
-        raise ValidationError(
-            f"activation {problem.spec.activation!r} is not twice differentiable, so Newton cannot use it: "
-            f"use one of {', '.join(arch.SMOOTH_ACTIVATIONS)} (relu is for the torch back-end)"
-        )
+    why = smooth_activation_error(problem, "Newton")
+    if why is not None:
+        raise ValidationError(why)
     p = problem.spec.n_params
     w = start_weights(problem, w0)
     say = log if (log is not None and opts.print_level > 0) else None
     t0 = time.perf_counter()
-    fns = _StageFunctions(problem)
+    fns = stage_functions(problem)
     t1 = time.perf_counter()
     stats: dict[str, Any] = {"hessians": 0, "rejected": 0, "negative_curvature": 0, "boundary_steps": 0}
     status = Status.MAX_ITER
@@ -765,6 +805,7 @@ def newton_solve(
     radius = opts.radius
     history = [J]
     sub: _Subproblem | None = None
+    states = opts.metric == "states"  # the metric M is formed only for the states region
     it = 0
     if say:
         say(f"exact Newton, trust region in the {opts.metric} metric: {p} weights, {problem.n_samples} samples, "
@@ -775,7 +816,7 @@ def newton_solve(
         if not math.isfinite(J):
             status = Status.NAN
         else:
-            g, H, M = _derivatives(fns, problem, w, xs)
+            g, H, M = _derivatives(fns, problem, w, xs, metric=states)
             stats["hessians"] += 1
         while status is Status.MAX_ITER:
             gnorm = float(np.max(np.abs(g), initial=0.0))
@@ -790,7 +831,7 @@ def newton_solve(
             if it >= opts.max_iter:
                 break
             # the region is ‖s‖_M ≤ radius (states metric) or ‖s‖₂ ≤ radius
-            sub = _Subproblem(H, M if opts.metric == "states" else None, g, sub.sigma if sub is not None else 0.0)
+            sub = _Subproblem(H, M if states else None, g, sub.sigma if sub is not None else 0.0)
             # non-monotone acceptance: a trial is measured against the largest of the last
             # `nonmonotone` accepted objectives (all ≤ the start's, so the result is too)
             J_ref = max(history[-opts.nonmonotone:])
@@ -798,11 +839,11 @@ def newton_solve(
             # again with the same eigendecomposition before paying for new derivatives.
             # (Also expanding greedily along the path cut no iterations and led to worse local
             # minima on the benchmark problems.)
-            s, snorm, interior, Jt, xst, rho, acc = _trial(problem, w, J, J_ref, g, sub, M, opts.metric, radius)
+            s, snorm, interior, Jt, xst, rho, acc = _trial(problem, w, J, J_ref, sub, radius)
             trials = 1
             while acc <= _ETA and snorm > 1e-15 * (1.0 + float(np.linalg.norm(w))):
                 radius = _shrunk(opts.shrink, J, Jt, float(g @ s), snorm)
-                s, snorm, interior, Jt, xst, rho, acc = _trial(problem, w, J, J_ref, g, sub, M, opts.metric, radius)
+                s, snorm, interior, Jt, xst, rho, acc = _trial(problem, w, J, J_ref, sub, radius)
                 trials += 1
             accepted = acc > _ETA
             if rho < 0.25:
@@ -824,22 +865,16 @@ def newton_solve(
                 break
             w, J, xs = w + s, Jt, xst
             history.append(J)
-            g, H, M = _derivatives(fns, problem, w, xs)
+            g, H, M = _derivatives(fns, problem, w, xs, metric=states)
             stats["hessians"] += 1
-            stop = stop_after_iteration(callback, sigint, it, J, w, t1, opts.max_time_s)
+            stop = stop_after_iteration(callback, sigint, it, J, w, t1, opts.max_time_s, stats)
             if stop is not None:
-                status = Status(stop[0])
-                if stop[1] is not None:
-                    stats["stopped_by"] = stop[1]
+                status = stop
                 break
     t2 = time.perf_counter()
     if say and status is not Status.SUCCESS:
         say(f"stopped: {status.value}")
-    return Solution(
-        weights=problem.params(w), w=w, evaluation=evaluate(problem, w), status=status, iterations=it,
-        build_time_s=t1 - t0, solve_time_s=t2 - t1, n_variables=p, n_constraints=0, method=METHOD,
-        backend="casadi", stats={**stats, "radius": radius}, x=w.copy(),
-    )
+    return weights_solution(problem, w, status, it, (t0, t1, t2), METHOD, {**stats, "radius": radius})
 
 
 #: Weights below which the Newton path runs BLAS on one thread: its matrices are small (p×p

@@ -31,12 +31,10 @@ from typing import Any
 import numpy as np
 
 from ocp_resnet.errors import ValidationError, check_choice, check_float, check_int
-from ocp_resnet.model import architecture as arch
-from ocp_resnet.model.evaluation import evaluate
 from ocp_resnet.model.problem import Problem
 from ocp_resnet.solvers.base import Backend, Init, Log
 from ocp_resnet.solvers.iteration import IterCallback, StopOnSigint, stop_after_iteration
-from ocp_resnet.solvers.newton import start_weights
+from ocp_resnet.solvers.newton import reduction_ratio, smooth_activation_error, start_weights, weights_solution
 from ocp_resnet.solvers.solution import Solution
 from ocp_resnet.status import Status
 
@@ -91,9 +89,9 @@ class NewtonCGOptions:
 def check_newton_cg(problem: Problem) -> str | None:
     """Why the Newton–CG path cannot solve ``problem`` (``None`` when it can): it needs a twice
     differentiable activation and torch."""
-    if problem.spec.activation not in arch.SMOOTH_ACTIVATIONS:
-        return (f"activation {problem.spec.activation!r} is not twice differentiable, so Newton-CG cannot use it: "
-                f"use one of {', '.join(arch.SMOOTH_ACTIVATIONS)} (relu is for the torch back-end)")
+    why = smooth_activation_error(problem, "Newton-CG")
+    if why is not None:
+        return why
     import importlib.util
 
     if importlib.util.find_spec("torch") is None:  # not imported here: that costs ~1.5 s of every solve
@@ -252,12 +250,7 @@ def newton_cg_solve(
                     trials += 1
                     s = path.step
                     Jt = f.value(w + s)
-                    ared = J - Jt
-                    noise = 1e-13 * max(1.0, abs(J))  # J's rounding error: below it, trust the model
-                    if path.pred <= noise and abs(ared) <= 10 * noise:
-                        rho = 1.0 if not path.boundary else 0.5
-                    else:
-                        rho = ared / path.pred if path.pred > 0 else -math.inf
+                    rho = reduction_ratio(J, Jt, path.pred, not path.boundary)
                     if rho > _ETA or path.norm <= 1e-15 * (1.0 + float(np.linalg.norm(w * scale))):
                         break
                     # rejected: cut the same CG path back (no new products), as exact Newton re-solves
@@ -282,11 +275,9 @@ def newton_cg_solve(
                     break
                 w, J = w + s, Jt
                 g = f.gradient(w)
-                stop = stop_after_iteration(callback, sigint, it, J, w, t1, opts.max_time_s)
+                stop = stop_after_iteration(callback, sigint, it, J, w, t1, opts.max_time_s, stats)
                 if stop is not None:
-                    status = Status(stop[0])
-                    if stop[1] is not None:
-                        stats["stopped_by"] = stop[1]
+                    status = stop
                     break
     finally:
         if opts.threads is not None:
@@ -295,11 +286,7 @@ def newton_cg_solve(
     stats.update(f.evaluations)
     if say and status is not Status.SUCCESS:
         say(f"stopped: {status.value}" + (f" ({stats['reason']})" if "reason" in stats else ""))
-    return Solution(
-        weights=problem.params(w), w=w, evaluation=evaluate(problem, w), status=status, iterations=it,
-        build_time_s=t1 - t0, solve_time_s=t2 - t1, n_variables=p, n_constraints=0, method=METHOD,
-        backend="casadi", stats={**stats, "radius": radius}, x=w.copy(),
-    )
+    return weights_solution(problem, w, status, it, (t0, t1, t2), METHOD, {**stats, "radius": radius})
 
 
 @dataclass(frozen=True)
