@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ocp_resnet.model import architecture as arch
+from ocp_resnet.model import objective as objective_mod
 from ocp_resnet.model._ops import TORCH
 from ocp_resnet.torch.loss import StageCostLoss
 from ocp_resnet.torch.mlp import ResNetMLP
@@ -61,7 +62,7 @@ class FlatObjective:
         obj = self.problem.objective
         P = self.problem.spec.unflatten(w, TORCH)
         cost, _ = self.model.cost(self.X, self.T, obj, params=P)
-        return cost.mean() + obj.weight_decay * (w * w).sum()
+        return cost.mean() + objective_mod.regularization(obj, w, TORCH)
 
     def value(self, w: np.ndarray) -> float:
         """J(w) (inf where the simulation overflows)."""
