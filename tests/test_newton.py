@@ -9,12 +9,14 @@ import pytest
 from ocp_resnet import IpoptOptions, Problem, Status, solve
 from ocp_resnet.errors import ValidationError
 from ocp_resnet.model import architecture as arch
+from ocp_resnet.model import objective as objective_mod
 from ocp_resnet.model._ops import NUMPY
 from ocp_resnet.model.evaluation import objective_and_gradient
 from ocp_resnet.solvers import initial_weights, newton
 from ocp_resnet.solvers.ipopt.transcription import _common
 from ocp_resnet.solvers.newton import (
     NewtonOptions,
+    _Derivatives,
     _derivatives,
     _objective,
     _shrunk,
@@ -98,6 +100,69 @@ def test_stage_functions_compile_once_per_shape_with_the_same_numbers(tmp_path, 
     assert _StageFunctions(other).jit
     assert _common.COMPILE_COUNTS["compiled"] == counts["compiled"]
     assert _common.COMPILE_COUNTS["loaded"] - counts["loaded"] == 2
+
+
+@pytest.mark.parametrize("kw", [CONFIGS[0], CONFIGS[1], CONFIGS[-1]])
+def test_chunks_of_samples_give_the_same_derivatives(kw):
+    """Swept over chunks of samples (uneven, a stem included where the config has one), ∇J, ∇²J
+    and M are the one-piece sweep's to rounding; a chunk is the problem on those samples."""
+    prob = problem(**kw)
+    w = random_weights(prob)
+    J, xs = _objective(prob, w)
+    whole = _Derivatives(prob, chunks=1)
+    assert whole.chunks == 1
+    for chunks in (2, 3):
+        split = _Derivatives(prob, chunks=chunks)
+        assert split.chunks == chunks
+        assert sum(sub.n_samples for sub, _, _ in split.parts) == prob.n_samples
+        for metric in (True, False):
+            for a, b in zip(split(w, xs, metric), whole(w, xs, metric)):
+                np.testing.assert_allclose(a, b, rtol=0, atol=1e-13 * max(1.0, np.abs(b).max()))
+    sub = prob.rows(slice(3, 9))
+    assert sub.n_samples == 6 and np.array_equal(sub.U, prob.U[:, 3:9]) and np.array_equal(sub.T, prob.T[:, 3:9])
+    assert sub.objective_value(w) == pytest.approx(
+        np.mean(objective_mod.sample_cost(prob.spec, prob.objective, prob.spec.unflatten(w),
+                                          [x[:, 3:9] for x in xs], prob.T[:, 3:9], NUMPY))
+        + objective_mod.regularization(prob.objective, w, NUMPY), rel=1e-14)
+
+
+def test_chunk_size_follows_the_work_array_size():
+    """One piece below CHUNK_BYTES (every test problem), more above, never chunks of fewer than
+    CHUNK_MIN_SAMPLES samples."""
+    prob = problem(blocks=2, width=2, loss="bce", gamma=0.0)
+    assert _Derivatives(prob).chunks == 1
+    n = prob.n_samples
+    size = 8.0 * n * max(prob.spec.widths) * prob.spec.n_params
+    old = (newton.CHUNK_BYTES, newton.CHUNK_MIN_SAMPLES)
+    try:
+        newton.CHUNK_BYTES, newton.CHUNK_MIN_SAMPLES = size / 2.5, 1
+        assert _Derivatives(prob).chunks == 3
+        newton.CHUNK_MIN_SAMPLES = n // 2
+        assert _Derivatives(prob).chunks == 2
+    finally:
+        newton.CHUNK_BYTES, newton.CHUNK_MIN_SAMPLES = old
+
+
+@pytest.mark.skipif(_common.c_compiler() is None, reason="needs a C compiler")
+def test_chunks_count_their_time_for_the_whole_and_follow_its_compile(tmp_path, monkeypatch):
+    """Interpreted seconds spent in chunks count for the problem's one compile decision; once
+    it compiled, the chunks run the compiled functions (the same numbers)."""
+    monkeypatch.setenv("OCP_RESNET_CACHE", str(tmp_path))
+    monkeypatch.setattr(newton, "_INTERPRETED_S", {})
+    prob = problem(blocks=3, width=2, loss="sce", gamma=0.5)
+    w = random_weights(prob)
+    _, xs = _objective(prob, w)
+    split = _Derivatives(prob, chunks=2)
+    owner = split.fns
+    assert not owner.jit
+    before = split(w, xs)
+    assert owner.interpreted_s > 0 and all(f.interpreted_s == 0 for _, f, _ in split.parts)
+    owner.account(owner.compile_s)
+    assert owner.jit and not any(f.jit for _, f, _ in split.parts)
+    after = split(w, xs)
+    assert all(f.jit and all(m.compiled for m in f.mapped) for _, f, _ in split.parts)
+    for a, b in zip(after, before):
+        np.testing.assert_allclose(a, b, rtol=1e-15, atol=1e-15)
 
 
 @pytest.mark.skipif(_common.c_compiler() is None, reason="needs a C compiler")

@@ -6,6 +6,8 @@ accuracies and block norms of any weights are computed one way only.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -83,6 +85,18 @@ class Problem:
     def n_samples(self) -> int:
         """Number of samples n."""
         return int(self.U.shape[1])
+
+    def rows(self, samples: slice) -> Problem:
+        """The same spec and objective on the samples ``samples`` of this problem's data.
+
+        Not checked again: a slice may hold a single class. J of the whole problem is the
+        sample-weighted mean of its parts' sample terms (the Newton path sums its derivatives
+        over chunks of samples this way)."""
+        sub = copy.copy(self)
+        sub.data = dataclasses.replace(self.data, X=self.data.X[samples], y=self.data.y[samples])
+        sub.U = np.ascontiguousarray(self.U[:, samples])
+        sub.T = np.ascontiguousarray(self.T[:, samples])
+        return sub
 
     # ------------------------------------------------------------------ numeric evaluation
     def params(self, w: np.ndarray | Mapping[str, Any]) -> dict[str, np.ndarray]:

@@ -34,6 +34,7 @@ Convergence: ‖∇J(w)‖_∞ ≤ ``tol``, with J and ∇J those of :meth:`Prob
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import time
@@ -238,6 +239,8 @@ class _StageFunctions:
             self.stages.append(_Stage(mapped[key], K, widths[k], f.numel(), gammas[k], p))
         self.mapped = list(mapped.values())
         self._key = tuple(sorted(mapped))
+        #: the whole problem's functions when these are a chunk's (:meth:`rows`)
+        self.owner: _StageFunctions | None = None
         self._jit_setup()
         self._buffers: dict[tuple[int, int], np.ndarray] = {}
         #: the first column of the weights stage k or a later one touches: the second-order
@@ -289,7 +292,11 @@ class _StageFunctions:
 
     def account(self, seconds: float) -> None:
         """Add ``seconds`` of CPU time spent in interpreted stage functions; compile them once
-        that reaches the estimated compile time (:meth:`_jit_setup`)."""
+        that reaches the estimated compile time (:meth:`_jit_setup`). A chunk's seconds count
+        for the whole problem's functions (:meth:`rows`)."""
+        if self.owner is not None:
+            self.owner.account(seconds)
+            return
         if self.jit:
             return
         self.interpreted_s += seconds
@@ -307,6 +314,30 @@ class _StageFunctions:
             self.compile_s = math.inf
             if not self.jit:  # one attempt per process: a failed compile stays interpreted
                 _COMPILE_FAILED.add(self._key)
+
+    def rows(self, samples: slice, n: int) -> _StageFunctions:
+        """These functions for the ``n`` samples ``samples`` (a chunk of this problem's): the
+        same one-sample functions mapped over fewer samples, with their own work arrays; their
+        compile decision stays with these (:meth:`account`, :meth:`follow`)."""
+        new = copy.copy(self)
+        new.n, new.owner, new._buffers = n, self, {}
+        remap = {id(m): m.resized(n) for m in self.mapped}
+        new.mapped = list(remap.values())
+        new.stages = [copy.copy(st) for st in self.stages]
+        for st in new.stages:
+            st.fn = remap[id(st.fn)]
+        if self.stem is not None:
+            new.stem = (self.stem[0][samples], self.stem[1])
+        return new
+
+    def follow(self) -> None:
+        """Load the compiled functions once the owner compiled them (a chunk's, :meth:`rows`)."""
+        if self.owner is None or self.jit or not self.owner.jit:
+            return
+        for m, mo in zip(self.mapped, self.owner.mapped):
+            if not m.compiled and mo.compiled:
+                m.swap(mo.one)
+        self.jit = all(m.compiled for m in self.mapped)
 
     def buffer(self, k: int, nm: int, d: int) -> np.ndarray:
         """An (nm, n, d, p) work array for Q_k, one of two that alternate between the stages and
@@ -341,6 +372,7 @@ class _Mapped:
     def swap(self, fn: Any) -> None:
         """Map ``fn`` (the base function, or the same compiled) over the samples."""
         self.compiled = fn is not self.base
+        self.one = fn  # the one-sample function mapped (the base or its compiled twin)
         self.fn = fn.map(f"{fn.name()}_map", "serial", self.n, list(self.shared), [])
         self.buf, self.eval = self.fn.buffer()
         # The outputs live in arrays set once and overwritten by every call (a fresh array per
@@ -369,6 +401,13 @@ class _Mapped:
             self.buf.set_arg(i, a.data)
         self.eval()
         return self.outs
+
+    def resized(self, n: int) -> _Mapped:
+        """The same function mapped over ``n`` samples (compiled if this one is)."""
+        m = _Mapped(self.base, n, self.shared, self.constant)
+        if self.compiled:
+            m.swap(self.one)
+        return m
 
     def dense(self, o: np.ndarray, j: int) -> np.ndarray:
         """Output ``j`` (dense) of :meth:`__call__` as (n, rows, cols) (a transposed view)."""
@@ -486,7 +525,7 @@ def exact_derivatives(problem: Problem, w: np.ndarray) -> tuple[float, np.ndarra
         raise ValidationError(f"the weights have {w.size} entries, this spec needs {problem.spec.n_params}")
     J, xs = _objective(problem, w)
     with np.errstate(all="ignore"):
-        g, H, _ = _derivatives(stage_functions(problem), problem, w, xs, metric=False)
+        g, H, _ = derivatives_of(problem)(w, xs, metric=False)
     return J, g, H
 
 
@@ -501,6 +540,68 @@ def stage_functions(problem: Problem) -> _StageFunctions:
     if fns is None:
         fns = _BUILT[problem] = _StageFunctions(problem)
     return fns
+
+
+#: Bytes of one second-order-adjoint work array (n·d·p floats, :func:`_derivatives`) above which
+#: the samples are swept in chunks that fit the cache: on this project's 2-core machine (2 MiB L2
+#: per core) the spirals n = 2000, 20 blocks of width 4 (p = 410, 26 MB) took 461 ms a call in one
+#: piece and 314 ms in four; at 4 MB (width 6, n = 210, p = 392) two chunks were slower
+#: (``benchmarks/newton_derivatives.py --chunks``).
+CHUNK_BYTES = 8 * 2**20
+#: the fewest samples in a chunk (below, numpy's per-call overhead outweighs the cache)
+CHUNK_MIN_SAMPLES = 128
+
+
+class _Derivatives:
+    """∇J, ∇²J and M of one problem at simulated states (:func:`_derivatives`), swept over
+    chunks of samples when the work arrays outgrow :data:`CHUNK_BYTES`: each term of J is a
+    mean over the samples, so the whole is the sample-weighted mean of the chunks' (the weight
+    decay's terms too, since the weights sum to one)."""
+
+    def __init__(self, problem: Problem, chunks: int | None = None) -> None:
+        self.problem = problem
+        self.fns = stage_functions(problem)
+        n = problem.n_samples
+        if chunks is None:
+            size = 8.0 * n * max(problem.spec.widths) * problem.spec.n_params
+            chunks = min(math.ceil(size / CHUNK_BYTES), n // CHUNK_MIN_SAMPLES)
+        chunks = max(1, min(int(chunks), n))
+        bounds = [round(i * n / chunks) for i in range(chunks + 1)]
+        self.parts = [(problem.rows(sl), self.fns.rows(sl, sl.stop - sl.start), sl)
+                      for sl in (slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]))] if chunks > 1 else []
+
+    @property
+    def chunks(self) -> int:
+        """How many chunks of samples a call sweeps."""
+        return max(1, len(self.parts))
+
+    def __call__(self, w: np.ndarray, xs: list[np.ndarray], metric: bool = True
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not self.parts:
+            return _derivatives(self.fns, self.problem, w, xs, metric)
+        n = self.problem.n_samples
+        p = w.size
+        g, H, M = np.zeros(p), np.zeros((p, p)), np.zeros((p, p))
+        for sub, fns, sl in self.parts:
+            fns.follow()
+            gi, Hi, Mi = _derivatives(fns, sub, w, [x[:, sl] for x in xs], metric)
+            share = sub.n_samples / n
+            g += share * gi
+            H += share * Hi
+            M += share * Mi
+        return g, H, M
+
+
+#: The derivative sweeps of each live problem (the solve, its restarts and its certificate).
+_SWEEPS: weakref.WeakKeyDictionary[Problem, _Derivatives] = weakref.WeakKeyDictionary()
+
+
+def derivatives_of(problem: Problem) -> _Derivatives:
+    """The :class:`_Derivatives` of ``problem``, built on first use."""
+    d = _SWEEPS.get(problem)
+    if d is None:
+        d = _SWEEPS[problem] = _Derivatives(problem)
+    return d
 
 
 def _objective(problem: Problem, w: np.ndarray) -> tuple[float, list[np.ndarray]]:
@@ -797,7 +898,7 @@ def newton_solve(
     w = start_weights(problem, w0)
     say = log if (log is not None and opts.print_level > 0) else None
     t0 = time.perf_counter()
-    fns = stage_functions(problem)
+    derivatives = derivatives_of(problem)
     t1 = time.perf_counter()
     stats: dict[str, Any] = {"hessians": 0, "rejected": 0, "negative_curvature": 0, "boundary_steps": 0}
     status = Status.MAX_ITER
@@ -816,7 +917,7 @@ def newton_solve(
         if not math.isfinite(J):
             status = Status.NAN
         else:
-            g, H, M = _derivatives(fns, problem, w, xs, metric=states)
+            g, H, M = derivatives(w, xs, metric=states)
             stats["hessians"] += 1
         while status is Status.MAX_ITER:
             gnorm = float(np.max(np.abs(g), initial=0.0))
@@ -865,7 +966,7 @@ def newton_solve(
                 break
             w, J, xs = w + s, Jt, xst
             history.append(J)
-            g, H, M = _derivatives(fns, problem, w, xs, metric=states)
+            g, H, M = derivatives(w, xs, metric=states)
             stats["hessians"] += 1
             stop = stop_after_iteration(callback, sigint, it, J, w, t1, opts.max_time_s, stats)
             if stop is not None:
