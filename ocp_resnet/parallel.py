@@ -70,6 +70,7 @@ def worker_init() -> None:
     # here (importing torch just to set its threads would cost every worker seconds)
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ["MKL_NUM_THREADS"] = "1"
+    os.environ["OCP_RESNET_THREADS"] = "1"  # the Newton path's derivative sweeps (solvers.newton.auto_threads)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -126,6 +126,31 @@ def test_chunks_of_samples_give_the_same_derivatives(kw):
         + objective_mod.regularization(prob.objective, w, NUMPY), rel=1e-14)
 
 
+def test_threads_sweep_chunks_with_the_same_numbers(monkeypatch):
+    """Chunks swept by threads give the serial sweep's numbers bit for bit (fixed summation
+    order); the thread count is capped by the work, and OCP_RESNET_THREADS sets the default."""
+    prob = problem(**CONFIGS[1])
+    w = random_weights(prob)
+    _, xs = _objective(prob, w)
+    monkeypatch.setattr(newton, "THREAD_MIN_WORK", 1)
+    monkeypatch.setattr(newton, "CHUNK_MIN_SAMPLES", 1)
+    serial = _Derivatives(prob, chunks=4, threads=1)
+    threaded = _Derivatives(prob, chunks=4, threads=2)
+    assert threaded.threads == 2 and serial.threads == 1
+    for _ in range(3):
+        for a, b in zip(threaded(w, xs), serial(w, xs)):
+            assert np.array_equal(a, b)
+    monkeypatch.setattr(newton, "THREAD_MIN_WORK", 10**9)
+    assert _Derivatives(prob, threads=4).threads == 1 and _Derivatives(prob, threads=4).chunks == 1
+    monkeypatch.setenv("OCP_RESNET_THREADS", "3")
+    assert newton.auto_threads() == 3
+    monkeypatch.setenv("OCP_RESNET_THREADS", "many")
+    with pytest.raises(ValidationError, match="OCP_RESNET_THREADS"):
+        newton.auto_threads()
+    monkeypatch.delenv("OCP_RESNET_THREADS")
+    assert 1 <= newton.auto_threads() <= newton.MAX_THREADS
+
+
 def test_chunk_size_follows_the_work_array_size():
     """One piece below CHUNK_BYTES (every test problem), more above, never chunks of fewer than
     CHUNK_MIN_SAMPLES samples."""

@@ -37,9 +37,11 @@ import contextlib
 import copy
 import math
 import os
+import threading
 import time
 import weakref
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,9 @@ class NewtonOptions:
     the last m accepted values (1: monotone), so every iterate stays below the start.
     ``benchmarks/newton_iterations.py`` measured the alternatives on the 46 census problems:
     none cut the iteration counts (docs/performance.md), so the defaults stay 2×, ¼, monotone.
+
+    ``threads``: how many threads sweep the derivatives, each over its own chunk of samples
+    (0: :func:`auto_threads`); problems too small to gain use one whatever the setting.
     """
 
     tol: float = 1e-8
@@ -95,6 +100,7 @@ class NewtonOptions:
     expand: float = 2.0
     shrink: str = "fixed"
     nonmonotone: int = 1
+    threads: int = 0
 
     def __post_init__(self) -> None:
         self.tol = check_float("tol", self.tol, 0.0, strict=True)
@@ -107,6 +113,7 @@ class NewtonOptions:
         self.expand = check_float("expand", self.expand, 1.0, strict=True)
         check_choice("shrink", self.shrink, SHRINKS)
         self.nonmonotone = check_int("nonmonotone", self.nonmonotone, 1)
+        self.threads = check_int("threads", self.threads, 0)
         if self.max_radius < self.radius:
             raise ValidationError(f"max_radius {self.max_radius} is below radius {self.radius}: raise max_radius")
 
@@ -241,6 +248,7 @@ class _StageFunctions:
         self._key = tuple(sorted(mapped))
         #: the whole problem's functions when these are a chunk's (:meth:`rows`)
         self.owner: _StageFunctions | None = None
+        self._lock = threading.Lock()
         self._jit_setup()
         self._buffers: dict[tuple[int, int], np.ndarray] = {}
         #: the first column of the weights stage k or a later one touches: the second-order
@@ -297,6 +305,10 @@ class _StageFunctions:
         if self.owner is not None:
             self.owner.account(seconds)
             return
+        with self._lock:  # chunks swept in threads report here concurrently
+            self._account(seconds)
+
+    def _account(self, seconds: float) -> None:
         if self.jit:
             return
         self.interpreted_s += seconds
@@ -544,28 +556,62 @@ def stage_functions(problem: Problem) -> _StageFunctions:
 
 #: Bytes of one second-order-adjoint work array (n·d·p floats, :func:`_derivatives`) above which
 #: the samples are swept in chunks that fit the cache: on this project's 2-core machine (2 MiB L2
-#: per core) the spirals n = 2000, 20 blocks of width 4 (p = 410, 26 MB) took 461 ms a call in one
+#: per core) the spirals n = 2000, 20 blocks of width 4 (p = 410, 26 MB) took 465 ms a call in one
 #: piece and 314 ms in four; at 4 MB (width 6, n = 210, p = 392) two chunks were slower
 #: (``benchmarks/newton_derivatives.py --chunks``).
 CHUNK_BYTES = 8 * 2**20
 #: the fewest samples in a chunk (below, numpy's per-call overhead outweighs the cache)
 CHUNK_MIN_SAMPLES = 128
+#: the most threads :func:`auto_threads` gives a solve
+MAX_THREADS = 4
+#: a chunk's work n·d·p (samples × widest state × weights) below which another thread does not pay
+THREAD_MIN_WORK = 200_000
+
+
+def auto_threads() -> int:
+    """Threads for a Newton solve's derivative sweeps: ``OCP_RESNET_THREADS`` when set (the
+    workers of parallel sweeps set it to 1), else the cores this process may run on, at most
+    :data:`MAX_THREADS`."""
+    env = os.environ.get("OCP_RESNET_THREADS", "").strip()
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise ValidationError(f"OCP_RESNET_THREADS must be a whole number of threads, got {env!r}") from None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, MAX_THREADS))
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(MAX_THREADS, thread_name_prefix="ocp-resnet-sweep")
+    return _POOL
 
 
 class _Derivatives:
     """∇J, ∇²J and M of one problem at simulated states (:func:`_derivatives`), swept over
-    chunks of samples when the work arrays outgrow :data:`CHUNK_BYTES`: each term of J is a
+    chunks of samples when the work arrays outgrow :data:`CHUNK_BYTES` or when ``threads`` > 1
+    can share a sweep (each chunk's work at least :data:`THREAD_MIN_WORK`). Each term of J is a
     mean over the samples, so the whole is the sample-weighted mean of the chunks' (the weight
-    decay's terms too, since the weights sum to one)."""
+    decay's terms too, since the weights sum to one); the chunks are summed in a fixed order,
+    so the result does not depend on which thread finished first."""
 
-    def __init__(self, problem: Problem, chunks: int | None = None) -> None:
+    def __init__(self, problem: Problem, chunks: int | None = None, threads: int = 1) -> None:
         self.problem = problem
+        self.requested = threads
         self.fns = stage_functions(problem)
         n = problem.n_samples
+        work = n * max(problem.spec.widths) * problem.spec.n_params
+        self.threads = max(1, min(int(threads), work // THREAD_MIN_WORK, n // CHUNK_MIN_SAMPLES))
         if chunks is None:
-            size = 8.0 * n * max(problem.spec.widths) * problem.spec.n_params
-            chunks = min(math.ceil(size / CHUNK_BYTES), n // CHUNK_MIN_SAMPLES)
+            chunks = min(math.ceil(8.0 * work / CHUNK_BYTES), n // CHUNK_MIN_SAMPLES)
+            chunks = self.threads * math.ceil(max(chunks, 1) / self.threads)
         chunks = max(1, min(int(chunks), n))
+        self.threads = min(self.threads, chunks)
         bounds = [round(i * n / chunks) for i in range(chunks + 1)]
         self.parts = [(problem.rows(sl), self.fns.rows(sl, sl.stop - sl.start), sl)
                       for sl in (slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]))] if chunks > 1 else []
@@ -581,10 +627,15 @@ class _Derivatives:
             return _derivatives(self.fns, self.problem, w, xs, metric)
         n = self.problem.n_samples
         p = w.size
-        g, H, M = np.zeros(p), np.zeros((p, p)), np.zeros((p, p))
-        for sub, fns, sl in self.parts:
+        for _, fns, _ in self.parts:
             fns.follow()
-            gi, Hi, Mi = _derivatives(fns, sub, w, [x[:, sl] for x in xs], metric)
+        jobs = [(fns, sub, w, [x[:, sl] for x in xs], metric) for sub, fns, sl in self.parts]
+        if self.threads > 1:
+            results = [f.result() for f in [_pool().submit(_derivatives, *job) for job in jobs]]
+        else:
+            results = [_derivatives(*job) for job in jobs]
+        g, H, M = np.zeros(p), np.zeros((p, p)), np.zeros((p, p))
+        for (sub, _, _), (gi, Hi, Mi) in zip(self.parts, results):
             share = sub.n_samples / n
             g += share * gi
             H += share * Hi
@@ -596,11 +647,12 @@ class _Derivatives:
 _SWEEPS: weakref.WeakKeyDictionary[Problem, _Derivatives] = weakref.WeakKeyDictionary()
 
 
-def derivatives_of(problem: Problem) -> _Derivatives:
-    """The :class:`_Derivatives` of ``problem``, built on first use."""
+def derivatives_of(problem: Problem, threads: int | None = None) -> _Derivatives:
+    """The :class:`_Derivatives` of ``problem`` for up to ``threads`` threads (None: the last
+    one built, else one thread), built on first use."""
     d = _SWEEPS.get(problem)
-    if d is None:
-        d = _SWEEPS[problem] = _Derivatives(problem)
+    if d is None or (threads is not None and d.requested != threads):
+        d = _SWEEPS[problem] = _Derivatives(problem, threads=threads or 1)
     return d
 
 
@@ -898,7 +950,7 @@ def newton_solve(
     w = start_weights(problem, w0)
     say = log if (log is not None and opts.print_level > 0) else None
     t0 = time.perf_counter()
-    derivatives = derivatives_of(problem)
+    derivatives = derivatives_of(problem, opts.threads or auto_threads())
     t1 = time.perf_counter()
     stats: dict[str, Any] = {"hessians": 0, "rejected": 0, "negative_curvature": 0, "boundary_steps": 0}
     status = Status.MAX_ITER
