@@ -562,6 +562,8 @@ def stage_functions(problem: Problem) -> _StageFunctions:
 CHUNK_BYTES = 8 * 2**20
 #: the fewest samples in a chunk (below, numpy's per-call overhead outweighs the cache)
 CHUNK_MIN_SAMPLES = 128
+#: the fewest samples a thread's chunk holds
+THREAD_MIN_SAMPLES = 32
 #: the most threads :func:`auto_threads` gives a solve
 MAX_THREADS = 4
 #: a chunk's work n·d·p (samples × widest state × weights) below which another thread does not pay
@@ -581,6 +583,11 @@ def auto_threads() -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(cores, MAX_THREADS))
 
+
+#: how often a sweep that may use threads times the other way again (calls)
+_PROBE_EVERY = 25
+#: the cost of a sweep without the metric relative to one with it (so both time the same scale)
+_NO_METRIC_SHARE = 0.55
 
 _POOL: ThreadPoolExecutor | None = None
 
@@ -606,15 +613,33 @@ class _Derivatives:
         self.fns = stage_functions(problem)
         n = problem.n_samples
         work = n * max(problem.spec.widths) * problem.spec.n_params
-        self.threads = max(1, min(int(threads), work // THREAD_MIN_WORK, n // CHUNK_MIN_SAMPLES))
+        self.threads = max(1, min(int(threads), work // THREAD_MIN_WORK, n // THREAD_MIN_SAMPLES))
         if chunks is None:
             chunks = min(math.ceil(8.0 * work / CHUNK_BYTES), n // CHUNK_MIN_SAMPLES)
             chunks = self.threads * math.ceil(max(chunks, 1) / self.threads)
         chunks = max(1, min(int(chunks), n))
         self.threads = min(self.threads, chunks)
+        self._calls = 0
+        #: wall seconds of the recent calls, serial [False] and threaded [True] (metric-equivalent)
+        self._seconds: dict[bool, list[float]] = {False: [], True: []}
         bounds = [round(i * n / chunks) for i in range(chunks + 1)]
         self.parts = [(problem.rows(sl), self.fns.rows(sl, sl.stop - sl.start), sl)
                       for sl in (slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]))] if chunks > 1 else []
+
+    def _threaded(self) -> bool:
+        """Whether this call runs the chunks in threads. Threads pay only while cores are free
+        (on a loaded 2-core machine they made the n = 2000 sweep 1.5x slower), so both ways are
+        timed on the first calls and again every :data:`_PROBE_EVERY` calls, and the faster
+        (median wall time) is used; the numbers are the same either way."""
+        if self.threads <= 1:
+            return False
+        self._calls += 1
+        serial, threaded = self._seconds[False], self._seconds[True]
+        if len(threaded) < 2 or self._calls % _PROBE_EVERY == 0:
+            return True
+        if len(serial) < 2 or self._calls % _PROBE_EVERY == 1:
+            return False
+        return float(np.median(threaded[-3:])) < float(np.median(serial[-3:]))
 
     @property
     def chunks(self) -> int:
@@ -630,10 +655,14 @@ class _Derivatives:
         for _, fns, _ in self.parts:
             fns.follow()
         jobs = [(fns, sub, w, [x[:, sl] for x in xs], metric) for sub, fns, sl in self.parts]
-        if self.threads > 1:
+        threaded = self._threaded()
+        t0 = time.perf_counter()
+        if threaded:
             results = [f.result() for f in [_pool().submit(_derivatives, *job) for job in jobs]]
         else:
             results = [_derivatives(*job) for job in jobs]
+        if self.threads > 1:
+            self._seconds[threaded].append((time.perf_counter() - t0) / (1.0 if metric else _NO_METRIC_SHARE))
         g, H, M = np.zeros(p), np.zeros((p, p)), np.zeros((p, p))
         for (sub, _, _), (gi, Hi, Mi) in zip(self.parts, results):
             share = sub.n_samples / n
