@@ -133,13 +133,18 @@ def test_threads_sweep_chunks_with_the_same_numbers(monkeypatch):
     w = random_weights(prob)
     _, xs = _objective(prob, w)
     monkeypatch.setattr(newton, "THREAD_MIN_WORK", 1)
-    monkeypatch.setattr(newton, "CHUNK_MIN_SAMPLES", 1)
+    monkeypatch.setattr(newton, "THREAD_MIN_SAMPLES", 1)
     serial = _Derivatives(prob, chunks=4, threads=1)
     threaded = _Derivatives(prob, chunks=4, threads=2)
     assert threaded.threads == 2 and serial.threads == 1
-    for _ in range(3):
+    ways = []
+    for _ in range(6):  # the first calls time both ways (threads, then one thread)
+        ways.append(threaded._threaded())
+        threaded._calls -= 1  # (only asked: the call below counts)
         for a, b in zip(threaded(w, xs), serial(w, xs)):
             assert np.array_equal(a, b)
+    assert ways[:4] == [True, True, False, False]
+    assert len(threaded._seconds[True]) >= 2 and len(threaded._seconds[False]) >= 2
     monkeypatch.setattr(newton, "THREAD_MIN_WORK", 10**9)
     assert _Derivatives(prob, threads=4).threads == 1 and _Derivatives(prob, threads=4).chunks == 1
     monkeypatch.setenv("OCP_RESNET_THREADS", "3")
