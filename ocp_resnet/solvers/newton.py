@@ -981,7 +981,8 @@ def newton_solve(
     t0 = time.perf_counter()
     derivatives = derivatives_of(problem, opts.threads or auto_threads())
     t1 = time.perf_counter()
-    stats: dict[str, Any] = {"hessians": 0, "rejected": 0, "negative_curvature": 0, "boundary_steps": 0}
+    stats: dict[str, Any] = {"hessians": 0, "rejected": 0, "negative_curvature": 0, "boundary_steps": 0,
+                             "chunks": derivatives.chunks, "threads": derivatives.threads}
     status = Status.MAX_ITER
     J, xs = _objective(problem, w)
     radius = opts.radius
@@ -990,8 +991,11 @@ def newton_solve(
     states = opts.metric == "states"  # the metric M is formed only for the states region
     it = 0
     if say:
+        sweep = "" if derivatives.chunks == 1 else (
+            f"; derivatives over {derivatives.chunks} chunks of samples"
+            + (f", up to {derivatives.threads} threads (the faster way, timed)" if derivatives.threads > 1 else ""))
         say(f"exact Newton, trust region in the {opts.metric} metric: {p} weights, {problem.n_samples} samples, "
-            f"{problem.spec.n_blocks} blocks")
+            f"{problem.spec.n_blocks} blocks{sweep}")
         say(f"{'iter':>5} {'objective':>22} {'|grad|inf':>10} {'|step|':>9} {'radius':>9} {'rho':>9} "
             f"{'min eig':>10} {'trials':>6}")
     with StopOnSigint() as sigint:
