@@ -429,8 +429,9 @@ def test_generalised_eigendecomposition_matches_scipy() -> None:
 @pytest.mark.parametrize("metric", ["states", "euclidean"])
 @pytest.mark.parametrize("shift", [3.0, 0.5, -0.5, -3.0])  # positive definite … indefinite
 def test_more_sorensen_steps_match_the_eigendecomposition(monkeypatch, metric: str, shift: float) -> None:
-    """The Cholesky (Moré–Sorensen) subproblem solution equals the eigendecomposition's for every
-    radius, interior or on the boundary, with negative curvature too."""
+    """The Cholesky (Moré–Sorensen) subproblem solution is the eigendecomposition's for every
+    radius, interior or on the boundary, with negative curvature too: its M-norm is the radius to
+    the relative accuracy ``_MS_RTOL``, and it is the exact solution for the radius it has."""
     from ocp_resnet.solvers import newton
 
     rng = np.random.default_rng(1)
@@ -447,8 +448,72 @@ def test_more_sorensen_steps_match_the_eigendecomposition(monkeypatch, metric: s
     assert ms.indefinite == ev.indefinite == (np.linalg.eigvalsh(H)[0] < 0 if M is None else ev.eig[0][0] < 0)
     for radius in (1e-3, 0.1, 1.0, 10.0, 1e3):
         s1, pred1, int1 = ms.step(radius)
-        s2, pred2, int2 = ev.step(radius)
+        assert int1 == ev.step(radius)[2]
+        assert ms.norm(s1) == pytest.approx(radius, rel=newton._MS_RTOL) or int1
+        s2, pred2, int2 = ev.step(ms.norm(s1) if not int1 else radius)
         assert int1 == int2
         np.testing.assert_allclose(s1, s2, rtol=1e-7, atol=1e-9 * radius)
         assert pred1 == pytest.approx(pred2, rel=1e-8)
     assert ms.fallbacks == 0 and ms.factorisations > 1
+
+
+@pytest.mark.parametrize("shift", [-0.5, -3.0])
+def test_failed_factorisation_raises_a_valid_lower_bound_on_the_shift(monkeypatch: pytest.MonkeyPatch, shift: float) -> None:
+    """A Cholesky factorisation of H + σM that fails raises Moré–Sorensen's lower bound on σ past
+    σ, but never past −λ_min(H, M) (below it H + σM is indefinite, so no solution lies there)."""
+    from ocp_resnet.solvers import newton
+
+    rng = np.random.default_rng(2)
+    p = 15
+    A = rng.normal(size=(p, p))
+    H = 0.5 * (A + A.T) / np.sqrt(p) + shift * np.eye(p)
+    B = rng.normal(size=(p, p)) / np.sqrt(p)
+    M = np.eye(p) + B @ B.T
+    lam_min = newton._eigh_metric(H, M)[0][0]
+    assert lam_min < 0
+    monkeypatch.setattr(newton, "CHOLESKY_MIN_PARAMS", 1)
+    sub = newton._Subproblem(H, M, rng.normal(size=p))
+    assert sub.indefinite and sub.f0 is None
+    assert 0.0 < sub.lo <= -lam_min * (1 + 1e-12)  # the factorisation at σ = 0 failed
+    for sigma in (0.5 * sub.lo, 0.9 * -lam_min, 0.999 * -lam_min):
+        lo = sub.lo
+        assert sub._factor(sigma) is None
+        assert max(lo, sigma) <= sub.lo <= -lam_min * (1 + 1e-12)
+    assert sub._factor(-lam_min * 1.001) is not None
+
+
+@pytest.mark.parametrize("metric", ["states", "euclidean"])
+def test_the_states_metric_is_formed_once_per_metric_period(monkeypatch: pytest.MonkeyPatch, metric: str) -> None:
+    """The states metric M is formed by the derivative sweep at the first iteration and every
+    ``_METRIC_EVERY`` after, and the trust region of the iterations between uses it unchanged;
+    the Euclidean region never forms it."""
+    from ocp_resnet.solvers import newton
+
+    formed: list[bool] = []
+    used: list[np.ndarray | None] = []
+    sweep, subproblem = newton._derivatives, newton._Subproblem
+
+    def counting_sweep(fns: newton._StageFunctions, prob: Problem, w: np.ndarray, xs: list[np.ndarray],
+                       metric: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        formed.append(metric)
+        return sweep(fns, prob, w, xs, metric=metric)
+
+    def recording_subproblem(H: np.ndarray, M: np.ndarray | None, g: np.ndarray, sigma0: float = 0.0
+                             ) -> newton._Subproblem:
+        used.append(M)
+        return subproblem(H, M, g, sigma0)
+
+    monkeypatch.setattr(newton, "_derivatives", counting_sweep)
+    monkeypatch.setattr(newton, "_Subproblem", recording_subproblem)
+    monkeypatch.setattr(newton, "_METRIC_EVERY", 3)
+    prob = problem()
+    sol = newton_solve(prob, initial_weights(prob, "random", 0), NewtonOptions(max_iter=8, metric=metric))
+    assert sol.iterations == len(used) == 8 and len(formed) == 9
+    if metric == "euclidean":
+        assert not any(formed) and all(M is None for M in used)
+        return
+    assert formed == [i % 3 == 0 for i in range(9)]
+    for i, M in enumerate(used):
+        assert M is not None and M is used[3 * (i // 3)]
+        assert np.linalg.eigvalsh(M).min() >= 1.0 - 1e-12
+    assert used[0] is not used[3] and not np.array_equal(np.asarray(used[0]), np.asarray(used[3]))

@@ -24,7 +24,9 @@ as fallback), which costs a few factorisations instead of one eigendecomposition
 M = I + (1/n) Σ_i Σ_k S_kᵀ S_k measures a weight step by how far it moves the weights *and
 every state of every sample* (to first order): the norm a multiple-shooting step is regularised
 in. Measured against the plain ‖s‖₂ region it reached markedly lower local minima (the
-two-spirals default problem: J = 0.146 instead of 0.250, IPOPT multiple shooting 0.147).
+two-spirals default problem: J = 0.146 instead of 0.250, IPOPT multiple shooting 0.147). It
+only shapes the region, so one M serves :data:`_METRIC_EVERY` iterations (:class:`_LazyMetric`):
+the sweeps between form ∇²J alone, at about half the cost.
 Negative curvature is followed, not regularised away, and a step inside the region is the
 plain Newton step (quadratic convergence at the end).
 
@@ -126,6 +128,12 @@ def _index(idx: np.ndarray) -> np.ndarray | slice:
     return idx
 
 
+#: At most this many runs of consecutive indices, of at least this mean length, are added as
+#: slices (:class:`_Stage`), others by fancy indexing (census p42, 12 runs of 28 entries, 210
+#: samples: 0.16 ms a stage instead of 0.27 ms; P1's 4 runs of 4–5: 0.021 ms instead of 0.011 ms).
+_MAX_RUNS, _MIN_RUN = 32, 16
+
+
 class _Stage:
     """Stage k's mapped function and where its outputs go: the weights K_k it touches (global
     indices), the state widths d_k, d_{k+1}, the sparsity of B_k and of ∇²L_k's lower triangle."""
@@ -149,10 +157,25 @@ class _Stage:
                 self.B_batch = (_index(rows), np.stack([nz for _, nz, _ in self.B_rows]), cols)
         self.Kf = _index(K[self.fcols])
         self.KfKf = (self.Kf, self.Kf) if isinstance(self.Kf, slice) else np.ix_(self.Kf, self.Kf)
+        #: the block (the weights of B_batch) × Kf of U that (B_kE_k)ᵀP_{k+1}(B_kE_k) fills
+        self.colsKf: tuple[Any, ...] | None = None
+        if self.B_batch is not None:
+            cols = self.B_batch[2]
+            self.colsKf = (cols, self.Kf) if isinstance(self.Kf, slice) else np.ix_(cols, self.Kf)
         r, c = fn.triplets[3]
         xx, wx, ww = (r < d) & (c < d), (r >= d) & (c < d), (r >= d) & (c >= d)
         self.xx = (np.flatnonzero(xx), r[xx], c[xx])
         self.wx = (np.flatnonzero(wx), c[wx] * p + K[r[wx] - d])  # ∂²L/∂x∂w_K into Q_k, (n, d·p)
+        #: the same as runs (start in Hnz, start in Q_k, length) where both are consecutive: a
+        #: dense ∂²L/∂x∂w_K is a few runs, and slice adds cost less than a fancy-indexed one
+        self.wx_runs: list[tuple[int, int, int]] | None = None
+        i, flat = self.wx
+        if i.size:
+            cut = np.flatnonzero((np.diff(i) != 1) | (np.diff(flat) != 1)) + 1
+            starts = np.concatenate([[0], cut])
+            if starts.size <= _MAX_RUNS and i.size >= _MIN_RUN * starts.size:
+                ends = np.concatenate([cut, [i.size]])
+                self.wx_runs = [(int(i[a]), int(flat[a]), int(b - a)) for a, b in zip(starts, ends)]
         rw, cw = r[ww] - d, c[ww] - d
         # Hww's lower triangle into the half-matrix U (∇²J = U + Uᵀ): off-diagonal entries whole,
         # diagonal entries halved (the pairs are distinct, so a fancy-indexed += adds each once)
@@ -464,20 +487,23 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
         At = A.transpose(0, 2, 1)
         g[K] += gL[:, d:].sum(axis=0)
         lam = gL[:, :d].T
-        # B_k E_k on the weights of f_k (K[fcols]), dense per sample: (n, e, qf)
         Kf, qf = st.Kf, st.fcols.size
-        B = np.zeros((n, e, qf))
-        B[:, st.B_at[0], st.B_at[1]] = Bnz
         # Q_k = Hxw_k E_k + A_kᵀ (P_{k+1} B_k E_k + Q_{k+1}), and the terms of R_k summed over the samples
         Q = fns.buffer(k, nm, d)
-        Q[:, :, :, lo:lo1] = 0.0
+        # the columns lo..lo1 are the weights of f_k alone (Kf) in a chain of blocks: written
+        # whole by A_kᵀP_{k+1}B_kE_k below instead of cleared and added to
+        direct = bool(qf) and isinstance(Kf, slice) and Kf == slice(lo, lo1)
+        if not direct:
+            Q[:, :, :, lo:lo1] = 0.0
+        V = None
+        if st.B_batch is not None and e:
+            rows, nzs, cols = st.B_batch
+            V = Bnz[:, nzs].transpose(1, 2, 0)  # (rows, m, n)
         if lo1 < p:
             if e:
                 np.matmul(At, Qn[:, :, :, lo1:], out=Q[:, :, :, lo1:])
                 # Σ_i (B_kE_k)ᵀ Q_{k+1}, by the sparse rows of B_k
-                if st.B_batch is not None:
-                    rows, nzs, cols = st.B_batch
-                    V = Bnz[:, nzs].transpose(1, 2, 0)  # (rows, m, n)
+                if V is not None:
                     for j in range(nm):
                         U[j, cols, lo1:] += np.matmul(V, Qn[j][:, rows, lo1:].transpose(1, 0, 2)).reshape(cols.size, -1)
                 else:
@@ -487,13 +513,29 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
             else:
                 Q[:, :, :, lo1:] = 0.0
         if qf:
+            B = np.zeros((n, e, qf))  # B_k E_k on the weights of f_k (K[fcols]), dense per sample: (n, e, qf)
+            B[:, st.B_at[0], st.B_at[1]] = Bnz
             PB = np.matmul(Pn, B)
-            Q[:, :, :, Kf] += np.matmul(At, PB)
-            Bf = B.reshape(n * e, qf).T
-            for j in range(nm):  # (B_kE_k)ᵀP_{k+1}(B_kE_k) is symmetric: half of it in U
-                U[j][st.KfKf] += 0.5 * (Bf @ PB[j].reshape(n * e, qf))
-        i, flat = st.wx
-        Q[0].reshape(n, d * p)[:, flat] += Hnz[:, i]
+            if direct:
+                np.matmul(At, PB, out=Q[:, :, :, lo:lo1])
+            else:
+                Q[:, :, :, Kf] += np.matmul(At, PB)
+            # (B_kE_k)ᵀP_{k+1}(B_kE_k) is symmetric: half of it in U; by the sparse rows of B_k
+            # as above where it has them (qf times fewer flops than the dense product)
+            if V is not None and st.colsKf is not None:
+                for j in range(nm):
+                    U[j][st.colsKf] += 0.5 * np.matmul(V, PB[j][:, rows, :].transpose(1, 0, 2)).reshape(cols.size, qf)
+            else:
+                Bf = B.reshape(n * e, qf).T
+                for j in range(nm):
+                    U[j][st.KfKf] += 0.5 * (Bf @ PB[j].reshape(n * e, qf))
+        Q0 = Q[0].reshape(n, d * p)
+        if st.wx_runs is not None:
+            for h0, q0, m in st.wx_runs:
+                Q0[:, q0:q0 + m] += Hnz[:, h0:h0 + m]
+        else:
+            i, flat = st.wx
+            Q0[:, flat] += Hnz[:, i]
         i, r, c, half = st.ww
         U[0, r, c] += half * Hnz[:, i].sum(axis=0)
         # P_k = Hxx_k + A_kᵀ P_{k+1} A_k (the metric's: I + A_kᵀ P_{k+1} A_k)
@@ -520,6 +562,37 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
     M = (U[1] + U[1].T) / n if metric else np.zeros((p, p))
     M[np.diag_indices(p)] += 1.0
     return g, Hs, M
+
+
+#: Iterations for which one states metric M serves (formed at the first, kept for the next ones).
+#: M only shapes the trust region, so any uniformly positive definite M keeps the convergence,
+#: and forming it doubles the second-order sweep's arrays and products (census p42: 25 ms a
+#: sweep with M, 16 ms without). Over the 46 census problems (`OMP_NUM_THREADS=1 python
+#: benchmarks/census.py` with this constant at 1, 5, 10) the iterations summed to 8788, 8425 and
+#: 8516, the largest 1320, 869 and 1283 (which local minimum a path reaches, and how fast, moves
+#: with any change of the region: single problems went either way by up to 2x).
+_METRIC_EVERY = 5
+
+
+class _LazyMetric:
+    """The derivatives of each iteration with the states metric M formed only every
+    :data:`_METRIC_EVERY` iterations (the ``metric`` of :func:`_derivatives`), the last one kept
+    in between; without the states region (``states=False``) M is the identity."""
+
+    def __init__(self, states: bool) -> None:
+        self.states = states
+        self.M: np.ndarray | None = None
+        self.age = 0
+
+    def derivatives(self, sweep: _Derivatives, w: np.ndarray, xs: list[np.ndarray]
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """∇J(w), ∇²J(w) (by ``sweep``) and the metric to use at w."""
+        fresh = self.states and (self.M is None or self.age >= _METRIC_EVERY)
+        g, H, M = sweep(w, xs, metric=fresh)
+        if fresh:
+            self.M, self.age = M, 0
+        self.age += 1
+        return g, H, self.M if self.M is not None else M
 
 
 def exact_derivatives(problem: Problem, w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -697,12 +770,24 @@ def _objective(problem: Problem, w: np.ndarray) -> tuple[float, list[np.ndarray]
 
 
 # --------------------------------------------------------------------------- trust-region step
+#: The last metric below :data:`CHOLESKY_MIN_PARAMS` weights that :func:`_eigh_metric` factored,
+#: with the inverse of its Cholesky factor (one tuple, replaced whole, so a concurrent solve never
+#: pairs one metric with another's factor).
+_METRIC_FACTOR: list[tuple[np.ndarray, np.ndarray]] = []
+
+
 def _eigh_metric(H: np.ndarray, M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The generalised eigendecomposition H Q = M Q diag(μ), Qᵀ M Q = I, μ ascending (M symmetric
     positive definite): Cholesky M = L Lᵀ, then the ordinary one of L⁻¹ H L⁻ᵀ — what LAPACK's
     sygv does behind ``scipy.linalg.eigh(H, M)``, with numpy alone (importing scipy.linalg costs
     ~0.2 s of every solve's start-up)."""
-    Linv = np.linalg.inv(np.linalg.cholesky(M))
+    last = _METRIC_FACTOR[-1] if _METRIC_FACTOR else None
+    if last is not None and last[0] is M:  # one metric serves several iterations (_LazyMetric)
+        Linv = last[1]
+    else:
+        Linv = np.linalg.inv(np.linalg.cholesky(M))
+        if M.shape[0] < CHOLESKY_MIN_PARAMS:  # kept only where it is small (above, a rare fallback)
+            _METRIC_FACTOR[:] = [(M, Linv)]
     C = Linv @ H @ Linv.T
     mu, V = np.linalg.eigh(0.5 * (C + C.T))
     return mu, Linv.T @ V
@@ -769,7 +854,10 @@ CHOLESKY_MIN_PARAMS = 100
 #: Factorisations after which Moré–Sorensen gives up for the eigendecomposition (the hard case,
 #: g nearly orthogonal to the lowest eigenvectors, converges slowly or not at all).
 _MS_MAX_FACTORISATIONS = 30
-_MS_RTOL = 1e-10  # as tight as the eigendecomposition path's secular equation
+#: Relative accuracy of ‖s‖_M = radius on the boundary (a step of M-norm within 1e-4 of the
+#: radius is the exact solution for that radius): Newton on the secular equation converges
+#: quadratically, so the last digits cost about one factorisation per step.
+_MS_RTOL = 1e-4
 
 
 class _Subproblem:
@@ -778,8 +866,8 @@ class _Subproblem:
 
     For p ≥ :data:`CHOLESKY_MIN_PARAMS`: Moré–Sorensen, i.e. the σ ≥ max(0, −λ_min(H, M)) with
     ‖(H + σM)⁻¹g‖_M = radius by safeguarded Newton on 1/‖s(σ)‖_M, one Cholesky factorisation of
-    H + σM per trial σ (a failed one raises the lower bound); solved to the same relative
-    accuracy as :func:`_tr_step`. Below that size, or when Moré–Sorensen does not converge, the
+    H + σM per trial σ (a failed one raises the lower bound on σ), to the relative accuracy
+    :data:`_MS_RTOL`. Below that size, or when Moré–Sorensen does not converge, the
     eigendecomposition and :func:`_tr_step` (hard case included). ``indefinite`` says whether H
     has negative curvature (its Cholesky factorisation at σ = 0 failed, or λ_min < 0).
     """
@@ -801,30 +889,55 @@ class _Subproblem:
             assert self.eig is not None
             self.indefinite = bool(self.eig[0][0] < 0)
             return
-        import scipy.linalg  # type: ignore[import-untyped]
+        # LAPACK directly: scipy.linalg's cho_factor / cho_solve wrappers cost more than a
+        # factorisation of this size, and a failed potrf tells where it failed (see _factor)
+        from scipy.linalg import lapack  # type: ignore[import-untyped]
 
-        self._linalg = scipy.linalg
+        self._lapack = lapack
         self.Mx = np.eye(self.p) if M is None else M
+        # bounds on σ: Rayleigh quotients of the unit vectors give λ_min(H, M) ≤ min H_ii/M_ii,
+        # and since M ⪰ I, at σ = ‖H‖_F + ‖g‖/radius the step is inside any region of that radius
+        self.lo = max(0.0, float(np.max(-np.diag(H) / np.diag(self.Mx))))
+        self.hnorm = float(np.linalg.norm(H))
         self.f0 = self._factor(0.0)
         self.indefinite = self.f0 is None
         if self.f0 is not None:
-            self.newton = -self._linalg.cho_solve(self.f0, g, check_finite=False)
-        # bounds on σ: Rayleigh quotients of the unit vectors give λ_min(H, M) ≤ min H_ii/M_ii,
-        # and since M ⪰ I, at σ = ‖H‖_F + ‖g‖/radius the step is inside any region of that radius
-        self.lo0 = max(0.0, float(np.max(-np.diag(H) / np.diag(self.Mx))))
-        self.hnorm = float(np.linalg.norm(H))
+            self.newton = -self._solve(self.f0, g)
 
     def _eigen(self) -> tuple[np.ndarray, np.ndarray]:
         if self.eig is None:
             self.eig = _eigh_metric(self.H, self.M) if self.M is not None else np.linalg.eigh(self.H)
         return self.eig
 
-    def _factor(self, sigma: float) -> Any:
+    def _factor(self, sigma: float) -> np.ndarray | None:
+        """The lower Cholesky factor of H + σM (upper triangle not cleared), or None when it is not
+        positive definite; then ``lo`` (the lower bound on σ) rises to at least σ, and past it by
+        the Rayleigh quotient of the vector the failed factorisation exhibits: where the leading
+        minor of order k + 1 is the first not positive, z = (−A₁₁⁻¹a, 1, 0…) has
+        zᵀ(H + σM)z ≤ 0, so λ_min(H, M) ≤ zᵀHz / zᵀMz."""
         self.factorisations += 1
-        try:
-            return self._linalg.cho_factor(self.H + sigma * self.Mx, lower=True, check_finite=False)
-        except np.linalg.LinAlgError:
-            return None
+        A = self.H + sigma * self.Mx
+        # A is symmetric, so its transpose is the Fortran-ordered array LAPACK factors in place
+        L, info = self._lapack.dpotrf(A.T, lower=1, clean=0, overwrite_a=1)
+        if info == 0:
+            return L  # type: ignore[no-any-return]
+        self.lo = max(self.lo, sigma)
+        k = int(info) - 1
+        if k >= 0:
+            z = np.zeros(self.p)
+            z[k] = 1.0
+            if k > 0:
+                a = self.H[:k, k] + sigma * self.Mx[:k, k]
+                z[:k] = -self._lapack.dpotrs(L[:k, :k], a, lower=1)[0]
+            zMz = float(z @ self.Mx @ z)
+            if zMz > 0.0:
+                bound = -float(z @ self.H @ z) / zMz
+                if math.isfinite(bound):
+                    self.lo = max(self.lo, bound)
+        return None
+
+    def _solve(self, L: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return self._lapack.dpotrs(L, b, lower=1)[0]  # type: ignore[no-any-return]
 
     def norm(self, s: np.ndarray) -> float:
         """‖s‖ in the region's metric: √(sᵀMs), or ‖s‖₂ without M."""
@@ -840,16 +953,19 @@ class _Subproblem:
         if self.newton is not None and self.norm(self.newton) <= radius:
             self.sigma = 0.0
             return self.newton, self._pred(self.newton), True
-        lo, hi = self.lo0, self.hnorm + float(np.linalg.norm(self.g)) / radius
+        lo, hi = self.lo, self.hnorm + float(np.linalg.norm(self.g)) / radius
         sigma = min(max(self.sigma, lo), hi) if self.sigma > 0 else lo
         for _ in range(_MS_MAX_FACTORISATIONS):
             f = self.f0 if sigma == 0.0 else self._factor(sigma)
             if f is None:  # H + σM not positive definite: σ is below −λ_min
-                lo = max(lo, sigma)
-                sigma = max(np.sqrt(max(lo, 1e-300) * hi), lo + 0.01 * (hi - lo))
+                lo = max(lo, self.lo)
+                # the previous iteration's σ, just below the new −λ_min, is the usual failure:
+                # doubling the bound stays near it (the bracket's middle can be orders above)
+                sigma = 2.0 * lo if 0.0 < 2.0 * lo < hi else max(np.sqrt(max(lo, 1e-300) * hi), lo + 0.01 * (hi - lo))
                 continue
-            s = -self._linalg.cho_solve(f, self.g, check_finite=False)
-            ns = self.norm(s)
+            s = -self._solve(f, self.g)
+            Ms = self.Mx @ s
+            ns = float(np.sqrt(s @ Ms))
             if abs(ns - radius) <= _MS_RTOL * radius:
                 self.sigma = sigma
                 return s, self._pred(s), False
@@ -858,7 +974,7 @@ class _Subproblem:
             else:
                 lo = sigma
             # Newton on φ(σ) = 1/‖s(σ)‖_M − 1/radius: φ' = ‖L⁻¹Ms‖² / ‖s‖³
-            q = self._linalg.solve_triangular(f[0], self.Mx @ s, lower=True, check_finite=False)
+            q = self._lapack.dtrtrs(f, Ms, lower=1)[0]
             new = sigma + (ns / max(float(np.linalg.norm(q)), 1e-300)) ** 2 * (ns - radius) / radius
             sigma = new if lo < new < hi else 0.5 * (lo + hi)
             if hi - lo <= 1e-15 * max(hi, 1.0):
@@ -989,6 +1105,7 @@ def newton_solve(
     history = [J]
     sub: _Subproblem | None = None
     states = opts.metric == "states"  # the metric M is formed only for the states region
+    metric = _LazyMetric(states)
     it = 0
     if say:
         sweep = "" if derivatives.chunks == 1 else (
@@ -1002,7 +1119,7 @@ def newton_solve(
         if not math.isfinite(J):
             status = Status.NAN
         else:
-            g, H, M = derivatives(w, xs, metric=states)
+            g, H, M = metric.derivatives(derivatives, w, xs)
             stats["hessians"] += 1
         while status is Status.MAX_ITER:
             gnorm = float(np.max(np.abs(g), initial=0.0))
@@ -1051,7 +1168,7 @@ def newton_solve(
                 break
             w, J, xs = w + s, Jt, xst
             history.append(J)
-            g, H, M = derivatives(w, xs, metric=states)
+            g, H, M = metric.derivatives(derivatives, w, xs)
             stats["hessians"] += 1
             stop = stop_after_iteration(callback, sigint, it, J, w, t1, opts.max_time_s, stats)
             if stop is not None:
