@@ -128,12 +128,11 @@ def test_chunks_of_samples_give_the_same_derivatives(kw):
 
 def test_threads_sweep_chunks_with_the_same_numbers(monkeypatch):
     """Chunks swept by threads give the serial sweep's numbers bit for bit (fixed summation
-    order); the thread count is capped by the work, and OCP_RESNET_THREADS sets the default."""
+    order); the chunks are fixed by the sizes, the threads capped by them, and OCP_RESNET_THREADS
+    sets the default."""
     prob = problem(**CONFIGS[1])
     w = random_weights(prob)
     _, xs = _objective(prob, w)
-    monkeypatch.setattr(newton, "THREAD_MIN_WORK", 1)
-    monkeypatch.setattr(newton, "THREAD_MIN_SAMPLES", 1)
     serial = _Derivatives(prob, chunks=4, threads=1)
     threaded = _Derivatives(prob, chunks=4, threads=2)
     assert threaded.threads == 2 and serial.threads == 1
@@ -145,8 +144,9 @@ def test_threads_sweep_chunks_with_the_same_numbers(monkeypatch):
             assert np.array_equal(a, b)
     assert ways[:4] == [True, True, False, False]
     assert len(threaded._seconds[True]) >= 2 and len(threaded._seconds[False]) >= 2
-    monkeypatch.setattr(newton, "THREAD_MIN_WORK", 10**9)
-    assert _Derivatives(prob, threads=4).threads == 1 and _Derivatives(prob, threads=4).chunks == 1
+    small = _Derivatives(prob, threads=4)  # one chunk (below CHUNK_BYTES): nothing to share
+    assert small.chunks == 1 and small.threads == 1
+    assert newton.derivatives_of(prob, 3) is newton.derivatives_of(prob, 1)
     monkeypatch.setenv("OCP_RESNET_THREADS", "3")
     assert newton.auto_threads() == 3
     monkeypatch.setenv("OCP_RESNET_THREADS", "many")

@@ -628,19 +628,18 @@ def stage_functions(problem: Problem) -> _StageFunctions:
 
 
 #: Bytes of one second-order-adjoint work array (n·d·p floats, :func:`_derivatives`) above which
-#: the samples are swept in chunks that fit the cache: on this project's 2-core machine (2 MiB L2
-#: per core) the spirals n = 2000, 20 blocks of width 4 (p = 410, 26 MB) took 465 ms a call in one
-#: piece and 314 ms in four; at 4 MB (width 6, n = 210, p = 392) two chunks were slower
-#: (``benchmarks/newton_derivatives.py --chunks``).
-CHUNK_BYTES = 8 * 2**20
+#: the samples are swept in chunks (each chunk's arrays closer to the cache), which two threads
+#: can then share. On this project's 2-core machine (2 MiB L2 per core), spirals n = 2000, 20
+#: blocks of width 4 (p = 410, 26 MB), quiet machine, ms per call with / without the metric:
+#: one piece 351 / 185, two chunks 286 / 173, four 263 / 180; two chunks in two threads
+#: 179 / 101, four in two 202 / 121. Below this size chunks only cost: at 4 MB (width 6,
+#: n = 210, p = 392) two chunks took 27 / 18 ms serially and 19 / 14 in two threads against
+#: 20 / 13 in one piece (``benchmarks/newton_derivatives.py --chunks 1,2 --threads 1,2``).
+CHUNK_BYTES = 16 * 2**20
 #: the fewest samples in a chunk (below, numpy's per-call overhead outweighs the cache)
 CHUNK_MIN_SAMPLES = 128
-#: the fewest samples a thread's chunk holds
-THREAD_MIN_SAMPLES = 32
 #: the most threads :func:`auto_threads` gives a solve
 MAX_THREADS = 4
-#: a chunk's work n·d·p (samples × widest state × weights) below which another thread does not pay
-THREAD_MIN_WORK = 200_000
 
 
 def auto_threads() -> int:
@@ -674,24 +673,22 @@ def _pool() -> ThreadPoolExecutor:
 
 class _Derivatives:
     """∇J, ∇²J and M of one problem at simulated states (:func:`_derivatives`), swept over
-    chunks of samples when the work arrays outgrow :data:`CHUNK_BYTES` or when ``threads`` > 1
-    can share a sweep (each chunk's work at least :data:`THREAD_MIN_WORK`). Each term of J is a
+    chunks of samples when the work arrays outgrow :data:`CHUNK_BYTES`, the chunks shared by up
+    to ``threads`` threads (the chunks are fixed by the sizes, so the threads never change the
+    numbers). Each term of J is a
     mean over the samples, so the whole is the sample-weighted mean of the chunks' (the weight
     decay's terms too, since the weights sum to one); the chunks are summed in a fixed order,
     so the result does not depend on which thread finished first."""
 
     def __init__(self, problem: Problem, chunks: int | None = None, threads: int = 1) -> None:
         self.problem = problem
-        self.requested = threads
         self.fns = stage_functions(problem)
         n = problem.n_samples
-        work = n * max(problem.spec.widths) * problem.spec.n_params
-        self.threads = max(1, min(int(threads), work // THREAD_MIN_WORK, n // THREAD_MIN_SAMPLES))
-        if chunks is None:
-            chunks = min(math.ceil(8.0 * work / CHUNK_BYTES), n // CHUNK_MIN_SAMPLES)
-            chunks = self.threads * math.ceil(max(chunks, 1) / self.threads)
+        if chunks is None:  # by the sizes alone, so the numbers do not depend on the threads
+            size = 8.0 * n * max(problem.spec.widths) * problem.spec.n_params
+            chunks = min(math.ceil(size / CHUNK_BYTES), n // CHUNK_MIN_SAMPLES)
         chunks = max(1, min(int(chunks), n))
-        self.threads = min(self.threads, chunks)
+        self.threads = max(1, min(int(threads), chunks))
         self._calls = 0
         #: wall seconds of the recent calls, serial [False] and threaded [True] (metric-equivalent)
         self._seconds: dict[bool, list[float]] = {False: [], True: []}
@@ -750,11 +747,13 @@ _SWEEPS: weakref.WeakKeyDictionary[Problem, _Derivatives] = weakref.WeakKeyDicti
 
 
 def derivatives_of(problem: Problem, threads: int | None = None) -> _Derivatives:
-    """The :class:`_Derivatives` of ``problem`` for up to ``threads`` threads (None: the last
-    one built, else one thread), built on first use."""
+    """The :class:`_Derivatives` of ``problem``, built on first use; ``threads`` (None: as
+    before, else up to that many) only changes how its chunks are shared out, never its numbers."""
     d = _SWEEPS.get(problem)
-    if d is None or (threads is not None and d.requested != threads):
+    if d is None:
         d = _SWEEPS[problem] = _Derivatives(problem, threads=threads or 1)
+    elif threads is not None:
+        d.threads = max(1, min(int(threads), d.chunks))
     return d
 
 

@@ -32,9 +32,11 @@ class IpoptOptions:
     #: compile the per-sample functions with the C compiler: "auto" (where the evaluations
     #: dominate, see :mod:`ocp_resnet.solvers.ipopt.sizing`), True or False
     jit: Any = "auto"
-    #: threads that evaluate the samples in parallel (CasADi's thread map); IPOPT/MUMPS itself
-    #: follows OMP_NUM_THREADS
-    threads: int = 1
+    #: threads that evaluate the samples in parallel (CasADi's thread map; None: one); IPOPT/MUMPS
+    #: itself follows OMP_NUM_THREADS. When ``auto`` hands the problem to the Newton path, its
+    #: derivative sweeps use this many (None: :func:`ocp_resnet.solvers.newton.auto_threads`).
+    #: The results are the same for any count.
+    threads: int | None = None
     #: multiple shooting: restarts from re-simulated states when IPOPT's multipliers diverge
     #: (any |λ| > MAX_MULTIPLIER); 0 switches the guard off
     divergence_restarts: int = 2
@@ -46,7 +48,8 @@ class IpoptOptions:
         if self.print_level > 12:
             raise ValidationError(f"print_level must be 0..12, got {self.print_level}")
         check_choice("hessian", self.hessian, HESSIANS)
-        self.threads = check_int("threads", self.threads, 1)
+        if self.threads is not None:
+            self.threads = check_int("threads", self.threads, 1)
         self.divergence_restarts = check_int("divergence_restarts", self.divergence_restarts, 0)
         if self.jit not in ("auto", True, False):
             raise ValidationError(f"jit must be 'auto', True or False, got {self.jit!r}")

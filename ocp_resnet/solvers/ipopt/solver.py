@@ -129,7 +129,8 @@ class _IpoptJob:
 
         from ocp_resnet.solvers.ipopt.transcription import transcribe
 
-        nlp = self.nlp = transcribe(self.problem, self.method, jit=bool(self.options.jit), threads=self.options.threads)
+        nlp = self.nlp = transcribe(self.problem, self.method, jit=bool(self.options.jit),
+                                         threads=self.options.threads or 1)
         if self.log is not None:
             self.log(
                 f"NLP ({nlp.method}): {nlp.n_variables} variables ({nlp.n_weights} weights), "
@@ -323,7 +324,8 @@ class IpoptSolver:
             if chosen is not None and chosen.method == "newton":
                 if log is not None:
                     log(chosen.reason)
-                opts = NewtonOptions(tol=self.options.tol, max_iter=self.options.max_iter, print_level=1)
+                opts = NewtonOptions(tol=self.options.tol, max_iter=self.options.max_iter, print_level=1,
+                                     threads=self.options.threads or 0)
                 return NewtonSolver(opts, callback=self.callback).solve(problem, init, seed, log)
             if chosen is not None and chosen.method == "newton-cg":
                 if log is not None:
