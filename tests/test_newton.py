@@ -485,7 +485,7 @@ def test_failed_factorisation_raises_a_valid_lower_bound_on_the_shift(monkeypatc
 @pytest.mark.parametrize("metric", ["states", "euclidean"])
 def test_the_states_metric_is_formed_once_per_metric_period(monkeypatch: pytest.MonkeyPatch, metric: str) -> None:
     """The states metric M is formed by the derivative sweep at the first iteration and every
-    ``_METRIC_EVERY`` after, and the trust region of the iterations between uses it unchanged;
+    ``metric_every`` after, and the trust region of the iterations between uses it unchanged;
     the Euclidean region never forms it."""
     from ocp_resnet.solvers import newton
 
@@ -505,9 +505,8 @@ def test_the_states_metric_is_formed_once_per_metric_period(monkeypatch: pytest.
 
     monkeypatch.setattr(newton, "_derivatives", counting_sweep)
     monkeypatch.setattr(newton, "_Subproblem", recording_subproblem)
-    monkeypatch.setattr(newton, "_METRIC_EVERY", 3)
     prob = problem()
-    sol = newton_solve(prob, initial_weights(prob, "random", 0), NewtonOptions(max_iter=8, metric=metric))
+    sol = newton_solve(prob, initial_weights(prob, "random", 0), NewtonOptions(max_iter=8, metric=metric, metric_every=3))
     assert sol.iterations == len(used) == 8 and len(formed) == 9
     if metric == "euclidean":
         assert not any(formed) and all(M is None for M in used)

@@ -25,7 +25,7 @@ M = I + (1/n) Σ_i Σ_k S_kᵀ S_k measures a weight step by how far it moves th
 every state of every sample* (to first order): the norm a multiple-shooting step is regularised
 in. Measured against the plain ‖s‖₂ region it reached markedly lower local minima (the
 two-spirals default problem: J = 0.146 instead of 0.250, IPOPT multiple shooting 0.147). It
-only shapes the region, so one M serves :data:`_METRIC_EVERY` iterations (:class:`_LazyMetric`):
+only shapes the region, so one M serves ``NewtonOptions.metric_every`` iterations (:class:`_LazyMetric`):
 the sweeps between form ∇²J alone, at about half the cost.
 Negative curvature is followed, not regularised away, and a step inside the region is the
 plain Newton step (quadratic convergence at the end).
@@ -88,6 +88,12 @@ class NewtonOptions:
     ``benchmarks/newton_iterations.py`` measured the alternatives on the 46 census problems:
     none cut the iteration counts (docs/performance.md), so the defaults stay 2×, ¼, monotone.
 
+    ``metric_every``: the states metric M is formed at the first iteration and every this many
+    after, the iterations between reuse it. M only shapes the trust region, so any uniformly
+    positive definite M keeps the convergence, and forming it costs about as much as ∇²J (census
+    p42: 25 ms a sweep with M, 16 ms without); which local minimum a path reaches, and how fast,
+    moves with any change of the region (docs/performance.md, "Cost of a Newton iteration").
+
     ``threads``: how many threads sweep the derivatives, each over its own chunk of samples
     (0: :func:`auto_threads`); problems too small to gain use one whatever the setting.
     """
@@ -102,6 +108,7 @@ class NewtonOptions:
     expand: float = 2.0
     shrink: str = "fixed"
     nonmonotone: int = 1
+    metric_every: int = 5
     threads: int = 0
 
     def __post_init__(self) -> None:
@@ -115,6 +122,7 @@ class NewtonOptions:
         self.expand = check_float("expand", self.expand, 1.0, strict=True)
         check_choice("shrink", self.shrink, SHRINKS)
         self.nonmonotone = check_int("nonmonotone", self.nonmonotone, 1)
+        self.metric_every = check_int("metric_every", self.metric_every, 1)
         self.threads = check_int("threads", self.threads, 0)
         if self.max_radius < self.radius:
             raise ValidationError(f"max_radius {self.max_radius} is below radius {self.radius}: raise max_radius")
@@ -564,30 +572,20 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
     return g, Hs, M
 
 
-#: Iterations for which one states metric M serves (formed at the first, kept for the next ones).
-#: M only shapes the trust region, so any uniformly positive definite M keeps the convergence,
-#: and forming it doubles the second-order sweep's arrays and products (census p42: 25 ms a
-#: sweep with M, 16 ms without). Over the 46 census problems (`OMP_NUM_THREADS=1 python
-#: benchmarks/census.py` with this constant at 1, 5, 10) the iterations summed to 8788, 8425 and
-#: 8516, the largest 1320, 869 and 1283 (which local minimum a path reaches, and how fast, moves
-#: with any change of the region: single problems went either way by up to 2x).
-_METRIC_EVERY = 5
-
-
 class _LazyMetric:
-    """The derivatives of each iteration with the states metric M formed only every
-    :data:`_METRIC_EVERY` iterations (the ``metric`` of :func:`_derivatives`), the last one kept
-    in between; without the states region (``states=False``) M is the identity."""
+    """The derivatives of each iteration with the states metric M formed only every ``every``
+    iterations (the ``metric`` of :func:`_derivatives`), the last one kept in between; without
+    the states region (``states=False``) M is the identity."""
 
-    def __init__(self, states: bool) -> None:
-        self.states = states
+    def __init__(self, states: bool, every: int) -> None:
+        self.states, self.every = states, every
         self.M: np.ndarray | None = None
         self.age = 0
 
     def derivatives(self, sweep: _Derivatives, w: np.ndarray, xs: list[np.ndarray]
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """∇J(w), ∇²J(w) (by ``sweep``) and the metric to use at w."""
-        fresh = self.states and (self.M is None or self.age >= _METRIC_EVERY)
+        fresh = self.states and (self.M is None or self.age >= self.every)
         g, H, M = sweep(w, xs, metric=fresh)
         if fresh:
             self.M, self.age = M, 0
@@ -1104,7 +1102,7 @@ def newton_solve(
     history = [J]
     sub: _Subproblem | None = None
     states = opts.metric == "states"  # the metric M is formed only for the states region
-    metric = _LazyMetric(states)
+    metric = _LazyMetric(states, opts.metric_every)
     it = 0
     if say:
         sweep = "" if derivatives.chunks == 1 else (
