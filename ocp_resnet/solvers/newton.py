@@ -91,8 +91,9 @@ class NewtonOptions:
     ``metric_every``: the states metric M is formed at the first iteration and every this many
     after, the iterations between reuse it. M only shapes the trust region, so any uniformly
     positive definite M keeps the convergence, and forming it costs about as much as ∇²J (census
-    p42: 25 ms a sweep with M, 16 ms without); which local minimum a path reaches, and how fast,
-    moves with any change of the region (docs/performance.md, "Cost of a Newton iteration").
+    p42: 25 ms a sweep with M, 16 ms without). But which local minimum a path reaches, and in
+    how many iterations, moves with any change of the region: over the census, P1 and P2 the
+    default 1 cost the least in all (docs/performance.md, "Cost of a Newton iteration").
 
     ``threads``: how many threads sweep the derivatives, each over its own chunk of samples
     (0: :func:`auto_threads`); problems too small to gain use one whatever the setting.
@@ -108,7 +109,7 @@ class NewtonOptions:
     expand: float = 2.0
     shrink: str = "fixed"
     nonmonotone: int = 1
-    metric_every: int = 5
+    metric_every: int = 1
     threads: int = 0
 
     def __post_init__(self) -> None:
