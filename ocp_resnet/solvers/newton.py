@@ -43,7 +43,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -660,12 +659,15 @@ _PROBE_EVERY = 25
 #: the cost of a sweep without the metric relative to one with it (so both time the same scale)
 _NO_METRIC_SHARE = 0.55
 
-_POOL: ThreadPoolExecutor | None = None
+_POOL: Any = None
 
 
-def _pool() -> ThreadPoolExecutor:
+def _pool() -> Any:
+    """The threads that sweep chunks (started on first use: most solves never need them)."""
     global _POOL
     if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
         _POOL = ThreadPoolExecutor(MAX_THREADS, thread_name_prefix="ocp-resnet-sweep")
     return _POOL
 
