@@ -25,8 +25,12 @@ M = I + (1/n) Σ_i Σ_k S_kᵀ S_k measures a weight step by how far it moves th
 every state of every sample* (to first order): the norm a multiple-shooting step is regularised
 in. Measured against the plain ‖s‖₂ region it reached markedly lower local minima (the
 two-spirals default problem: J = 0.146 instead of 0.250, IPOPT multiple shooting 0.147). It
-only shapes the region, so one M serves ``NewtonOptions.metric_every`` iterations (:class:`_LazyMetric`):
-the sweeps between form ∇²J alone, at about half the cost.
+only shapes the region, so one M may serve ``NewtonOptions.metric_every`` iterations
+(:class:`_LazyMetric`; the sweeps between form ∇²J alone, at about half the cost); the default
+forms it every iteration (measured: docs/performance.md).
+
+Large sample sets are swept in chunks of samples (:class:`_Derivatives`), fixed by the sizes,
+which threads share without changing the numbers.
 Negative curvature is followed, not regularised away, and a step inside the region is the
 plain Newton step (quadratic convergence at the end).
 
