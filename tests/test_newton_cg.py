@@ -164,7 +164,7 @@ def test_factory_record_and_cli(tmp_path) -> None:
 
 def test_plan_routes_problems_beyond_exact_newton_to_newton_cg():
     """By the sizes alone: the two-spirals yardstick (n = 2000, 20 blocks of width 4, p = 410) stays
-    with exact Newton (measured faster there); 16 times its samples make exact Newton's iteration too
+    with exact Newton (measured faster there); 32 times its samples make exact Newton's iteration too
     slow and go to Newton–CG; without Newton–CG (no torch) they go to IPOPT; a small problem
     stays with exact Newton."""
     from ocp_resnet import load_dataset
@@ -172,7 +172,7 @@ def test_plan_routes_problems_beyond_exact_newton_to_newton_cg():
 
     p2 = Problem.build(load_dataset("spirals", n_samples=2000), blocks=20, width=4)
     assert plan(p2, newton=True, newton_cg=True).method == "newton"
-    big = Problem.build(load_dataset("spirals", n_samples=32000), blocks=20, width=4)
+    big = Problem.build(load_dataset("spirals", n_samples=64000), blocks=20, width=4)
     chosen = plan(big, newton=True, newton_cg=True)
     assert chosen.method == "newton-cg" and chosen.reason.startswith("auto: newton-cg")
     assert "410x410" in chosen.reason

@@ -676,6 +676,13 @@ def _pool() -> Any:
     return _POOL
 
 
+def sweep_chunks(problem: Problem) -> int:
+    """How many chunks of samples :class:`_Derivatives` sweeps ``problem`` in (sizes alone)."""
+    n = problem.n_samples
+    size = 8.0 * n * max(problem.spec.widths) * problem.spec.n_params
+    return max(1, min(math.ceil(size / CHUNK_BYTES), n // CHUNK_MIN_SAMPLES))
+
+
 class _Derivatives:
     """∇J, ∇²J and M of one problem at simulated states (:func:`_derivatives`), swept over
     chunks of samples when the work arrays outgrow :data:`CHUNK_BYTES`, the chunks shared by up
@@ -690,8 +697,7 @@ class _Derivatives:
         self.fns = stage_functions(problem)
         n = problem.n_samples
         if chunks is None:  # by the sizes alone, so the numbers do not depend on the threads
-            size = 8.0 * n * max(problem.spec.widths) * problem.spec.n_params
-            chunks = min(math.ceil(size / CHUNK_BYTES), n // CHUNK_MIN_SAMPLES)
+            chunks = sweep_chunks(problem)
         chunks = max(1, min(int(chunks), n))
         self.threads = max(1, min(int(threads), chunks))
         self._calls = 0

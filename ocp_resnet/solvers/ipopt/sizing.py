@@ -19,6 +19,7 @@ The constants were measured on a 2-core machine (docs/performance.md, "Choosing 
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -48,17 +49,19 @@ MAX_SAMPLE_OPS = 2_000_000
 LBFGS_HISTORY = 30
 #: The Newton path (:mod:`ocp_resnet.solvers.newton`): one iteration's derivatives (the
 #: backward second-order-adjoint sweep) cost about n·d·|w_k|·p flops per stage, i.e.
-#: n·N·w·(w² + w + (w + 1)·C)·p for single branches with stage costs, at NEWTON_RATE, plus a
-#: p×p generalised eigendecomposition (NEWTON_EIG_S·p³) and a fixed NEWTON_OVERHEAD_S. Fitted
-#: on the derivatives of the two-spirals yardstick (n = 2000 and 4000, 20 blocks of width 4:
-#: 0.50 s and 0.95 s) and of the width-6 census problem p41 (0.036 s), 3.9–5e9 flop/s; the
-#: eigendecomposition of 410 × 410 takes 0.16 s; the smallest census problems 0.01–0.03 s per
-#: iteration. The first estimate of this release (n·N·(w + C)·p² at 1.5e9 flop/s, the census
-#: median, before the second-order adjoints) overestimated the larger problems tenfold and sent
-#: the width-6 census problems to IPOPT, which timed out on both where exact Newton solved one
-#: of them (docs/performance.md).
-NEWTON_RATE = 4e9
+#: n·N·w·(w² + w + (w + 1)·C)·p for single branches with stage costs, at NEWTON_RATE (one thread),
+#: plus the trust-region subproblem: below 100 weights a p×p generalised eigendecomposition
+#: (NEWTON_EIG_S·p³), from 100 on Moré–Sorensen's Cholesky factorisations (NEWTON_MS_S·p³, ~8
+#: an iteration), and a fixed NEWTON_OVERHEAD_S. Fitted on the shipped sweep (CPU, one thread):
+#: the two-spirals yardstick P2 (n = 2000, 20 blocks of width 4, p = 410: 0.29 s a sweep in two
+#: chunks, 0.37 s an iteration, 0.21 s of wall time on two cores), the width-6 census problems
+#: p41 and p42 (34 and 37 ms an iteration) and the smallest census problems (0.01–0.03 s). The
+#: first estimate of the Newton path (n·N·(w + C)·p² at 1.5e9 flop/s, before the second-order
+#: adjoints) overestimated the larger problems tenfold and sent the width-6 census problems to
+#: IPOPT, which timed out on both where exact Newton solved one of them (docs/performance.md).
+NEWTON_RATE = 6.5e9
 NEWTON_EIG_S = 2.5e-9
+NEWTON_MS_S = 1.3e-10
 NEWTON_OVERHEAD_S = 0.015
 #: The Hessian-free Newton–CG path (:mod:`ocp_resnet.solvers.newton_cg`): one Hessian-vector
 #: product costs about HVP_BLOCK_S per block (torch's per-operation overhead on small tensors)
@@ -134,15 +137,20 @@ def estimates(problem: Problem) -> tuple[Estimate, ...]:
 
 
 def newton_estimate(problem: Problem) -> Estimate:
-    """Memory and time per iteration of the exact Newton path (sensitivities of every state to
-    every weight, the dense p×p Hessian and its eigendecomposition)."""
+    """Memory and time per iteration of the exact Newton path: the second-order adjoints of one
+    chunk of samples (two stages' worth, the Hessian's and the metric's), the states, and a few
+    dense p×p matrices (∇²J, M, their half sums, the factorisation)."""
+    from ocp_resnet.solvers.newton import CHOLESKY_MIN_PARAMS, sweep_chunks
+
     spec = problem.spec
     n, m, N = problem.n_samples, spec.n_params, spec.n_blocks
     w = max(spec.widths)
-    mem = 8.0 * (3 * n * (N + 1) * w * m + 4 * m * m)
+    chunk = math.ceil(n / sweep_chunks(problem))
+    mem = 8.0 * (2 * 2 * chunk * w * m + n * (N + 1) * w + 8 * m * m)
     C = spec.n_outputs
     flops = n * max(N, 1) * w * (w * w + w + (w + 1) * C) * m
-    time_s = NEWTON_OVERHEAD_S + flops / NEWTON_RATE + NEWTON_EIG_S * m**3
+    step = (NEWTON_MS_S if m >= CHOLESKY_MIN_PARAMS else NEWTON_EIG_S) * m**3
+    time_s = NEWTON_OVERHEAD_S + flops / NEWTON_RATE + step
     return Estimate("newton", "exact", mem, time_s)
 
 
