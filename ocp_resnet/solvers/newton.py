@@ -28,11 +28,11 @@ two-spirals default problem: J = 0.146 instead of 0.250, IPOPT multiple shooting
 only shapes the region, so one M may serve ``NewtonOptions.metric_every`` iterations
 (:class:`_LazyMetric`; the sweeps between form ∇²J alone, at about half the cost); the default
 forms it every iteration (measured: docs/performance.md).
+Negative curvature is followed, not regularised away, and a step inside the region is the
+plain Newton step (quadratic convergence at the end).
 
 Large sample sets are swept in chunks of samples (:class:`_Derivatives`), fixed by the sizes,
 which threads share without changing the numbers.
-Negative curvature is followed, not regularised away, and a step inside the region is the
-plain Newton step (quadratic convergence at the end).
 
 Convergence: ‖∇J(w)‖_∞ ≤ ``tol``, with J and ∇J those of :meth:`Problem.objective_value` and
 :func:`ocp_resnet.model.evaluation.objective_and_gradient` (they agree to rounding).
@@ -364,8 +364,8 @@ class _StageFunctions:
 
     def rows(self, samples: slice, n: int) -> _StageFunctions:
         """These functions for the ``n`` samples ``samples`` (a chunk of this problem's): the
-        same one-sample functions mapped over fewer samples, with their own work arrays; their
-        compile decision stays with these (:meth:`account`, :meth:`follow`)."""
+        same one-sample functions mapped over fewer samples, with their own work arrays; the
+        compile decision stays with the whole problem's functions (:meth:`account`, :meth:`follow`)."""
         new = copy.copy(self)
         new.n, new.owner, new._buffers = n, self, {}
         remap = {id(m): m.resized(n) for m in self.mapped}
