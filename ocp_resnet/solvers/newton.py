@@ -701,7 +701,8 @@ class _Derivatives:
         chunks = max(1, min(int(chunks), n))
         self.threads = max(1, min(int(threads), chunks))
         self._calls = 0
-        #: wall seconds of the recent calls, serial [False] and threaded [True] (metric-equivalent)
+        #: wall seconds of the last three calls each way, serial [False] and threaded [True]
+        #: (metric-equivalent)
         self._seconds: dict[bool, list[float]] = {False: [], True: []}
         bounds = [round(i * n / chunks) for i in range(chunks + 1)]
         self.parts = [(problem.rows(sl), self.fns.rows(sl, sl.stop - sl.start), sl)
@@ -720,7 +721,7 @@ class _Derivatives:
             return True
         if len(serial) < 2 or self._calls % _PROBE_EVERY == 1:
             return False
-        return float(np.median(threaded[-3:])) < float(np.median(serial[-3:]))
+        return float(np.median(threaded)) < float(np.median(serial))
 
     @property
     def chunks(self) -> int:
@@ -743,7 +744,9 @@ class _Derivatives:
         else:
             results = [_derivatives(*job) for job in jobs]
         if self.threads > 1:
-            self._seconds[threaded].append((time.perf_counter() - t0) / (1.0 if metric else _NO_METRIC_SHARE))
+            recent = self._seconds[threaded]
+            recent.append((time.perf_counter() - t0) / (1.0 if metric else _NO_METRIC_SHARE))
+            del recent[:-3]
         g, H, M = np.zeros(p), np.zeros((p, p)), np.zeros((p, p))
         for (sub, _, _), (gi, Hi, Mi) in zip(self.parts, results):
             share = sub.n_samples / n
