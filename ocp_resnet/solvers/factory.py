@@ -40,20 +40,18 @@ def make_solver(backend: str = "casadi", **options: Any) -> Solver:
     given = {k: v for k, v in options.items() if v is not None}
     if backend == "casadi":
         check_choice("method", given.get("method", "auto"), METHODS)
-    if backend == "casadi" and given.get("method") == "newton":
+    if backend == "casadi" and given.get("method") in ("newton", "newton-cg"):
         from ocp_resnet.solvers.newton import NewtonOptions, NewtonSolver
-
-        names = [f.name for f in fields(NewtonOptions)]
-        opts = {k: given[k] for k in names if k in given}
-        opts["print_level"] = min(int(opts.get("print_level", 1)), 1)
-        return NewtonSolver(NewtonOptions(**opts))
-    if backend == "casadi" and given.get("method") == "newton-cg":
         from ocp_resnet.solvers.newton_cg import NewtonCGOptions, NewtonCGSolver
 
-        names = [f.name for f in fields(NewtonCGOptions)]
-        opts = {k: given[k] for k in names if k in given}
-        opts["print_level"] = min(int(opts.get("print_level", 1)), 1)
-        return NewtonCGSolver(NewtonCGOptions(**opts))
+        def opts(cls: Any) -> dict[str, Any]:  # its fields among the given, print level 0 or 1
+            chosen = {k: given[k] for k in (f.name for f in fields(cls)) if k in given}
+            chosen["print_level"] = min(int(chosen.get("print_level", 1)), 1)
+            return chosen
+
+        if given["method"] == "newton":
+            return NewtonSolver(NewtonOptions(**opts(NewtonOptions)))
+        return NewtonCGSolver(NewtonCGOptions(**opts(NewtonCGOptions)))
     if backend == "casadi":
         from ocp_resnet.solvers.ipopt import IpoptOptions, IpoptSolver
         from ocp_resnet.solvers.ipopt.options import check_method

@@ -783,24 +783,12 @@ def _objective(problem: Problem, w: np.ndarray) -> tuple[float, list[np.ndarray]
 
 
 # --------------------------------------------------------------------------- trust-region step
-#: The last metric below :data:`CHOLESKY_MIN_PARAMS` weights that :func:`_eigh_metric` factored,
-#: with the inverse of its Cholesky factor (one tuple, replaced whole, so a concurrent solve never
-#: pairs one metric with another's factor).
-_METRIC_FACTOR: list[tuple[np.ndarray, np.ndarray]] = []
-
-
 def _eigh_metric(H: np.ndarray, M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The generalised eigendecomposition H Q = M Q diag(μ), Qᵀ M Q = I, μ ascending (M symmetric
     positive definite): Cholesky M = L Lᵀ, then the ordinary one of L⁻¹ H L⁻ᵀ — what LAPACK's
     sygv does behind ``scipy.linalg.eigh(H, M)``, with numpy alone (importing scipy.linalg costs
     ~0.2 s of every solve's start-up)."""
-    last = _METRIC_FACTOR[-1] if _METRIC_FACTOR else None
-    if last is not None and last[0] is M:  # one metric serves several iterations (_LazyMetric)
-        Linv = last[1]
-    else:
-        Linv = np.linalg.inv(np.linalg.cholesky(M))
-        if M.shape[0] < CHOLESKY_MIN_PARAMS:  # kept only where it is small (above, a rare fallback)
-            _METRIC_FACTOR[:] = [(M, Linv)]
+    Linv = np.linalg.inv(np.linalg.cholesky(M))
     C = Linv @ H @ Linv.T
     mu, V = np.linalg.eigh(0.5 * (C + C.T))
     return mu, Linv.T @ V

@@ -130,7 +130,7 @@ class _IpoptJob:
         from ocp_resnet.solvers.ipopt.transcription import transcribe
 
         nlp = self.nlp = transcribe(self.problem, self.method, jit=bool(self.options.jit),
-                                         threads=self.options.threads or 1)
+                                    threads=self.options.threads or 1)
         if self.log is not None:
             self.log(
                 f"NLP ({nlp.method}): {nlp.n_variables} variables ({nlp.n_weights} weights), "
