@@ -49,7 +49,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -1198,8 +1198,31 @@ def single_threaded_blas(n_params: int) -> contextlib.AbstractContextManager[Any
     return limits
 
 
+class WeightsSolverContract:
+    """What the Newton paths' :class:`~ocp_resnet.solvers.base.Solver` classes share: the CasADi
+    back-end's family (the run's evaluation is CasADi's), the method name and the record of
+    their options. A subclass sets ``method`` and has an ``options`` dataclass."""
+
+    method: ClassVar[str]
+    options: Any
+
+    @property
+    def backend(self) -> Backend:
+        """Always ``"casadi"``."""
+        return "casadi"
+
+    @property
+    def name(self) -> str:
+        """The method, ``newton`` or ``newton-cg``."""
+        return self.method
+
+    def record(self) -> dict[str, Any]:
+        """``{"backend": "casadi", "method": name, **options}``."""
+        return {"backend": "casadi", "method": self.method, **asdict(self.options)}
+
+
 @dataclass(frozen=True)
-class NewtonSolver:
+class NewtonSolver(WeightsSolverContract):
     """Exact trust-region Newton (:func:`newton_solve`) as a :class:`~ocp_resnet.solvers.base.Solver`.
 
     ``options``: tolerance on ‖∇J‖_∞, iteration and time limits, the trust-region metric.
@@ -1207,18 +1230,9 @@ class NewtonSolver:
     its weights (Newton keeps no multipliers).
     """
 
+    method: ClassVar[str] = METHOD
     options: NewtonOptions = field(default_factory=NewtonOptions)
     callback: IterCallback | None = None
-
-    @property
-    def backend(self) -> Backend:
-        """Always ``"casadi"`` (the derivatives are CasADi functions)."""
-        return "casadi"
-
-    @property
-    def name(self) -> str:
-        """``newton``."""
-        return METHOD
 
     def solve(self, problem: Problem, init: Init = "random", seed: int = 0, log: Log | None = None) -> Solution:
         """:func:`newton_solve` from the initial weights ``init`` (seeded by ``seed`` when random)."""
@@ -1227,7 +1241,3 @@ class NewtonSolver:
         w0 = initial_weights(problem, init, seed)
         with single_threaded_blas(problem.spec.n_params):
             return newton_solve(problem, w0, self.options, log=log, callback=self.callback)
-
-    def record(self) -> dict[str, Any]:
-        """``{"backend": "casadi", "method": "newton", **options}``."""
-        return {"backend": "casadi", "method": METHOD, **asdict(self.options)}

@@ -25,16 +25,22 @@ import functools
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ocp_resnet.errors import ValidationError, check_choice, check_float, check_int
 from ocp_resnet.model.problem import Problem
-from ocp_resnet.solvers.base import Backend, Init, Log
+from ocp_resnet.solvers.base import Init, Log
 from ocp_resnet.solvers.iteration import IterCallback, StopOnSigint, stop_after_iteration
-from ocp_resnet.solvers.newton import reduction_ratio, smooth_activation_error, start_weights, weights_solution
+from ocp_resnet.solvers.newton import (
+    WeightsSolverContract,
+    reduction_ratio,
+    smooth_activation_error,
+    start_weights,
+    weights_solution,
+)
 from ocp_resnet.solvers.solution import Solution
 from ocp_resnet.status import Status
 
@@ -290,28 +296,19 @@ def newton_cg_solve(
 
 
 @dataclass(frozen=True)
-class NewtonCGSolver:
+class NewtonCGSolver(WeightsSolverContract):
     """Hessian-free trust-region Newton–CG (:func:`newton_cg_solve`) as a
-    :class:`~ocp_resnet.solvers.base.Solver`.
+    :class:`~ocp_resnet.solvers.base.Solver` (of the CasADi back-end's family: the run's
+    evaluation is CasADi's, the Hessian-vector products are torch's).
 
     ``options``: tolerance on ‖∇J‖_∞, iteration and time limits, trust-region radii, threads.
     ``callback`` is :func:`newton_cg_solve`'s. A :class:`Solution` given as ``init`` warm-starts
     from its weights.
     """
 
+    method: ClassVar[str] = METHOD
     options: NewtonCGOptions = field(default_factory=NewtonCGOptions)
     callback: IterCallback | None = None
-
-    @property
-    def backend(self) -> Backend:
-        """``"casadi"``: the CasADi back-end's family of solvers (the run's evaluation is CasADi's;
-        the Hessian-vector products are torch's)."""
-        return "casadi"
-
-    @property
-    def name(self) -> str:
-        """``newton-cg``."""
-        return METHOD
 
     def solve(self, problem: Problem, init: Init = "random", seed: int = 0, log: Log | None = None) -> Solution:
         """:func:`newton_cg_solve` from the initial weights ``init`` (seeded by ``seed`` when random)."""
@@ -319,7 +316,3 @@ class NewtonCGSolver:
 
         return newton_cg_solve(problem, initial_weights(problem, init, seed), self.options, log=log,
                                callback=self.callback)
-
-    def record(self) -> dict[str, Any]:
-        """``{"backend": "casadi", "method": "newton-cg", **options}``."""
-        return {"backend": "casadi", "method": METHOD, **asdict(self.options)}
