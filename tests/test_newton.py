@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from ocp_resnet.model import objective as objective_mod
 from ocp_resnet.model._ops import NUMPY
 from ocp_resnet.model.evaluation import objective_and_gradient
 from ocp_resnet.solvers import initial_weights, newton
+from ocp_resnet.solvers.forked import can_fork
 from ocp_resnet.solvers.ipopt.transcription import _common
 from ocp_resnet.solvers.newton import (
     NewtonOptions,
@@ -154,6 +157,40 @@ def test_threads_sweep_chunks_with_the_same_numbers(monkeypatch):
         newton.auto_threads()
     monkeypatch.delenv("OCP_RESNET_THREADS")
     assert 1 <= newton.auto_threads() <= newton.MAX_THREADS
+
+
+@pytest.mark.skipif(not can_fork(), reason="the metric's worker process needs fork (Linux)")
+def test_metric_in_a_worker_process_gives_the_same_numbers(monkeypatch):
+    """The metric's part swept in a forked worker gives the one-piece sweep's numbers bit for
+    bit; when the worker dies the sweep goes on in one process, the same numbers again."""
+    prob = problem(**CONFIGS[1])
+    w = random_weights(prob)
+    _, xs = _objective(prob, w)
+    serial = _Derivatives(prob, threads=1)
+    monkeypatch.setattr(newton, "SPLIT_MIN_SIZE", 0)
+    split = _Derivatives(prob, threads=2)
+    assert split.splits and split.threads == 2 and not serial.splits
+    assert not _Derivatives(prob, threads=1).splits
+    ways = []
+    for _ in range(5):  # split on the first calls, then one process, then the faster
+        ways.append(split._threaded())
+        split._calls -= 1
+        for a, b in zip(split(w, xs), serial(w, xs)):
+            assert np.array_equal(a, b)
+    assert ways[:4] == [True, True, False, False]
+    assert split._metric_worker is not None
+    g_only = split(w, xs, metric=False)  # without the metric: nothing to split
+    assert np.array_equal(g_only[1], serial(w, xs, metric=False)[1])
+    os.kill(split._metric_worker._proc.pid, signal.SIGKILL)
+    split._metric_worker._proc.join(5.0)
+    split._threaded = lambda: True  # type: ignore[method-assign]
+    for a, b in zip(split(w, xs), serial(w, xs)):
+        assert np.array_equal(a, b)
+    assert not split.splits and split._worker(True) is None
+    sol_split = newton_solve(prob, random_weights(prob), NewtonOptions(print_level=0, threads=2))
+    sol_one = newton_solve(prob, random_weights(prob), NewtonOptions(print_level=0, threads=1))
+    assert sol_split.stats["metric_process"] and not sol_one.stats["metric_process"]
+    assert sol_split.iterations == sol_one.iterations and np.array_equal(sol_split.w, sol_one.w)
 
 
 def test_chunk_size_follows_the_work_array_size():

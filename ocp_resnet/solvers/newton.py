@@ -32,7 +32,8 @@ Negative curvature is followed, not regularised away, and a step inside the regi
 plain Newton step (quadratic convergence at the end).
 
 Large sample sets are swept in chunks of samples (:class:`_Derivatives`), fixed by the sizes,
-which threads share without changing the numbers.
+which threads share without changing the numbers; mid-size ones sweep the metric's part in a
+forked worker process while the solve's own sweeps ∇²J (the same numbers too).
 
 Convergence: ‖∇J(w)‖_∞ ≤ ``tol``, with J and ∇J those of :meth:`Problem.objective_value` and
 :func:`ocp_resnet.model.evaluation.objective_and_gradient` (they agree to rounding).
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import os
 import threading
@@ -60,6 +62,7 @@ from ocp_resnet.model._ops import CASADI, NUMPY
 from ocp_resnet.model.evaluation import evaluate
 from ocp_resnet.model.problem import Problem
 from ocp_resnet.solvers.base import Backend, Init, Log
+from ocp_resnet.solvers.forked import ForkedCall, can_fork
 from ocp_resnet.solvers.iteration import IterCallback, StopOnSigint, stop_after_iteration
 from ocp_resnet.solvers.solution import Solution
 from ocp_resnet.status import Status
@@ -99,7 +102,10 @@ class NewtonOptions:
     default 1 cost the least in all (docs/performance.md, "Cost of a Newton iteration").
 
     ``threads``: how many threads sweep the derivatives, each over its own chunk of samples
-    (0: :func:`auto_threads`); problems too small to gain use one whatever the setting.
+    (0: :func:`auto_threads`); problems too small to gain use one whatever the setting. An
+    unchunked problem of size n·d·p ≥ :data:`SPLIT_MIN_SIZE` given two or more sweeps the
+    metric's part in a forked worker process on Linux (two threads would mostly wait for each
+    other's interpreter lock). Neither changes the numbers.
     """
 
     tol: float = 1e-8
@@ -462,10 +468,11 @@ class _Mapped:
         return o.reshape(self.n, c, r).transpose(0, 2, 1)
 
 
-def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list[np.ndarray], metric: bool = True
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list[np.ndarray], metric: bool = True,
+                 hessian: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """∇J(w), ∇²J(w) and the state metric M = I + (1/n) Σ_k S_kᵀS_k from the simulated states ``xs``
-    (``metric=False``: M is the identity, not computed), in one backward sweep.
+    (``metric=False``: M is the identity, not computed; ``hessian=False``: ∇²J is not computed
+    and comes back empty), in one backward sweep.
 
     With S_k = ∂x_k/∂w, ∇²J = (1/n) Σ_i Σ_k Z_kᵀ ∇²L_k Z_k (module docstring) is never formed from
     the S_k (that costs n·d·p² per stage): the sum over the stages j ≥ k is a quadratic form in
@@ -477,13 +484,17 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
 
     per sample, with P_k (d_k × d_k) and Q_k (d_k × p) small; the products summed over the
     samples, (B_kE_k)ᵀ Y_k, cost n·d·q_k·p per stage. M is the same recursion with Hxx = I and
-    no weight terms (the cost Σ_k ½‖x_k‖²), carried in the same arrays.
+    no weight terms (the cost Σ_k ½‖x_k‖²), carried in the same arrays. Each part's numbers are
+    the same whether it is swept alone or with the other (every product is per part), so the two
+    can be swept in two threads (:class:`_Derivatives`) without changing them.
     """
     n, p, N = fns.n, fns.p, fns.N
     T = problem.T
-    nm = 2 if metric else 1  # P, Q and U hold the ∇²J part and the M part: [0] and [1]
+    # P, Q and U hold the ∇²J part (index h) and the M part (index m), each when asked for
+    nm = int(hessian) + int(metric)
+    h, m = (0 if hessian else -1), (nm - 1 if metric else -1)
     g = np.zeros(p)
-    U = np.zeros((nm, p, p))  # ∇²J·n = U[0] + U[0]ᵀ, (M − I)·n = U[1] + U[1]ᵀ
+    U = np.zeros((nm, p, p))  # ∇²J·n = U[h] + U[h]ᵀ, (M − I)·n = U[m] + U[m]ᵀ
     lam = np.zeros((0, n))
     Pn = np.zeros((nm, n, 0, 0))  # P_{k+1}
     Qn = np.zeros((nm, n, 0, p))  # Q_{k+1}, only its columns lo_{k+1}.. are set
@@ -541,22 +552,23 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
                 Bf = B.reshape(n * e, qf).T
                 for j in range(nm):
                     U[j][st.KfKf] += 0.5 * (Bf @ PB[j].reshape(n * e, qf))
-        Q0 = Q[0].reshape(n, d * p)
-        if st.wx_runs is not None:
-            for h0, q0, m in st.wx_runs:
-                Q0[:, q0:q0 + m] += Hnz[:, h0:h0 + m]
-        else:
-            i, flat = st.wx
-            Q0[:, flat] += Hnz[:, i]
-        i, r, c, half = st.ww
-        U[0, r, c] += half * Hnz[:, i].sum(axis=0)
         # P_k = Hxx_k + A_kᵀ P_{k+1} A_k (the metric's: I + A_kᵀ P_{k+1} A_k)
         Pk = np.matmul(np.matmul(At, Pn), A) if e else np.zeros((nm, n, d, d))
-        i, a, b = st.xx
-        Pk[0][:, a, b] += Hnz[:, i]
-        Pk[0][:, b, a] += np.where(a != b, 1.0, 0.0) * Hnz[:, i]
+        if hessian:
+            Q0 = Q[h].reshape(n, d * p)
+            if st.wx_runs is not None:
+                for h0, q0, ln in st.wx_runs:
+                    Q0[:, q0:q0 + ln] += Hnz[:, h0:h0 + ln]
+            else:
+                i, flat = st.wx
+                Q0[:, flat] += Hnz[:, i]
+            i, r, c, half = st.ww
+            U[h, r, c] += half * Hnz[:, i].sum(axis=0)
+            i, a, b = st.xx
+            Pk[h][:, a, b] += Hnz[:, i]
+            Pk[h][:, b, a] += np.where(a != b, 1.0, 0.0) * Hnz[:, i]
         if metric:
-            Pk[1][:, np.arange(d), np.arange(d)] += 1.0
+            Pk[m][:, np.arange(d), np.arange(d)] += 1.0
         Pn, Qn = Pk, Q
     if fns.stem is not None:  # x_0 = E(u): S_0 is the stem's constant Jacobian on its weights K0
         S0, K0 = fns.stem
@@ -569,9 +581,12 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
     fns.account(spent)
     lamb = problem.objective.weight_decay
     g = g / n + 2.0 * lamb * w
-    Hs = (U[0] + U[0].T) / n
-    Hs[np.diag_indices(p)] += 2.0 * lamb
-    M = (U[1] + U[1].T) / n if metric else np.zeros((p, p))
+    if hessian:
+        Hs = (U[h] + U[h].T) / n
+        Hs[np.diag_indices(p)] += 2.0 * lamb
+    else:
+        Hs = np.zeros((0, 0))
+    M = (U[m] + U[m].T) / n if metric else np.zeros((p, p))
     M[np.diag_indices(p)] += 1.0
     return g, Hs, M
 
@@ -676,11 +691,27 @@ def _pool() -> Any:
     return _POOL
 
 
+#: The size n·d·p (samples × widest state × weights) from which an unchunked sweep may put the
+#: metric's part in a worker process (:meth:`_Derivatives._worker`): below, the process's
+#: hand-offs (~0.2 ms a call) eat what it gains.
+SPLIT_MIN_SIZE = 20_000
+
+
+def split_size(problem: Problem) -> int:
+    """n·d·p of ``problem``: the size of a second-order-adjoint work array, in floats."""
+    return problem.n_samples * max(problem.spec.widths) * problem.spec.n_params
+
+
+def _usable_threads(threads: int, chunks: int, split: bool) -> int:
+    """Threads a sweep of ``chunks`` chunks can use: one per chunk; for one piece two where its
+    metric's part may go to a worker process (``split``), else one."""
+    return max(1, min(int(threads), chunks if chunks > 1 else 1 + int(split)))
+
+
 def sweep_chunks(problem: Problem) -> int:
     """How many chunks of samples :class:`_Derivatives` sweeps ``problem`` in (sizes alone)."""
     n = problem.n_samples
-    size = 8.0 * n * max(problem.spec.widths) * problem.spec.n_params
-    return max(1, min(math.ceil(size / CHUNK_BYTES), n // CHUNK_MIN_SAMPLES))
+    return max(1, min(math.ceil(8.0 * split_size(problem) / CHUNK_BYTES), n // CHUNK_MIN_SAMPLES))
 
 
 class _Derivatives:
@@ -699,7 +730,8 @@ class _Derivatives:
         if chunks is None:  # by the sizes alone, so the numbers do not depend on the threads
             chunks = sweep_chunks(problem)
         chunks = max(1, min(int(chunks), n))
-        self.threads = max(1, min(int(threads), chunks))
+        self._split = chunks == 1 and can_fork() and split_size(problem) >= SPLIT_MIN_SIZE
+        self.threads = _usable_threads(threads, chunks, self._split)
         self._calls = 0
         #: wall seconds of the last three calls each way, serial [False] and threaded [True]
         #: (metric-equivalent)
@@ -707,9 +739,12 @@ class _Derivatives:
         bounds = [round(i * n / chunks) for i in range(chunks + 1)]
         self.parts = [(problem.rows(sl), self.fns.rows(sl, sl.stop - sl.start), sl)
                       for sl in (slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]))] if chunks > 1 else []
+        #: one piece: the metric's part may be swept in a worker process (:meth:`_worker`)
+        self._metric_worker: ForkedCall | None = None
 
     def _threaded(self) -> bool:
-        """Whether this call runs the chunks in threads. Threads pay only while cores are free
+        """Whether this call runs in parallel (the chunks in threads, or one piece's metric in
+        the worker process: :meth:`_one_piece`). Threads pay only while cores are free
         (on a loaded 2-core machine they made the n = 2000 sweep 1.5x slower), so both ways are
         timed on the first calls and again every :data:`_PROBE_EVERY` calls, and the faster
         (median wall time) is used; the numbers are the same either way."""
@@ -724,6 +759,11 @@ class _Derivatives:
         return float(np.median(threaded)) < float(np.median(serial))
 
     @property
+    def splits(self) -> bool:
+        """Whether the metric's part may be swept in a worker process (:meth:`_worker`)."""
+        return self._split and self.threads > 1
+
+    @property
     def chunks(self) -> int:
         """How many chunks of samples a call sweeps."""
         return max(1, len(self.parts))
@@ -731,7 +771,7 @@ class _Derivatives:
     def __call__(self, w: np.ndarray, xs: list[np.ndarray], metric: bool = True
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not self.parts:
-            return _derivatives(self.fns, self.problem, w, xs, metric)
+            return self._one_piece(w, xs, metric)
         n = self.problem.n_samples
         p = w.size
         for _, fns, _ in self.parts:
@@ -755,6 +795,59 @@ class _Derivatives:
             M += share * Mi
         return g, H, M
 
+    def _one_piece(self, w: np.ndarray, xs: list[np.ndarray], metric: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The sweep of an unchunked problem: ∇²J and M in one sweep, or, when that is the
+        faster way (timed as for chunks), M's part in a forked worker process
+        (:mod:`~ocp_resnet.solvers.forked`) while this one sweeps ∇²J's: the same numbers."""
+        worker = self._worker(metric)
+        split = worker is not None and self._threaded()
+        t0 = time.perf_counter()
+        if worker is not None and split:
+            try:
+                worker.submit(w, xs, self.fns.jit)
+                g, H, _ = _derivatives(self.fns, self.problem, w, xs, False)
+                M = worker.result()
+            except RuntimeError:  # the worker died (killed, out of memory): on in one process
+                self._split = False
+                worker.close()
+                return _derivatives(self.fns, self.problem, w, xs, metric)
+        else:
+            g, H, M = _derivatives(self.fns, self.problem, w, xs, metric)
+        if worker is not None:
+            recent = self._seconds[split]
+            recent.append(time.perf_counter() - t0)
+            del recent[:-3]
+        return g, H, M
+
+    def _worker(self, metric: bool) -> ForkedCall | None:
+        """The process that sweeps the metric, started on first use, or None where the metric
+        is not asked for, the problem is too small to gain (:data:`SPLIT_MIN_SIZE`), only one
+        thread is allowed or this platform cannot fork."""
+        if not (metric and self._split and self.threads > 1):
+            return None
+        if self._metric_worker is None:
+            twin = self.fns.rows(slice(0, self.fns.n), self.fns.n)
+            self._metric_worker = ForkedCall(functools.partial(_metric_sweep, twin, self.problem),
+                                             (self.fns.p, self.fns.p), name="ocp-resnet-metric")
+        return self._metric_worker
+
+
+def _metric_sweep(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list[np.ndarray], jit: bool
+                  ) -> np.ndarray:
+    """M at w (:func:`_derivatives`' metric part alone), in the worker process of
+    :meth:`_Derivatives._worker`: with the compiled stage functions once the parent has them
+    (loaded from the compile cache; the same numbers either way), and never compiling itself."""
+    fns.owner, fns.compile_s = None, math.inf  # its time does not count for the parent's decision
+    if jit and not fns.jit:
+        from ocp_resnet.solvers.ipopt.transcription import _common
+
+        for m in fns.mapped:
+            if not m.compiled:
+                m.swap(_common.compiled(m.base, cached_only=True))
+        fns.jit = all(m.compiled for m in fns.mapped)
+    with np.errstate(all="ignore"):
+        return _derivatives(fns, problem, w, xs, True, False)[2]
+
 
 #: The derivative sweeps of each live problem (the solve, its restarts and its certificate).
 _SWEEPS: weakref.WeakKeyDictionary[Problem, _Derivatives] = weakref.WeakKeyDictionary()
@@ -767,7 +860,7 @@ def derivatives_of(problem: Problem, threads: int | None = None) -> _Derivatives
     if d is None:
         d = _SWEEPS[problem] = _Derivatives(problem, threads=threads or 1)
     elif threads is not None:
-        d.threads = max(1, min(int(threads), d.chunks))
+        d.threads = _usable_threads(threads, d.chunks, d._split)
     return d
 
 
@@ -1099,7 +1192,8 @@ def newton_solve(
     derivatives = derivatives_of(problem, opts.threads or auto_threads())
     t1 = time.perf_counter()
     stats: dict[str, Any] = {"hessians": 0, "rejected": 0, "negative_curvature": 0, "boundary_steps": 0,
-                             "chunks": derivatives.chunks, "threads": derivatives.threads}
+                             "chunks": derivatives.chunks, "threads": derivatives.threads,
+                             "metric_process": derivatives.splits}
     status = Status.MAX_ITER
     J, xs = _objective(problem, w)
     radius = opts.radius
@@ -1112,6 +1206,8 @@ def newton_solve(
         sweep = "" if derivatives.chunks == 1 else (
             f"; derivatives over {derivatives.chunks} chunks of samples"
             + (f", up to {derivatives.threads} threads (the faster way, timed)" if derivatives.threads > 1 else ""))
+        if derivatives.splits and states:
+            sweep += "; the metric swept in a second process (when faster, timed)"
         say(f"exact Newton, trust region in the {opts.metric} metric: {p} weights, {problem.n_samples} samples, "
             f"{problem.spec.n_blocks} blocks{sweep}")
         say(f"{'iter':>5} {'objective':>22} {'|grad|inf':>10} {'|step|':>9} {'radius':>9} {'rho':>9} "

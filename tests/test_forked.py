@@ -1,0 +1,60 @@
+"""A function evaluated in a forked worker process (ocp_resnet.solvers.forked)."""
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from ocp_resnet.solvers.forked import ForkedCall, can_fork
+
+pytestmark = pytest.mark.skipif(not can_fork(), reason="needs the fork start method (Linux)")
+
+
+def _outer(a: np.ndarray, scale: float) -> np.ndarray:
+    if scale < 0:
+        raise ValueError("negative scale")
+    return scale * np.outer(a, a)
+
+
+def test_results_come_back_and_an_error_does_not_end_the_worker():
+    call = ForkedCall(_outer, (3, 3))
+    try:
+        a = np.array([1.0, 2.0, 3.0])
+        call.submit(a, 2.0)
+        got = call.result()
+        np.testing.assert_array_equal(got, 2.0 * np.outer(a, a))
+        call.submit(a, -1.0)
+        with pytest.raises(RuntimeError, match="negative scale"):
+            call.result()
+        call.submit(a, 0.5)  # still serving
+        np.testing.assert_array_equal(call.result(), 0.5 * np.outer(a, a))
+        assert got[0, 0] == 2.0  # a result is a copy, not the shared buffer
+    finally:
+        call.close()
+    assert not call.alive and not call._proc.is_alive()
+
+
+def test_a_killed_worker_is_reported_not_waited_for():
+    call = ForkedCall(_outer, (2, 2))
+    os.kill(call._proc.pid, signal.SIGKILL)
+    call._proc.join(5.0)
+    with pytest.raises(RuntimeError, match="worker process"):
+        call.submit(np.ones(2), 1.0)
+        call.result()
+    assert not call.alive
+    call.close()
+
+
+def test_the_worker_ignores_ctrl_c():
+    """Ctrl-C reaches the whole process group; the parent decides, the worker carries on."""
+    call = ForkedCall(_outer, (2, 2))
+    try:
+        call.submit(np.ones(2), 1.0)
+        call.result()  # the child is in its loop, SIGINT ignored
+        os.kill(call._proc.pid, signal.SIGINT)
+        call.submit(np.ones(2), 3.0)
+        np.testing.assert_array_equal(call.result(), np.full((2, 2), 3.0))
+    finally:
+        call.close()
