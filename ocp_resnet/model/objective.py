@@ -115,6 +115,21 @@ def loss(obj: ObjectiveSpec, z: Any, t: Any, const: float, ops: Any) -> Any:
     return ops.logsumexp(z) - ops.colsum(t * z) + const
 
 
+def loss_gradient(obj: ObjectiveSpec, z: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """∂ℓ/∂z of :func:`loss` per sample (numpy, (outputs, n)): φ(z) − t with φ the identity
+    (mse), the logistic function (bce) or the softmax over the outputs (ce, sce). Every loss is
+    affine in t with slope −1 there, which the Newton path's primal-dual Hessian relies on."""
+    phi: np.ndarray
+    if obj.loss == "mse":
+        phi = z
+    elif obj.loss == "bce":
+        phi = 0.5 * (1.0 + np.tanh(0.5 * z))  # the logistic function, without overflow
+    else:
+        e = np.exp(z - np.max(z, axis=0, keepdims=True))
+        phi = e / np.sum(e, axis=0, keepdims=True)
+    return np.asarray(phi - t)
+
+
 def predictions(obj: ObjectiveSpec, z: np.ndarray) -> np.ndarray:
     """Predicted class per sample from head outputs (numpy, (outputs, n))."""
     labels: np.ndarray = (z[0] > 0).astype(int) if obj.loss == "bce" else np.argmax(z, axis=0)

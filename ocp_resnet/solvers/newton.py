@@ -69,6 +69,7 @@ from ocp_resnet.status import Status
 
 METHOD = "newton"
 METRICS = ("states", "euclidean")
+CURVATURES = ("primal-dual", "primal")
 SHRINKS = ("fixed", "interp")
 #: a step is taken when it achieves this fraction of the model's predicted decrease
 _ETA = 1e-4
@@ -106,6 +107,12 @@ class NewtonOptions:
     unchunked problem of size n·d·p ≥ :data:`SPLIT_MIN_SIZE` given two or more sweeps the
     metric's part in a forked worker process on Linux (two threads would mostly wait for each
     other's interpreter lock). Neither changes the numbers.
+
+    ``curvature``: ``"primal-dual"`` (the default) builds ∇²J with the loss gradients at the
+    stage outputs carried along the last step by their linearisation (:class:`_Duals`);
+    ``"primal"`` re-evaluates them at each iterate (the exact Hessian of J at every iterate).
+    The gradient is exact either way and both Hessians agree at a solution. On the census the
+    primal-dual model cut the slow tail's iterations several fold (docs/performance.md).
     """
 
     tol: float = 1e-8
@@ -120,6 +127,7 @@ class NewtonOptions:
     nonmonotone: int = 1
     metric_every: int = 1
     threads: int = 0
+    curvature: str = "primal-dual"
 
     def __post_init__(self) -> None:
         self.tol = check_float("tol", self.tol, 0.0, strict=True)
@@ -134,6 +142,7 @@ class NewtonOptions:
         self.nonmonotone = check_int("nonmonotone", self.nonmonotone, 1)
         self.metric_every = check_int("metric_every", self.metric_every, 1)
         self.threads = check_int("threads", self.threads, 0)
+        check_choice("curvature", self.curvature, CURVATURES)
         if self.max_radius < self.radius:
             raise ValidationError(f"max_radius {self.max_radius} is below radius {self.radius}: raise max_radius")
 
@@ -469,10 +478,13 @@ class _Mapped:
 
 
 def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list[np.ndarray], metric: bool = True,
-                 hessian: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 hessian: bool = True, targets: list[np.ndarray] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """∇J(w), ∇²J(w) and the state metric M = I + (1/n) Σ_k S_kᵀS_k from the simulated states ``xs``
     (``metric=False``: M is the identity, not computed; ``hessian=False``: ∇²J is not computed
-    and comes back empty), in one backward sweep.
+    and comes back empty; neither: the gradient alone), in one backward sweep. ``targets`` (one
+    array per stage) replace the problem's targets in the stage costs: the primal-dual Hessian
+    (:func:`_dual_targets`); the gradient is then that of the replaced costs.
 
     With S_k = ∂x_k/∂w, ∇²J = (1/n) Σ_i Σ_k Z_kᵀ ∇²L_k Z_k (module docstring) is never formed from
     the S_k (that costs n·d·p² per stage): the sum over the stages j ≥ k is a quadratic form in
@@ -492,6 +504,8 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
     T = problem.T
     # P, Q and U hold the ∇²J part (index h) and the M part (index m), each when asked for
     nm = int(hessian) + int(metric)
+    if nm == 0:
+        return _gradient(fns, problem, w, xs), np.zeros((0, 0)), np.eye(p)
     h, m = (0 if hessian else -1), (nm - 1 if metric else -1)
     g = np.zeros(p)
     U = np.zeros((nm, p, p))  # ∇²J·n = U[h] + U[h]ᵀ, (M − I)·n = U[m] + U[m]ᵀ
@@ -504,7 +518,7 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
         fn, K, d, e = st.fn, st.K, st.d, st.e
         lo, lo1 = fns.lo[k], fns.lo[k + 1]
         t0 = time.thread_time()  # (process_time costs ~10 µs a call here, thread_time 0.3 µs)
-        Araw, Bnz, gL, Hnz = fn(xs[k], w[K], T, lam, st.gamma)
+        Araw, Bnz, gL, Hnz = fn(xs[k], w[K], T if targets is None else targets[k], lam, st.gamma)
         spent += time.thread_time() - t0
         A = fn.dense(Araw, 0)  # (n, e, d)
         At = A.transpose(0, 2, 1)
@@ -591,6 +605,26 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
     return g, Hs, M
 
 
+def _gradient(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list[np.ndarray]) -> np.ndarray:
+    """∇J(w) alone: the first-order adjoint sweep of :func:`_derivatives`."""
+    n = fns.n
+    g = np.zeros(fns.p)
+    lam = np.zeros((0, n))
+    spent = 0.0
+    for k in range(fns.N, -1, -1):
+        st = fns.stages[k]
+        t0 = time.thread_time()
+        gL = st.fn(xs[k], w[st.K], problem.T, lam, st.gamma)[2]
+        spent += time.thread_time() - t0
+        g[st.K] += gL[:, st.d:].sum(axis=0)
+        lam = gL[:, :st.d].T.copy()  # (the stage's output array is overwritten by its next call)
+    if fns.stem is not None:
+        S0, K0 = fns.stem
+        g[K0] += np.einsum("ndq,dn->q", S0, lam)
+    fns.account(spent)
+    return g / n + 2.0 * problem.objective.weight_decay * w
+
+
 class _LazyMetric:
     """The derivatives of each iteration with the states metric M formed only every ``every``
     iterations (the ``metric`` of :func:`_derivatives`), the last one kept in between; without
@@ -601,15 +635,73 @@ class _LazyMetric:
         self.M: np.ndarray | None = None
         self.age = 0
 
-    def derivatives(self, sweep: _Derivatives, w: np.ndarray, xs: list[np.ndarray]
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """∇J(w), ∇²J(w) (by ``sweep``) and the metric to use at w."""
+    def derivatives(self, sweep: _Derivatives, w: np.ndarray, xs: list[np.ndarray],
+                    targets: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """∇J(w), ∇²J(w) (by ``sweep``, with ``targets`` the primal-dual one) and the metric to use at w."""
         fresh = self.states and (self.M is None or self.age >= self.every)
-        g, H, M = sweep(w, xs, metric=fresh)
+        g, H, M = sweep(w, xs, metric=fresh, targets=targets)
         if fresh:
             self.M, self.age = M, 0
         self.age += 1
         return g, H, self.M if self.M is not None else M
+
+
+def _stage_seeds(problem: Problem, w: np.ndarray, xs: list[np.ndarray] | None = None) -> list[np.ndarray | None]:
+    """∂ℓ/∂ŷ_k per sample at w (:func:`~ocp_resnet.model.objective.loss_gradient`) for the stages
+    that have a cost (γ_k ≠ 0; None for the others), from the states ``xs`` when given."""
+    spec, obj = problem.spec, problem.objective
+    P = spec.unflatten(w)
+    with np.errstate(all="ignore"):
+        if xs is None:
+            xs = arch.trajectory(spec, P, problem.U, NUMPY)
+        zs = arch.stage_outputs(spec, P, xs, NUMPY)
+        return [objective_mod.loss_gradient(obj, z, problem.T) if gam != 0.0 else None
+                for z, gam in zip(zs, obj.stage_weights(spec.n_blocks))]
+
+
+#: relative size of the central difference that linearises the loss gradients (:class:`_Duals`)
+_FD_STEP = 1e-6
+
+
+class _Duals:
+    """The multipliers of the primal-dual Hessian (``NewtonOptions.curvature``).
+
+    ∇²J weighs the second derivatives of each stage output ŷ_k by the loss gradient there, the
+    "multiplier" y_k = ∂ℓ/∂ŷ_k (the adjoints of the sweep start from it). The primal Hessian takes
+    y at the new point; the primal-dual one carries it as its linearisation along the step,
+    y⁺ = y(w) + Dy(w)[s] — Newton's update of y as a variable of its own, what a primal-dual
+    interior-point method does for its barrier's multipliers — and builds ∇²J with it by
+    replacing the targets t of each stage cost by t' = t + y(w⁺) − y⁺ (every loss is affine in t
+    with slope −1: the adjoints then start from y⁺). Where a weakly regularised net fits its data
+    almost exactly, J is a quadratic penalty of a curved manifold of exact fits, where the primal
+    Newton model is only good over short steps; with y⁺ the model follows the manifold's
+    curvature. y⁺ − y(w⁺) = O(‖s‖²), so the Hessian is exact in the limit (fast local
+    convergence), and ∇J is always the exact gradient."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        self.y: list[np.ndarray | None] | None = None  # None: the primal Hessian (the first iteration)
+
+    def targets(self, w: np.ndarray, xs: list[np.ndarray]) -> list[np.ndarray] | None:
+        """The targets t' of each stage at w (None before the first step)."""
+        if self.y is None:
+            return None
+        T = self.problem.T
+        return [T if y is None or s is None else T + s - y
+                for s, y in zip(_stage_seeds(self.problem, w, xs), self.y)]
+
+    def step(self, w: np.ndarray, s: np.ndarray, xs: list[np.ndarray]) -> None:
+        """Carry y over the accepted step w → w + s (``xs`` the states at w): y(w) + Dy(w)[s], the
+        directional derivative by a central difference of relative size :data:`_FD_STEP`."""
+        size = float(np.max(np.abs(s), initial=0.0))
+        if size == 0.0:
+            return
+        h = _FD_STEP * (1.0 + float(np.max(np.abs(w)))) / size
+        y0 = _stage_seeds(self.problem, w, xs)
+        yp = _stage_seeds(self.problem, w + h * s)
+        ym = _stage_seeds(self.problem, w - h * s)
+        self.y = [None if a is None or b is None or c is None else a + (b - c) / (2.0 * h)
+                  for a, b, c in zip(y0, yp, ym)]
 
 
 def exact_derivatives(problem: Problem, w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -768,21 +860,23 @@ class _Derivatives:
         """How many chunks of samples a call sweeps."""
         return max(1, len(self.parts))
 
-    def __call__(self, w: np.ndarray, xs: list[np.ndarray], metric: bool = True
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def __call__(self, w: np.ndarray, xs: list[np.ndarray], metric: bool = True,
+                 targets: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """∇J, ∇²J and M at w (:func:`_sweep`; ``targets``: ∇²J is the primal-dual Hessian)."""
         if not self.parts:
-            return self._one_piece(w, xs, metric)
+            return self._one_piece(w, xs, metric, targets)
         n = self.problem.n_samples
         p = w.size
         for _, fns, _ in self.parts:
             fns.follow()
-        jobs = [(fns, sub, w, [x[:, sl] for x in xs], metric) for sub, fns, sl in self.parts]
+        jobs = [(fns, sub, w, [x[:, sl] for x in xs], metric, None if targets is None else [t[:, sl] for t in targets])
+                for sub, fns, sl in self.parts]
         threaded = self._threaded()
         t0 = time.perf_counter()
         if threaded:
-            results = [f.result() for f in [_pool().submit(_derivatives, *job) for job in jobs]]
+            results = [f.result() for f in [_pool().submit(_sweep, *job) for job in jobs]]
         else:
-            results = [_derivatives(*job) for job in jobs]
+            results = [_sweep(*job) for job in jobs]
         if self.threads > 1:
             recent = self._seconds[threaded]
             recent.append((time.perf_counter() - t0) / (1.0 if metric else _NO_METRIC_SHARE))
@@ -795,9 +889,10 @@ class _Derivatives:
             M += share * Mi
         return g, H, M
 
-    def _one_piece(self, w: np.ndarray, xs: list[np.ndarray], metric: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The sweep of an unchunked problem: ∇²J and M in one sweep, or, when that is the
-        faster way (timed as for chunks), M's part in a forked worker process
+    def _one_piece(self, w: np.ndarray, xs: list[np.ndarray], metric: bool, targets: list[np.ndarray] | None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The sweep of an unchunked problem (:func:`_sweep`), or, when that is the faster way
+        (timed as for chunks), the metric's part (with ∇J) in a forked worker process
         (:mod:`~ocp_resnet.solvers.forked`) while this one sweeps ∇²J's: the same numbers."""
         worker = self._worker(metric)
         split = worker is not None and self._threaded()
@@ -805,14 +900,17 @@ class _Derivatives:
         if worker is not None and split:
             try:
                 worker.submit(w, xs, self.fns.jit)
-                g, H, _ = _derivatives(self.fns, self.problem, w, xs, False)
-                M = worker.result()
+                g, H, _ = _derivatives(self.fns, self.problem, w, xs, False, True, targets)
+                packed = worker.result()
             except RuntimeError:  # the worker died (killed, out of memory): on in one process
                 self._split = False
                 worker.close()
-                return _derivatives(self.fns, self.problem, w, xs, metric)
+                return _sweep(self.fns, self.problem, w, xs, metric, targets)
+            M = packed[:-1]
+            if targets is not None:
+                g = packed[-1]
         else:
-            g, H, M = _derivatives(self.fns, self.problem, w, xs, metric)
+            g, H, M = _sweep(self.fns, self.problem, w, xs, metric, targets)
         if worker is not None:
             recent = self._seconds[split]
             recent.append(time.perf_counter() - t0)
@@ -828,15 +926,27 @@ class _Derivatives:
         if self._metric_worker is None:
             twin = self.fns.rows(slice(0, self.fns.n), self.fns.n)
             self._metric_worker = ForkedCall(functools.partial(_metric_sweep, twin, self.problem),
-                                             (self.fns.p, self.fns.p), name="ocp-resnet-metric")
+                                             (self.fns.p + 1, self.fns.p), name="ocp-resnet-metric")
         return self._metric_worker
+
+
+def _sweep(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list[np.ndarray], metric: bool,
+           targets: list[np.ndarray] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """∇J, ∇²J and M (``metric``) at w in one sweep; with ``targets`` in two: ∇J and M with the
+    problem's targets, ∇²J with ``targets`` (the primal-dual Hessian, :func:`_dual_targets`).
+    The metric's part does not depend on the targets, so the two cost about one combined sweep."""
+    if targets is None:
+        return _derivatives(fns, problem, w, xs, metric)
+    g, _, M = _derivatives(fns, problem, w, xs, metric, False)
+    return g, _derivatives(fns, problem, w, xs, False, True, targets)[1], M
 
 
 def _metric_sweep(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list[np.ndarray], jit: bool
                   ) -> np.ndarray:
-    """M at w (:func:`_derivatives`' metric part alone), in the worker process of
-    :meth:`_Derivatives._worker`: with the compiled stage functions once the parent has them
-    (loaded from the compile cache; the same numbers either way), and never compiling itself."""
+    """M at w with ∇J(w) as an extra last row (:func:`_derivatives`' metric part alone), in the
+    worker process of :meth:`_Derivatives._worker`: with the compiled stage functions once the
+    parent has them (loaded from the compile cache; the same numbers either way), and never
+    compiling itself."""
     fns.owner, fns.compile_s = None, math.inf  # its time does not count for the parent's decision
     if jit and not fns.jit:
         from ocp_resnet.solvers.ipopt.transcription import _common
@@ -846,7 +956,8 @@ def _metric_sweep(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: lis
                 m.swap(_common.compiled(m.base, cached_only=True))
         fns.jit = all(m.compiled for m in fns.mapped)
     with np.errstate(all="ignore"):
-        return _derivatives(fns, problem, w, xs, True, False)[2]
+        g, _, M = _derivatives(fns, problem, w, xs, True, False)
+    return np.vstack([M, g[None, :]])
 
 
 #: The derivative sweeps of each live problem (the solve, its restarts and its certificate).
@@ -1218,6 +1329,7 @@ def newton_solve(
         else:
             g, H, M = metric.derivatives(derivatives, w, xs)
             stats["hessians"] += 1
+        duals = _Duals(problem) if opts.curvature == "primal-dual" else None
         while status is Status.MAX_ITER:
             gnorm = float(np.max(np.abs(g), initial=0.0))
             if not (np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
@@ -1263,9 +1375,11 @@ def newton_solve(
                 status = Status.ERROR
                 stats["reason"] = "the trust region collapsed: no decrease along the Newton model's path"
                 break
+            if duals is not None:
+                duals.step(w, s, xs)
             w, J, xs = w + s, Jt, xst
             history.append(J)
-            g, H, M = metric.derivatives(derivatives, w, xs)
+            g, H, M = metric.derivatives(derivatives, w, xs, None if duals is None else duals.targets(w, xs))
             stats["hessians"] += 1
             stop = stop_after_iteration(callback, sigint, it, J, w, t1, opts.max_time_s, stats)
             if stop is not None:
