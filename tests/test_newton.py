@@ -179,6 +179,12 @@ def test_metric_in_a_worker_process_gives_the_same_numbers(monkeypatch):
             assert np.array_equal(a, b)
     assert ways[:4] == [True, True, False, False]
     assert split._metric_worker is not None
+    duals = newton._Duals(prob)  # the primal-dual Hessian: ∇J comes back from the worker
+    duals.step(w, 0.01 * np.ones_like(w), xs)
+    targets = duals.targets(w, xs)
+    split._threaded = lambda: True  # type: ignore[method-assign]
+    for a, b in zip(split(w, xs, targets=targets), serial(w, xs, targets=targets)):
+        assert np.array_equal(a, b)
     g_only = split(w, xs, metric=False)  # without the metric: nothing to split
     assert np.array_equal(g_only[1], serial(w, xs, metric=False)[1])
     os.kill(split._metric_worker._proc.pid, signal.SIGKILL)
@@ -528,19 +534,19 @@ def test_the_states_metric_is_formed_once_per_metric_period(monkeypatch: pytest.
 
     formed: list[bool] = []
     used: list[np.ndarray | None] = []
-    sweep, subproblem = newton._derivatives, newton._Subproblem
+    sweep, subproblem = newton._sweep, newton._Subproblem
 
     def counting_sweep(fns: newton._StageFunctions, prob: Problem, w: np.ndarray, xs: list[np.ndarray],
-                       metric: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                       metric: bool, targets: list[np.ndarray] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         formed.append(metric)
-        return sweep(fns, prob, w, xs, metric=metric)
+        return sweep(fns, prob, w, xs, metric, targets)
 
     def recording_subproblem(H: np.ndarray, M: np.ndarray | None, g: np.ndarray, sigma0: float = 0.0
                              ) -> newton._Subproblem:
         used.append(M)
         return subproblem(H, M, g, sigma0)
 
-    monkeypatch.setattr(newton, "_derivatives", counting_sweep)
+    monkeypatch.setattr(newton, "_sweep", counting_sweep)
     monkeypatch.setattr(newton, "_Subproblem", recording_subproblem)
     prob = problem()
     sol = newton_solve(prob, initial_weights(prob, "random", 0), NewtonOptions(max_iter=8, metric=metric, metric_every=3))
@@ -553,3 +559,68 @@ def test_the_states_metric_is_formed_once_per_metric_period(monkeypatch: pytest.
         assert M is not None and M is used[3 * (i // 3)]
         assert np.linalg.eigvalsh(M).min() >= 1.0 - 1e-12
     assert used[0] is not used[3] and not np.array_equal(np.asarray(used[0]), np.asarray(used[3]))
+
+
+@pytest.mark.parametrize("loss", ["mse", "bce", "sce", "ce"])
+def test_loss_gradient_matches_finite_differences_of_the_loss(loss: str) -> None:
+    """∂ℓ/∂z (objective.loss_gradient), the multiplier the primal-dual Hessian carries, is the
+    derivative of objective.loss, and affine in the targets with slope −1."""
+    rng = np.random.default_rng(3)
+    C = 1 if loss == "bce" else 3
+    obj = objective_mod.ObjectiveSpec(loss=loss)
+    z = rng.normal(size=(C, 5)) * 3.0
+    t = rng.random((C, 5)) if loss == "bce" else np.eye(C)[:, rng.integers(0, C, 5)]
+    G = objective_mod.loss_gradient(obj, z, t)
+    h = 1e-6
+    for j in range(C):
+        e = np.zeros_like(z)
+        e[j] = h
+        fd = (objective_mod.loss(obj, z + e, t, 0.0, NUMPY) - objective_mod.loss(obj, z - e, t, 0.0, NUMPY)) / (2 * h)
+        np.testing.assert_allclose(G[j], np.ravel(fd), rtol=1e-7, atol=1e-8)
+    np.testing.assert_allclose(objective_mod.loss_gradient(obj, z, t + 0.25), G - 0.25, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("kw", CONFIGS)
+def test_primal_dual_hessian_is_exact_at_its_own_multipliers_and_the_gradient_always(kw) -> None:
+    """With y = ∂ℓ/∂ŷ at the current point the primal-dual Hessian is ∇²J; with y carried over a
+    step the gradient stays ∇J (against CasADi) and y is the first-order prediction of the loss
+    gradients at w + s (error O(‖s‖²))."""
+    prob = problem(**kw)
+    w = random_weights(prob)
+    _, xs = _objective(prob, w)
+    fns = _StageFunctions(prob)
+    g0, H0, M0 = _derivatives(fns, prob, w, xs)
+    duals = newton._Duals(prob)
+    assert duals.targets(w, xs) is None  # the first iteration: the primal Hessian
+    duals.y = newton._stage_seeds(prob, w)
+    g, H, M = newton._sweep(fns, prob, w, xs, True, duals.targets(w, xs))
+    np.testing.assert_allclose(H, H0, rtol=0, atol=1e-12 * np.abs(H0).max())
+    np.testing.assert_array_equal(g, g0)
+    np.testing.assert_array_equal(M, M0)
+    s = np.random.default_rng(1).normal(size=w.size)
+    errors = []
+    for scale in (1e-2, 5e-3):
+        duals.step(w, scale * s, xs)
+        actual = newton._stage_seeds(prob, w + scale * s)
+        errors.append(max(float(np.abs(a - y).max()) for a, y in zip(actual, duals.y) if a is not None))
+    assert errors[1] < 0.35 * errors[0]  # quadratic: a quarter, with room for the next order
+    w1 = w + 1e-2 * s
+    _, xs1 = _objective(prob, w1)
+    duals.step(w, 1e-2 * s, xs)
+    g1, H1, _ = newton._sweep(fns, prob, w1, xs1, True, duals.targets(w1, xs1))
+    _, g_ref = objective_and_gradient(prob, w1)
+    np.testing.assert_allclose(g1, g_ref, rtol=1e-9, atol=1e-12)
+    assert not np.allclose(H1, _derivatives(fns, prob, w1, xs1, False)[1], rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("curvature", ["primal-dual", "primal"])
+def test_both_curvatures_reach_a_certified_minimum(curvature: str) -> None:
+    prob = problem(blocks=3, width=3, loss="mse", gamma=0.5, weight_decay=1e-5)
+    sol = newton_solve(prob, random_weights(prob), NewtonOptions(print_level=0, curvature=curvature))
+    assert sol.status is Status.SUCCESS
+    _, g = objective_and_gradient(prob, sol.w)
+    assert np.abs(g).max() <= 1e-8
+    H = exact_derivatives(prob, sol.w)[2]
+    assert np.linalg.eigvalsh(H)[0] > -1e-8
+    with pytest.raises(ValidationError, match="curvature"):
+        NewtonOptions(curvature="dual")
