@@ -484,7 +484,7 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
     (``metric=False``: M is the identity, not computed; ``hessian=False``: ∇²J is not computed
     and comes back empty; neither: the gradient alone), in one backward sweep. ``targets`` (one
     array per stage) replace the problem's targets in the stage costs: the primal-dual Hessian
-    (:func:`_dual_targets`); the gradient is then that of the replaced costs.
+    (:class:`_Duals`); the gradient is then that of the replaced costs.
 
     With S_k = ∂x_k/∂w, ∇²J = (1/n) Σ_i Σ_k Z_kᵀ ∇²L_k Z_k (module docstring) is never formed from
     the S_k (that costs n·d·p² per stage): the sum over the stages j ≥ k is a quadratic form in
@@ -681,27 +681,34 @@ class _Duals:
     def __init__(self, problem: Problem) -> None:
         self.problem = problem
         self.y: list[np.ndarray | None] | None = None  # None: the primal Hessian (the first iteration)
+        self._at: tuple[np.ndarray, list[np.ndarray | None]] | None = None  # y(w) of the last targets
+
+    def _seeds(self, w: np.ndarray, xs: list[np.ndarray]) -> list[np.ndarray | None]:
+        if self._at is not None and self._at[0] is w:
+            return self._at[1]
+        seeds = _stage_seeds(self.problem, w, xs)
+        self._at = (w, seeds)
+        return seeds
 
     def targets(self, w: np.ndarray, xs: list[np.ndarray]) -> list[np.ndarray] | None:
-        """The targets t' of each stage at w (None before the first step)."""
+        """The targets t' of each stage at w (None before the first step: the primal Hessian)."""
+        seeds = self._seeds(w, xs)
         if self.y is None:
             return None
         T = self.problem.T
-        return [T if y is None or s is None else T + s - y
-                for s, y in zip(_stage_seeds(self.problem, w, xs), self.y)]
+        return [T if y is None or s is None else T + s - y for s, y in zip(seeds, self.y)]
 
     def step(self, w: np.ndarray, s: np.ndarray, xs: list[np.ndarray]) -> None:
         """Carry y over the accepted step w → w + s (``xs`` the states at w): y(w) + Dy(w)[s], the
-        directional derivative by a central difference of relative size :data:`_FD_STEP`."""
+        directional derivative by a forward difference of relative size :data:`_FD_STEP` (its
+        error, O(h‖s‖²), is far below the O(‖s‖²) by which y⁺ differs from y(w + s) anyway)."""
         size = float(np.max(np.abs(s), initial=0.0))
         if size == 0.0:
             return
         h = _FD_STEP * (1.0 + float(np.max(np.abs(w)))) / size
-        y0 = _stage_seeds(self.problem, w, xs)
-        yp = _stage_seeds(self.problem, w + h * s)
-        ym = _stage_seeds(self.problem, w - h * s)
-        self.y = [None if a is None or b is None or c is None else a + (b - c) / (2.0 * h)
-                  for a, b, c in zip(y0, yp, ym)]
+        y0 = self._seeds(w, xs)
+        yh = _stage_seeds(self.problem, w + h * s)
+        self.y = [None if a is None or b is None else a + (b - a) / h for a, b in zip(y0, yh)]
 
 
 def exact_derivatives(problem: Problem, w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -932,13 +939,14 @@ class _Derivatives:
 
 def _sweep(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list[np.ndarray], metric: bool,
            targets: list[np.ndarray] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """∇J, ∇²J and M (``metric``) at w in one sweep; with ``targets`` in two: ∇J and M with the
-    problem's targets, ∇²J with ``targets`` (the primal-dual Hessian, :func:`_dual_targets`).
-    The metric's part does not depend on the targets, so the two cost about one combined sweep."""
+    """∇J, ∇²J and M (``metric``) at w in one sweep; with ``targets`` ∇²J is the primal-dual
+    Hessian (:class:`_Duals`) and ∇J comes from a first-order sweep with the problem's targets."""
     if targets is None:
         return _derivatives(fns, problem, w, xs, metric)
-    g, _, M = _derivatives(fns, problem, w, xs, metric, False)
-    return g, _derivatives(fns, problem, w, xs, False, True, targets)[1], M
+    # M depends on the dynamics' Jacobians alone, which the targets do not change: one sweep
+    # gives ∇²J (primal-dual) and M, a first-order one the exact gradient
+    _, H, M = _derivatives(fns, problem, w, xs, metric, True, targets)
+    return _gradient(fns, problem, w, xs), H, M
 
 
 def _metric_sweep(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list[np.ndarray], jit: bool
