@@ -167,6 +167,8 @@ class _Stage:
 
     def __init__(self, fn: _Mapped, K: np.ndarray, d: int, e: int, gamma: float, p: int) -> None:
         self.fn, self.K, self.d, self.e, self.gamma = fn, K, d, e, gamma
+        #: ∇L_k alone (set by :class:`_StageFunctions`), for the first-order sweep
+        self.grad: _Mapped = fn
         rB, cB = fn.triplets[1]
         #: the columns of K that B_k touches (the weights of f_k), and each nonzero's place in (e, qf)
         self.fcols = np.unique(cB)
@@ -272,6 +274,7 @@ class _StageFunctions:
         t = ca.SX.sym("t", problem.T.shape[0])
         P = spec.unflatten(w, CASADI)
         mapped: dict[str, _Mapped] = {}  # by the serialised stage Lagrangian: shared between stages
+        grads: dict[str, _Mapped] = {}  # the same Lagrangians' gradients alone (:func:`_gradient`)
         self.stages: list[_Stage] = []
         for k in range(N + 1):
             x = ca.SX.sym("x", widths[k])
@@ -293,8 +296,11 @@ class _StageFunctions:
                 fn = ca.Function(f"stage{len(mapped)}", [x, wk, t, lam, gam],
                                  [ca.densify(ca.jacobian(f, x)), ca.jacobian(f, wk), ca.densify(gL), ca.tril(H)])
                 mapped[key] = _Mapped(fn, n, shared=(1, 4), constant=(2,))
+                grad = ca.Function(f"stage{len(grads)}_grad", [x, wk, t, lam, gam], [ca.densify(gL)])
+                grads[key] = _Mapped(grad, n, shared=(1, 4), constant=(2,))
             self.stages.append(_Stage(mapped[key], K, widths[k], f.numel(), gammas[k], p))
-        self.mapped = list(mapped.values())
+            self.stages[-1].grad = grads[key]
+        self.mapped = list(mapped.values()) + list(grads.values())
         self._key = tuple(sorted(mapped))
         #: the whole problem's functions when these are a chunk's (:meth:`rows`)
         self.owner: _StageFunctions | None = None
@@ -387,7 +393,7 @@ class _StageFunctions:
         new.mapped = list(remap.values())
         new.stages = [copy.copy(st) for st in self.stages]
         for st in new.stages:
-            st.fn = remap[id(st.fn)]
+            st.fn, st.grad = remap[id(st.fn)], remap[id(st.grad)]
         if self.stem is not None:
             new.stem = (self.stem[0][samples], self.stem[1])
         return new
@@ -614,7 +620,7 @@ def _gradient(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list[np
     for k in range(fns.N, -1, -1):
         st = fns.stages[k]
         t0 = time.thread_time()
-        gL = st.fn(xs[k], w[st.K], problem.T, lam, st.gamma)[2]
+        gL = st.grad(xs[k], w[st.K], problem.T, lam, st.gamma)[0]
         spent += time.thread_time() - t0
         g[st.K] += gL[:, st.d:].sum(axis=0)
         lam = gL[:, :st.d].T.copy()  # (the stage's output array is overwritten by its next call)
@@ -906,7 +912,7 @@ class _Derivatives:
         t0 = time.perf_counter()
         if worker is not None and split:
             try:
-                worker.submit(w, xs, self.fns.jit)
+                worker.submit(w, xs, self.fns.jit, targets is not None)
                 g, H, _ = _derivatives(self.fns, self.problem, w, xs, False, True, targets)
                 packed = worker.result()
             except RuntimeError:  # the worker died (killed, out of memory): on in one process
@@ -949,12 +955,12 @@ def _sweep(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list[np.nd
     return _gradient(fns, problem, w, xs), H, M
 
 
-def _metric_sweep(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list[np.ndarray], jit: bool
-                  ) -> np.ndarray:
-    """M at w with ∇J(w) as an extra last row (:func:`_derivatives`' metric part alone), in the
-    worker process of :meth:`_Derivatives._worker`: with the compiled stage functions once the
-    parent has them (loaded from the compile cache; the same numbers either way), and never
-    compiling itself."""
+def _metric_sweep(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list[np.ndarray], jit: bool,
+                  dual: bool) -> np.ndarray:
+    """M at w (:func:`_derivatives`' metric part alone) with, as an extra last row, ∇J(w) by
+    :func:`_gradient` for the primal-dual Hessian (``dual``; else zeros), in the worker process of
+    :meth:`_Derivatives._worker`: with the compiled stage functions once the parent has them
+    (loaded from the compile cache; the same numbers either way), and never compiling itself."""
     fns.owner, fns.compile_s = None, math.inf  # its time does not count for the parent's decision
     if jit and not fns.jit:
         from ocp_resnet.solvers.ipopt.transcription import _common
@@ -964,7 +970,8 @@ def _metric_sweep(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: lis
                 m.swap(_common.compiled(m.base, cached_only=True))
         fns.jit = all(m.compiled for m in fns.mapped)
     with np.errstate(all="ignore"):
-        g, _, M = _derivatives(fns, problem, w, xs, True, False)
+        M = _derivatives(fns, problem, w, xs, True, False)[2]
+        g = _gradient(fns, problem, w, xs) if dual else np.zeros(fns.p)
     return np.vstack([M, g[None, :]])
 
 
