@@ -1,4 +1,4 @@
-"""Exact Newton on the condensed objective J(w), with a trust region measured in the states.
+"""Trust-region Newton on the condensed objective J(w), with a trust region measured in the states.
 
 The states are eliminated (single shooting: x_{k+1} = f_k(x_k, w) is simulated), but the
 derivatives are assembled block by block the way multiple shooting sees them, which keeps them
@@ -30,6 +30,15 @@ only shapes the region, so one M may serve ``NewtonOptions.metric_every`` iterat
 forms it every iteration (measured: docs/performance.md).
 Negative curvature is followed, not regularised away, and a step inside the region is the
 plain Newton step (quadratic convergence at the end).
+
+The model's Hessian is by default the *primal-dual* one (``NewtonOptions.curvature``,
+:class:`_Duals`): the loss gradients at the stage outputs, which weigh the outputs' second
+derivatives in ∇²J, are carried from one iterate to the next by their linearisation along the
+step instead of being re-evaluated — Newton's method on the optimality conditions with those
+gradients as variables of their own, as primal-dual interior-point methods treat their
+multipliers. It equals ∇²J at a solution; the gradient is always exact. Where a weakly
+regularised net nearly interpolates its data the primal model holds only over short steps along
+the curved set of exact fits, and the path crawled for hundreds of iterations.
 
 Large sample sets are swept in chunks of samples (:class:`_Derivatives`), fixed by the sizes,
 which threads share without changing the numbers; mid-size ones sweep the metric's part in a
@@ -1334,7 +1343,8 @@ def newton_solve(
             + (f", up to {derivatives.threads} threads (the faster way, timed)" if derivatives.threads > 1 else ""))
         if derivatives.splits and states:
             sweep += "; the metric swept in a second process (when faster, timed)"
-        say(f"exact Newton, trust region in the {opts.metric} metric: {p} weights, {problem.n_samples} samples, "
+        say(f"Newton ({opts.curvature} Hessian), trust region in the {opts.metric} metric: {p} weights, "
+            f"{problem.n_samples} samples, "
             f"{problem.spec.n_blocks} blocks{sweep}")
         say(f"{'iter':>5} {'objective':>22} {'|grad|inf':>10} {'|step|':>9} {'radius':>9} {'rho':>9} "
             f"{'min eig':>10} {'trials':>6}")
