@@ -632,7 +632,7 @@ def _gradient(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list[np
         gL = st.grad(xs[k], w[st.K], problem.T, lam, st.gamma)[0]
         spent += time.thread_time() - t0
         g[st.K] += gL[:, st.d:].sum(axis=0)
-        lam = gL[:, :st.d].T.copy()  # (the stage's output array is overwritten by its next call)
+        lam = gL[:, :st.d].T.copy()  # (a view of the output buffer the next call of this function reuses)
     if fns.stem is not None:
         S0, K0 = fns.stem
         g[K0] += np.einsum("ndq,dn->q", S0, lam)
@@ -674,7 +674,7 @@ def _stage_seeds(problem: Problem, w: np.ndarray, xs: list[np.ndarray] | None = 
                 for z, gam in zip(zs, obj.stage_weights(spec.n_blocks))]
 
 
-#: relative size of the central difference that linearises the loss gradients (:class:`_Duals`)
+#: relative size of the forward difference that linearises the loss gradients (:class:`_Duals`)
 _FD_STEP = 1e-6
 
 
