@@ -451,6 +451,14 @@ def test_cli_solve_with_newton(tmp_path) -> None:
     assert metrics["method"] == "newton" and metrics["status"] == "success"
     assert config["solver"]["method"] == "newton" and metrics["second_order"]["kind"] in (
         "strict local minimum", "degenerate", "saddle")
+    assert config["solver"]["curvature"] == "primal-dual"
+    # --curvature reaches the Newton path whether chosen by name or by auto, and is recorded
+    for method in ("newton", "auto"):
+        out = tmp_path / f"primal-{method}"
+        assert main(["solve", "--n-samples", "40", "--blocks", "3", "--method", method, "--curvature", "primal",
+                     "--quiet", "--out", str(out)]) == 0
+        config = json.loads((out / "config.json").read_text())
+        assert config["solver"]["curvature"] == "primal"
 
 
 def test_generalised_eigendecomposition_matches_scipy() -> None:

@@ -371,7 +371,7 @@ def report(metrics: dict[str, Any], narrow: str | None = None) -> None:
 def solver_from_args(args: argparse.Namespace) -> Solver:
     """The CasADi solver of a command's flags (``--method``, ``--tol``, ``--max-iter``, ``--hessian``,
     ``--ipopt`` and, where the command has them, ``--print-level``, ``--jit``, ``--threads``,
-    ``--divergence-restarts``): the one place CLI flags become a solver. ``--method newton`` and
+    ``--divergence-restarts``, ``--curvature``): the one place CLI flags become a solver. ``--method newton`` and
     ``newton-cg`` give the Newton solvers (they use ``--tol``, ``--max-iter`` and ``--quiet``;
     Newton–CG also ``--threads``), any other an
     :class:`~ocp_resnet.solvers.IpoptSolver`."""
@@ -383,7 +383,7 @@ def solver_from_args(args: argparse.Namespace) -> Solver:
         given["print_level"] = 0 if getattr(args, "quiet", False) else args.print_level
     if hasattr(args, "jit"):
         given["jit"] = {"auto": "auto", "yes": True, "no": False}[args.jit]
-    for name in ("threads", "divergence_restarts"):
+    for name in ("threads", "divergence_restarts", "curvature"):
         if hasattr(args, name):
             given[name] = getattr(args, name)
     if args.method in ("newton", "newton-cg"):

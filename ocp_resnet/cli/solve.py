@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=None,
                    help="threads that evaluate the samples in parallel (default: one for IPOPT; the Newton path "
                         "uses up to 4 on large problems, timed against one; results are identical)")
+    s.add_argument("--curvature", default=None, choices=("primal-dual", "primal"),
+                   help="the Newton path's model Hessian: primal-dual (default: the loss gradients carried along "
+                        "each step, docs/performance.md) or primal (the exact Hessian at every iterate)")
     s.add_argument("--divergence-restarts", type=int, default=2,
                    help="multiple shooting: restart from re-simulated states when IPOPT's multipliers diverge, "
                         "at most K times (default 2; 0 = the previous behaviour)")

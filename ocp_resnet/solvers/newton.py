@@ -72,13 +72,15 @@ from ocp_resnet.model.evaluation import evaluate
 from ocp_resnet.model.problem import Problem
 from ocp_resnet.solvers.base import Backend, Init, Log
 from ocp_resnet.solvers.forked import ForkedCall, can_fork
+from ocp_resnet.solvers.ipopt.options import CURVATURES as _CURVATURES
 from ocp_resnet.solvers.iteration import IterCallback, StopOnSigint, stop_after_iteration
 from ocp_resnet.solvers.solution import Solution
 from ocp_resnet.status import Status
 
 METHOD = "newton"
 METRICS = ("states", "euclidean")
-CURVATURES = ("primal-dual", "primal")
+#: the model Hessians (``NewtonOptions.curvature``; defined with IpoptOptions, which passes it on)
+CURVATURES = _CURVATURES
 SHRINKS = ("fixed", "interp")
 #: a step is taken when it achieves this fraction of the model's predicted decrease
 _ETA = 1e-4

@@ -9,6 +9,8 @@ from ocp_resnet.errors import ValidationError, check_choice, check_float, check_
 from ocp_resnet.solvers.base import Hessian, Method
 
 HESSIANS = ("auto", "exact", "lbfgs")
+#: the Newton path's model Hessians (``ocp_resnet.solvers.newton.CURVATURES``, which imports this module)
+CURVATURES = ("primal-dual", "primal")
 METHODS = ("multiple-shooting", "single-shooting")
 
 
@@ -40,6 +42,10 @@ class IpoptOptions:
     #: multiple shooting: restarts from re-simulated states when IPOPT's multipliers diverge
     #: (any |λ| > MAX_MULTIPLIER); 0 switches the guard off
     divergence_restarts: int = 2
+    #: when ``auto`` hands the problem to the Newton path: its model Hessian,
+    #: ``"primal-dual"`` or ``"primal"`` (:class:`ocp_resnet.solvers.newton.NewtonOptions`;
+    #: None: its default)
+    curvature: str | None = None
 
     def __post_init__(self) -> None:
         self.tol = check_float("tol", self.tol, 0.0, strict=True)
@@ -51,6 +57,8 @@ class IpoptOptions:
         if self.threads is not None:
             self.threads = check_int("threads", self.threads, 1)
         self.divergence_restarts = check_int("divergence_restarts", self.divergence_restarts, 0)
+        if self.curvature is not None:
+            check_choice("curvature", self.curvature, CURVATURES)
         if self.jit not in ("auto", True, False):
             raise ValidationError(f"jit must be 'auto', True or False, got {self.jit!r}")
         if not isinstance(self.ipopt, Mapping):

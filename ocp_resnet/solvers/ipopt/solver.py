@@ -325,7 +325,8 @@ class IpoptSolver:
                 if log is not None:
                     log(chosen.reason)
                 opts = NewtonOptions(tol=self.options.tol, max_iter=self.options.max_iter, print_level=1,
-                                     threads=self.options.threads or 0)
+                                     threads=self.options.threads or 0,
+                                     curvature=self.options.curvature or NewtonOptions.curvature)
                 return NewtonSolver(opts, callback=self.callback).solve(problem, init, seed, log)
             if chosen is not None and chosen.method == "newton-cg":
                 if log is not None:
