@@ -121,7 +121,8 @@ class NewtonOptions:
 
     ``curvature``: ``"primal-dual"`` (the default) builds ∇²J with the loss gradients at the
     stage outputs carried along the last step by their linearisation (:class:`_Duals`);
-    ``"primal"`` re-evaluates them at each iterate (the exact Hessian of J at every iterate).
+    ``"primal"`` re-evaluates them at each iterate (the exact Hessian of J at every iterate);
+    ``ocp-resnet solve --curvature`` sets it.
     The gradient is exact either way and both Hessians agree at a solution. On the census the
     primal-dual model cut the slow tail's iterations several fold (docs/performance.md).
     """
