@@ -197,6 +197,7 @@ def test_metric_in_a_worker_process_gives_the_same_numbers(monkeypatch):
     sol_split = newton_solve(prob, random_weights(prob), NewtonOptions(print_level=0, threads=2))
     sol_one = newton_solve(prob, random_weights(prob), NewtonOptions(print_level=0, threads=1))
     assert sol_split.stats["metric_process"] and not sol_one.stats["metric_process"]
+    assert newton.derivatives_of(prob)._metric_worker is None  # each solve ends its worker
     assert sol_split.iterations == sol_one.iterations and np.array_equal(sol_split.w, sol_one.w)
 
 

@@ -942,6 +942,12 @@ class _Derivatives:
             del recent[:-3]
         return g, H, M
 
+    def release(self) -> None:
+        """End the metric's worker process (a later call starts another)."""
+        if self._metric_worker is not None:
+            self._metric_worker.close()
+            self._metric_worker = None
+
     def _worker(self, metric: bool) -> ForkedCall | None:
         """The process that sweeps the metric, started on first use, or None where the metric
         is not asked for, the problem is too small to gain (:data:`SPLIT_MIN_SIZE`), only one
@@ -1351,68 +1357,71 @@ def newton_solve(
             f"{problem.spec.n_blocks} blocks{sweep}")
         say(f"{'iter':>5} {'objective':>22} {'|grad|inf':>10} {'|step|':>9} {'radius':>9} {'rho':>9} "
             f"{'min eig':>10} {'trials':>6}")
-    with StopOnSigint() as sigint:
-        if not math.isfinite(J):
-            status = Status.NAN
-        else:
-            g, H, M = metric.derivatives(derivatives, w, xs)
-            stats["hessians"] += 1
-        duals = _Duals(problem) if opts.curvature == "primal-dual" else None
-        while status is Status.MAX_ITER:
-            gnorm = float(np.max(np.abs(g), initial=0.0))
-            if not (np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
+    try:
+        with StopOnSigint() as sigint:
+            if not math.isfinite(J):
                 status = Status.NAN
-                break
-            if gnorm <= opts.tol:
-                status = Status.SUCCESS
-                if say:
-                    say(f"{it:>5} {J:>22.15e} {gnorm:>10.3e}")
-                break
-            if it >= opts.max_iter:
-                break
-            # the region is ‖s‖_M ≤ radius (states metric) or ‖s‖₂ ≤ radius
-            sub = _Subproblem(H, M if states else None, g, sub.sigma if sub is not None else 0.0)
-            # non-monotone acceptance: a trial is measured against the largest of the last
-            # `nonmonotone` accepted objectives (all ≤ the start's, so the result is too)
-            J_ref = max(history[-opts.nonmonotone:])
-            # A rejected trial costs one simulation (~1% of a Hessian): shrink the region and try
-            # again with the same eigendecomposition before paying for new derivatives.
-            # (Also expanding greedily along the path cut no iterations and led to worse local
-            # minima on the benchmark problems.)
-            s, snorm, interior, Jt, xst, rho, acc = _trial(problem, w, J, J_ref, sub, radius)
-            trials = 1
-            while acc <= _ETA and snorm > 1e-15 * (1.0 + float(np.linalg.norm(w))):
-                radius = _shrunk(opts.shrink, J, Jt, float(g @ s), snorm)
+            else:
+                g, H, M = metric.derivatives(derivatives, w, xs)
+                stats["hessians"] += 1
+            duals = _Duals(problem) if opts.curvature == "primal-dual" else None
+            while status is Status.MAX_ITER:
+                gnorm = float(np.max(np.abs(g), initial=0.0))
+                if not (np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
+                    status = Status.NAN
+                    break
+                if gnorm <= opts.tol:
+                    status = Status.SUCCESS
+                    if say:
+                        say(f"{it:>5} {J:>22.15e} {gnorm:>10.3e}")
+                    break
+                if it >= opts.max_iter:
+                    break
+                # the region is ‖s‖_M ≤ radius (states metric) or ‖s‖₂ ≤ radius
+                sub = _Subproblem(H, M if states else None, g, sub.sigma if sub is not None else 0.0)
+                # non-monotone acceptance: a trial is measured against the largest of the last
+                # `nonmonotone` accepted objectives (all ≤ the start's, so the result is too)
+                J_ref = max(history[-opts.nonmonotone:])
+                # A rejected trial costs one simulation (~1% of a Hessian): shrink the region and try
+                # again with the same eigendecomposition before paying for new derivatives.
+                # (Also expanding greedily along the path cut no iterations and led to worse local
+                # minima on the benchmark problems.)
                 s, snorm, interior, Jt, xst, rho, acc = _trial(problem, w, J, J_ref, sub, radius)
-                trials += 1
-            accepted = acc > _ETA
-            if rho < 0.25:
-                radius = _shrunk(opts.shrink, J, Jt, float(g @ s), snorm) if rho < _ETA else 0.25 * snorm
-            elif rho > 0.75 and snorm >= 0.99 * radius:
-                radius = min(opts.expand * radius, opts.max_radius)
-            stats["negative_curvature"] += int(sub.indefinite)
-            stats["factorisations"] = stats.get("factorisations", 0) + sub.factorisations
-            stats["eigen_fallbacks"] = stats.get("eigen_fallbacks", 0) + sub.fallbacks
-            stats["boundary_steps"] += int(not interior)
-            stats["rejected"] += trials - 1
-            if say:
-                say(f"{it:>5} {J:>22.15e} {gnorm:>10.3e} {snorm:>9.2e} {radius:>9.2e} {rho:>9.2e} {sub.min_eig_text():>10} "
-                    f"{trials:>6}")
-            it += 1
-            if not accepted:
-                status = Status.ERROR
-                stats["reason"] = "the trust region collapsed: no decrease along the Newton model's path"
-                break
-            if duals is not None:
-                duals.step(w, s, xs)
-            w, J, xs = w + s, Jt, xst
-            history.append(J)
-            g, H, M = metric.derivatives(derivatives, w, xs, None if duals is None else duals.targets(w, xs))
-            stats["hessians"] += 1
-            stop = stop_after_iteration(callback, sigint, it, J, w, t1, opts.max_time_s, stats)
-            if stop is not None:
-                status = stop
-                break
+                trials = 1
+                while acc <= _ETA and snorm > 1e-15 * (1.0 + float(np.linalg.norm(w))):
+                    radius = _shrunk(opts.shrink, J, Jt, float(g @ s), snorm)
+                    s, snorm, interior, Jt, xst, rho, acc = _trial(problem, w, J, J_ref, sub, radius)
+                    trials += 1
+                accepted = acc > _ETA
+                if rho < 0.25:
+                    radius = _shrunk(opts.shrink, J, Jt, float(g @ s), snorm) if rho < _ETA else 0.25 * snorm
+                elif rho > 0.75 and snorm >= 0.99 * radius:
+                    radius = min(opts.expand * radius, opts.max_radius)
+                stats["negative_curvature"] += int(sub.indefinite)
+                stats["factorisations"] = stats.get("factorisations", 0) + sub.factorisations
+                stats["eigen_fallbacks"] = stats.get("eigen_fallbacks", 0) + sub.fallbacks
+                stats["boundary_steps"] += int(not interior)
+                stats["rejected"] += trials - 1
+                if say:
+                    say(f"{it:>5} {J:>22.15e} {gnorm:>10.3e} {snorm:>9.2e} {radius:>9.2e} {rho:>9.2e} {sub.min_eig_text():>10} "
+                        f"{trials:>6}")
+                it += 1
+                if not accepted:
+                    status = Status.ERROR
+                    stats["reason"] = "the trust region collapsed: no decrease along the Newton model's path"
+                    break
+                if duals is not None:
+                    duals.step(w, s, xs)
+                w, J, xs = w + s, Jt, xst
+                history.append(J)
+                g, H, M = metric.derivatives(derivatives, w, xs, None if duals is None else duals.targets(w, xs))
+                stats["hessians"] += 1
+                stop = stop_after_iteration(callback, sigint, it, J, w, t1, opts.max_time_s, stats)
+                if stop is not None:
+                    status = stop
+                    break
+    finally:
+        derivatives.release()  # its worker process: a path of many problems would keep one each
     t2 = time.perf_counter()
     if say and status is not Status.SUCCESS:
         say(f"stopped: {status.value}")
