@@ -95,10 +95,15 @@ def test_stage_functions_compile_once_per_shape_with_the_same_numbers(tmp_path, 
     assert _StageFunctions(prob).interpreted_s == fns.interpreted_s  # a later solve in this process goes on counting
     counts = dict(_common.COMPILE_COUNTS)
     fns.account(fns.compile_s)  # as if that much CPU time had been spent interpreting
-    assert fns.jit and _common.COMPILE_COUNTS["compiled"] - counts["compiled"] == 4
+    # the gradient-only twins are not compiled while unused (the primal Hessian never calls them)
+    assert fns.jit and _common.COMPILE_COUNTS["compiled"] - counts["compiled"] == 2
     after = _derivatives(fns, prob, w, xs)
     for a, b in zip(after, before):
         np.testing.assert_allclose(a, b, rtol=1e-15, atol=1e-15)
+    g_interpreted = newton._gradient(_StageFunctions(prob), prob, w, xs)
+    g_compiled = newton._gradient(fns, prob, w, xs)  # first use: compiled now, the others being so
+    assert fns.jit and _common.COMPILE_COUNTS["compiled"] - counts["compiled"] == 4
+    np.testing.assert_allclose(g_compiled, g_interpreted, rtol=1e-15, atol=1e-15)
     other = problem(tiny_spirals(17, seed=2), blocks=4, width=2, loss="bce", gamma=1.5, weight_decay=1e-2)
     counts = dict(_common.COMPILE_COUNTS)
     assert _StageFunctions(other).jit
@@ -235,9 +240,17 @@ def test_chunks_count_their_time_for_the_whole_and_follow_its_compile(tmp_path, 
     owner.account(owner.compile_s)
     assert owner.jit and not any(f.jit for _, f, _ in split.parts)
     after = split(w, xs)
-    assert all(f.jit and all(m.compiled for m in f.mapped) for _, f, _ in split.parts)
+    assert all(f.jit and all(m.compiled for m in f._needed()) for _, f, _ in split.parts)
     for a, b in zip(after, before):
         np.testing.assert_allclose(a, b, rtol=1e-15, atol=1e-15)
+    # the primal-dual model's first-order sweep: its gradient-only functions are compiled on
+    # first use (the owner's others being compiled), and the chunks follow
+    assert not owner._grads_used
+    duals = newton._Duals(prob)
+    duals.step(w, 0.01 * np.ones_like(w), xs)
+    split(w, xs, targets=duals.targets(w, xs))
+    assert owner._grads_used and owner.jit and all(m.compiled for m in owner.mapped)
+    assert all(f.jit and all(m.compiled for m in f.mapped) for _, f, _ in split.parts)
 
 
 @pytest.mark.skipif(_common.c_compiler() is None, reason="needs a C compiler")

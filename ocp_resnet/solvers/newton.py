@@ -310,9 +310,11 @@ class _StageFunctions:
                 mapped[key] = _Mapped(fn, n, shared=(1, 4), constant=(2,))
                 grad = ca.Function(f"stage{len(grads)}_grad", [x, wk, t, lam, gam], [ca.densify(gL)])
                 grads[key] = _Mapped(grad, n, shared=(1, 4), constant=(2,))
+                grads[key].optional = True  # compiled only once used (:meth:`use_grads`)
             self.stages.append(_Stage(mapped[key], K, widths[k], f.numel(), gammas[k], p))
             self.stages[-1].grad = grads[key]
         self.mapped = list(mapped.values()) + list(grads.values())
+        self._grads_used = False
         self._key = tuple(sorted(mapped))
         #: the whole problem's functions when these are a chunk's (:meth:`rows`)
         self.owner: _StageFunctions | None = None
@@ -360,7 +362,7 @@ class _StageFunctions:
             return
         for m in self.mapped:
             m.swap(_common.compiled(m.base, cached_only=True))
-        fns = [m.base for m in self.mapped if not m.compiled]
+        fns = [m.base for m in self._needed() if not m.compiled]
         if not fns:
             self.jit = True
         elif self._key not in _COMPILE_FAILED and _common.compile_too_large(*fns) is None:
@@ -387,10 +389,10 @@ class _StageFunctions:
         if self.interpreted_s >= self.compile_s:
             from ocp_resnet.solvers.ipopt.transcription._common import compiled
 
-            for m in self.mapped:
+            for m in self._needed():
                 if not m.compiled:
                     m.swap(compiled(m.base))
-            self.jit = all(m.compiled for m in self.mapped)
+            self.jit = all(m.compiled for m in self._needed())
             self.compile_s = math.inf
             if not self.jit:  # one attempt per process: a failed compile stays interpreted
                 _COMPILE_FAILED.add(self._key)
@@ -417,7 +419,33 @@ class _StageFunctions:
         for m, mo in zip(self.mapped, self.owner.mapped):
             if not m.compiled and mo.compiled:
                 m.swap(mo.one)
-        self.jit = all(m.compiled for m in self.mapped)
+        self.jit = all(m.compiled for m in self._needed())
+
+    def _needed(self) -> list[_Mapped]:
+        """The functions in use: the stage functions, and their gradient-only twins once the
+        first-order sweep has used them (:meth:`use_grads`)."""
+        return [m for m in self.mapped if not m.optional or self._grads_used]
+
+    def use_grads(self) -> None:
+        """Count the gradient-only functions in (the first-order sweep of the primal-dual model
+        calls them): compiled with the others, or now when the others already are (a solve with
+        the primal Hessian never compiles them)."""
+        if self._grads_used:
+            return
+        self._grads_used = True
+        if self.owner is not None:  # a chunk: the owner decides, the chunk follows
+            self.owner.use_grads()
+            self.jit = False
+            self.follow()
+            return
+        with self._lock:
+            if self.jit:
+                from ocp_resnet.solvers.ipopt.transcription._common import compiled
+
+                for m in self._needed():
+                    if not m.compiled:
+                        m.swap(compiled(m.base))
+                self.jit = all(m.compiled for m in self._needed())
 
     def buffer(self, k: int, nm: int, d: int) -> np.ndarray:
         """An (nm, n, d, p) work array for Q_k, one of two that alternate between the stages and
@@ -441,6 +469,8 @@ class _Mapped:
     def __init__(self, fn: Any, n: int, shared: tuple[int, ...] = (), constant: tuple[int, ...] = ()) -> None:
         self.base = fn  # the one-sample SX function
         self.n, self.shared = n, shared
+        #: compiled only once used (the gradient-only twins: :meth:`_StageFunctions.use_grads`)
+        self.optional = False
         # inputs that are the same array on every call (the targets): converted and set once
         self.constant = constant
         self.shapes = [(fn.size1_out(i), fn.size2_out(i)) for i in range(fn.n_out())]
@@ -485,6 +515,7 @@ class _Mapped:
     def resized(self, n: int) -> _Mapped:
         """The same function mapped over ``n`` samples (compiled if this one is)."""
         m = _Mapped(self.base, n, self.shared, self.constant)
+        m.optional = self.optional
         if self.compiled:
             m.swap(self.one)
         return m
@@ -625,6 +656,7 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
 
 def _gradient(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list[np.ndarray]) -> np.ndarray:
     """∇J(w) alone: the first-order adjoint sweep of :func:`_derivatives`."""
+    fns.use_grads()
     n = fns.n
     g = np.zeros(fns.p)
     lam = np.zeros((0, n))
@@ -979,7 +1011,8 @@ def _metric_sweep(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: lis
     :func:`_gradient` for the primal-dual Hessian (``dual``; else zeros), in the worker process of
     :meth:`_Derivatives._worker`: with the compiled stage functions once the parent has them
     (loaded from the compile cache; the same numbers either way), and never compiling itself."""
-    fns.owner, fns.compile_s = None, math.inf  # its time does not count for the parent's decision
+    # its time does not count for the parent's decision, and it never compiles (use_grads)
+    fns.owner, fns.compile_s, fns._grads_used = None, math.inf, True
     if jit and not fns.jit:
         from ocp_resnet.solvers.ipopt.transcription import _common
 
