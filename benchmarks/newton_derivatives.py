@@ -5,6 +5,8 @@
     OMP_NUM_THREADS=1 python benchmarks/newton_derivatives.py --calls 20 --no-solve <flags>   # derivatives only
     OMP_NUM_THREADS=1 python benchmarks/newton_derivatives.py --calls 5 --no-solve --chunks 1,2,4 --threads 1,2 \
         --dataset spirals --n-samples 2000 --blocks 20 --width 4                            # chunks and threads
+    OMP_NUM_THREADS=1 python benchmarks/newton_derivatives.py --calls 20 --no-solve --threads 1,2 --forced <flags>
+                                                            # one piece: the metric in the worker process
 
 Takes the problem flags of ``ocp-resnet solve`` (``--init-seed`` too). Solves with
 :func:`ocp_resnet.solvers.newton.newton_solve` (tol 1e-8, the defaults of ``--method newton``)
@@ -42,6 +44,9 @@ def main() -> None:
     ap.add_argument("--no-solve", action="store_true", help="only the timed calls")
     ap.add_argument("--chunks", default="auto", help="comma-separated chunk counts for --calls (default: automatic)")
     ap.add_argument("--threads", default="1", help="comma-separated thread counts for --calls (default 1)")
+    ap.add_argument("--forced", action="store_true",
+                    help="with more than one thread, take the parallel way on every call (chunk threads, or "
+                         "the metric's worker process) instead of the timed choice")
     ours, rest = ap.parse_known_args()
     args = build_parser().parse_args(["solve", *rest])
     problem = c.problem_from_args(args)
@@ -54,7 +59,9 @@ def main() -> None:
                   for t in ours.threads.split(",")]
         best: dict[str, list[float]] = {}
         for sweep in sweeps:
-            sweep(w0, xs)  # warm: buffers, compiled functions of the chunks
+            if ours.forced and sweep.threads > 1:
+                sweep._threaded = lambda: True  # type: ignore[method-assign]
+            sweep(w0, xs)  # warm: buffers, compiled functions of the chunks, the worker process
         for _ in range(3):
             for sweep in sweeps:
                 for metric in (True, False):
