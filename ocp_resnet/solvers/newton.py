@@ -1268,6 +1268,36 @@ class _Subproblem:
         return s, pred, interior
 
 
+def stop_test(g: np.ndarray, finite: bool, J: float, it: int, tol: float, max_iter: int,
+              say: Callable[[str], None] | None) -> tuple[Status | None, float]:
+    """The convergence test at the top of a trust-region iteration, and ‖g‖_∞: ``NAN`` when g
+    or the rest of the model (``finite``) is not finite, ``SUCCESS`` when ‖g‖_∞ ≤ ``tol`` (its
+    last log line said), ``MAX_ITER`` after ``max_iter`` iterations, else None (go on)."""
+    gnorm = float(np.max(np.abs(g), initial=0.0))
+    if not (finite and np.all(np.isfinite(g))):
+        return Status.NAN, gnorm
+    if gnorm <= tol:
+        if say:
+            say(f"{it:>5} {J:>22.15e} {gnorm:>10.3e}")
+        return Status.SUCCESS, gnorm
+    if it >= max_iter:
+        return Status.MAX_ITER, gnorm
+    return None, gnorm
+
+
+def log_iteration(say: Callable[[str], None] | None, it: int, J: float, gnorm: float, snorm: float, radius: float,
+                  rho: float, detail: str, trials: int) -> None:
+    """One line of a trust-region solver's log (``detail``: the solver's own column)."""
+    if say:
+        say(f"{it:>5} {J:>22.15e} {gnorm:>10.3e} {snorm:>9.2e} {radius:>9.2e} {rho:>9.2e} {detail} {trials:>6}")
+
+
+def collapsed(stats: dict[str, Any], path: str) -> Status:
+    """``ERROR``, with the reason in ``stats``: no trial along ``path`` decreased J."""
+    stats["reason"] = f"the trust region collapsed: no decrease along {path}"
+    return Status.ERROR
+
+
 def reduction_ratio(J: float, Jt: float, pred: float, interior: bool) -> float:
     """ρ = actual / predicted decrease of a trust-region trial J → Jt (``pred`` > 0 predicted).
     Where both are below J's rounding error the model is trusted (1, or ½ on the boundary); a
@@ -1399,16 +1429,9 @@ def newton_solve(
                 stats["hessians"] += 1
             duals = _Duals(problem) if opts.curvature == "primal-dual" else None
             while status is Status.MAX_ITER:
-                gnorm = float(np.max(np.abs(g), initial=0.0))
-                if not (np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
-                    status = Status.NAN
-                    break
-                if gnorm <= opts.tol:
-                    status = Status.SUCCESS
-                    if say:
-                        say(f"{it:>5} {J:>22.15e} {gnorm:>10.3e}")
-                    break
-                if it >= opts.max_iter:
+                stop, gnorm = stop_test(g, bool(np.all(np.isfinite(H))), J, it, opts.tol, opts.max_iter, say)
+                if stop is not None:
+                    status = stop
                     break
                 # the region is ‖s‖_M ≤ radius (states metric) or ‖s‖₂ ≤ radius
                 sub = _Subproblem(H, M if states else None, g, sub.sigma if sub is not None else 0.0)
@@ -1435,13 +1458,10 @@ def newton_solve(
                 stats["eigen_fallbacks"] = stats.get("eigen_fallbacks", 0) + sub.fallbacks
                 stats["boundary_steps"] += int(not interior)
                 stats["rejected"] += trials - 1
-                if say:
-                    say(f"{it:>5} {J:>22.15e} {gnorm:>10.3e} {snorm:>9.2e} {radius:>9.2e} {rho:>9.2e} {sub.min_eig_text():>10} "
-                        f"{trials:>6}")
+                log_iteration(say, it, J, gnorm, snorm, radius, rho, f"{sub.min_eig_text():>10}", trials)
                 it += 1
                 if not accepted:
-                    status = Status.ERROR
-                    stats["reason"] = "the trust region collapsed: no decrease along the Newton model's path"
+                    status = collapsed(stats, "the Newton model's path")
                     break
                 if duals is not None:
                     duals.step(w, s, xs)

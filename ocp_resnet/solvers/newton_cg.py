@@ -36,9 +36,12 @@ from ocp_resnet.solvers.base import Init, Log
 from ocp_resnet.solvers.iteration import IterCallback, StopOnSigint, stop_after_iteration
 from ocp_resnet.solvers.newton import (
     WeightsSolverContract,
+    collapsed,
+    log_iteration,
     reduction_ratio,
     smooth_activation_error,
     start_weights,
+    stop_test,
     weights_solution,
 )
 from ocp_resnet.solvers.solution import Solution
@@ -235,16 +238,9 @@ def newton_cg_solve(
             g = f.gradient(w) if math.isfinite(J) else np.full(p, np.nan)
             scale = np.ones(p)
             while True:
-                gnorm = float(np.max(np.abs(g), initial=0.0))
-                if not (math.isfinite(J) and np.all(np.isfinite(g))):
-                    status = Status.NAN
-                    break
-                if gnorm <= opts.tol:
-                    status = Status.SUCCESS
-                    if say:
-                        say(f"{it:>5} {J:>22.15e} {gnorm:>10.3e}")
-                    break
-                if it >= opts.max_iter:
+                stop, gnorm = stop_test(g, math.isfinite(J), J, it, opts.tol, opts.max_iter, say)
+                if stop is not None:
+                    status = stop
                     break
                 if opts.metric == "states" and it % opts.metric_every == 0:
                     scale = np.sqrt(f.states_metric_diagonal(w, opts.probes, seed=it))
@@ -271,13 +267,10 @@ def newton_cg_solve(
                 stats["rejected"] += trials - 1
                 stats["negative_curvature"] += int(path.negative)
                 stats["boundary_steps"] += int(path.boundary)
-                if say:
-                    say(f"{it:>5} {J:>22.15e} {gnorm:>10.3e} {path.norm:>9.2e} {radius:>9.2e} {rho:>9.2e} {cg:>5} "
-                        f"{trials:>6}")
+                log_iteration(say, it, J, gnorm, path.norm, radius, rho, f"{cg:>5}", trials)
                 it += 1
                 if not accepted:
-                    status = Status.ERROR
-                    stats["reason"] = "the trust region collapsed: no decrease along the CG path"
+                    status = collapsed(stats, "the CG path")
                     break
                 w, J = w + s, Jt
                 g = f.gradient(w)
