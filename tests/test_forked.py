@@ -58,3 +58,15 @@ def test_the_worker_ignores_ctrl_c():
         np.testing.assert_array_equal(call.result(), np.full((2, 2), 3.0))
     finally:
         call.close()
+
+
+def _in_a_pool_worker(_: int) -> bool:
+    return can_fork()
+
+
+def test_no_worker_inside_a_daemonic_pool_worker():
+    """A multiprocessing.Pool worker is daemonic and may not have children: no fork there."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.map(_in_a_pool_worker, [0]) == [False]

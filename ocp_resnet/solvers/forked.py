@@ -24,8 +24,13 @@ import numpy as np
 
 def can_fork() -> bool:
     """Whether a :class:`ForkedCall` can be started here: Linux (where the ``fork`` start
-    method always exists; macOS's system libraries may crash in a forked child, Windows has none)."""
-    return sys.platform.startswith("linux")
+    method always exists; macOS's system libraries may crash in a forked child, Windows has none),
+    and not inside a daemonic process (a ``multiprocessing.Pool`` worker), which may not have
+    children."""
+    if not sys.platform.startswith("linux"):
+        return False
+    mp = sys.modules.get("multiprocessing")  # not imported: this process is no Pool worker
+    return mp is None or not mp.current_process().daemon
 
 
 def _serve(conn: Any, parent_end: Any, fn: Callable[..., np.ndarray], out: np.ndarray) -> None:

@@ -988,8 +988,12 @@ class _Derivatives:
             return None
         if self._metric_worker is None:
             twin = self.fns.rows(slice(0, self.fns.n), self.fns.n)
-            self._metric_worker = ForkedCall(functools.partial(_metric_sweep, twin, self.problem),
-                                             (self.fns.p + 1, self.fns.p), name="ocp-resnet-metric")
+            try:
+                self._metric_worker = ForkedCall(functools.partial(_metric_sweep, twin, self.problem),
+                                                 (self.fns.p + 1, self.fns.p), name="ocp-resnet-metric")
+            except (OSError, RuntimeError, AssertionError):  # no process to be had: one process it is
+                self._split = False
+                return None
         return self._metric_worker
 
 
