@@ -473,6 +473,9 @@ def test_cli_solve_with_newton(tmp_path) -> None:
                      "--quiet", "--out", str(out)]) == 0
         config = json.loads((out / "config.json").read_text())
         assert config["solver"]["curvature"] == "primal"
+    # an IPOPT method does not use it: refused with exit 2, naming the fix
+    assert main(["solve", "--n-samples", "40", "--blocks", "3", "--method", "multiple-shooting", "--curvature",
+                 "primal", "--quiet", "--out", str(tmp_path / "ms")]) == 2
 
 
 def test_generalised_eigendecomposition_matches_scipy() -> None:

@@ -388,6 +388,11 @@ def solver_from_args(args: argparse.Namespace) -> Solver:
             given[name] = getattr(args, name)
     if args.method in ("newton", "newton-cg"):
         given["print_level"] = 0 if getattr(args, "quiet", False) else 1
+    if given.get("curvature") is not None and args.method not in ("auto", "newton"):
+        from ocp_resnet.errors import ValidationError
+
+        raise ValidationError(f"--curvature sets the Newton path's model Hessian; --method {args.method} does not "
+                              "use it: drop --curvature, or use --method newton (or auto)")
     return make_solver("casadi", **given)
 
 
