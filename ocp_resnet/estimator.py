@@ -31,6 +31,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ocp_resnet.model import objective as objective_mod
+
 if TYPE_CHECKING:
     from sklearn.utils import Tags
 
@@ -138,8 +140,7 @@ class OCPResNetClassifier(ClassifierMixin, BaseEstimator):
         if self.problem_.objective.loss == "mse":
             q = z - np.minimum(z.min(axis=1, keepdims=True), 0.0) + 1e-12
             return q / q.sum(axis=1, keepdims=True)
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
+        return objective_mod.softmax(z, axis=1)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted class labels."""

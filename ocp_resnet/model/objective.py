@@ -125,9 +125,14 @@ def loss_gradient(obj: ObjectiveSpec, z: np.ndarray, t: np.ndarray) -> np.ndarra
     elif obj.loss == "bce":
         phi = 0.5 * (1.0 + np.tanh(0.5 * z))  # the logistic function, without overflow
     else:
-        e = np.exp(z - np.max(z, axis=0, keepdims=True))
-        phi = e / np.sum(e, axis=0, keepdims=True)
+        phi = softmax(z, axis=0)
     return np.asarray(phi - t)
+
+
+def softmax(z: np.ndarray, axis: int) -> np.ndarray:
+    """exp(z) normalised to sum to one along ``axis`` (shifted by the largest: no overflow)."""
+    e = np.exp(z - np.max(z, axis=axis, keepdims=True))
+    return np.asarray(e / np.sum(e, axis=axis, keepdims=True))
 
 
 def predictions(obj: ObjectiveSpec, z: np.ndarray) -> np.ndarray:

@@ -72,15 +72,13 @@ from ocp_resnet.model.evaluation import evaluate
 from ocp_resnet.model.problem import Problem
 from ocp_resnet.solvers.base import Backend, Init, Log
 from ocp_resnet.solvers.forked import ForkedCall, can_fork
-from ocp_resnet.solvers.ipopt.options import CURVATURES as _CURVATURES
+from ocp_resnet.solvers.ipopt.options import CURVATURES
 from ocp_resnet.solvers.iteration import IterCallback, StopOnSigint, stop_after_iteration
 from ocp_resnet.solvers.solution import Solution
 from ocp_resnet.status import Status
 
 METHOD = "newton"
 METRICS = ("states", "euclidean")
-#: the model Hessians (``NewtonOptions.curvature``; defined with IpoptOptions, which passes it on)
-CURVATURES = _CURVATURES
 SHRINKS = ("fixed", "interp")
 #: a step is taken when it achieves this fraction of the model's predicted decrease
 _ETA = 1e-4
@@ -531,7 +529,7 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """∇J(w), ∇²J(w) and the state metric M = I + (1/n) Σ_k S_kᵀS_k from the simulated states ``xs``
     (``metric=False``: M is the identity, not computed; ``hessian=False``: ∇²J is not computed
-    and comes back empty; neither: the gradient alone), in one backward sweep. ``targets`` (one
+    and comes back empty; one of the two is asked for), in one backward sweep. ``targets`` (one
     array per stage) replace the problem's targets in the stage costs: the primal-dual Hessian
     (:class:`_Duals`); the gradient is then that of the replaced costs.
 
@@ -553,8 +551,6 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
     T = problem.T
     # P, Q and U hold the ∇²J part (index h) and the M part (index m), each when asked for
     nm = int(hessian) + int(metric)
-    if nm == 0:
-        return _gradient(fns, problem, w, xs), np.zeros((0, 0)), np.eye(p)
     h, m = (0 if hessian else -1), (nm - 1 if metric else -1)
     g = np.zeros(p)
     U = np.zeros((nm, p, p))  # ∇²J·n = U[h] + U[h]ᵀ, (M − I)·n = U[m] + U[m]ᵀ
@@ -935,9 +931,7 @@ class _Derivatives:
         else:
             results = [_sweep(*job) for job in jobs]
         if self.threads > 1:
-            recent = self._seconds[threaded]
-            recent.append((time.perf_counter() - t0) / (1.0 if metric else _NO_METRIC_SHARE))
-            del recent[:-3]
+            self._timed(threaded, (time.perf_counter() - t0) / (1.0 if metric else _NO_METRIC_SHARE))
         g, H, M = np.zeros(p), np.zeros((p, p)), np.zeros((p, p))
         for (sub, _, _), (gi, Hi, Mi) in zip(self.parts, results):
             share = sub.n_samples / n
@@ -969,10 +963,14 @@ class _Derivatives:
         else:
             g, H, M = _sweep(self.fns, self.problem, w, xs, metric, targets)
         if worker is not None:
-            recent = self._seconds[split]
-            recent.append(time.perf_counter() - t0)
-            del recent[:-3]
+            self._timed(split, time.perf_counter() - t0)
         return g, H, M
+
+    def _timed(self, parallel: bool, seconds: float) -> None:
+        """Keep the last three timings of one way (:meth:`_threaded` compares their medians)."""
+        recent = self._seconds[parallel]
+        recent.append(seconds)
+        del recent[:-3]
 
     def release(self) -> None:
         """End the metric's worker process (a later call starts another)."""
@@ -988,6 +986,9 @@ class _Derivatives:
             return None
         if self._metric_worker is None:
             twin = self.fns.rows(slice(0, self.fns.n), self.fns.n)
+            # the worker's copy decides nothing: its time does not count for the compile, it never
+            # compiles (it loads what the parent compiled: _metric_sweep) and its twins count as used
+            twin.owner, twin.compile_s, twin._grads_used = None, math.inf, True
             try:
                 self._metric_worker = ForkedCall(functools.partial(_metric_sweep, twin, self.problem),
                                                  (self.fns.p + 1, self.fns.p), name="ocp-resnet-metric")
@@ -1015,8 +1016,6 @@ def _metric_sweep(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: lis
     :func:`_gradient` for the primal-dual Hessian (``dual``; else zeros), in the worker process of
     :meth:`_Derivatives._worker`: with the compiled stage functions once the parent has them
     (loaded from the compile cache; the same numbers either way), and never compiling itself."""
-    # its time does not count for the parent's decision, and it never compiles (use_grads)
-    fns.owner, fns.compile_s, fns._grads_used = None, math.inf, True
     if jit and not fns.jit:
         from ocp_resnet.solvers.ipopt.transcription import _common
 
