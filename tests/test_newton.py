@@ -88,27 +88,29 @@ def test_stage_functions_compile_once_per_shape_with_the_same_numbers(tmp_path, 
     w = random_weights(prob)
     J, xs = _objective(prob, w)
     fns = _StageFunctions(prob)
-    # blocks 0..3 share one function, the head stage another; each with its gradient-only twin
-    assert len(fns.mapped) == 4 and not fns.jit
+    # blocks 0..3 share one function, the head stage another
+    assert len(fns.mapped) == 2 and not fns.jit
     before = _derivatives(fns, prob, w, xs)
     assert 0 < fns.interpreted_s < fns.compile_s and not fns.jit
     assert _StageFunctions(prob).interpreted_s == fns.interpreted_s  # a later solve in this process goes on counting
     counts = dict(_common.COMPILE_COUNTS)
     fns.account(fns.compile_s)  # as if that much CPU time had been spent interpreting
-    # the gradient-only twins are not compiled while unused (the primal Hessian never calls them)
     assert fns.jit and _common.COMPILE_COUNTS["compiled"] - counts["compiled"] == 2
     after = _derivatives(fns, prob, w, xs)
     for a, b in zip(after, before):
         np.testing.assert_allclose(a, b, rtol=1e-15, atol=1e-15)
-    g_interpreted = newton._gradient(_StageFunctions(prob), prob, w, xs)
-    g_compiled = newton._gradient(fns, prob, w, xs)  # first use: compiled now, the others being so
-    assert fns.jit and _common.COMPILE_COUNTS["compiled"] - counts["compiled"] == 4
-    np.testing.assert_allclose(g_compiled, g_interpreted, rtol=1e-15, atol=1e-15)
+    # the primal-dual Hessian (other targets and adjoints for ∇²J) from the same functions
+    duals = newton._Duals(prob)
+    duals.step(w, 0.01 * np.ones_like(w), xs)
+    targets = duals.targets(w, xs)
+    for a, b in zip(_derivatives(fns, prob, w, xs, targets=targets),
+                    _derivatives(_StageFunctions(prob), prob, w, xs, targets=targets)):
+        np.testing.assert_allclose(a, b, rtol=1e-15, atol=1e-15)
     other = problem(tiny_spirals(17, seed=2), blocks=4, width=2, loss="bce", gamma=1.5, weight_decay=1e-2)
     counts = dict(_common.COMPILE_COUNTS)
     assert _StageFunctions(other).jit
     assert _common.COMPILE_COUNTS["compiled"] == counts["compiled"]
-    assert _common.COMPILE_COUNTS["loaded"] - counts["loaded"] == 4
+    assert _common.COMPILE_COUNTS["loaded"] - counts["loaded"] == 2
 
 
 @pytest.mark.parametrize("kw", [CONFIGS[0], CONFIGS[1], CONFIGS[-1]])
@@ -185,7 +187,7 @@ def test_metric_in_a_worker_process_gives_the_same_numbers(monkeypatch):
             assert np.array_equal(a, b)
     assert ways[:4] == [True, True, False, False]
     assert split._metric_worker is not None
-    duals = newton._Duals(prob)  # the primal-dual Hessian: ∇J comes back from the worker
+    duals = newton._Duals(prob)  # the primal-dual Hessian: the worker's M is the same
     duals.step(w, 0.01 * np.ones_like(w), xs)
     targets = duals.targets(w, xs)
     split._threaded = lambda: True  # type: ignore[method-assign]
@@ -240,17 +242,9 @@ def test_chunks_count_their_time_for_the_whole_and_follow_its_compile(tmp_path, 
     owner.account(owner.compile_s)
     assert owner.jit and not any(f.jit for _, f, _ in split.parts)
     after = split(w, xs)
-    assert all(f.jit and all(m.compiled for m in f._needed()) for _, f, _ in split.parts)
+    assert all(f.jit and all(m.compiled for m in f.mapped) for _, f, _ in split.parts)
     for a, b in zip(after, before):
         np.testing.assert_allclose(a, b, rtol=1e-15, atol=1e-15)
-    # the primal-dual model's first-order sweep: its gradient-only functions are compiled on
-    # first use (the owner's others being compiled), and the chunks follow
-    assert not owner._grads_used
-    duals = newton._Duals(prob)
-    duals.step(w, 0.01 * np.ones_like(w), xs)
-    split(w, xs, targets=duals.targets(w, xs))
-    assert owner._grads_used and owner.jit and all(m.compiled for m in owner.mapped)
-    assert all(f.jit and all(m.compiled for m in f.mapped) for _, f, _ in split.parts)
 
 
 @pytest.mark.skipif(_common.c_compiler() is None, reason="needs a C compiler")
@@ -560,19 +554,20 @@ def test_the_states_metric_is_formed_once_per_metric_period(monkeypatch: pytest.
 
     formed: list[bool] = []
     used: list[np.ndarray | None] = []
-    sweep, subproblem = newton._sweep, newton._Subproblem
+    sweep, subproblem = newton._derivatives, newton._Subproblem
 
     def counting_sweep(fns: newton._StageFunctions, prob: Problem, w: np.ndarray, xs: list[np.ndarray],
-                       metric: bool, targets: list[np.ndarray] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                       metric: bool = True, hessian: bool = True, targets: list[np.ndarray] | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         formed.append(metric)
-        return sweep(fns, prob, w, xs, metric, targets)
+        return sweep(fns, prob, w, xs, metric, hessian, targets)
 
     def recording_subproblem(H: np.ndarray, M: np.ndarray | None, g: np.ndarray, sigma0: float = 0.0
                              ) -> newton._Subproblem:
         used.append(M)
         return subproblem(H, M, g, sigma0)
 
-    monkeypatch.setattr(newton, "_sweep", counting_sweep)
+    monkeypatch.setattr(newton, "_derivatives", counting_sweep)
     monkeypatch.setattr(newton, "_Subproblem", recording_subproblem)
     prob = problem()
     sol = newton_solve(prob, initial_weights(prob, "random", 0), NewtonOptions(max_iter=8, metric=metric, metric_every=3))
@@ -619,9 +614,9 @@ def test_primal_dual_hessian_is_exact_at_its_own_multipliers_and_the_gradient_al
     duals = newton._Duals(prob)
     assert duals.targets(w, xs) is None  # the first iteration: the primal Hessian
     duals.y = newton._stage_seeds(prob, w)
-    g, H, M = newton._sweep(fns, prob, w, xs, True, duals.targets(w, xs))
+    g, H, M = _derivatives(fns, prob, w, xs, targets=duals.targets(w, xs))
     np.testing.assert_allclose(H, H0, rtol=0, atol=1e-12 * np.abs(H0).max())
-    np.testing.assert_allclose(g, g0, rtol=1e-14, atol=1e-15)  # the first-order sweep's gradient
+    np.testing.assert_array_equal(g, g0)  # the gradient's adjoints never see the targets
     np.testing.assert_array_equal(M, M0)
     s = np.random.default_rng(1).normal(size=w.size)
     errors = []
@@ -633,7 +628,7 @@ def test_primal_dual_hessian_is_exact_at_its_own_multipliers_and_the_gradient_al
     w1 = w + 1e-2 * s
     _, xs1 = _objective(prob, w1)
     duals.step(w, 1e-2 * s, xs)
-    g1, H1, _ = newton._sweep(fns, prob, w1, xs1, True, duals.targets(w1, xs1))
+    g1, H1, _ = _derivatives(fns, prob, w1, xs1, targets=duals.targets(w1, xs1))
     _, g_ref = objective_and_gradient(prob, w1)
     np.testing.assert_allclose(g1, g_ref, rtol=1e-9, atol=1e-12)
     assert not np.allclose(H1, _derivatives(fns, prob, w1, xs1, False)[1], rtol=1e-10, atol=0)

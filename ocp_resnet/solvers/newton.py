@@ -177,8 +177,6 @@ class _Stage:
 
     def __init__(self, fn: _Mapped, K: np.ndarray, d: int, e: int, gamma: float, p: int) -> None:
         self.fn, self.K, self.d, self.e, self.gamma = fn, K, d, e, gamma
-        #: ∇L_k alone (set by :class:`_StageFunctions`), for the first-order sweep
-        self.grad: _Mapped = fn
         rB, cB = fn.triplets[1]
         #: the columns of K that B_k touches (the weights of f_k), and each nonzero's place in (e, qf)
         self.fcols = np.unique(cB)
@@ -284,7 +282,6 @@ class _StageFunctions:
         t = ca.SX.sym("t", problem.T.shape[0])
         P = spec.unflatten(w, CASADI)
         mapped: dict[str, _Mapped] = {}  # by the serialised stage Lagrangian: shared between stages
-        grads: dict[str, _Mapped] = {}  # the same Lagrangians' gradients alone (:func:`_gradient`)
         self.stages: list[_Stage] = []
         for k in range(N + 1):
             x = ca.SX.sym("x", widths[k])
@@ -302,17 +299,18 @@ class _StageFunctions:
             L = c + ca.dot(lam, f)
             key = ca.Function("L", [x, wk, t, lam, gam], [L, f]).serialize()
             if key not in mapped:
-                H, gL = ca.hessian(L, ca.vertcat(x, wk))
-                fn = ca.Function(f"stage{len(mapped)}", [x, wk, t, lam, gam],
-                                 [ca.densify(ca.jacobian(f, x)), ca.jacobian(f, wk), ca.densify(gL), ca.tril(H)])
+                # the Hessian with the targets t' and adjoints λ' of the primal-dual model
+                # (:class:`_Duals`; t' = t, λ' = λ: the exact one), the gradient with t and λ
+                tp, lamp = ca.SX.sym("tp", t.numel()), ca.SX.sym("lamp", lam.numel())
+                Lp = ca.substitute(L, ca.vertcat(t, lam), ca.vertcat(tp, lamp))
+                z = ca.vertcat(x, wk)
+                H, gLp = ca.hessian(Lp, z)
+                fn = ca.Function(f"stage{len(mapped)}", [x, wk, t, lam, gam, tp, lamp],
+                                 [ca.densify(ca.jacobian(f, x)), ca.jacobian(f, wk), ca.densify(ca.gradient(L, z)),
+                                  ca.tril(H), ca.densify(gLp[:x.numel()])])
                 mapped[key] = _Mapped(fn, n, shared=(1, 4), constant=(2,))
-                grad = ca.Function(f"stage{len(grads)}_grad", [x, wk, t, lam, gam], [ca.densify(gL)])
-                grads[key] = _Mapped(grad, n, shared=(1, 4), constant=(2,))
-                grads[key].optional = True  # compiled only once used (:meth:`use_grads`)
             self.stages.append(_Stage(mapped[key], K, widths[k], f.numel(), gammas[k], p))
-            self.stages[-1].grad = grads[key]
-        self.mapped = list(mapped.values()) + list(grads.values())
-        self._grads_used = False
+        self.mapped = list(mapped.values())
         self._key = tuple(sorted(mapped))
         #: the whole problem's functions when these are a chunk's (:meth:`rows`)
         self.owner: _StageFunctions | None = None
@@ -360,7 +358,7 @@ class _StageFunctions:
             return
         for m in self.mapped:
             m.swap(_common.compiled(m.base, cached_only=True))
-        fns = [m.base for m in self._needed() if not m.compiled]
+        fns = [m.base for m in self.mapped if not m.compiled]
         if not fns:
             self.jit = True
         elif self._key not in _COMPILE_FAILED and _common.compile_too_large(*fns) is None:
@@ -387,10 +385,10 @@ class _StageFunctions:
         if self.interpreted_s >= self.compile_s:
             from ocp_resnet.solvers.ipopt.transcription._common import compiled
 
-            for m in self._needed():
+            for m in self.mapped:
                 if not m.compiled:
                     m.swap(compiled(m.base))
-            self.jit = all(m.compiled for m in self._needed())
+            self.jit = all(m.compiled for m in self.mapped)
             self.compile_s = math.inf
             if not self.jit:  # one attempt per process: a failed compile stays interpreted
                 _COMPILE_FAILED.add(self._key)
@@ -405,7 +403,7 @@ class _StageFunctions:
         new.mapped = list(remap.values())
         new.stages = [copy.copy(st) for st in self.stages]
         for st in new.stages:
-            st.fn, st.grad = remap[id(st.fn)], remap[id(st.grad)]
+            st.fn = remap[id(st.fn)]
         if self.stem is not None:
             new.stem = (self.stem[0][samples], self.stem[1])
         return new
@@ -417,33 +415,7 @@ class _StageFunctions:
         for m, mo in zip(self.mapped, self.owner.mapped):
             if not m.compiled and mo.compiled:
                 m.swap(mo.one)
-        self.jit = all(m.compiled for m in self._needed())
-
-    def _needed(self) -> list[_Mapped]:
-        """The functions in use: the stage functions, and their gradient-only twins once the
-        first-order sweep has used them (:meth:`use_grads`)."""
-        return [m for m in self.mapped if not m.optional or self._grads_used]
-
-    def use_grads(self) -> None:
-        """Count the gradient-only functions in (the first-order sweep of the primal-dual model
-        calls them): compiled with the others, or now when the others already are (a solve with
-        the primal Hessian never compiles them)."""
-        if self._grads_used:
-            return
-        self._grads_used = True
-        if self.owner is not None:  # a chunk: the owner decides, the chunk follows
-            self.owner.use_grads()
-            self.jit = False
-            self.follow()
-            return
-        with self._lock:
-            if self.jit:
-                from ocp_resnet.solvers.ipopt.transcription._common import compiled
-
-                for m in self._needed():
-                    if not m.compiled:
-                        m.swap(compiled(m.base))
-                self.jit = all(m.compiled for m in self._needed())
+        self.jit = all(m.compiled for m in self.mapped)
 
     def buffer(self, k: int, nm: int, d: int) -> np.ndarray:
         """An (nm, n, d, p) work array for Q_k, one of two that alternate between the stages and
@@ -467,8 +439,6 @@ class _Mapped:
     def __init__(self, fn: Any, n: int, shared: tuple[int, ...] = (), constant: tuple[int, ...] = ()) -> None:
         self.base = fn  # the one-sample SX function
         self.n, self.shared = n, shared
-        #: compiled only once used (the gradient-only twins: :meth:`_StageFunctions.use_grads`)
-        self.optional = False
         # inputs that are the same array on every call (the targets): converted and set once
         self.constant = constant
         self.shapes = [(fn.size1_out(i), fn.size2_out(i)) for i in range(fn.n_out())]
@@ -513,7 +483,6 @@ class _Mapped:
     def resized(self, n: int) -> _Mapped:
         """The same function mapped over ``n`` samples (compiled if this one is)."""
         m = _Mapped(self.base, n, self.shared, self.constant)
-        m.optional = self.optional
         if self.compiled:
             m.swap(self.one)
         return m
@@ -530,8 +499,9 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
     """∇J(w), ∇²J(w) and the state metric M = I + (1/n) Σ_k S_kᵀS_k from the simulated states ``xs``
     (``metric=False``: M is the identity, not computed; ``hessian=False``: ∇²J is not computed
     and comes back empty; one of the two is asked for), in one backward sweep. ``targets`` (one
-    array per stage) replace the problem's targets in the stage costs: the primal-dual Hessian
-    (:class:`_Duals`); the gradient is then that of the replaced costs.
+    array per stage) replace the problem's targets in the stage costs of ∇²J alone: the
+    primal-dual Hessian (:class:`_Duals`), its adjoints λ' carried beside the gradient's λ (each
+    stage function takes both); ∇J is always the exact gradient.
 
     With S_k = ∂x_k/∂w, ∇²J = (1/n) Σ_i Σ_k Z_kᵀ ∇²L_k Z_k (module docstring) is never formed from
     the S_k (that costs n·d·p² per stage): the sum over the stages j ≥ k is a quadratic form in
@@ -554,7 +524,7 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
     h, m = (0 if hessian else -1), (nm - 1 if metric else -1)
     g = np.zeros(p)
     U = np.zeros((nm, p, p))  # ∇²J·n = U[h] + U[h]ᵀ, (M − I)·n = U[m] + U[m]ᵀ
-    lam = np.zeros((0, n))
+    lam = lamp = np.zeros((0, n))  # λ_{k+1} of ∇J, λ'_{k+1} of ∇²J (the same without targets)
     Pn = np.zeros((nm, n, 0, 0))  # P_{k+1}
     Qn = np.zeros((nm, n, 0, p))  # Q_{k+1}, only its columns lo_{k+1}.. are set
     spent = 0.0  # CPU seconds in the stage functions
@@ -563,12 +533,15 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
         fn, K, d, e = st.fn, st.K, st.d, st.e
         lo, lo1 = fns.lo[k], fns.lo[k + 1]
         t0 = time.thread_time()  # (process_time costs ~10 µs a call here, thread_time 0.3 µs)
-        Araw, Bnz, gL, Hnz = fn(xs[k], w[K], T if targets is None else targets[k], lam, st.gamma)
+        Araw, Bnz, gL, Hnz, gLp = fn(xs[k], w[K], T, lam, st.gamma, T if targets is None else targets[k], lamp)
         spent += time.thread_time() - t0
         A = fn.dense(Araw, 0)  # (n, e, d)
         At = A.transpose(0, 2, 1)
         g[K] += gL[:, d:].sum(axis=0)
         lam = gL[:, :d].T
+        # (a copy: gLp, contiguous, would be passed as is, and the next call of this function
+        # writes its outputs while it reads its inputs)
+        lamp = lam if targets is None else gLp.copy().T
         Kf, qf = st.Kf, st.fcols.size
         # Q_k = Hxw_k E_k + A_kᵀ (P_{k+1} B_k E_k + Q_{k+1}), and the terms of R_k summed over the samples
         Q = fns.buffer(k, nm, d)
@@ -648,27 +621,6 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
     M = (U[m] + U[m].T) / n if metric else np.zeros((p, p))
     M[np.diag_indices(p)] += 1.0
     return g, Hs, M
-
-
-def _gradient(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list[np.ndarray]) -> np.ndarray:
-    """∇J(w) alone: the first-order adjoint sweep of :func:`_derivatives`."""
-    fns.use_grads()
-    n = fns.n
-    g = np.zeros(fns.p)
-    lam = np.zeros((0, n))
-    spent = 0.0
-    for k in range(fns.N, -1, -1):
-        st = fns.stages[k]
-        t0 = time.thread_time()
-        gL = st.grad(xs[k], w[st.K], problem.T, lam, st.gamma)[0]
-        spent += time.thread_time() - t0
-        g[st.K] += gL[:, st.d:].sum(axis=0)
-        lam = gL[:, :st.d].T.copy()  # (a view of the output buffer the next call of this function reuses)
-    if fns.stem is not None:
-        S0, K0 = fns.stem
-        g[K0] += np.einsum("ndq,dn->q", S0, lam)
-    fns.account(spent)
-    return g / n + 2.0 * problem.objective.weight_decay * w
 
 
 class _LazyMetric:
@@ -915,21 +867,22 @@ class _Derivatives:
 
     def __call__(self, w: np.ndarray, xs: list[np.ndarray], metric: bool = True,
                  targets: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """∇J, ∇²J and M at w (:func:`_sweep`; ``targets``: ∇²J is the primal-dual Hessian)."""
+        """∇J, ∇²J and M at w (:func:`_derivatives`; ``targets``: ∇²J is the primal-dual Hessian)."""
         if not self.parts:
             return self._one_piece(w, xs, metric, targets)
         n = self.problem.n_samples
         p = w.size
         for _, fns, _ in self.parts:
             fns.follow()
-        jobs = [(fns, sub, w, [x[:, sl] for x in xs], metric, None if targets is None else [t[:, sl] for t in targets])
+        jobs = [(fns, sub, w, [x[:, sl] for x in xs], metric, True,
+                 None if targets is None else [t[:, sl] for t in targets])
                 for sub, fns, sl in self.parts]
         threaded = self._threaded()
         t0 = time.perf_counter()
         if threaded:
-            results = [f.result() for f in [_pool().submit(_sweep, *job) for job in jobs]]
+            results = [f.result() for f in [_pool().submit(_derivatives, *job) for job in jobs]]
         else:
-            results = [_sweep(*job) for job in jobs]
+            results = [_derivatives(*job) for job in jobs]
         if self.threads > 1:
             self._timed(threaded, (time.perf_counter() - t0) / (1.0 if metric else _NO_METRIC_SHARE))
         g, H, M = np.zeros(p), np.zeros((p, p)), np.zeros((p, p))
@@ -942,26 +895,23 @@ class _Derivatives:
 
     def _one_piece(self, w: np.ndarray, xs: list[np.ndarray], metric: bool, targets: list[np.ndarray] | None
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The sweep of an unchunked problem (:func:`_sweep`), or, when that is the faster way
-        (timed as for chunks), the metric's part (with ∇J) in a forked worker process
-        (:mod:`~ocp_resnet.solvers.forked`) while this one sweeps ∇²J's: the same numbers."""
+        """The sweep of an unchunked problem (:func:`_derivatives`), or, when that is the faster
+        way (timed as for chunks), the metric's part in a forked worker process
+        (:mod:`~ocp_resnet.solvers.forked`) while this one sweeps ∇J's and ∇²J's: the same numbers."""
         worker = self._worker(metric)
         split = worker is not None and self._threaded()
         t0 = time.perf_counter()
         if worker is not None and split:
             try:
-                worker.submit(w, xs, self.fns.jit, targets is not None)
+                worker.submit(w, xs, self.fns.jit)
                 g, H, _ = _derivatives(self.fns, self.problem, w, xs, False, True, targets)
-                packed = worker.result()
+                M = worker.result()
             except RuntimeError:  # the worker died (killed, out of memory): on in one process
                 self._split = False
                 worker.close()
-                return _sweep(self.fns, self.problem, w, xs, metric, targets)
-            M = packed[:-1]
-            if targets is not None:
-                g = packed[-1]
+                return _derivatives(self.fns, self.problem, w, xs, metric, True, targets)
         else:
-            g, H, M = _sweep(self.fns, self.problem, w, xs, metric, targets)
+            g, H, M = _derivatives(self.fns, self.problem, w, xs, metric, True, targets)
         if worker is not None:
             self._timed(split, time.perf_counter() - t0)
         return g, H, M
@@ -986,34 +936,21 @@ class _Derivatives:
             return None
         if self._metric_worker is None:
             twin = self.fns.rows(slice(0, self.fns.n), self.fns.n)
-            # the worker's copy decides nothing: its time does not count for the compile, it never
-            # compiles (it loads what the parent compiled: _metric_sweep) and its twins count as used
-            twin.owner, twin.compile_s, twin._grads_used = None, math.inf, True
+            # the worker's copy decides nothing: its time does not count for the compile and it never
+            # compiles (it loads what the parent compiled: _metric_sweep)
+            twin.owner, twin.compile_s = None, math.inf
             try:
                 self._metric_worker = ForkedCall(functools.partial(_metric_sweep, twin, self.problem),
-                                                 (self.fns.p + 1, self.fns.p), name="ocp-resnet-metric")
+                                                 (self.fns.p, self.fns.p), name="ocp-resnet-metric")
             except (OSError, RuntimeError, AssertionError):  # no process to be had: one process it is
                 self._split = False
                 return None
         return self._metric_worker
 
 
-def _sweep(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list[np.ndarray], metric: bool,
-           targets: list[np.ndarray] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """∇J, ∇²J and M (``metric``) at w in one sweep; with ``targets`` ∇²J is the primal-dual
-    Hessian (:class:`_Duals`) and ∇J comes from a first-order sweep with the problem's targets."""
-    if targets is None:
-        return _derivatives(fns, problem, w, xs, metric)
-    # M depends on the dynamics' Jacobians alone, which the targets do not change: one sweep
-    # gives ∇²J (primal-dual) and M, a first-order one the exact gradient
-    _, H, M = _derivatives(fns, problem, w, xs, metric, True, targets)
-    return _gradient(fns, problem, w, xs), H, M
-
-
-def _metric_sweep(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list[np.ndarray], jit: bool,
-                  dual: bool) -> np.ndarray:
-    """M at w (:func:`_derivatives`' metric part alone) with, as an extra last row, ∇J(w) by
-    :func:`_gradient` for the primal-dual Hessian (``dual``; else zeros), in the worker process of
+def _metric_sweep(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list[np.ndarray], jit: bool
+                  ) -> np.ndarray:
+    """M at w (:func:`_derivatives`' metric part alone) in the worker process of
     :meth:`_Derivatives._worker`: with the compiled stage functions once the parent has them
     (loaded from the compile cache; the same numbers either way), and never compiling itself."""
     if jit and not fns.jit:
@@ -1024,9 +961,7 @@ def _metric_sweep(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: lis
                 m.swap(_common.compiled(m.base, cached_only=True))
         fns.jit = all(m.compiled for m in fns.mapped)
     with np.errstate(all="ignore"):
-        M = _derivatives(fns, problem, w, xs, True, False)[2]
-        g = _gradient(fns, problem, w, xs) if dual else np.zeros(fns.p)
-    return np.vstack([M, g[None, :]])
+        return _derivatives(fns, problem, w, xs, True, False)[2]
 
 
 #: The derivative sweeps of each live problem (the solve, its restarts and its certificate).
