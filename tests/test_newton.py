@@ -113,6 +113,35 @@ def test_stage_functions_compile_once_per_shape_with_the_same_numbers(tmp_path, 
     assert _common.COMPILE_COUNTS["loaded"] - counts["loaded"] == 2
 
 
+@pytest.mark.skipif(_common.c_compiler() is None, reason="needs a C compiler")
+@pytest.mark.parametrize("n", [5, newton.BLOCK, 2 * newton.BLOCK + 7])
+def test_compiled_blocks_of_samples_give_each_samples_numbers(n, tmp_path, monkeypatch):
+    """Compiled, a stage function runs over blocks of BLOCK samples (the last one padded): every
+    sample's outputs are those of the compiled function called sample by sample, bit for bit, also
+    when an input is a view of an output (the adjoints) and after a resize (a chunk's)."""
+    monkeypatch.setenv("OCP_RESNET_CACHE", str(tmp_path))
+    prob = problem(tiny_spirals(n, seed=3), blocks=2, width=3, loss="sce", gamma=0.5)
+    w = random_weights(prob)
+    _, xs = _objective(prob, w)
+    st = _StageFunctions(prob).stages[0]
+    m = st.fn
+    m.compile()
+    assert m.compiled and m.block is not None
+    one = newton._Mapped(m.base, n, m.shared, m.constant)
+    one.swap(m.one)  # compiled, one sample at a time
+    rng = np.random.default_rng(0)
+    lam, tp = rng.normal(size=(st.e, n)), prob.T + rng.normal(size=prob.T.shape)
+    ref = [o.copy() for o in one(xs[0], w[st.K], prob.T, lam, st.gamma, tp, lam)]
+    for mapped in (m, m.resized(n)):
+        out = mapped(xs[0], w[st.K], prob.T, lam, st.gamma, tp, lam)
+        assert all(np.array_equal(a, b) for a, b in zip(out, ref))
+    # the next stage's adjoints are a view of this call's output: copied in before it is overwritten
+    lam2 = out[2][:, :st.d].T
+    expect = [o.copy() for o in one(xs[0], w[st.K], prob.T, np.array(lam2), st.gamma, tp, np.array(lam2))]
+    again = m(xs[0], w[st.K], prob.T, lam2, st.gamma, tp, lam2)
+    assert all(np.array_equal(a, b) for a, b in zip(again, expect))
+
+
 @pytest.mark.parametrize("kw", [CONFIGS[0], CONFIGS[1], CONFIGS[-1]])
 def test_chunks_of_samples_give_the_same_derivatives(kw):
     """Swept over chunks of samples (uneven, a stem included where the config has one), ∇J, ∇²J

@@ -201,7 +201,11 @@ class _Stage:
             self.colsKf = (cols, self.Kf) if isinstance(self.Kf, slice) else np.ix_(cols, self.Kf)
         r, c = fn.triplets[3]
         xx, wx, ww = (r < d) & (c < d), (r >= d) & (c < d), (r >= d) & (c >= d)
-        self.xx = (np.flatnonzero(xx), r[xx], c[xx])
+        # ∂²L/∂x² (lower triangle) into P_k as the whole symmetric matrix, in one fancy-indexed add:
+        # each entry at (r, c), the off-diagonal ones at (c, r) too (no place twice)
+        ixx, rx, cx = np.flatnonzero(xx), r[xx], c[xx]
+        off = rx != cx
+        self.xx = (np.concatenate([ixx, ixx[off]]), np.concatenate([rx, cx[off]]), np.concatenate([cx, rx[off]]))
         self.wx = (np.flatnonzero(wx), c[wx] * p + K[r[wx] - d])  # ∂²L/∂x∂w_K into Q_k, (n, d·p)
         #: the same as runs (start in Hnz, start in Q_k, length) where both are consecutive: a
         #: dense ∂²L/∂x∂w_K is a few runs, and slice adds cost less than a fancy-indexed one
@@ -357,7 +361,7 @@ class _StageFunctions:
         if _common.c_compiler() is None:
             return
         for m in self.mapped:
-            m.swap(_common.compiled(m.base, cached_only=True))
+            m.compile(cached_only=True)
         fns = [m.base for m in self.mapped if not m.compiled]
         if not fns:
             self.jit = True
@@ -383,11 +387,9 @@ class _StageFunctions:
             _write_ledger(self._key, self.interpreted_s)
             self._ledger_s = self.interpreted_s
         if self.interpreted_s >= self.compile_s:
-            from ocp_resnet.solvers.ipopt.transcription._common import compiled
-
             for m in self.mapped:
                 if not m.compiled:
-                    m.swap(compiled(m.base))
+                    m.compile()
             self.jit = all(m.compiled for m in self.mapped)
             self.compile_s = math.inf
             if not self.jit:  # one attempt per process: a failed compile stays interpreted
@@ -414,7 +416,7 @@ class _StageFunctions:
             return
         for m, mo in zip(self.mapped, self.owner.mapped):
             if not m.compiled and mo.compiled:
-                m.swap(mo.one)
+                m.swap(mo.one, mo.block)
         self.jit = all(m.compiled for m in self.mapped)
 
     def buffer(self, k: int, nm: int, d: int) -> np.ndarray:
@@ -427,13 +429,22 @@ class _StageFunctions:
         return buf[:nm * self.n * d * self.p].reshape(nm, self.n, d, self.p)
 
 
+#: Samples per call of a compiled stage function's loop (:class:`_Mapped`): CasADi's map of a
+#: compiled function over the samples costs ~0.2 µs a sample on top of the code (P1's block stage,
+#: 336 instructions: 65 µs for 192 samples), a loop over 32 samples compiled into the same library
+#: 26 µs (16: 28 µs, 64: 37 µs; scratch measurement, docs/performance.md).
+BLOCK = 32
+
+
 class _Mapped:
-    """A one-sample function mapped over n samples, called through a CasADi buffer (no copies).
+    """A one-sample function mapped over n samples, called through CasADi buffers (no copies).
 
     The inputs listed in ``shared`` (weights, γ) are the same for every sample; the others are
     (rows, n) arrays, samples as columns. Each output comes back as an (n, nnz) array of its
     nonzeros (CasADi's column-major order; ``triplets[j]`` gives their rows and columns, and
-    :meth:`dense` reshapes a dense output to (n, rows, cols)).
+    :meth:`dense` reshapes a dense output to (n, rows, cols)). Compiled (:meth:`compile`), the
+    samples go in blocks of :data:`BLOCK` through a loop compiled with the function, the rest one
+    by one; every sample's numbers are the same either way.
     """
 
     def __init__(self, fn: Any, n: int, shared: tuple[int, ...] = (), constant: tuple[int, ...] = ()) -> None:
@@ -447,44 +458,62 @@ class _Mapped:
                          for i in range(fn.n_out())]
         self.swap(fn)
 
-    def swap(self, fn: Any) -> None:
-        """Map ``fn`` (the base function, or the same compiled) over the samples."""
+    def compile(self, cached_only: bool = False) -> None:
+        """Swap in the compiled function and its loop over :data:`BLOCK` samples (one library:
+        :func:`~ocp_resnet.solvers.ipopt.transcription._common.compiled_library`); with
+        ``cached_only`` only when the cache has them. Without a compiler, or when the compile
+        fails, the functions stay interpreted."""
+        from ocp_resnet.solvers.ipopt.transcription._common import compiled_library
+
+        block = self.base.map(f"{self.base.name()}_block", "serial", BLOCK, list(self.shared), [])
+        one, loop = compiled_library([self.base, block], cached_only=cached_only)
+        if one is not self.base:
+            self.swap(one, loop)
+
+    def swap(self, fn: Any, block: Any = None) -> None:
+        """Map ``fn`` (the base function, or the same compiled, with ``block`` its compiled loop
+        over :data:`BLOCK` samples) over the samples."""
         self.compiled = fn is not self.base
-        self.one = fn  # the one-sample function mapped (the base or its compiled twin)
-        self.fn = fn.map(f"{fn.name()}_map", "serial", self.n, list(self.shared), [])
-        self.buf, self.eval = self.fn.buffer()
-        # The outputs live in arrays set once and overwritten by every call (a fresh array per
-        # output and call cost ~10 µs each, a sizeable part of a width-2 iteration).
+        self.one, self.block = fn, block  # what is mapped: the base or its compiled twins
+        f, size = (block, BLOCK) if block is not None else (fn, 1)
+        count = -(-self.n // size)
+        pad = count * size  # the samples past n (zeros in, ignored out) fill the last block
+        buf, self._eval = f.map(f"{f.name()}_map", "serial", count, list(self.shared), []).buffer()
+        # Inputs and outputs live in arrays set once: a call copies its inputs in and overwrites
+        # the outputs (a fresh array per argument and call, or setting CasADi's pointers anew,
+        # cost more than the copies: a sizeable part of a width-2 iteration)
+        self._ins = [np.zeros(fn.nnz_in(i) if i in self.shared else (pad, fn.nnz_in(i))) for i in range(fn.n_in())]
+        outs = [np.empty((pad, nnz)) for nnz in self.nnz]
         self._dummy = np.zeros(1)
-        self.outs = [np.empty((self.n, nnz)) for nnz in self.nnz]
-        for j, o in enumerate(self.outs):
-            self.buf.set_res(j, (o if o.size else self._dummy).data)
-        self._held: dict[int, tuple[Any, np.ndarray]] = {}
+        for i, a in enumerate(self._ins):
+            buf.set_arg(i, (a if a.size else self._dummy).data)
+        for j, o in enumerate(outs):
+            buf.set_res(j, (o if o.size else self._dummy).data)
+        self._buf = buf  # (holds the pointers: kept alive with the arrays)
+        self.outs = [o[:self.n] for o in outs]
+        self._held: dict[int, Any] = {}
 
     def __call__(self, *args: Any) -> list[np.ndarray]:
-        """The outputs for these inputs; the arrays are overwritten by the next call."""
-        keep = []  # the buffer holds raw pointers: the arrays must live until eval()
+        """The outputs for these inputs; the arrays are overwritten by the next call (an input
+        may be a view of an output: it is copied in first)."""
         for i, a in enumerate(args):
-            held = self._held.get(i)
-            if held is not None and held[0] is a:
-                continue
-            src = a
-            a = np.asarray(a, dtype=float)
-            a = np.ascontiguousarray(a if i in self.shared else a.T)
-            if a.size == 0:
-                a = self._dummy
             if i in self.constant:
-                self._held[i] = (src, a)
-            keep.append(a)
-            self.buf.set_arg(i, a.data)
-        self.eval()
+                if self._held.get(i) is a:
+                    continue
+                self._held[i] = a
+            dst = self._ins[i]
+            if i in self.shared:
+                dst[...] = a
+            elif dst.size:
+                dst[:self.n] = a.T
+        self._eval()
         return self.outs
 
     def resized(self, n: int) -> _Mapped:
         """The same function mapped over ``n`` samples (compiled if this one is)."""
         m = _Mapped(self.base, n, self.shared, self.constant)
         if self.compiled:
-            m.swap(self.one)
+            m.swap(self.one, self.block)
         return m
 
     def dense(self, o: np.ndarray, j: int) -> np.ndarray:
@@ -539,9 +568,7 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
         At = A.transpose(0, 2, 1)
         g[K] += gL[:, d:].sum(axis=0)
         lam = gL[:, :d].T
-        # (a copy: gLp, contiguous, would be passed as is, and the next call of this function
-        # writes its outputs while it reads its inputs)
-        lamp = lam if targets is None else gLp.copy().T
+        lamp = lam if targets is None else gLp.T
         Kf, qf = st.Kf, st.fcols.size
         # Q_k = Hxw_k E_k + A_kᵀ (P_{k+1} B_k E_k + Q_{k+1}), and the terms of R_k summed over the samples
         Q = fns.buffer(k, nm, d)
@@ -598,9 +625,8 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
             U[h, r, c] += half * Hnz[:, i].sum(axis=0)
             i, a, b = st.xx
             Pk[h][:, a, b] += Hnz[:, i]
-            Pk[h][:, b, a] += np.where(a != b, 1.0, 0.0) * Hnz[:, i]
         if metric:
-            Pk[m][:, np.arange(d), np.arange(d)] += 1.0
+            Pk[m].reshape(n, d * d)[:, ::d + 1] += 1.0  # (Pk is a fresh contiguous array: a view)
         Pn, Qn = Pk, Q
     if fns.stem is not None:  # x_0 = E(u): S_0 is the stem's constant Jacobian on its weights K0
         S0, K0 = fns.stem
@@ -791,7 +817,7 @@ def _pool() -> Any:
 #: The size n·d·p (samples × widest state × weights) from which an unchunked sweep may put the
 #: metric's part in a worker process (:meth:`_Derivatives._worker`): below, the process's
 #: hand-offs (~0.2 ms a call) eat what it gains.
-SPLIT_MIN_SIZE = 20_000
+SPLIT_MIN_SIZE = 50_000
 
 
 def split_size(problem: Problem) -> int:
@@ -954,11 +980,9 @@ def _metric_sweep(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: lis
     :meth:`_Derivatives._worker`: with the compiled stage functions once the parent has them
     (loaded from the compile cache; the same numbers either way), and never compiling itself."""
     if jit and not fns.jit:
-        from ocp_resnet.solvers.ipopt.transcription import _common
-
         for m in fns.mapped:
             if not m.compiled:
-                m.swap(_common.compiled(m.base, cached_only=True))
+                m.compile(cached_only=True)
         fns.jit = all(m.compiled for m in fns.mapped)
     with np.errstate(all="ignore"):
         return _derivatives(fns, problem, w, xs, True, False)[2]

@@ -278,6 +278,12 @@ def compiled(fn: Any, reverse: bool = False, cached_only: bool = False) -> Any:
     function that CasADi must differentiate further (the NLP's objective and constraints).
     Falls back to ``fn`` itself when there is no compiler or the compile fails, and with
     ``cached_only`` when the library is not in the cache yet (nothing is compiled or counted)."""
+    return compiled_library([fn], reverse, cached_only)[0]
+
+
+def compiled_library(fns: list[Any], reverse: bool = False, cached_only: bool = False) -> list[Any]:
+    """:func:`compiled` for several functions in one library (one compile, one file, named by
+    the first): the compiled twin of each, or all of ``fns`` themselves where it falls back."""
     import hashlib
     import subprocess
     import tempfile
@@ -285,16 +291,18 @@ def compiled(fn: Any, reverse: bool = False, cached_only: bool = False) -> Any:
     cc = c_compiler()
     if cc is None:
         COMPILE_COUNTS["fallback"] += 1
-        return fn
+        return fns
+    fn = fns[0]
     cg = ca.CodeGenerator(f"{fn.name()}.c", {"with_header": False})
-    cg.add(fn)
-    if reverse:
-        cg.add(fn.reverse(1))
+    for f in fns:
+        cg.add(f)
+        if reverse:
+            cg.add(f.reverse(1))
     code = cg.dump()
     key = hashlib.sha256("\0".join([code, cc, *_CFLAGS, ca.CasadiMeta.version()]).encode()).hexdigest()[:20]
     target = cache_dir() / f"{fn.name()}_{key}.so"
     if cached_only and not target.exists():
-        return fn
+        return fns
     try:
         if target.exists():
             COMPILE_COUNTS["loaded"] += 1
@@ -306,10 +314,10 @@ def compiled(fn: Any, reverse: bool = False, cached_only: bool = False) -> Any:
                 subprocess.run([cc, *_CFLAGS, "-o", str(lib), str(src), "-lm"], check=True, capture_output=True)
                 os.replace(lib, target)  # atomic: a concurrent run sees a whole library or none
             COMPILE_COUNTS["compiled"] += 1
-        return ca.external(fn.name(), str(target))
+        return [ca.external(f.name(), str(target)) for f in fns]
     except (OSError, subprocess.CalledProcessError, RuntimeError):
         COMPILE_COUNTS["fallback"] += 1
-        return fn
+        return fns
 
 
 def sample_functions(method: str, problem: Problem, make: Callable[[tuple[bool, ...]], SampleSymbols],
