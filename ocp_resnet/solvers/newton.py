@@ -165,6 +165,12 @@ def _index(idx: np.ndarray) -> np.ndarray | slice:
     return idx
 
 
+def _distinct(idx: np.ndarray) -> np.ndarray:
+    """The distinct values of an index array, ascending (np.unique's first call imports
+    numpy.ma: ~10 ms of every solve's start-up)."""
+    return np.array(sorted(set(idx.tolist())), dtype=int)
+
+
 #: At most this many runs of consecutive indices, of at least this mean length, are added as
 #: slices (:class:`_Stage`), others by fancy indexing (census p42, 12 runs of 28 entries, 210
 #: samples: 0.16 ms a stage instead of 0.27 ms; P1's 4 runs of 4–5: 0.021 ms instead of 0.011 ms).
@@ -179,17 +185,17 @@ class _Stage:
         self.fn, self.K, self.d, self.e, self.gamma = fn, K, d, e, gamma
         rB, cB = fn.triplets[1]
         #: the columns of K that B_k touches (the weights of f_k), and each nonzero's place in (e, qf)
-        self.fcols = np.unique(cB)
+        self.fcols = _distinct(cB)
         self.B_at = (rB, np.searchsorted(self.fcols, cB))
         #: B_k's nonzeros row by row: (row, their indices in the output, their weights), for the
         #: products with B_kᵀ (B_k is sparse: a single branch's ∂f/∂W is an outer product)
-        self.B_rows = [(int(i), np.flatnonzero(rB == i), K[cB[rB == i]]) for i in np.unique(rB)]
+        self.B_rows = [(int(i), np.flatnonzero(rB == i), K[cB[rB == i]]) for i in _distinct(rB)]
         #: the same as one batched product when every row has as many nonzeros and no weight is in
         #: two rows (a single branch: row r holds W_r and b_r): (rows, (rows, m) indices, weights)
         self.B_batch: tuple[np.ndarray | slice, np.ndarray, np.ndarray] | None = None
         if self.B_rows and len({nz.size for _, nz, _ in self.B_rows}) == 1:
             cols = np.concatenate([c for _, _, c in self.B_rows])
-            if np.unique(cols).size == cols.size:
+            if _distinct(cols).size == cols.size:
                 rows = np.array([r for r, _, _ in self.B_rows])
                 self.B_batch = (_index(rows), np.stack([nz for _, nz, _ in self.B_rows]), cols)
         self.Kf = _index(K[self.fcols])
