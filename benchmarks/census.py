@@ -24,6 +24,9 @@ objective and path of the interrupted run where it got to write them), writing i
 run directory that is read and deleted. CPU time and peak RSS are the child's own
 (``os.wait4``), so they are exact even with ``--jobs`` > 1; wall times are only comparable at
 ``--jobs 1`` (the default) on a quiet machine. On a shared machine compare CPU times.
+The package is byte-compiled first, as an install leaves it (``prepare_bytecode``;
+``--fresh-bytecode`` instead removes it, so that every process compiles its modules again, as
+where PYTHONDONTWRITEBYTECODE is set); each record says which (``bytecode``).
 
 One JSON line per problem is appended to ``benchmarks/results/census-<label>.jsonl``; a restart
 skips the ids already there (resumable: delete lines to redo them).
@@ -157,6 +160,22 @@ def run_process(cmd: list[str], cap: float, env: dict[str, str] | None = None, g
 
 def solve_command(flags: list[str], extra: list[str], out: str) -> list[str]:
     return [sys.executable, "-m", "ocp_resnet", "solve", *flags, *extra, "--quiet", "--overwrite", "--out", out]
+
+
+def prepare_bytecode(fresh: bool) -> str:
+    """Byte-code of the package for the timed processes: compiled once here (``fresh=False``), as
+    ``pip install`` or a first run leaves it, so that no process spends ~0.08 s compiling ~40
+    modules (where PYTHONDONTWRITEBYTECODE is set, as on the machine these benchmarks ran on,
+    every process would); or, ``fresh``, the package's ``__pycache__`` folders removed, so that
+    each process compiles (and, where allowed, writes) its own. Returns which, for the records."""
+    import compileall
+
+    package = ROOT / "ocp_resnet"
+    if fresh:
+        for cache in package.rglob("__pycache__"):
+            shutil.rmtree(cache, ignore_errors=True)
+        return "removed"
+    return "compiled" if compileall.compile_dir(str(package), quiet=1) else "compile failed"
 
 
 def child_env() -> dict[str, str]:
@@ -358,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--summary", nargs="+", metavar="LABEL", help="print the markdown table of one or two labels")
     ap.add_argument("--list", action="store_true", help="print the drawn problems and exit")
     ap.add_argument("--results", type=Path, default=RESULTS, help="folder of the JSONL files (default benchmarks/results)")
+    ap.add_argument("--fresh-bytecode", action="store_true",
+                    help="remove the package's byte-code first instead of compiling it (prepare_bytecode)")
     a = ap.parse_args(argv)
     if a.summary:
         if len(a.summary) > 2:
@@ -381,10 +402,12 @@ def main(argv: list[str] | None = None) -> int:
     done = {r["id"] for r in load_records(path)}
     todo = [p for p in problems if p["id"] not in done]
     path.parent.mkdir(parents=True, exist_ok=True)
+    bytecode = prepare_bytecode(a.fresh_bytecode)
     print(f"census ({a.label}): {len(todo)} to run, {len(problems) - len(todo)} already in {path}; "
-          f"extra flags {extra or 'none'}; load {os.getloadavg()[0]:.2f}", flush=True)
+          f"extra flags {extra or 'none'}; byte-code {bytecode}; load {os.getloadavg()[0]:.2f}", flush=True)
     with ThreadPoolExecutor(max(1, a.jobs)) as pool:
         for r in pool.map(lambda p: run_problem(p, extra, a.cap, a.label), todo):
+            r["bytecode"] = bytecode
             with path.open("a") as fh:  # one line per finished problem: a kill loses at most the running ones
                 fh.write(json.dumps(r) + "\n")
             print(f"  {r['id']:<10} {' '.join(flag_list(r['flags'])):<150} {r['status']:<14} it {r['iterations']!s:>5} "

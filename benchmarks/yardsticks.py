@@ -11,7 +11,8 @@
   the defaults), 600 s cap.
 * ``digits``: ``--dataset digits --blocks 2 --width 64 --tol 1e-6``, 300 s cap.
 
-Wall, CPU and peak RSS are the child's own (``os.wait4``, the same runner as
+The package is byte-compiled first, as an install leaves it (``--fresh-bytecode``: removed
+instead; ``census.prepare_bytecode``). Wall, CPU and peak RSS are the child's own (``os.wait4``, the same runner as
 benchmarks/census.py); a process past its cap is interrupted, then killed, with its group (status ``timeout``;
 iterations and J of the interrupted run where it wrote them).
 Unlike benchmarks/run.py (which times P2 through the API with bce and γ = 1/21), these are the
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cap", type=float, default=None, help="wall-clock cap in seconds instead of each one's own")
     ap.add_argument("--summary", nargs="+", metavar="LABEL", help="print the markdown table of these labels")
     ap.add_argument("--results", type=Path, default=census.RESULTS, help="folder of the JSONL files")
+    ap.add_argument("--fresh-bytecode", action="store_true",
+                    help="remove the package's byte-code first instead of compiling it (census.prepare_bytecode)")
     a = ap.parse_args(argv)
     if a.summary:
         print(summary(a.summary, a.results))
@@ -96,11 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     extra = shlex.split(a.extra)
     path = results_path(a.label, a.results)
     path.parent.mkdir(parents=True, exist_ok=True)
+    bytecode = census.prepare_bytecode(a.fresh_bytecode)
     print(f"yardsticks ({a.label}): {', '.join(names)} × {a.repeats}; extra flags {extra or 'none'}; "
-          f"load {os.getloadavg()[0]:.2f}", flush=True)
+          f"byte-code {bytecode}; load {os.getloadavg()[0]:.2f}", flush=True)
     for name in names:
         for _ in range(a.repeats):
-            r = run_yardstick(name, extra, a.label, a.cap)
+            r = {**run_yardstick(name, extra, a.label, a.cap), "bytecode": bytecode}
             with path.open("a") as fh:
                 fh.write(json.dumps(r) + "\n")
             print(f"  {name:<7} {r['status']:<14} it {r['iterations']!s:>5} J {r['objective']} wall {r['wall_s']:.2f}s "
