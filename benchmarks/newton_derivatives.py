@@ -46,13 +46,15 @@ def main() -> None:
     ap.add_argument("--threads", default="1", help="comma-separated thread counts for --calls (default 1)")
     ap.add_argument("--forced", action="store_true",
                     help="with more than one thread, take the parallel way on every call (chunk threads, or "
-                         "the metric's worker process) instead of the timed choice")
+                         "the metric's worker process, whatever the problem's size) instead of the timed choice")
     ours, rest = ap.parse_known_args()
     args = build_parser().parse_args(["solve", *rest])
     problem = c.problem_from_args(args)
     w0 = initial_weights(problem, "random", c.init_seed(args))
     out: dict = {"p": problem.spec.n_params, "n": problem.n_samples}
     if ours.calls:
+        if ours.forced:  # the worker process below its size threshold too
+            newton.SPLIT_MIN_SIZE = 0
         _, xs = newton._objective(problem, w0)
         chunk_list = [None] if ours.chunks == "auto" else [int(v) for v in ours.chunks.split(",")]
         sweeps = [newton._Derivatives(problem, chunks=c_, threads=int(t)) for c_ in chunk_list
