@@ -42,7 +42,7 @@ the curved set of exact fits, and the path crawled for hundreds of iterations.
 
 Large sample sets are swept in chunks of samples (:class:`_Derivatives`), fixed by the sizes,
 which threads share without changing the numbers; mid-size ones sweep the metric's part in a
-forked worker process while the solve's own sweeps ∇²J (the same numbers too).
+forked worker process while the solve's own sweeps ∇J and ∇²J (the same numbers too).
 
 Convergence: ‖∇J(w)‖_∞ ≤ ``tol``, with J and ∇J those of :meth:`Problem.objective_value` and
 :func:`ocp_resnet.model.evaluation.objective_and_gradient` (they agree to rounding).
@@ -274,9 +274,11 @@ class _StageFunctions:
     """The per-sample CasADi functions of one problem structure, mapped over its samples.
 
     Stage k's function takes the state x_k, the weights w_K it touches (not all of w), the target,
-    λ_{k+1} and γ_k (inputs, not constants), so stages of the same shape share one function (in a
-    uniform net every block's); it returns A_k (dense), B_k and the lower triangle of ∇²L_k (both
-    sparse: only their nonzeros are computed and copied) and ∇L_k.
+    λ_{k+1}, γ_k and the primal-dual model's target t' and adjoint λ'_{k+1} (:class:`_Duals`; all
+    inputs, not constants), so stages of the same shape share one function (in a uniform net every
+    block's); it returns A_k (dense), B_k, ∇L_k at (t, λ), the lower triangle of ∇²L_k at (t', λ')
+    (B_k and ∇²L_k sparse: only their nonzeros are computed and copied) and the x-part of ∇L_k at
+    (t', λ'), which carries λ'.
     """
 
     def __init__(self, problem: Problem) -> None:
