@@ -451,8 +451,9 @@ class _Mapped:
     (rows, n) arrays, samples as columns. Each output comes back as an (n, nnz) array of its
     nonzeros (CasADi's column-major order; ``triplets[j]`` gives their rows and columns, and
     :meth:`dense` reshapes a dense output to (n, rows, cols)). Compiled (:meth:`compile`), the
-    samples go in blocks of :data:`BLOCK` through a loop compiled with the function, the rest one
-    by one; every sample's numbers are the same either way.
+    samples go in blocks of :data:`BLOCK` through a loop compiled with the function (the last
+    block padded with zero inputs whose outputs are dropped); every sample's numbers are those of
+    the compiled function called alone.
     """
 
     def __init__(self, fn: Any, n: int, shared: tuple[int, ...] = (), constant: tuple[int, ...] = ()) -> None:
