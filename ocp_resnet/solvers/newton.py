@@ -826,7 +826,7 @@ def _pool() -> Any:
 #: The size n·d·p (samples × widest state × weights) from which an unchunked sweep may put the
 #: metric's part in a worker process (:meth:`_Derivatives._worker`): below, the process's
 #: hand-offs (~0.2 ms a call) eat what it gains.
-SPLIT_MIN_SIZE = 50_000
+SPLIT_MIN_SIZE = 20_000
 
 
 def split_size(problem: Problem) -> int:
@@ -873,6 +873,10 @@ class _Derivatives:
                       for sl in (slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]))] if chunks > 1 else []
         #: one piece: the metric's part may be swept in a worker process (:meth:`_worker`)
         self._metric_worker: ForkedCall | None = None
+        #: a worker process was started and has not swept yet: its first call pays the fork and the
+        #: child's loading of the compiled functions, so it is not timed (it made P1's one process
+        #: look the faster way, and the solve then kept the slower one)
+        self._fresh_worker = False
 
     def _threaded(self) -> bool:
         """Whether this call runs in parallel (the chunks in threads, or one piece's metric in
@@ -947,7 +951,9 @@ class _Derivatives:
                 return _derivatives(self.fns, self.problem, w, xs, metric, True, targets)
         else:
             g, H, M = _derivatives(self.fns, self.problem, w, xs, metric, True, targets)
-        if worker is not None:
+        if worker is not None and split and self._fresh_worker:
+            self._fresh_worker = False
+        elif worker is not None:
             self._timed(split, time.perf_counter() - t0)
         return g, H, M
 
@@ -977,6 +983,7 @@ class _Derivatives:
             try:
                 self._metric_worker = ForkedCall(functools.partial(_metric_sweep, twin, self.problem),
                                                  (self.fns.p, self.fns.p), name="ocp-resnet-metric")
+                self._fresh_worker = True
             except (OSError, RuntimeError, AssertionError):  # no process to be had: one process it is
                 self._split = False
                 return None
