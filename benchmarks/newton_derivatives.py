@@ -53,8 +53,8 @@ def main() -> None:
     w0 = initial_weights(problem, "random", c.init_seed(args))
     out: dict = {"p": problem.spec.n_params, "n": problem.n_samples}
     if ours.calls:
-        if ours.forced:  # the worker process below its size threshold too
-            newton.SPLIT_MIN_SIZE = 0
+        if ours.forced:  # the worker process below its size threshold too, from the first call
+            newton.SPLIT_MIN_SIZE, newton.SPLIT_AFTER = 0, 0
         _, xs = newton._objective(problem, w0)
         chunk_list = [None] if ours.chunks == "auto" else [int(v) for v in ours.chunks.split(",")]
         sweeps = [newton._Derivatives(problem, chunks=c_, threads=int(t)) for c_ in chunk_list

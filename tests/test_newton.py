@@ -205,9 +205,14 @@ def test_metric_in_a_worker_process_gives_the_same_numbers(monkeypatch):
     _, xs = _objective(prob, w)
     serial = _Derivatives(prob, threads=1)
     monkeypatch.setattr(newton, "SPLIT_MIN_SIZE", 0)
+    monkeypatch.setattr(newton, "SPLIT_AFTER", 2)
     split = _Derivatives(prob, threads=2)
     assert split.splits and split.threads == 2 and not serial.splits
     assert not _Derivatives(prob, threads=1).splits
+    for _ in range(2):  # the first SPLIT_AFTER sweeps in one process: no worker yet
+        for a, b in zip(split(w, xs), serial(w, xs)):
+            assert np.array_equal(a, b)
+        assert split._metric_worker is None
     ways = []
     for _ in range(8):  # split on the first calls, then one process, then the faster
         ways.append(split._threaded())

@@ -827,6 +827,10 @@ def _pool() -> Any:
 #: metric's part in a worker process (:meth:`_Derivatives._worker`): below, the process's
 #: hand-offs (~0.2 ms a call) eat what it gains.
 SPLIT_MIN_SIZE = 20_000
+#: ... and only after this many sweeps of the problem in one process: starting the worker costs
+#: several sweeps (the fork, the child's start, copy-on-write faults in the parent), which a short
+#: solve does not earn back (docs/performance.md, "Cost of a Newton iteration").
+SPLIT_AFTER = 30
 
 
 def split_size(problem: Problem) -> int:
@@ -877,6 +881,7 @@ class _Derivatives:
         #: child's loading of the compiled functions, so it is not timed (it made P1's one process
         #: look the faster way, and the solve then kept the slower one)
         self._fresh_worker = False
+        self._sweeps = 0  # one-piece sweeps so far (:data:`SPLIT_AFTER`)
 
     def _threaded(self) -> bool:
         """Whether this call runs in parallel (the chunks in threads, or one piece's metric in
@@ -973,11 +978,15 @@ class _Derivatives:
 
     def _worker(self, metric: bool) -> ForkedCall | None:
         """The process that sweeps the metric, started on first use, or None where the metric
-        is not asked for, the problem is too small to gain (:data:`SPLIT_MIN_SIZE`), only one
-        thread is allowed or this platform cannot fork."""
+        is not asked for, the problem is too small to gain (:data:`SPLIT_MIN_SIZE`), it has not
+        been swept :data:`SPLIT_AFTER` times yet, only one thread is allowed or this platform
+        cannot fork."""
         if not (metric and self._split and self.threads > 1):
             return None
         if self._metric_worker is None:
+            self._sweeps += 1
+            if self._sweeps <= SPLIT_AFTER:
+                return None
             twin = self.fns.rows(slice(0, self.fns.n), self.fns.n)
             # the worker's copy decides nothing: its time does not count for the compile and it never
             # compiles (it loads what the parent compiled: _metric_sweep)
