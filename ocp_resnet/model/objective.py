@@ -142,24 +142,28 @@ def predictions(obj: ObjectiveSpec, z: np.ndarray) -> np.ndarray:
 
 
 def stage_losses_per_sample(
-    spec: arch.ArchSpec, obj: ObjectiveSpec, p: Mapping[str, Any], xs: Sequence[Any], t: Any, ops: Any
+    spec: arch.ArchSpec, obj: ObjectiveSpec, p: Mapping[str, Any], xs: Sequence[Any], t: Any, ops: Any,
+    outputs: Sequence[Any] | None = None,
 ) -> list[Any]:
-    """[ℓ(ŷ_k^i, t^i)]_k, each a (1, n) row, for the states x_0..x_N."""
+    """[ℓ(ŷ_k^i, t^i)]_k, each a (1, n) row, for the states x_0..x_N (``outputs``: their stage
+    outputs ŷ_k, :func:`~ocp_resnet.model.architecture.stage_outputs`, where the caller has them)."""
     const = obj.target_entropy(spec.n_outputs if obj.loss != "bce" else 2)
-    return [loss(obj, z, t, const, ops) for z in arch.stage_outputs(spec, p, xs, ops)]
+    zs = arch.stage_outputs(spec, p, xs, ops) if outputs is None else outputs
+    return [loss(obj, z, t, const, ops) for z in zs]
 
 
 def sample_cost(
     spec: arch.ArchSpec, obj: ObjectiveSpec, p: Mapping[str, Any], xs: Sequence[Any], t: Any, ops: Any,
-    gammas: Sequence[Any] | None = None,
+    gammas: Sequence[Any] | None = None, outputs: Sequence[Any] | None = None,
 ) -> Any:
     """Σ_k γ_k ℓ(ŷ_k^i) per sample (1, n); stages with γ_k = 0 are not even built.
 
     ``gammas`` replaces ``obj.stage_weights`` (N + 1 entries): the transcriptions pass symbols
     there, so one compiled function serves every γ (a number 0.0 still drops its stage).
+    ``outputs``: the stage outputs of ``xs`` where the caller has them (:func:`stage_losses_per_sample`).
     """
     gammas = obj.stage_weights(spec.n_blocks) if gammas is None else list(gammas)
-    per_stage = stage_losses_per_sample(spec, obj, p, xs, t, ops)
+    per_stage = stage_losses_per_sample(spec, obj, p, xs, t, ops, outputs)
     total = 0
     for g, l in zip(gammas, per_stage):
         if not (isinstance(g, (int, float)) and g == 0.0):

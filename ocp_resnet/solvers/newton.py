@@ -683,11 +683,13 @@ def _stage_seeds(problem: Problem, w: np.ndarray, xs: list[np.ndarray] | None = 
     """∂ℓ/∂ŷ_k per sample at w (:func:`~ocp_resnet.model.objective.loss_gradient`) for the stages
     that have a cost (γ_k ≠ 0; None for the others), from the states ``xs`` when given."""
     spec, obj = problem.spec, problem.objective
-    P = spec.unflatten(w)
     with np.errstate(all="ignore"):
-        if xs is None:
-            xs = arch.trajectory(spec, P, problem.U, NUMPY)
-        zs = arch.stage_outputs(spec, P, xs, NUMPY)
+        zs = getattr(xs, "outputs", None)  # (:class:`_States`: computed with J there)
+        if zs is None:
+            P = spec.unflatten(w)
+            if xs is None:
+                xs = arch.trajectory(spec, P, problem.U, NUMPY)
+            zs = arch.stage_outputs(spec, P, xs, NUMPY)
         return [objective_mod.loss_gradient(obj, z, problem.T) if gam != 0.0 else None
                 for z, gam in zip(zs, obj.stage_weights(spec.n_blocks))]
 
@@ -949,7 +951,7 @@ class _Derivatives:
         t0 = time.perf_counter()
         if worker is not None and split:
             try:
-                worker.submit(w, xs, self.fns.jit)
+                worker.submit(w, list(xs), self.fns.jit)  # (plain states: not the outputs of a _States)
                 g, H, _ = _derivatives(self.fns, self.problem, w, xs, False, True, targets)
                 M = worker.result()
             except RuntimeError:  # the worker died (killed, out of memory): on in one process
@@ -1030,13 +1032,21 @@ def derivatives_of(problem: Problem, threads: int | None = None) -> _Derivatives
     return d
 
 
+class _States(list[np.ndarray]):
+    """The states x_0..x_N of one point, with the stage outputs ŷ_k that J was computed from
+    (``outputs``): the primal-dual model's targets at an accepted point reuse them."""
+
+    outputs: list[np.ndarray] | None = None
+
+
 def _objective(problem: Problem, w: np.ndarray) -> tuple[float, list[np.ndarray]]:
     """J(w) and the states x_0..x_N (numpy, the same formulas as :meth:`Problem.objective_value`)."""
     spec = problem.spec
     P = spec.unflatten(w)
     with np.errstate(all="ignore"):
-        xs = arch.trajectory(spec, P, problem.U, NUMPY)
-        cost = objective_mod.sample_cost(spec, problem.objective, P, xs, problem.T, NUMPY)
+        xs = _States(arch.trajectory(spec, P, problem.U, NUMPY))
+        xs.outputs = arch.stage_outputs(spec, P, xs, NUMPY)
+        cost = objective_mod.sample_cost(spec, problem.objective, P, xs, problem.T, NUMPY, outputs=xs.outputs)
         J = float(np.mean(cost)) + objective_mod.regularization(problem.objective, w, NUMPY)
     return J, xs
 
