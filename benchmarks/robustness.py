@@ -11,7 +11,8 @@ default problem (a bare ``ocp-resnet solve``) and moons/circles. Each case is on
 ``ocp-resnet solve`` process (start-up included) with a wall-clock cap (``--cap``, a solve past
 it counts as not converged). Per group the table gives the converged count, the iterations and
 the whole-process wall time (median, worst) and CPU time (median, worst): on a shared machine
-the CPU time is the steadier number. ``--json FILE`` keeps every case.
+the CPU time is the steadier number. ``--json FILE`` keeps every case. The package is
+byte-compiled first, as for the census and the yardsticks (``census.prepare_bytecode``).
 """
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import census  # noqa: E402  (the sibling script: the package's byte-code, as the census and yardsticks prepare it)
 
 GAMMAS = ("0.0909", "0.09", "0.0909090909", "0.1", "0.12", "0.3", "1")
 CANONICAL = ["--dataset", "spirals", "--n-samples", "200", "--blocks", "10", "--width", "2", "--branch", "single",
@@ -114,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     extra = [f for item in a.ipopt for f in ("--ipopt", item)] + [f for item in a.flag for f in item.split("=", 1)]
     todo = cases(a.quick)
-    print(f"robustness suite ({a.label}): {len(todo)} solves, extra flags {extra or 'none'}", flush=True)
+    bytecode = census.prepare_bytecode(fresh=False)
+    print(f"robustness suite ({a.label}): {len(todo)} solves, extra flags {extra or 'none'}; byte-code {bytecode}",
+          flush=True)
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max(1, a.jobs)) as pool:
         futures = [pool.submit(run_case, g, f, extra, a.cap, tmp) for g, f in todo]
         rows = []
@@ -127,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(summarise(rows))
     if a.json:
-        Path(a.json).write_text(json.dumps({"label": a.label, "extra": extra, "rows": rows}, indent=1))
+        Path(a.json).write_text(json.dumps({"label": a.label, "extra": extra, "bytecode": bytecode, "rows": rows}, indent=1))
     return 0 if all(r["status"] == "success" for r in rows) else 1
 
 

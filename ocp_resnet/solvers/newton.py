@@ -445,7 +445,8 @@ BLOCK = 32
 
 
 class _Mapped:
-    """A one-sample function mapped over n samples, called through CasADi buffers (no copies).
+    """A one-sample function mapped over n samples, called through CasADi buffers set once (the
+    inputs are copied into them, the outputs written in place).
 
     The inputs listed in ``shared`` (weights, γ) are the same for every sample; the others are
     (rows, n) arrays, samples as columns. Each output comes back as an (n, nnz) array of its
@@ -456,7 +457,8 @@ class _Mapped:
     the compiled function called alone.
     """
 
-    def __init__(self, fn: Any, n: int, shared: tuple[int, ...] = (), constant: tuple[int, ...] = ()) -> None:
+    def __init__(self, fn: Any, n: int, shared: tuple[int, ...] = (), constant: tuple[int, ...] = (),
+                 compiled: tuple[Any, Any] | None = None) -> None:
         self.base = fn  # the one-sample SX function
         self.n, self.shared = n, shared
         # inputs that are the same array on every call (the targets): converted and set once
@@ -465,7 +467,7 @@ class _Mapped:
         self.nnz = [fn.nnz_out(i) for i in range(fn.n_out())]
         self.triplets = [tuple(np.asarray(v, dtype=int) for v in fn.sparsity_out(i).get_triplet())
                          for i in range(fn.n_out())]
-        self.swap(fn)
+        self.swap(*(compiled or (fn, None)))  # ``compiled``: its compiled twin and loop (:meth:`swap`)
 
     def compile(self, cached_only: bool = False) -> None:
         """Swap in the compiled function and its loop over :data:`BLOCK` samples (one library:
@@ -520,10 +522,7 @@ class _Mapped:
 
     def resized(self, n: int) -> _Mapped:
         """The same function mapped over ``n`` samples (compiled if this one is)."""
-        m = _Mapped(self.base, n, self.shared, self.constant)
-        if self.compiled:
-            m.swap(self.one, self.block)
-        return m
+        return _Mapped(self.base, n, self.shared, self.constant, (self.one, self.block) if self.compiled else None)
 
     def dense(self, o: np.ndarray, j: int) -> np.ndarray:
         """Output ``j`` (dense) of :meth:`__call__` as (n, rows, cols) (a transposed view)."""
