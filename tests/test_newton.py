@@ -131,14 +131,15 @@ def test_compiled_blocks_of_samples_give_each_samples_numbers(n, tmp_path, monke
     one.swap(m.one)  # compiled, one sample at a time
     rng = np.random.default_rng(0)
     lam, tp = rng.normal(size=(st.e, n)), prob.T + rng.normal(size=prob.T.shape)
-    ref = [o.copy() for o in one(xs[0], w[st.K], prob.T, lam, st.gamma, tp, lam)]
+    Ph, Pm = rng.normal(size=(st.e**2, n)), rng.normal(size=(st.e**2, n))
+    ref = [o.copy() for o in one(xs[0], w[st.K], prob.T, lam, st.gamma, tp, lam, Ph, Pm)]
     for mapped in (m, m.resized(n)):
-        out = mapped(xs[0], w[st.K], prob.T, lam, st.gamma, tp, lam)
+        out = mapped(xs[0], w[st.K], prob.T, lam, st.gamma, tp, lam, Ph, Pm)
         assert all(np.array_equal(a, b) for a, b in zip(out, ref))
     # the next stage's adjoints are a view of this call's output: copied in before it is overwritten
     lam2 = out[2][:, :st.d].T
-    expect = [o.copy() for o in one(xs[0], w[st.K], prob.T, np.array(lam2), st.gamma, tp, np.array(lam2))]
-    again = m(xs[0], w[st.K], prob.T, lam2, st.gamma, tp, lam2)
+    expect = [o.copy() for o in one(xs[0], w[st.K], prob.T, np.array(lam2), st.gamma, tp, np.array(lam2), Ph, Pm)]
+    again = m(xs[0], w[st.K], prob.T, lam2, st.gamma, tp, lam2, Ph, Pm)
     assert all(np.array_equal(a, b) for a, b in zip(again, expect))
 
 

@@ -205,7 +205,11 @@ class _Stage:
         if self.B_batch is not None:
             cols = self.B_batch[2]
             self.colsKf = (cols, self.Kf) if isinstance(self.Kf, slice) else np.ix_(cols, self.Kf)
+        # the lower triangle of ∇²L_k (+ the products with P_{k+1}) over (x_k, w_K): the first of
+        # the two parts of output 3 (the metric's has the same entries)
         r, c = fn.triplets[3]
+        left = c < d + K.size
+        r, c = r[left], c[left]
         xx, wx, ww = (r < d) & (c < d), (r >= d) & (c < d), (r >= d) & (c >= d)
         # ∂²L/∂x² (lower triangle) into P_k as the whole symmetric matrix, in one fancy-indexed add:
         # each entry at (r, c), the off-diagonal ones at (c, r) too (no place twice)
@@ -270,6 +274,19 @@ def _write_ledger(key: tuple[str, ...], seconds: float) -> None:
 _COMPILE_FAILED: set[tuple[str, ...]] = set()
 
 
+def _lifted(P: Any, Hl: Any, A: Any, B: Any) -> Any:
+    """tril(Hl + [[AᵀPA, ·], [BᵀPA, 0]]) (SX): the stage's block of Z_kᵀP_{k+1}Z_k, Z_k = [A_k B_k],
+    added to ∇²L_k over (x_k, w_K), without its w-w block (summed over the samples by BLAS from
+    P_{k+1}B_k instead: fewer flops than per sample for wide blocks)."""
+    import casadi as ca
+
+    d, q = A.size2(), B.size2()
+    PA = ca.mtimes(P, A)
+    top = ca.horzcat(ca.mtimes(A.T, PA), ca.SX(d, q))
+    low = ca.horzcat(ca.mtimes(B.T, PA), ca.SX(q, q))
+    return ca.tril(Hl + ca.vertcat(top, low))
+
+
 class _StageFunctions:
     """The per-sample CasADi functions of one problem structure, mapped over its samples.
 
@@ -317,9 +334,20 @@ class _StageFunctions:
                 Lp = ca.substitute(L, ca.vertcat(t, lam), ca.vertcat(tp, lamp))
                 z = ca.vertcat(x, wk)
                 H, gLp = ca.hessian(Lp, z)
-                fn = ca.Function(f"stage{len(mapped)}", [x, wk, t, lam, gam, tp, lamp],
-                                 [ca.densify(ca.jacobian(f, x)), ca.jacobian(f, wk), ca.densify(ca.gradient(L, z)),
-                                  ca.tril(H), ca.densify(gLp[:x.numel()])])
+                A, B = ca.jacobian(f, x), ca.jacobian(f, wk)
+                # the second-order adjoints P_{k+1} of ∇²J and of the metric go in, their
+                # per-sample products come out (:func:`_derivatives`): P_k, the x-w entries of Q_k
+                # and P_{k+1}B_k (for the w-w sums over the samples, which BLAS does best)
+                Ph, Pm = ca.SX.sym("Ph", f.numel(), f.numel()), ca.SX.sym("Pm", f.numel(), f.numel())
+                fcols = [int(j) for j in _distinct(np.asarray(B.sparsity().get_triplet()[1], dtype=int))]
+                Bf = ca.densify(B[:, fcols]) if fcols else ca.SX(f.numel(), 0)
+                Ch = _lifted(Ph, H, A, B)
+                Cm = _lifted(Pm, ca.diagcat(ca.SX.eye(x.numel()), ca.SX(K.size, K.size)), A, B)
+                pattern = (Ch + Cm).sparsity()  # one pattern for both parts: one set of indices
+                C = ca.horzcat(ca.project(Ch, pattern), ca.project(Cm, pattern))
+                fn = ca.Function(f"stage{len(mapped)}", [x, wk, t, lam, gam, tp, lamp, Ph, Pm],
+                                 [ca.densify(A), B, ca.densify(ca.gradient(L, z)), C, ca.densify(gLp[:x.numel()]),
+                                  ca.horzcat(ca.mtimes(Ph, Bf), ca.mtimes(Pm, Bf))])
                 mapped[key] = _Mapped(fn, n, shared=(1, 4), constant=(2,))
             self.stages.append(_Stage(mapped[key], K, widths[k], f.numel(), gammas[k], p))
         self.mapped = list(mapped.values())
@@ -570,21 +598,25 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
         fn, K, d, e = st.fn, st.K, st.d, st.e
         lo, lo1 = fns.lo[k], fns.lo[k + 1]
         t0 = time.thread_time()  # (process_time costs ~10 µs a call here, thread_time 0.3 µs)
-        Araw, Bnz, gL, Hnz, gLp = fn(xs[k], w[K], T, lam, st.gamma, T if targets is None else targets[k], lamp)
+        # P_{k+1} of each part goes in (the part not asked for gets the other's: outputs ignored)
+        Ph = Pn[h if hessian else m].reshape(n, e * e).T
+        Pm = Pn[m if metric else h].reshape(n, e * e).T
+        Araw, Bnz, gL, Cnz, gLp, PBnz = fn(xs[k], w[K], T, lam, st.gamma, T if targets is None else targets[k],
+                                           lamp, Ph, Pm)
         spent += time.thread_time() - t0
         A = fn.dense(Araw, 0)  # (n, e, d)
         At = A.transpose(0, 2, 1)
         g[K] += gL[:, d:].sum(axis=0)
         lam = gL[:, :d].T
         lamp = lam if targets is None else gLp.T
-        Kf, qf = st.Kf, st.fcols.size
+        # the asked-for parts of the stage function's products with P_{k+1}: C (nm, n, entries),
+        # the lower triangle of ∇²L_k + [[AᵀPA, ·], [BᵀPA, 0]] (the metric's with I for ∇²L_k)
+        sel = slice(0 if hessian else 1, 2 if metric else 1)
+        C = Cnz.reshape(n, 2, -1)[:, sel].transpose(1, 0, 2)
+        qf = st.fcols.size
         # Q_k = Hxw_k E_k + A_kᵀ (P_{k+1} B_k E_k + Q_{k+1}), and the terms of R_k summed over the samples
         Q = fns.buffer(k, nm, d)
-        # the columns lo..lo1 are the weights of f_k alone (Kf) in a chain of blocks: written
-        # whole by A_kᵀP_{k+1}B_kE_k below instead of cleared and added to
-        direct = bool(qf) and isinstance(Kf, slice) and Kf == slice(lo, lo1)
-        if not direct:
-            Q[:, :, :, lo:lo1] = 0.0
+        Q[:, :, :, lo:lo1] = 0.0
         V = None
         if st.B_batch is not None and e:
             rows, nzs, cols = st.B_batch
@@ -603,38 +635,33 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
             else:
                 Q[:, :, :, lo1:] = 0.0
         if qf:
-            B = np.zeros((n, e, qf))  # B_k E_k on the weights of f_k (K[fcols]), dense per sample: (n, e, qf)
-            B[:, st.B_at[0], st.B_at[1]] = Bnz
-            PB = np.matmul(Pn, B)
-            if direct:
-                np.matmul(At, PB, out=Q[:, :, :, lo:lo1])
-            else:
-                Q[:, :, :, Kf] += np.matmul(At, PB)
+            PB = PBnz.reshape(n, 2, qf, e)[:, sel].transpose(1, 0, 3, 2)  # P_{k+1}B_kE_k on K[fcols]: (nm, n, e, qf)
             # (B_kE_k)ᵀP_{k+1}(B_kE_k) is symmetric: half of it in U; by the sparse rows of B_k
             # as above where it has them (qf times fewer flops than the dense product)
             if V is not None and st.colsKf is not None:
                 for j in range(nm):
                     U[j][st.colsKf] += 0.5 * np.matmul(V, PB[j][:, rows, :].transpose(1, 0, 2)).reshape(cols.size, qf)
             else:
+                B = np.zeros((n, e, qf))  # B_k E_k on the weights of f_k (K[fcols]), dense per sample: (n, e, qf)
+                B[:, st.B_at[0], st.B_at[1]] = Bnz
                 Bf = B.reshape(n * e, qf).T
                 for j in range(nm):
                     U[j][st.KfKf] += 0.5 * (Bf @ PB[j].reshape(n * e, qf))
-        # P_k = Hxx_k + A_kᵀ P_{k+1} A_k (the metric's: I + A_kᵀ P_{k+1} A_k)
-        Pk = np.matmul(np.matmul(At, Pn), A) if e else np.zeros((nm, n, d, d))
+        # P_k = Hxx_k + A_kᵀ P_{k+1} A_k (the metric's: I + A_kᵀ P_{k+1} A_k) and Q_k's x-w
+        # entries Hxw_k + A_kᵀP_{k+1}B_k, per sample from the stage function
+        Pk = np.zeros((nm, n, d, d))
+        i, a, b = st.xx
+        Pk[:, :, a, b] = C[:, :, i]
+        Q0 = Q.reshape(nm, n, d * p)
+        if st.wx_runs is not None:
+            for h0, q0, ln in st.wx_runs:
+                Q0[:, :, q0:q0 + ln] += C[:, :, h0:h0 + ln]
+        else:
+            i, flat = st.wx
+            Q0[:, :, flat] += C[:, :, i]
         if hessian:
-            Q0 = Q[h].reshape(n, d * p)
-            if st.wx_runs is not None:
-                for h0, q0, ln in st.wx_runs:
-                    Q0[:, q0:q0 + ln] += Hnz[:, h0:h0 + ln]
-            else:
-                i, flat = st.wx
-                Q0[:, flat] += Hnz[:, i]
             i, r, c, half = st.ww
-            U[h, r, c] += half * Hnz[:, i].sum(axis=0)
-            i, a, b = st.xx
-            Pk[h][:, a, b] += Hnz[:, i]
-        if metric:
-            Pk[m].reshape(n, d * d)[:, ::d + 1] += 1.0  # (Pk is a fresh contiguous array: a view)
+            U[h, r, c] += half * C[h][:, i].sum(axis=0)
         Pn, Qn = Pk, Q
     if fns.stem is not None:  # x_0 = E(u): S_0 is the stem's constant Jacobian on its weights K0
         S0, K0 = fns.stem
@@ -851,6 +878,14 @@ def sweep_chunks(problem: Problem) -> int:
     return max(1, min(math.ceil(8.0 * split_size(problem) / CHUNK_BYTES), n // CHUNK_MIN_SAMPLES))
 
 
+def _median(values: list[float]) -> float:
+    """The median of a few timings (np.median costs ~0.1 ms a call and imports numpy.ma on its
+    first, ~15 ms: P1 called it twice an iteration)."""
+    s = sorted(values)
+    m = len(s) // 2
+    return s[m] if len(s) % 2 else 0.5 * (s[m - 1] + s[m])
+
+
 class _Derivatives:
     """∇J, ∇²J and M of one problem at simulated states (:func:`_derivatives`), swept over
     chunks of samples when the work arrays outgrow :data:`CHUNK_BYTES`, the chunks shared by up
@@ -900,7 +935,7 @@ class _Derivatives:
             return True
         if len(serial) < 3 or self._calls % _PROBE_EVERY == 1:
             return False
-        return float(np.median(threaded)) < float(np.median(serial))
+        return _median(threaded) < _median(serial)
 
     @property
     def splits(self) -> bool:
