@@ -88,14 +88,14 @@ def test_stage_functions_compile_once_per_shape_with_the_same_numbers(tmp_path, 
     w = random_weights(prob)
     J, xs = _objective(prob, w)
     fns = _StageFunctions(prob)
-    # blocks 0..3 share one function, the head stage another
-    assert len(fns.mapped) == 2 and not fns.jit
+    # blocks 0..3 share one function and its metric's, the head stage another pair
+    assert len(fns.mapped) == 4 and not fns.jit
     before = _derivatives(fns, prob, w, xs)
     assert 0 < fns.interpreted_s < fns.compile_s and not fns.jit
     assert _StageFunctions(prob).interpreted_s == fns.interpreted_s  # a later solve in this process goes on counting
     counts = dict(_common.COMPILE_COUNTS)
     fns.account(fns.compile_s)  # as if that much CPU time had been spent interpreting
-    assert fns.jit and _common.COMPILE_COUNTS["compiled"] - counts["compiled"] == 2
+    assert fns.jit and _common.COMPILE_COUNTS["compiled"] - counts["compiled"] == 4
     after = _derivatives(fns, prob, w, xs)
     for a, b in zip(after, before):
         np.testing.assert_allclose(a, b, rtol=1e-15, atol=1e-15)
@@ -110,7 +110,7 @@ def test_stage_functions_compile_once_per_shape_with_the_same_numbers(tmp_path, 
     counts = dict(_common.COMPILE_COUNTS)
     assert _StageFunctions(other).jit
     assert _common.COMPILE_COUNTS["compiled"] == counts["compiled"]
-    assert _common.COMPILE_COUNTS["loaded"] - counts["loaded"] == 2
+    assert _common.COMPILE_COUNTS["loaded"] - counts["loaded"] == 4
 
 
 @pytest.mark.skipif(_common.c_compiler() is None, reason="needs a C compiler")
@@ -131,15 +131,15 @@ def test_compiled_blocks_of_samples_give_each_samples_numbers(n, tmp_path, monke
     one.swap(m.one)  # compiled, one sample at a time
     rng = np.random.default_rng(0)
     lam, tp = rng.normal(size=(st.e, n)), prob.T + rng.normal(size=prob.T.shape)
-    Ph, Pm = rng.normal(size=(st.e**2, n)), rng.normal(size=(st.e**2, n))
-    ref = [o.copy() for o in one(xs[0], w[st.K], prob.T, lam, st.gamma, tp, lam, Ph, Pm)]
+    Ph = rng.normal(size=(st.e**2, n))
+    ref = [o.copy() for o in one(xs[0], w[st.K], prob.T, lam, st.gamma, tp, lam, Ph)]
     for mapped in (m, m.resized(n)):
-        out = mapped(xs[0], w[st.K], prob.T, lam, st.gamma, tp, lam, Ph, Pm)
+        out = mapped(xs[0], w[st.K], prob.T, lam, st.gamma, tp, lam, Ph)
         assert all(np.array_equal(a, b) for a, b in zip(out, ref))
     # the next stage's adjoints are a view of this call's output: copied in before it is overwritten
     lam2 = out[2][:, :st.d].T
-    expect = [o.copy() for o in one(xs[0], w[st.K], prob.T, np.array(lam2), st.gamma, tp, np.array(lam2), Ph, Pm)]
-    again = m(xs[0], w[st.K], prob.T, lam2, st.gamma, tp, lam2, Ph, Pm)
+    expect = [o.copy() for o in one(xs[0], w[st.K], prob.T, np.array(lam2), st.gamma, tp, np.array(lam2), Ph)]
+    again = m(xs[0], w[st.K], prob.T, lam2, st.gamma, tp, lam2, Ph)
     assert all(np.array_equal(a, b) for a, b in zip(again, expect))
 
 

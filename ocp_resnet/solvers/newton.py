@@ -181,8 +181,8 @@ class _Stage:
     """Stage k's mapped function and where its outputs go: the weights K_k it touches (global
     indices), the state widths d_k, d_{k+1}, the sparsity of B_k and of ∇²L_k's lower triangle."""
 
-    def __init__(self, fn: _Mapped, K: np.ndarray, d: int, e: int, gamma: float, p: int) -> None:
-        self.fn, self.K, self.d, self.e, self.gamma = fn, K, d, e, gamma
+    def __init__(self, fn: _Mapped, fm: _Mapped, K: np.ndarray, d: int, e: int, gamma: float, p: int) -> None:
+        self.fn, self.fm, self.K, self.d, self.e, self.gamma = fn, fm, K, d, e, gamma
         rB, cB = fn.triplets[1]
         #: the columns of K that B_k touches (the weights of f_k), and each nonzero's place in (e, qf)
         self.fcols = _distinct(cB)
@@ -205,11 +205,9 @@ class _Stage:
         if self.B_batch is not None:
             cols = self.B_batch[2]
             self.colsKf = (cols, self.Kf) if isinstance(self.Kf, slice) else np.ix_(cols, self.Kf)
-        # the lower triangle of ∇²L_k (+ the products with P_{k+1}) over (x_k, w_K): the first of
-        # the two parts of output 3 (the metric's has the same entries)
+        # the lower triangle of ∇²L_k (+ the products with P_{k+1}) over (x_k, w_K); the metric's
+        # function gives its part with the same entries
         r, c = fn.triplets[3]
-        left = c < d + K.size
-        r, c = r[left], c[left]
         xx, wx, ww = (r < d) & (c < d), (r >= d) & (c < d), (r >= d) & (c >= d)
         # ∂²L/∂x² (lower triangle) into P_k as the whole symmetric matrix, in one fancy-indexed add:
         # each entry at (r, c), the off-diagonal ones at (c, r) too (no place twice)
@@ -310,7 +308,8 @@ class _StageFunctions:
         w = ca.SX.sym("w", p)
         t = ca.SX.sym("t", problem.T.shape[0])
         P = spec.unflatten(w, CASADI)
-        mapped: dict[str, _Mapped] = {}  # by the serialised stage Lagrangian: shared between stages
+        # by the serialised stage Lagrangian, shared between stages: the stage function and its metric's
+        mapped: dict[str, tuple[_Mapped, _Mapped]] = {}
         self.stages: list[_Stage] = []
         for k in range(N + 1):
             x = ca.SX.sym("x", widths[k])
@@ -344,13 +343,15 @@ class _StageFunctions:
                 Ch = _lifted(Ph, H, A, B)
                 Cm = _lifted(Pm, ca.diagcat(ca.SX.eye(x.numel()), ca.SX(K.size, K.size)), A, B)
                 pattern = (Ch + Cm).sparsity()  # one pattern for both parts: one set of indices
-                C = ca.horzcat(ca.project(Ch, pattern), ca.project(Cm, pattern))
-                fn = ca.Function(f"stage{len(mapped)}", [x, wk, t, lam, gam, tp, lamp, Ph, Pm],
-                                 [ca.densify(A), B, ca.densify(ca.gradient(L, z)), C, ca.densify(gLp[:x.numel()]),
-                                  ca.horzcat(ca.mtimes(Ph, Bf), ca.mtimes(Pm, Bf))])
-                mapped[key] = _Mapped(fn, n, shared=(1, 4), constant=(2,))
-            self.stages.append(_Stage(mapped[key], K, widths[k], f.numel(), gammas[k], p))
-        self.mapped = list(mapped.values())
+                fn = ca.Function(f"stage{len(mapped)}", [x, wk, t, lam, gam, tp, lamp, Ph],
+                                 [ca.densify(A), B, ca.densify(ca.gradient(L, z)), ca.project(Ch, pattern),
+                                  ca.densify(gLp[:x.numel()]), ca.mtimes(Ph, Bf)])
+                # the metric's part (a function of its own: a sweep often needs only one part)
+                fm = ca.Function(f"metric{len(mapped)}", [x, wk, Pm],
+                                 [ca.densify(A), B, ca.project(Cm, pattern), ca.mtimes(Pm, Bf)])
+                mapped[key] = (_Mapped(fn, n, shared=(1, 4), constant=(2,)), _Mapped(fm, n, shared=(1,)))
+            self.stages.append(_Stage(*mapped[key], K, widths[k], f.numel(), gammas[k], p))
+        self.mapped = [m for pair in mapped.values() for m in pair]
         self._key = tuple(sorted(mapped))
         #: the whole problem's functions when these are a chunk's (:meth:`rows`)
         self.owner: _StageFunctions | None = None
@@ -441,7 +442,7 @@ class _StageFunctions:
         new.mapped = list(remap.values())
         new.stages = [copy.copy(st) for st in self.stages]
         for st in new.stages:
-            st.fn = remap[id(st.fn)]
+            st.fn, st.fm = remap[id(st.fn)], remap[id(st.fm)]
         if self.stem is not None:
             new.stem = (self.stem[0][samples], self.stem[1])
         return new
@@ -562,8 +563,8 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
                  hessian: bool = True, targets: list[np.ndarray] | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """∇J(w), ∇²J(w) and the state metric M = I + (1/n) Σ_k S_kᵀS_k from the simulated states ``xs``
-    (``metric=False``: M is the identity, not computed; ``hessian=False``: ∇²J is not computed
-    and comes back empty; one of the two is asked for), in one backward sweep. ``targets`` (one
+    (``metric=False``: M is the identity, not computed; ``hessian=False``: neither ∇²J nor ∇J is
+    computed, ∇²J comes back empty and ∇J as 2λw; one of the two is asked for), in one backward sweep. ``targets`` (one
     array per stage) replace the problem's targets in the stage costs of ∇²J alone: the
     primal-dual Hessian (:class:`_Duals`), its adjoints λ' carried beside the gradient's λ (each
     stage function takes both); ∇J is always the exact gradient.
@@ -598,21 +599,29 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
         fn, K, d, e = st.fn, st.K, st.d, st.e
         lo, lo1 = fns.lo[k], fns.lo[k + 1]
         t0 = time.thread_time()  # (process_time costs ~10 µs a call here, thread_time 0.3 µs)
-        # P_{k+1} of each part goes in (the part not asked for gets the other's: outputs ignored)
-        Ph = Pn[h if hessian else m].reshape(n, e * e).T
-        Pm = Pn[m if metric else h].reshape(n, e * e).T
-        Araw, Bnz, gL, Cnz, gLp, PBnz = fn(xs[k], w[K], T, lam, st.gamma, T if targets is None else targets[k],
-                                           lamp, Ph, Pm)
+        # each part's function takes its P_{k+1} and returns its products with it per sample:
+        # C, the lower triangle of ∇²L_k + [[AᵀPA, ·], [BᵀPA, 0]] (the metric's: I for ∇²L_k),
+        # and P_{k+1}B_k on the weights of f_k
+        Cs, PBs = [], []
+        if hessian:
+            Araw, Bnz, gL, Ch, gLp, PBh = fn(xs[k], w[K], T, lam, st.gamma, T if targets is None else targets[k],
+                                             lamp, Pn[h].reshape(n, e * e).T)
+            Cs.append(Ch)
+            PBs.append(PBh)
+        if metric:
+            Am, Bm, Cm, PBm = st.fm(xs[k], w[K], Pn[m].reshape(n, e * e).T)
+            if not hessian:
+                Araw, Bnz = Am, Bm
+            Cs.append(Cm)
+            PBs.append(PBm)
         spent += time.thread_time() - t0
         A = fn.dense(Araw, 0)  # (n, e, d)
         At = A.transpose(0, 2, 1)
-        g[K] += gL[:, d:].sum(axis=0)
-        lam = gL[:, :d].T
-        lamp = lam if targets is None else gLp.T
-        # the asked-for parts of the stage function's products with P_{k+1}: C (nm, n, entries),
-        # the lower triangle of ∇²L_k + [[AᵀPA, ·], [BᵀPA, 0]] (the metric's with I for ∇²L_k)
-        sel = slice(0 if hessian else 1, 2 if metric else 1)
-        C = Cnz.reshape(n, 2, -1)[:, sel].transpose(1, 0, 2)
+        if hessian:  # (the metric alone needs no adjoints)
+            g[K] += gL[:, d:].sum(axis=0)
+            lam = gL[:, :d].T
+            lamp = lam if targets is None else gLp.T
+        C = np.stack(Cs) if nm > 1 else Cs[0][None]  # (nm, n, entries)
         qf = st.fcols.size
         # Q_k = Hxw_k E_k + A_kᵀ (P_{k+1} B_k E_k + Q_{k+1}), and the terms of R_k summed over the samples
         Q = fns.buffer(k, nm, d)
@@ -635,7 +644,7 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
             else:
                 Q[:, :, :, lo1:] = 0.0
         if qf:
-            PB = PBnz.reshape(n, 2, qf, e)[:, sel].transpose(1, 0, 3, 2)  # P_{k+1}B_kE_k on K[fcols]: (nm, n, e, qf)
+            PB = [o.reshape(n, qf, e).transpose(0, 2, 1) for o in PBs]  # P_{k+1}B_kE_k on K[fcols]: (n, e, qf) each
             # (B_kE_k)ᵀP_{k+1}(B_kE_k) is symmetric: half of it in U; by the sparse rows of B_k
             # as above where it has them (qf times fewer flops than the dense product)
             if V is not None and st.colsKf is not None:
@@ -666,7 +675,8 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
     if fns.stem is not None:  # x_0 = E(u): S_0 is the stem's constant Jacobian on its weights K0
         S0, K0 = fns.stem
         lo = fns.lo[0]
-        g[K0] += np.einsum("ndq,dn->q", S0, lam)
+        if hessian:
+            g[K0] += np.einsum("ndq,dn->q", S0, lam)
         S0f = S0.reshape(-1, K0.size)
         for j in range(nm):
             U[j][K0, lo:] += S0f.T @ Qn[j, :, :, lo:].reshape(-1, p - lo)
