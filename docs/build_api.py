@@ -153,11 +153,14 @@ def build(out: Path) -> list[str]:
 
     sys.path.insert(0, str(ROOT))
     import ocp_resnet
-    from ocp_resnet.estimator import OCPResNetClassifier
+    import ocp_resnet.analysis
 
-    # The estimator is imported lazily (module __getattr__, so scikit-learn loads only when it is
-    # used); pdoc reads module attributes directly, so bind it for the reference.
-    ocp_resnet.OCPResNetClassifier = OCPResNetClassifier
+    # The public names are imported on first use (module __getattr__, so a command loads only what
+    # it needs, and scikit-learn only with the estimator); pdoc reads module attributes directly,
+    # so bind them all for the reference.
+    for mod in (ocp_resnet, ocp_resnet.analysis):
+        for name in mod.__all__:
+            getattr(mod, name)
     _strip_tilde_in_roles()
     pdoc.render.configure(docformat="numpy", show_source=False)
     with warnings.catch_warnings(record=True) as caught:

@@ -8,34 +8,63 @@ Public API::
 """
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from ocp_resnet.analysis.gamma_path import path
-from ocp_resnet.data import Dataset, load_dataset
-from ocp_resnet.errors import ValidationError
-from ocp_resnet.model import ArchSpec, BlockSpec, Evaluation, ObjectiveSpec, Problem, evaluate, metrics_record
-from ocp_resnet.solvers import (
-    IpoptOptions,
-    IpoptSolver,
-    IterInfo,
-    Solution,
-    SolveError,
-    Solver,
-    TorchSolver,
-    make_solver,
-    solve,
-)
-from ocp_resnet.status import Status
 from ocp_resnet.version import __version__
+
+if TYPE_CHECKING:
+    from ocp_resnet.analysis.gamma_path import path
+    from ocp_resnet.data import Dataset, load_dataset
+    from ocp_resnet.errors import ValidationError
+    from ocp_resnet.estimator import OCPResNetClassifier
+    from ocp_resnet.model import ArchSpec, BlockSpec, Evaluation, ObjectiveSpec, Problem, evaluate, metrics_record
+    from ocp_resnet.solvers import (
+        IpoptOptions,
+        IpoptSolver,
+        IterInfo,
+        Solution,
+        SolveError,
+        Solver,
+        TorchSolver,
+        make_solver,
+        solve,
+    )
+    from ocp_resnet.status import Status
+
+# The public names are imported on first use (PEP 562), so that ``import ocp_resnet`` (which every
+# ``ocp-resnet`` command runs first) loads no module the command does not need: the analysis
+# package alone is a tenth of ``ocp-resnet solve``'s start-up. scikit-learn loads only with the estimator.
+#: public name -> the module it is imported from
+_EXPORTS: dict[str, str] = {
+    "path": "ocp_resnet.analysis.gamma_path",
+    **dict.fromkeys(("Dataset", "load_dataset"), "ocp_resnet.data"),
+    "ValidationError": "ocp_resnet.errors",
+    "OCPResNetClassifier": "ocp_resnet.estimator",
+    **dict.fromkeys(("ArchSpec", "BlockSpec", "Evaluation", "ObjectiveSpec", "Problem", "evaluate", "metrics_record"),
+                    "ocp_resnet.model"),
+    **dict.fromkeys(("IpoptOptions", "IpoptSolver", "IterInfo", "Solution", "SolveError", "Solver", "TorchSolver",
+                     "make_solver", "solve"), "ocp_resnet.solvers"),
+    "Status": "ocp_resnet.status",
+}
+#: sub-packages and modules that ``import ocp_resnet`` made attributes when it imported them all
+_SUBMODULES = frozenset(("analysis", "data", "errors", "model", "solvers", "status"))
 
 
 def __getattr__(name: str) -> Any:
-    # scikit-learn is imported only when the estimator is used
-    if name == "OCPResNetClassifier":
-        from ocp_resnet.estimator import OCPResNetClassifier
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module 'ocp_resnet' has no attribute {name!r}")
+    globals()[name] = value  # later look-ups find it without this function
+    return value
 
-        return OCPResNetClassifier
-    raise AttributeError(f"module 'ocp_resnet' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS, *_SUBMODULES})
+
 
 __all__ = [
     "ArchSpec",

@@ -66,6 +66,10 @@ def worker_init() -> None:
     A solve in progress installs its own SIGINT handler (ocp_resnet.solvers.iteration.StopOnSigint)
     and so still stops cleanly with its last iterate; an idle worker must not die of it.
     """
+    # numpy's OpenBLAS reads OMP_NUM_THREADS once, when it loads: load it first, as importing
+    # ocp_resnet always did before this ran, so that its thread count stays the inherited one
+    import numpy  # noqa: F401
+
     # before casadi/torch are imported in this fresh process: both take their thread counts from
     # here (importing torch just to set its threads would cost every worker seconds)
     os.environ["OMP_NUM_THREADS"] = "1"

@@ -14,24 +14,70 @@
 """
 from __future__ import annotations
 
-from ocp_resnet.analysis.blocks import DEFAULT_TOL, BlockAnalysis, analyze, analyze_run, tail_to_head_ratio
-from ocp_resnet.analysis.bound import BoundReport, check_bound, pad_weights, padded_bound
-from ocp_resnet.analysis.certificate import Certificate, certify
-from ocp_resnet.analysis.collapse import collapse_record, is_collapsed, linear_loss
-from ocp_resnet.analysis.conv import (
-    ConvBlockAnalysis,
-    ConvPruneReport,
-    analyze_conv,
-    analyze_conv_run,
-    prune_conv_network,
-    prune_conv_run,
-)
-from ocp_resnet.analysis.conv_sweep import read_conv_csv, run_conv_sweep
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Imported now, not on first use: ``costates`` names both a submodule and its function, and
+# importing the submodule (``from ocp_resnet.analysis.costates import ...``) rebinds the package's
+# ``costates`` to it unless the function was bound afterwards, as this import does.
 from ocp_resnet.analysis.costates import Costates, costates, costates_of_run, write_costates
-from ocp_resnet.analysis.gamma_path import run_path
-from ocp_resnet.analysis.prune import PrunedNetwork, PruneReport, prune_network, prune_problem, prune_run
-from ocp_resnet.analysis.restarts import RestartRecord, solve_restarts
-from ocp_resnet.analysis.sweep import grid_problem, read_csv, run_sweep, summarize
+
+if TYPE_CHECKING:
+    from ocp_resnet.analysis.blocks import DEFAULT_TOL, BlockAnalysis, analyze, analyze_run, tail_to_head_ratio
+    from ocp_resnet.analysis.bound import BoundReport, check_bound, pad_weights, padded_bound
+    from ocp_resnet.analysis.certificate import Certificate, certify
+    from ocp_resnet.analysis.collapse import collapse_record, is_collapsed, linear_loss
+    from ocp_resnet.analysis.conv import (
+        ConvBlockAnalysis,
+        ConvPruneReport,
+        analyze_conv,
+        analyze_conv_run,
+        prune_conv_network,
+        prune_conv_run,
+    )
+    from ocp_resnet.analysis.conv_sweep import read_conv_csv, run_conv_sweep
+    from ocp_resnet.analysis.gamma_path import run_path
+    from ocp_resnet.analysis.prune import PrunedNetwork, PruneReport, prune_network, prune_problem, prune_run
+    from ocp_resnet.analysis.restarts import RestartRecord, solve_restarts
+    from ocp_resnet.analysis.sweep import grid_problem, read_csv, run_sweep, summarize
+
+# The rest is imported on first use (PEP 562): ``ocp-resnet solve`` needs the modules behind its
+# solve (restarts, retry, collapse, blocks, certificate), not those of sweeps, pruning or conv nets.
+#: public name -> its module
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(("DEFAULT_TOL", "BlockAnalysis", "analyze", "analyze_run", "tail_to_head_ratio"),
+                    "ocp_resnet.analysis.blocks"),
+    **dict.fromkeys(("BoundReport", "check_bound", "pad_weights", "padded_bound"), "ocp_resnet.analysis.bound"),
+    **dict.fromkeys(("Certificate", "certify"), "ocp_resnet.analysis.certificate"),
+    **dict.fromkeys(("collapse_record", "is_collapsed", "linear_loss"), "ocp_resnet.analysis.collapse"),
+    **dict.fromkeys(("ConvBlockAnalysis", "ConvPruneReport", "analyze_conv", "analyze_conv_run", "prune_conv_network",
+                     "prune_conv_run"), "ocp_resnet.analysis.conv"),
+    **dict.fromkeys(("read_conv_csv", "run_conv_sweep"), "ocp_resnet.analysis.conv_sweep"),
+    "run_path": "ocp_resnet.analysis.gamma_path",
+    **dict.fromkeys(("PrunedNetwork", "PruneReport", "prune_network", "prune_problem", "prune_run"),
+                    "ocp_resnet.analysis.prune"),
+    **dict.fromkeys(("RestartRecord", "solve_restarts"), "ocp_resnet.analysis.restarts"),
+    **dict.fromkeys(("grid_problem", "read_csv", "run_sweep", "summarize"), "ocp_resnet.analysis.sweep"),
+}
+#: submodules that were attributes of the package when it imported them all
+_SUBMODULES = frozenset(("blocks", "bound", "certificate", "collapse", "conv", "conv_sweep", "gamma_path", "prune",
+                         "restarts", "sweep"))
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later look-ups find it without this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS, *_SUBMODULES})
+
 
 __all__ = [
     "DEFAULT_TOL", "BlockAnalysis", "analyze", "analyze_run", "tail_to_head_ratio", "Certificate", "certify",

@@ -44,6 +44,12 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``ocp-resnet`` parser with every sub-command registered."""
+    return _build_parser(COMMANDS)
+
+
+def _build_parser(commands: Sequence[str]) -> argparse.ArgumentParser:
+    """The ``ocp-resnet`` parser with the sub-commands ``commands`` registered: all of them, or
+    the one a command line names (the same parse of it, without building the others)."""
     parser = _Parser(
         prog="ocp-resnet",
         description="Train residual networks as optimal control problems (CasADi + IPOPT, PyTorch).",
@@ -55,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ocp-resnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name in COMMANDS:
+    for name in commands:
         importlib.import_module(f"{__name__}.{name}").register(sub)
     for sp in sub.choices.values():  # also accept --debug after the command name
         if "--debug" not in sp._option_string_actions:
@@ -68,6 +74,20 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
     return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
 
 
+def _options(parser: argparse.ArgumentParser) -> dict[str, set[str]]:
+    """Each sub-command's flags, in ``--help`` order."""
+    return {name: set(p._option_string_actions) for name, p in _subparsers(parser).items()}
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The sub-command ``argv`` names when argparse is sure to read it as one: the first argument
+    after any ``--debug``. None otherwise (help, version, a misspelt or abbreviated option, ...)."""
+    i = 0
+    while i < len(argv) and argv[i] == "--debug":
+        i += 1
+    return argv[i] if i < len(argv) and argv[i] in COMMANDS else None
+
+
 def _one_line(exc: BaseException) -> str:
     """The exception's message on one line, API argument names replaced by the command's flags."""
     return flags(" ".join(str(exc).split())) or type(exc).__name__
@@ -76,9 +96,18 @@ def _one_line(exc: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 failed, 2 bad input, 130 interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    # A command line naming its sub-command is parsed by that sub-command's parser alone, the
+    # same parse without building (and importing) the others; the rest (--help, --version, an
+    # unknown command, ...) by the full parser, whose messages list every command.
+    command = _command_of(argv)
+    parser = build_parser() if command is None else _build_parser((command,))
     args = parser.parse_args(argv)  # argparse itself exits 2 on bad flags, with one line
     if args.command != "train":  # train's conv nets do use torch's threads
+        # numpy's OpenBLAS reads OMP_NUM_THREADS once, when it loads: load it first, as the
+        # package's import always did, so that its thread count stays the machine's (the Newton
+        # path limits it where that is faster); numpy is needed by every command anyway.
+        import numpy  # noqa: F401
+
         # MUMPS/BLAS inside IPOPT spin OpenMP threads that buy no wall time on these small KKT
         # systems: the canonical solve took 3.0 s wall / 5.8 s CPU with the default threads
         # and 2.8 s wall / 2.9 s CPU with one (docs/performance.md). Set before casadi is
@@ -86,7 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
     debug = bool(getattr(args, "debug", False))
     # library messages name API arguments; flags() names this command's flags (or another command's)
-    set_command(args.command, {name: set(p._option_string_actions) for name, p in _subparsers(parser).items()})
+    if command is None:
+        set_command(args.command, _options(parser))
+    else:  # every other command's flags only for a message that names one of them
+        set_command(args.command, _options(parser), every=lambda: _options(build_parser()))
     prefix = f"ocp-resnet {args.command}: error:"
     try:
         return int(args.func(args) or 0)

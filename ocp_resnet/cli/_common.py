@@ -6,6 +6,7 @@ import argparse
 import functools
 import re
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ocp_resnet.errors import ValidationError
@@ -60,22 +61,29 @@ FLAGS: dict[str, str | dict[str | None, str]] = {
 }
 
 _command: str | None = None  # the running sub-command, for the per-command entries of FLAGS
-_options: dict[str, set[str]] = {}  # every sub-command's flags, in --help order
+_options: dict[str, set[str]] = {}  # sub-commands' flags, in --help order: all, or the running one's until _every
+_every: Callable[[], dict[str, set[str]]] | None = None  # every sub-command's flags, when a flag is not in _options
 
 
-def set_command(command: str | None, options: dict[str, set[str]] | None = None) -> None:
+def set_command(command: str | None, options: dict[str, set[str]] | None = None, *,
+                every: Callable[[], dict[str, set[str]]] | None = None) -> None:
     """Make :func:`flags` use ``command``'s entries of :data:`FLAGS`; with ``options`` (each
     sub-command's flags) a flag the command lacks is named with the command that has it
-    (``ocp-resnet solve --init RUN_DIR`` in ``train``'s output). ``main`` calls it."""
-    global _command, _options
-    _command, _options = command, dict(options or {})
+    (``ocp-resnet solve --init RUN_DIR`` in ``train``'s output). ``main`` calls it. ``every``
+    returns every sub-command's flags when a flag is missing from ``options`` (``main`` then
+    passes only the running command's: most runs name no other command's flag)."""
+    global _command, _options, _every
+    _command, _options, _every = command, dict(options or {}), every
 
 
 def _flag(name: str, command: str | None) -> str | None:
+    global _options, _every
     f = FLAGS[name]
     flag = f if isinstance(f, str) else f.get(command, f.get(None))
     if flag is None or command is None or command != _command or not _options or flag in _options.get(command, ()):
         return flag
+    if _every is not None:
+        _options, _every = dict(_every()), None
     other = next((c for c, opts in _options.items() if flag in opts), None)
     return f"ocp-resnet {other} {flag}" if other else flag
 
