@@ -169,7 +169,9 @@ class ArchSpec:
 
     def has_projection(self, k: int) -> bool:
         """Block k changes the width, so its skip S_k is a learned linear map."""
-        return self.widths[k + 1] != self.widths[k]
+        # (without building :attr:`widths`: the numpy forward pass asks this per block and pass)
+        before = self.blocks[k - 1].width if k > 0 else self.stem_width
+        return self.blocks[k].width != before
 
     def branch_names(self, k: int) -> list[str]:
         """Names of the residual-branch parameters of block k (the ones that may vanish)."""
