@@ -351,7 +351,9 @@ class _StageFunctions:
                                  [ca.densify(A), B, ca.project(Cm, pattern), ca.mtimes(Pm, Bf)])
                 mapped[key] = (_Mapped(fn, n, shared=(1, 4), constant=(2,)), _Mapped(fm, n, shared=(1,)))
             self.stages.append(_Stage(*mapped[key], K, widths[k], f.numel(), gammas[k], p))
-        self.mapped = [m for pair in mapped.values() for m in pair]
+        #: each shape's stage function and its metric's, compiled together (one library)
+        self.groups = list(mapped.values())
+        self.mapped = [m for pair in self.groups for m in pair]
         self._key = tuple(sorted(mapped))
         #: the whole problem's functions when these are a chunk's (:meth:`rows`)
         self.owner: _StageFunctions | None = None
@@ -397,8 +399,8 @@ class _StageFunctions:
         self.compile_s = math.inf
         if _common.c_compiler() is None:
             return
-        for m in self.mapped:
-            m.compile(cached_only=True)
+        for group in self.groups:
+            _compile(group, cached_only=True)
         fns = [m.base for m in self.mapped if not m.compiled]
         if not fns:
             self.jit = True
@@ -424,9 +426,9 @@ class _StageFunctions:
             _write_ledger(self._key, self.interpreted_s)
             self._ledger_s = self.interpreted_s
         if self.interpreted_s >= self.compile_s:
-            for m in self.mapped:
-                if not m.compiled:
-                    m.compile()
+            for group in self.groups:
+                if not all(m.compiled for m in group):
+                    _compile(group)
             self.jit = all(m.compiled for m in self.mapped)
             self.compile_s = math.inf
             if not self.jit:  # one attempt per process: a failed compile stays interpreted
@@ -439,6 +441,7 @@ class _StageFunctions:
         new = copy.copy(self)
         new.n, new.owner, new._buffers = n, self, {}
         remap = {id(m): m.resized(n) for m in self.mapped}
+        new.groups = [tuple(remap[id(m)] for m in group) for group in self.groups]
         new.mapped = list(remap.values())
         new.stages = [copy.copy(st) for st in self.stages]
         for st in new.stages:
@@ -473,6 +476,21 @@ class _StageFunctions:
 BLOCK = 32
 
 
+def _compile(group: tuple[_Mapped, ...], cached_only: bool = False) -> None:
+    """Compile the functions of ``group`` and their loops over :data:`BLOCK` samples into one
+    library (:func:`~ocp_resnet.solvers.ipopt.transcription._common.compiled_library`: one
+    compiler run, one file) and swap them in; with ``cached_only`` only when the cache has it.
+    Without a compiler, or when the compile fails, the functions stay interpreted."""
+    from ocp_resnet.solvers.ipopt.transcription._common import compiled_library
+
+    fns = [f for m in group for f in (m.base, m.base.map(f"{m.base.name()}_block", "serial", BLOCK,
+                                                           list(m.shared), []))]
+    out = compiled_library(fns, cached_only=cached_only)
+    if out[0] is not fns[0]:
+        for i, m in enumerate(group):
+            m.swap(out[2 * i], out[2 * i + 1])
+
+
 class _Mapped:
     """A one-sample function mapped over n samples, called through CasADi buffers set once (the
     inputs are copied into them, the outputs written in place).
@@ -499,22 +517,19 @@ class _Mapped:
         self.swap(*(compiled or (fn, None)))  # ``compiled``: its compiled twin and loop (:meth:`swap`)
 
     def compile(self, cached_only: bool = False) -> None:
-        """Swap in the compiled function and its loop over :data:`BLOCK` samples (one library:
-        :func:`~ocp_resnet.solvers.ipopt.transcription._common.compiled_library`); with
-        ``cached_only`` only when the cache has them. Without a compiler, or when the compile
-        fails, the functions stay interpreted."""
-        from ocp_resnet.solvers.ipopt.transcription._common import compiled_library
-
-        block = self.base.map(f"{self.base.name()}_block", "serial", BLOCK, list(self.shared), [])
-        one, loop = compiled_library([self.base, block], cached_only=cached_only)
-        if one is not self.base:
-            self.swap(one, loop)
+        """Swap in the compiled function and its loop over :data:`BLOCK` samples (:func:`_compile`)."""
+        _compile((self,), cached_only)
 
     def swap(self, fn: Any, block: Any = None) -> None:
         """Map ``fn`` (the base function, or the same compiled, with ``block`` its compiled loop
-        over :data:`BLOCK` samples) over the samples."""
+        over :data:`BLOCK` samples) over the samples; the map and its arrays are built on the
+        next call (a function compiled right after its build never builds the interpreted map)."""
         self.compiled = fn is not self.base
         self.one, self.block = fn, block  # what is mapped: the base or its compiled twins
+        self._eval: Any = None
+
+    def _build(self) -> None:
+        fn, block = self.one, self.block
         f, size = (block, BLOCK) if block is not None else (fn, 1)
         count = -(-self.n // size)
         pad = count * size  # the samples past n (zeros in, ignored out) fill the last block
@@ -536,6 +551,8 @@ class _Mapped:
     def __call__(self, *args: Any) -> list[np.ndarray]:
         """The outputs for these inputs; the arrays are overwritten by the next call (an input
         may be a view of an output: it is copied in first)."""
+        if self._eval is None:
+            self._build()
         for i, a in enumerate(args):
             if i in self.constant:
                 if self._held.get(i) is a:
@@ -1053,9 +1070,9 @@ def _metric_sweep(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: lis
     :meth:`_Derivatives._worker`: with the compiled stage functions once the parent has them
     (loaded from the compile cache; the same numbers either way), and never compiling itself."""
     if jit and not fns.jit:
-        for m in fns.mapped:
-            if not m.compiled:
-                m.compile(cached_only=True)
+        for group in fns.groups:
+            if not all(m.compiled for m in group):
+                _compile(group, cached_only=True)
         fns.jit = all(m.compiled for m in fns.mapped)
     with np.errstate(all="ignore"):
         return _derivatives(fns, problem, w, xs, True, False)[2]
