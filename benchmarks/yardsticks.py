@@ -4,6 +4,8 @@
     python benchmarks/yardsticks.py --label baseline                                # P1, P2 and digits
     python benchmarks/yardsticks.py --label newton --extra "--method newton"        # a variant
     python benchmarks/yardsticks.py --summary baseline newton                       # markdown table
+    OMP_NUM_THREADS=1 python benchmarks/yardsticks.py --only P1 --repeats 5 --label r8 \
+        --baseline PATH/naive_opti_resnet.py        # P1 interleaved with a reference script, and their ratio
 
 * ``P1``: docs/performance.md's canonical flags (two spirals n = 200, N = 10, width 2, bce,
   γ = 1/11, λ = 1e-4, tol 1e-8), 120 s cap.
@@ -15,6 +17,10 @@ The package is byte-compiled first, as an install leaves it (``--fresh-bytecode`
 instead; ``census.prepare_bytecode``). Wall, CPU and peak RSS are the child's own (``os.wait4``, the same runner as
 benchmarks/census.py); a process past its cap is interrupted, then killed, with its group (status ``timeout``;
 iterations and J of the interrupted run where it wrote them).
+``--baseline SCRIPT`` runs a reference implementation of P1 (called as ``SCRIPT 200 10 2 ms``, the
+argument convention of benchmarks/run.py's ``--baseline``; such a script is not part of the
+repository) as a whole process before each P1 run, so both see the same phase of a machine whose
+speed drifts; the summary gives the ratio of the median wall times.
 Unlike benchmarks/run.py (which times P2 through the API with bce and γ = 1/21), these are the
 plain CLI commands with their defaults, so a change of a default shows up here. One JSON line per
 run is appended to ``benchmarks/results/yardsticks-<label>.jsonl``; ``--repeats K`` runs each K
@@ -54,6 +60,22 @@ def run_yardstick(name: str, extra: list[str], label: str, cap: float | None = N
             "tail": proc["output"].strip().splitlines()[-3:] if run["status"].startswith("error") else []}
 
 
+#: the name of a reference script's records in a yardsticks file (``--baseline``)
+BASELINE = "P1-baseline"
+
+
+def run_baseline(script: Path, label: str) -> dict[str, Any]:
+    """One whole process of a reference script for P1 (``SCRIPT 200 10 2 ms``): its wall and CPU
+    seconds and its last line of output (the script's own summary)."""
+    load = os.getloadavg()[0]
+    proc = census.run_process([sys.executable, str(script), "200", "10", "2", "ms"], 600.0, census.child_env())
+    lines = proc["output"].strip().splitlines()
+    return {"name": BASELINE, "label": label, "script": str(script), "exit": proc["exit"],
+            "status": "ok" if proc["exit"] == 0 else f"error (exit {proc['exit']})", "wall_s": proc["wall_s"],
+            "cpu_s": proc["cpu_s"], "peak_rss_mb": proc["peak_rss_mb"], "load1": load,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "tail": lines[-2:]}
+
+
 def results_path(label: str, results: Path = census.RESULTS) -> Path:
     return census.results_path(label, results).with_name(f"yardsticks-{label}.jsonl")
 
@@ -74,6 +96,14 @@ def summary(labels: list[str], results: Path = census.RESULTS) -> str:
                 f"| {last.get('iterations')} | {'–' if J is None else f'{J:.10f}'} "
                 f"| {min(walls):.2f} / {statistics.median(walls):.2f} | {min(cpus):.2f} / {statistics.median(cpus):.2f} "
                 f"| {max(r['peak_rss_mb'] for r in rows):.0f} | {census.path_name(last)} |")
+    for lab in labels:
+        rows = census.load_records(results_path(lab, results))
+        base = [r["wall_s"] for r in rows if r["name"] == BASELINE and r["status"] == "ok"]
+        ours = [r["wall_s"] for r in rows if r["name"] == "P1" and r.get("converged")]
+        if base and ours:
+            lines.append(f"\n{lab}: reference script {len(base)} runs, wall median {statistics.median(base):.2f} s "
+                         f"({min(base):.2f}–{max(base):.2f}); P1 median {statistics.median(ours):.2f} s: "
+                         f"**{statistics.median(base) / statistics.median(ours):.1f}×**")
     return "\n".join(lines)
 
 
@@ -86,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cap", type=float, default=None, help="wall-clock cap in seconds instead of each one's own")
     ap.add_argument("--summary", nargs="+", metavar="LABEL", help="print the markdown table of these labels")
     ap.add_argument("--results", type=Path, default=census.RESULTS, help="folder of the JSONL files")
+    ap.add_argument("--baseline", type=Path, default=None, metavar="SCRIPT",
+                    help="a reference implementation of P1 run before each P1 run (SCRIPT 200 10 2 ms)")
     ap.add_argument("--fresh-bytecode", action="store_true",
                     help="remove the package's byte-code first instead of compiling it (census.prepare_bytecode)")
     a = ap.parse_args(argv)
@@ -102,8 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     bytecode = census.prepare_bytecode(a.fresh_bytecode)
     print(f"yardsticks ({a.label}): {', '.join(names)} × {a.repeats}; extra flags {extra or 'none'}; "
           f"byte-code {bytecode}; load {os.getloadavg()[0]:.2f}", flush=True)
+    if a.baseline is not None and not a.baseline.is_file():
+        ap.error(f"--baseline: no such file {a.baseline}")
     for name in names:
         for _ in range(a.repeats):
+            if name == "P1" and a.baseline is not None:
+                b = run_baseline(a.baseline, a.label)
+                with path.open("a") as fh:
+                    fh.write(json.dumps(b) + "\n")
+                print(f"  {BASELINE} {b['status']:<14} wall {b['wall_s']:.2f}s cpu {b['cpu_s']:.2f}s "
+                      f"({' / '.join(b['tail'])})", flush=True)
             r = {**run_yardstick(name, extra, a.label, a.cap), "bytecode": bytecode}
             with path.open("a") as fh:
                 fh.write(json.dumps(r) + "\n")
