@@ -268,6 +268,21 @@ def _write_ledger(key: tuple[str, ...], seconds: float) -> None:
         os.replace(tmp, path)
     except OSError:
         pass
+#: gcc -O2 seconds of one stage library (a shape's stage function, its metric's and their loops
+#: over :data:`BLOCK` samples) as a + b·instructions^c: one compiler start (~0.19 s) and a
+#: superlinear part, fitted to the libraries of the census's structures (`benchmarks/stage_compile.py`:
+#: 153 instructions 0.18 s, 1,291 0.37 s, 2,830 0.63 s, 6,637 1.76–1.83 s; a rerun's fit 0.207 +
+#: 7.09e-6·n^1.40). The transcriptions' estimate (fitted to single shooting's Hessians) put 6,637 at 2.9 s.
+STAGE_COMPILE_FIT = (0.19, 6.9e-6, 1.4)
+
+
+def stage_compile_seconds(instructions: float) -> float:
+    """Estimated compile seconds of a stage library of ``instructions`` SX instructions
+    (:data:`STAGE_COMPILE_FIT`)."""
+    a, b, c = STAGE_COMPILE_FIT
+    return float(a + b * max(float(instructions), 0.0) ** c)
+
+
 #: Structures whose compile failed in this process (not tried again).
 _COMPILE_FAILED: set[tuple[str, ...]] = set()
 
@@ -383,8 +398,8 @@ class _StageFunctions:
 
         Compiled, a stage function runs ~5x faster (width 4: 0.16 ms instead of 0.85 ms for 283
         samples, the same numbers to the bit), but compiling costs about
-        :func:`~ocp_resnet.solvers.ipopt.transcription._common.compile_seconds` (0.45 s for that
-        function), more than a short solve spends in the interpreted ones. So they are compiled
+        :func:`stage_compile_seconds` per library (~0.2 s at the least), more than a short solve
+        spends in the interpreted ones. So they are compiled
         once the CPU time spent in them reaches that estimate (a rent-or-buy rule: never more than
         twice the cost of the better choice in hindsight), and not at all without a C compiler or
         when the compile would be too large. γ, the data and the weights are inputs, so one
@@ -405,7 +420,8 @@ class _StageFunctions:
         if not fns:
             self.jit = True
         elif self._key not in _COMPILE_FAILED and _common.compile_too_large(*fns) is None:
-            self.compile_s = _common.compile_seconds(sum(int(f.n_instructions()) for f in fns))
+            self.compile_s = sum(stage_compile_seconds(sum(int(m.base.n_instructions()) for m in group))
+                                 for group in self.groups if not all(m.compiled for m in group))
 
     def account(self, seconds: float) -> None:
         """Add ``seconds`` of CPU time spent in interpreted stage functions; compile them once
