@@ -171,10 +171,52 @@ def _distinct(idx: np.ndarray) -> np.ndarray:
     return np.array(sorted(set(idx.tolist())), dtype=int)
 
 
-#: At most this many runs of consecutive indices, of at least this mean length, are added as
-#: slices (:class:`_Stage`), others by fancy indexing (census p42, 12 runs of 28 entries, 210
-#: samples: 0.16 ms a stage instead of 0.27 ms; P1's 4 runs of 4–5: 0.021 ms instead of 0.011 ms).
-_MAX_RUNS, _MIN_RUN = 32, 16
+#: At most this many runs of consecutive indices are copied as slices (:class:`_Entries`), and only
+#: where a run moves this many numbers on average (its length times the samples); others by fancy
+#: indexing, which costs per number but not per run (census p42, 12 runs of 28 entries, 210
+#: samples: 0.16 ms a stage instead of 0.27 ms; P1's 4 runs of 4–5 entries, 200 samples: 0.021 ms
+#: instead of 0.011 ms; P2's chunks, 8 runs of 5–20 entries, 1000 samples: slices ~0.6 ms faster).
+_MAX_RUNS, _MIN_RUN_NUMBERS = 32, 4000
+
+
+def _runs(src: np.ndarray, dst: np.ndarray) -> list[tuple[int, int, int]]:
+    """``src`` → ``dst`` (index arrays of one length) as runs (start in src, start in dst, length)
+    where both are consecutive."""
+    if not src.size:
+        return []
+    cut = np.flatnonzero((np.diff(src) != 1) | (np.diff(dst) != 1)) + 1
+    starts, ends = np.concatenate([[0], cut]), np.concatenate([cut, [src.size]])
+    return [(int(src[a]), int(dst[a]), int(b - a)) for a, b in zip(starts, ends)]
+
+
+class _Entries:
+    """Some entries of a stage function's per-sample output (columns ``src`` of an (n, nnz)
+    array) placed into a per-sample work array (columns ``dst`` of an (n, size) array): written
+    (``put``) or added (``add``), as slices where the entries come in a few long runs, else by
+    fancy indexing."""
+
+    def __init__(self, src: np.ndarray, dst: np.ndarray) -> None:
+        self.src, self.dst = src, dst
+        runs = _runs(src, dst)
+        self.runs = runs if len(runs) <= _MAX_RUNS else None
+        self.mean_run = src.size / max(len(runs), 1)
+
+    def _sliced(self, n: int) -> bool:
+        return self.runs is not None and n * self.mean_run >= _MIN_RUN_NUMBERS
+
+    def put(self, out: np.ndarray, vals: np.ndarray) -> None:
+        if self._sliced(out.shape[0]):
+            for a, b, ln in self.runs or ():
+                out[:, b:b + ln] = vals[:, a:a + ln]
+        elif self.src.size:
+            out[:, self.dst] = vals[:, self.src]
+
+    def add(self, out: np.ndarray, vals: np.ndarray) -> None:
+        if self._sliced(out.shape[0]):
+            for a, b, ln in self.runs or ():
+                out[:, b:b + ln] += vals[:, a:a + ln]
+        elif self.src.size:
+            out[:, self.dst] += vals[:, self.src]
 
 
 class _Stage:
@@ -214,21 +256,24 @@ class _Stage:
         ixx, rx, cx = np.flatnonzero(xx), r[xx], c[xx]
         off = rx != cx
         self.xx = (np.concatenate([ixx, ixx[off]]), np.concatenate([rx, cx[off]]), np.concatenate([cx, rx[off]]))
-        self.wx = (np.flatnonzero(wx), c[wx] * p + K[r[wx] - d])  # ∂²L/∂x∂w_K into Q_k, (n, d·p)
-        #: the same as runs (start in Hnz, start in Q_k, length) where both are consecutive: a
-        #: dense ∂²L/∂x∂w_K is a few runs, and slice adds cost less than a fancy-indexed one
-        self.wx_runs: list[tuple[int, int, int]] | None = None
-        i, flat = self.wx
-        if i.size:
-            cut = np.flatnonzero((np.diff(i) != 1) | (np.diff(flat) != 1)) + 1
-            starts = np.concatenate([[0], cut])
-            if starts.size <= _MAX_RUNS and i.size >= _MIN_RUN * starts.size:
-                ends = np.concatenate([cut, [i.size]])
-                self.wx_runs = [(int(i[a]), int(flat[a]), int(b - a)) for a, b in zip(starts, ends)]
+        #: the x-w entries (∂²L/∂x∂w_K + A_kᵀP_{k+1}B_k) and their places in Q_k, (n, d·p): all
+        #: added, until :meth:`plan` splits off those it may write instead
+        self.wx = (np.flatnonzero(wx), c[wx] * p + K[r[wx] - d])
+        self.wx_put: _Entries | None = None
+        self.wx_add = _Entries(*self.wx)
         rw, cw = r[ww] - d, c[ww] - d
         # Hww's lower triangle into the half-matrix U (∇²J = U + Uᵀ): off-diagonal entries whole,
         # diagonal entries halved (the pairs are distinct, so a fancy-indexed += adds each once)
         self.ww = (np.flatnonzero(ww), K[rw], K[cw], np.where(rw == cw, 0.5, 1.0))
+
+    def plan(self, lo: int, lo1: int, p: int) -> None:
+        """Where the x-w entries fill Q_k's new columns lo..lo1 (the weights no later stage
+        touches) whole, they are written there instead of added to cleared columns (a chain of
+        blocks: A_kᵀP_{k+1}B_k is dense on the block's own weights)."""
+        i, flat = self.wx
+        own = (flat % p >= lo) & (flat % p < lo1)
+        if own.sum() == self.d * (lo1 - lo) and _distinct(flat[own]).size == own.sum() and lo1 > lo:
+            self.wx_put, self.wx_add = _Entries(i[own], flat[own]), _Entries(i[~own], flat[~own])
 
 
 #: CPU seconds spent in interpreted stage functions in this process, by structure (the serialised
@@ -381,6 +426,8 @@ class _StageFunctions:
         for k in range(N, -1, -1):
             K = self.stages[k].K
             self.lo[k] = min(self.lo[k + 1], int(K.min()) if K.size else p)
+        for k, st in enumerate(self.stages):
+            st.plan(self.lo[k], self.lo[k + 1], p)
         # ∂x_0/∂w of the stem: the stem is affine in the weights, so it is a constant of the data
         u = ca.SX.sym("u", spec.input_dim)
         x0 = arch.stem(spec, P, u, CASADI)
@@ -654,11 +701,11 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
             g[K] += gL[:, d:].sum(axis=0)
             lam = gL[:, :d].T
             lamp = lam if targets is None else gLp.T
-        C = np.stack(Cs) if nm > 1 else Cs[0][None]  # (nm, n, entries)
         qf = st.fcols.size
         # Q_k = Hxw_k E_k + A_kᵀ (P_{k+1} B_k E_k + Q_{k+1}), and the terms of R_k summed over the samples
         Q = fns.buffer(k, nm, d)
-        Q[:, :, :, lo:lo1] = 0.0
+        if st.wx_put is None:  # (else its x-w entries write the columns lo..lo1 whole, below)
+            Q[:, :, :, lo:lo1] = 0.0
         V = None
         if st.B_batch is not None and e:
             rows, nzs, cols = st.B_batch
@@ -693,17 +740,15 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
         # entries Hxw_k + A_kᵀP_{k+1}B_k, per sample from the stage function
         Pk = np.zeros((nm, n, d, d))
         i, a, b = st.xx
-        Pk[:, :, a, b] = C[:, :, i]
         Q0 = Q.reshape(nm, n, d * p)
-        if st.wx_runs is not None:
-            for h0, q0, ln in st.wx_runs:
-                Q0[:, :, q0:q0 + ln] += C[:, :, h0:h0 + ln]
-        else:
-            i, flat = st.wx
-            Q0[:, :, flat] += C[:, :, i]
+        for j, Cj in enumerate(Cs):  # (each part on its own: stacking them would copy)
+            Pk[j][:, a, b] = Cj[:, i]
+            if st.wx_put is not None:
+                st.wx_put.put(Q0[j], Cj)
+            st.wx_add.add(Q0[j], Cj)
         if hessian:
             i, r, c, half = st.ww
-            U[h, r, c] += half * C[h][:, i].sum(axis=0)
+            U[h, r, c] += half * Cs[h][:, i].sum(axis=0)
         Pn, Qn = Pk, Q
     if fns.stem is not None:  # x_0 = E(u): S_0 is the stem's constant Jacobian on its weights K0
         S0, K0 = fns.stem
