@@ -5,11 +5,12 @@ derivatives are assembled block by block the way multiple shooting sees them, wh
 cheap and vectorised over the samples:
 
 * per stage k, one small CasADi function of one sample gives the block Jacobians
-  A_k = ∂f_k/∂x_k, B_k = ∂f_k/∂w_k (w_k: the weights stage k touches), and the gradient and
-  Hessian of the stage Lagrangian L_k = γ_k ℓ(ŷ_k) + λ_{k+1}·f_k over (x_k, w_k); it is mapped
-  over the samples (one call per stage, no Python loop over samples), and stages of one shape
-  share it (compiled with the C compiler once a solve has spent as long in it as the compile
-  would take, see ``_StageFunctions._jit_setup``);
+  A_k = ∂f_k/∂x_k, B_k = ∂f_k/∂w_k (w_k: the weights stage k touches), the gradient of the
+  stage Lagrangian L_k = γ_k ℓ(ŷ_k) + λ_{k+1}·f_k over (x_k, w_k), and its Hessian already
+  combined with the next stage's second-order adjoint (:func:`_derivatives`); it is mapped over
+  the samples (one call per stage, no Python loop over samples), and stages of one shape share it
+  (compiled with the C compiler once a solve has spent as long in it as the compile would take,
+  see ``_StageFunctions._jit_setup``);
 * the adjoints λ_N = ∇ℓ_N, λ_k = γ_k ∇_x ℓ_k + A_kᵀ λ_{k+1} give the gradient ∇J;
 * with the sensitivities S_0 = ∂x_0/∂w, S_{k+1} = A_k S_k + B_k the exact Hessian is
   ∇²J = (1/n) Σ_i Σ_k Z_kᵀ ∇²L_k Z_k + 2λI with Z_k = [S_k; E_k] (E_k picks w_k out of w); it
@@ -349,11 +350,14 @@ class _StageFunctions:
     """The per-sample CasADi functions of one problem structure, mapped over its samples.
 
     Stage k's function takes the state x_k, the weights w_K it touches (not all of w), the target,
-    λ_{k+1}, γ_k and the primal-dual model's target t' and adjoint λ'_{k+1} (:class:`_Duals`; all
-    inputs, not constants), so stages of the same shape share one function (in a uniform net every
-    block's); it returns A_k (dense), B_k, ∇L_k at (t, λ), the lower triangle of ∇²L_k at (t', λ')
-    (B_k and ∇²L_k sparse: only their nonzeros are computed and copied) and the x-part of ∇L_k at
-    (t', λ'), which carries λ'.
+    λ_{k+1}, γ_k, the primal-dual model's target t' and adjoint λ'_{k+1} (:class:`_Duals`) and the
+    second-order adjoint P_{k+1} of ∇²J (all inputs, not constants), so stages of the same shape
+    share one function (in a uniform net every block's); it returns A_k (dense), B_k, ∇L_k at
+    (t, λ), the lower triangle of ∇²L_k (at (t', λ')) + [[A_kᵀP_{k+1}A_k, ·], [B_kᵀP_{k+1}A_k, 0]]
+    over (x_k, w_K) (B_k and that triangle sparse: only their nonzeros are computed and copied),
+    the x-part of ∇L_k at (t', λ'), which carries λ', and P_{k+1}B_k on the weights of f_k. Its
+    metric's function takes x_k, w_K and the metric's P_{k+1} and returns A_k, B_k and the same
+    products with I for ∇²L_k. A shape's two functions compile into one library (``groups``).
     """
 
     def __init__(self, problem: Problem) -> None:
@@ -412,7 +416,7 @@ class _StageFunctions:
                 mapped[key] = (_Mapped(fn, n, shared=(1, 4), constant=(2,)), _Mapped(fm, n, shared=(1,)))
             self.stages.append(_Stage(*mapped[key], K, widths[k], f.numel(), gammas[k], p))
         #: each shape's stage function and its metric's, compiled together (one library)
-        self.groups = list(mapped.values())
+        self.groups: list[tuple[_Mapped, ...]] = list(mapped.values())
         self.mapped = [m for pair in self.groups for m in pair]
         self._key = tuple(sorted(mapped))
         #: the whole problem's functions when these are a chunk's (:meth:`rows`)
@@ -657,11 +661,12 @@ def _derivatives(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list
         P_k = Hxx_k + A_kᵀ P_{k+1} A_k,   Y_k = P_{k+1} B_k E_k + Q_{k+1},   Q_k = Hxw_k E_k + A_kᵀ Y_k,
         R_k = R_{k+1} + E_kᵀ Hww_k E_k + (B_kE_k)ᵀ Y_k + [(B_kE_k)ᵀ Q_{k+1}]ᵀ,
 
-    per sample, with P_k (d_k × d_k) and Q_k (d_k × p) small; the products summed over the
-    samples, (B_kE_k)ᵀ Y_k, cost n·d·q_k·p per stage. M is the same recursion with Hxx = I and
-    no weight terms (the cost Σ_k ½‖x_k‖²), carried in the same arrays. Each part's numbers are
-    the same whether it is swept alone or with the other (every product is per part), so the two
-    can be swept in two threads (:class:`_Derivatives`) without changing them.
+    per sample, with P_k (d_k × d_k) and Q_k (d_k × p) small; the per-sample products with P_{k+1}
+    come from the stage functions (:class:`_StageFunctions`), the products summed over the samples,
+    (B_kE_k)ᵀ Y_k, cost n·d·q_k·p per stage (BLAS). M is the same recursion with Hxx = I and no
+    weight terms (the cost Σ_k ½‖x_k‖²), carried in the same arrays, from its own functions. Each
+    part's numbers are the same whether it is swept alone or with the other (every product is per
+    part), so the two can be swept in two processes (:class:`_Derivatives`) without changing them.
     """
     n, p, N = fns.n, fns.p, fns.N
     T = problem.T
