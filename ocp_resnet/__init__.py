@@ -8,9 +8,9 @@ Public API::
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ocp_resnet._lazy import lazy_attributes
 from ocp_resnet.version import __version__
 
 if TYPE_CHECKING:
@@ -51,19 +51,7 @@ _EXPORTS: dict[str, str] = {
 _SUBMODULES = frozenset(("analysis", "data", "errors", "model", "solvers", "status"))
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f"{__name__}.{name}")
-    else:
-        raise AttributeError(f"module 'ocp_resnet' has no attribute {name!r}")
-    globals()[name] = value  # later look-ups find it without this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS, *_SUBMODULES})
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _EXPORTS, _SUBMODULES)
 
 
 __all__ = [

@@ -75,7 +75,7 @@ print(json.dumps([after_package, after_analysis, after_solve_parser, reached, co
 def test_a_fresh_import_loads_only_what_is_used() -> None:
     out = subprocess.run([sys.executable, "-c", _FRESH], check=True, capture_output=True, text=True, cwd=ROOT)
     after_package, after_analysis, after_solve_parser, reached, costates_is_function, star, all_ = json.loads(out.stdout)
-    assert after_package == ["ocp_resnet.version"]
+    assert after_package == ["ocp_resnet._lazy", "ocp_resnet.version"]
     assert after_analysis == ["ocp_resnet.analysis.costates"]
     for unused in ("ocp_resnet.analysis.conv", "ocp_resnet.analysis.sweep", "ocp_resnet.analysis.prune",
                    "ocp_resnet.analysis.gamma_path", "ocp_resnet.compare", "ocp_resnet.training", "ocp_resnet.cli.train",

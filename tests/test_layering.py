@@ -14,7 +14,7 @@ PKG = ROOT / "ocp_resnet"
 
 #: Layers from the bottom up; a module may import its own layer and the layers below.
 LAYERS: list[tuple[str, ...]] = [
-    ("ocp_resnet.errors", "ocp_resnet.status", "ocp_resnet.files", "ocp_resnet.version"),
+    ("ocp_resnet.errors", "ocp_resnet.status", "ocp_resnet.files", "ocp_resnet.version", "ocp_resnet._lazy"),
     ("ocp_resnet.data",),
     ("ocp_resnet.model",),
     ("ocp_resnet.torch", "ocp_resnet.solvers"),

@@ -14,8 +14,9 @@
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ocp_resnet._lazy import lazy_attributes
 
 # Imported now, not on first use: ``costates`` names both a submodule and its function, and
 # importing the submodule (``from ocp_resnet.analysis.costates import ...``) rebinds the package's
@@ -64,19 +65,7 @@ _SUBMODULES = frozenset(("blocks", "bound", "certificate", "collapse", "conv", "
                          "restarts", "sweep"))
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f"{__name__}.{name}")
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value  # later look-ups find it without this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS, *_SUBMODULES})
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _EXPORTS, _SUBMODULES)
 
 
 __all__ = [
