@@ -36,6 +36,20 @@ def test_results_come_back_and_an_error_does_not_end_the_worker():
     assert not call.alive and not call._proc.is_alive()
 
 
+def test_shared_inputs_written_by_the_parent_reach_the_worker_each_call():
+    """With ``inputs``, the function gets the shared input array first; what the parent writes
+    there before a call is what that call sees (no pickling of those arrays)."""
+    call = ForkedCall(_outer, (3, 3), inputs=3)
+    try:
+        assert call.inputs is not None and call.inputs.shape == (3,)
+        for a in (np.array([1.0, 2.0, 3.0]), np.array([-1.0, 0.5, 4.0])):
+            call.inputs[...] = a
+            call.submit(2.0)
+            np.testing.assert_array_equal(call.result(), 2.0 * np.outer(a, a))
+    finally:
+        call.close()
+
+
 def test_a_killed_worker_is_reported_not_waited_for():
     call = ForkedCall(_outer, (2, 2))
     os.kill(call._proc.pid, signal.SIGKILL)

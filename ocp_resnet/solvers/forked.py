@@ -10,6 +10,7 @@ result costs no copy through the pipe. Only where the ``fork`` start method exis
 """
 from __future__ import annotations
 
+import functools
 import math
 import mmap
 import signal
@@ -34,8 +35,9 @@ def can_fork() -> bool:
 
 
 def _serve(conn: Any, parent_end: Any, fn: Callable[..., np.ndarray], out: np.ndarray) -> None:
-    """The child's loop: call ``fn`` on each message's arguments, write the result into ``out``
-    and answer None (or the error's text), until the parent closes the pipe."""
+    """The child's loop: call ``fn`` on each message's arguments (after the shared input array, where
+    the call has one: :attr:`ForkedCall.inputs`), write the result into ``out`` and answer None (or
+    the error's text), until the parent closes the pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # the fork copied the parent's end too: closed here, or the parent closing its own would
     # not end this loop (the pipe stays open while any copy of an end is)
@@ -57,15 +59,22 @@ class ForkedCall:
     arguments and returns at once, :meth:`result` waits for the array. The child lives until
     :meth:`close` or until this object is collected; ``alive`` turns False once it failed."""
 
-    def __init__(self, fn: Callable[..., np.ndarray], shape: tuple[int, ...], name: str = "ocp-resnet-worker") -> None:
+    def __init__(self, fn: Callable[..., np.ndarray], shape: tuple[int, ...], name: str = "ocp-resnet-worker",
+                 inputs: int = 0) -> None:
         if not can_fork():
             raise RuntimeError("no fork start method on this platform")
         import multiprocessing  # here: most solves never start a worker (~10 ms of start-up)
 
         ctx = multiprocessing.get_context("fork")
         size = math.prod(shape)
-        self._map = mmap.mmap(-1, max(8, 8 * size))  # anonymous, shared with the child across fork
+        # anonymous, shared with the child across fork: the result, then ``inputs`` floats the parent
+        # writes before each call (a call's arrays cost no pickling then) and ``fn`` gets first
+        self._map = mmap.mmap(-1, max(8, 8 * (size + inputs)))
         self.out = np.frombuffer(self._map, dtype=float, count=size).reshape(shape)
+        #: the shared input array (None without ``inputs``): written by the parent, read by ``fn``
+        self.inputs = np.frombuffer(self._map, dtype=float, count=inputs, offset=8 * size) if inputs else None
+        if self.inputs is not None:
+            fn = functools.partial(fn, self.inputs)
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(target=_serve, args=(child, self._conn, fn, self.out), name=name, daemon=True)
         with warnings.catch_warnings():

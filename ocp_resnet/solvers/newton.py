@@ -1078,7 +1078,8 @@ class _Derivatives:
         t0 = time.perf_counter()
         if worker is not None and split:
             try:
-                worker.submit(w, list(xs), self.fns.jit)  # (plain states: not the outputs of a _States)
+                _to_shared(worker, w, xs)
+                worker.submit(self.fns.jit)
                 g, H, _ = _derivatives(self.fns, self.problem, w, xs, False, True, targets)
                 M = worker.result()
             except RuntimeError:  # the worker died (killed, out of memory): on in one process
@@ -1122,7 +1123,8 @@ class _Derivatives:
             twin.owner, twin.compile_s = None, math.inf
             try:
                 self._metric_worker = ForkedCall(functools.partial(_metric_sweep, twin, self.problem),
-                                                 (self.fns.p, self.fns.p), name="ocp-resnet-metric")
+                                                 (self.fns.p, self.fns.p), name="ocp-resnet-metric",
+                                                 inputs=self.fns.p + sum(self.fns.widths) * self.fns.n)
                 self._fresh_worker = True
             except (OSError, RuntimeError, AssertionError):  # no process to be had: one process it is
                 self._split = False
@@ -1130,11 +1132,33 @@ class _Derivatives:
         return self._metric_worker
 
 
-def _metric_sweep(fns: _StageFunctions, problem: Problem, w: np.ndarray, xs: list[np.ndarray], jit: bool
-                  ) -> np.ndarray:
-    """M at w (:func:`_derivatives`' metric part alone) in the worker process of
-    :meth:`_Derivatives._worker`: with the compiled stage functions once the parent has them
-    (loaded from the compile cache; the same numbers either way), and never compiling itself."""
+def _to_shared(worker: ForkedCall, w: np.ndarray, xs: list[np.ndarray]) -> None:
+    """Write w and the states x_0..x_N into the worker's shared inputs (:func:`_from_shared`):
+    pickling them through the pipe cost ~0.15 ms a call at P1's size."""
+    buf = worker.inputs
+    assert buf is not None
+    buf[:w.size] = w
+    at = w.size
+    for x in xs:
+        buf[at:at + x.size].reshape(x.shape)[...] = x
+        at += x.size
+
+
+def _from_shared(fns: _StageFunctions, buf: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """w and the states (views of the shared inputs) that :func:`_to_shared` wrote."""
+    w, xs, at = buf[:fns.p], [], fns.p
+    for d in fns.widths:
+        xs.append(buf[at:at + d * fns.n].reshape(d, fns.n))
+        at += d * fns.n
+    return w, xs
+
+
+def _metric_sweep(fns: _StageFunctions, problem: Problem, shared: np.ndarray, jit: bool) -> np.ndarray:
+    """M at the w and states in ``shared`` (:func:`_to_shared`; :func:`_derivatives`' metric part
+    alone) in the worker process of :meth:`_Derivatives._worker`: with the compiled stage functions
+    once the parent has them (loaded from the compile cache; the same numbers either way), and
+    never compiling itself."""
+    w, xs = _from_shared(fns, shared)
     if jit and not fns.jit:
         for group in fns.groups:
             if not all(m.compiled for m in group):
