@@ -35,9 +35,9 @@ def can_fork() -> bool:
 
 
 def _serve(conn: Any, parent_end: Any, fn: Callable[..., np.ndarray], out: np.ndarray) -> None:
-    """The child's loop: call ``fn`` on each message's arguments (after the shared input array, where
-    the call has one: :attr:`ForkedCall.inputs`), write the result into ``out`` and answer None (or
-    the error's text), until the parent closes the pipe."""
+    """The child's loop: call ``fn`` on each message's arguments (after the shared input array
+    where the call has one: ``inputs`` of :class:`ForkedCall`), write the result into ``out`` and
+    answer None (or the error's text), until the parent closes the pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # the fork copied the parent's end too: closed here, or the parent closing its own would
     # not end this loop (the pipe stays open while any copy of an end is)
