@@ -221,14 +221,17 @@ class _Entries:
 
 
 class _Stage:
-    """Stage k's mapped function and where its outputs go: the weights K_k it touches (global
-    indices), the state widths d_k, d_{k+1}, the sparsity of B_k and of ∇²L_k's lower triangle."""
+    """Stage k's mapped functions (its own and its metric's) and where their outputs go: the
+    weights K_k it touches (global indices), the state widths d_k, d_{k+1}, the sparsity of B_k
+    and of the lower triangle of ∇²L_k + [[AᵀPA, ·], [BᵀPA, 0]]."""
 
     def __init__(self, fn: _Mapped, fm: _Mapped, K: np.ndarray, d: int, e: int, gamma: float, p: int) -> None:
         self.fn, self.fm, self.K, self.d, self.e, self.gamma = fn, fm, K, d, e, gamma
         rB, cB = fn.triplets[1]
         #: the columns of K that B_k touches (the weights of f_k), and each nonzero's place in (e, qf)
         self.fcols = _distinct(cB)
+        # the stage functions' P_{k+1}B_k is dense on these columns, in this order (the sweep reshapes it so)
+        assert fn.shapes[5] == fm.shapes[3] == (e, self.fcols.size)
         self.B_at = (rB, np.searchsorted(self.fcols, cB))
         #: B_k's nonzeros row by row: (row, their indices in the output, their weights), for the
         #: products with B_kᵀ (B_k is sparse: a single branch's ∂f/∂W is an outer product)
