@@ -7,9 +7,18 @@ import signal
 import numpy as np
 import pytest
 
+from ocp_resnet.solvers import forked
 from ocp_resnet.solvers.forked import ForkedCall, can_fork
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="needs the fork start method (Linux)")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _outer(a: np.ndarray, scale: float) -> np.ndarray:
@@ -33,7 +42,7 @@ def test_results_come_back_and_an_error_does_not_end_the_worker():
         assert got[0, 0] == 2.0  # a result is a copy, not the shared buffer
     finally:
         call.close()
-    assert not call.alive and not call._proc.is_alive()
+    assert not call.alive and not _running(call.pid)
 
 
 def test_shared_inputs_written_by_the_parent_reach_the_worker_each_call():
@@ -52,8 +61,8 @@ def test_shared_inputs_written_by_the_parent_reach_the_worker_each_call():
 
 def test_a_killed_worker_is_reported_not_waited_for():
     call = ForkedCall(_outer, (2, 2))
-    os.kill(call._proc.pid, signal.SIGKILL)
-    call._proc.join(5.0)
+    os.kill(call.pid, signal.SIGKILL)
+    os.waitpid(call.pid, 0)
     with pytest.raises(RuntimeError, match="worker process"):
         call.submit(np.ones(2), 1.0)
         call.result()
@@ -67,7 +76,7 @@ def test_the_worker_ignores_ctrl_c():
     try:
         call.submit(np.ones(2), 1.0)
         call.result()  # the child is in its loop, SIGINT ignored
-        os.kill(call._proc.pid, signal.SIGINT)
+        os.kill(call.pid, signal.SIGINT)
         call.submit(np.ones(2), 3.0)
         np.testing.assert_array_equal(call.result(), np.full((2, 2), 3.0))
     finally:
@@ -84,3 +93,48 @@ def test_no_worker_inside_a_daemonic_pool_worker():
 
     with multiprocessing.get_context("fork").Pool(1) as pool:
         assert pool.map(_in_a_pool_worker, [0]) == [False]
+
+
+def test_a_result_not_wanted_is_waited_for_before_the_next_call():
+    """``wait`` (or the next ``submit``) reads the answer of a call whose result is dropped, so the
+    next result is the next call's; ``result`` without a call is an error, not a hang."""
+    call = ForkedCall(_outer, (2, 2))
+    try:
+        with pytest.raises(RuntimeError, match="submit one first"):
+            call.result()
+        call.submit(np.ones(2), 1.0)
+        call.submit(np.ones(2), 5.0)  # the first call's answer is read first
+        np.testing.assert_array_equal(call.result(), np.full((2, 2), 5.0))
+        call.submit(np.ones(2), 2.0)
+        call.wait()
+        call.wait()  # nothing pending: returns
+        np.testing.assert_array_equal(call.out, np.full((2, 2), 2.0))
+    finally:
+        call.close()
+
+
+def test_two_workers_end_independently():
+    """A worker started second holds no copy of the first one's pipe: when the parent closes the
+    first one's requests, that child leaves by itself (exit status 0), while the second serves on."""
+    import time
+
+    first = ForkedCall(_outer, (2, 2))
+    second = ForkedCall(_outer, (2, 2))
+    try:
+        requests, answers, pid = first._finalizer.detach()[2]  # ended by hand here
+        forked._LIVE_FDS.difference_update((requests, answers))
+        os.close(requests)
+        end = time.monotonic() + 10.0
+        done, status = os.waitpid(pid, os.WNOHANG)
+        while not done and time.monotonic() < end:
+            time.sleep(0.01)
+            done, status = os.waitpid(pid, os.WNOHANG)
+        os.close(answers)
+        if not done:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        assert done and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        second.submit(np.ones(2), 1.0)
+        np.testing.assert_array_equal(second.result(), np.ones((2, 2)))
+    finally:
+        second.close()

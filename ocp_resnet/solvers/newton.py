@@ -1009,9 +1009,9 @@ class _Derivatives:
                       for sl in (slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]))] if chunks > 1 else []
         #: one piece: the metric's part may be swept in a worker process (:meth:`_worker`)
         self._metric_worker: ForkedCall | None = None
-        #: a worker process was started and has not swept yet: its first call pays the fork and the
-        #: child's loading of the compiled functions, so it is not timed (it made P1's one process
-        #: look the faster way, and the solve then kept the slower one)
+        #: a worker process was started and not called yet: its first call pays for the child's
+        #: set-up, so it runs beside a whole sweep here, not waited for, and neither is timed (timed,
+        #: it made P1's one process look the faster way, and the solve then kept the slower one)
         self._fresh_worker = False
         self._sweeps = 0  # one-piece sweeps so far (:data:`SPLIT_AFTER`)
 
@@ -1077,10 +1077,23 @@ class _Derivatives:
         way (timed as for chunks), the metric's part in a forked worker process
         (:mod:`~ocp_resnet.solvers.forked`) while this one sweeps ∇J's and ∇²J's: the same numbers."""
         worker = self._worker(metric)
+        if worker is not None and self._fresh_worker:
+            # a new worker's first call pays for its own set-up (building its maps: ~5 ms at P1):
+            # it starts on this call's inputs, its answer dropped, while this process sweeps the
+            # whole itself (neither way timed)
+            self._fresh_worker = False
+            _to_shared(worker, w, xs)
+            try:
+                worker.submit(self.fns.jit)
+            except RuntimeError:  # gone already: one process it is
+                self._split = False
+                worker.close()
+            return _derivatives(self.fns, self.problem, w, xs, metric, True, targets)
         split = worker is not None and self._threaded()
         t0 = time.perf_counter()
         if worker is not None and split:
             try:
+                worker.wait()  # (the set-up call's answer: the inputs are the child's until then)
                 _to_shared(worker, w, xs)
                 worker.submit(self.fns.jit)
                 g, H, _ = _derivatives(self.fns, self.problem, w, xs, False, True, targets)
@@ -1091,9 +1104,7 @@ class _Derivatives:
                 return _derivatives(self.fns, self.problem, w, xs, metric, True, targets)
         else:
             g, H, M = _derivatives(self.fns, self.problem, w, xs, metric, True, targets)
-        if worker is not None and split and self._fresh_worker:
-            self._fresh_worker = False
-        elif worker is not None:
+        if worker is not None:
             self._timed(split, time.perf_counter() - t0)
         return g, H, M
 
@@ -1126,7 +1137,7 @@ class _Derivatives:
             twin.owner, twin.compile_s = None, math.inf
             try:
                 self._metric_worker = ForkedCall(functools.partial(_metric_sweep, twin, self.problem),
-                                                 (self.fns.p, self.fns.p), name="ocp-resnet-metric",
+                                                 (self.fns.p, self.fns.p), name="metric worker",
                                                  inputs=self.fns.p + sum(self.fns.widths) * self.fns.n)
                 self._fresh_worker = True
             except (OSError, RuntimeError, AssertionError):  # no process to be had: one process it is
