@@ -15,6 +15,7 @@ names none of them. Parameters live in an ordered ``dict`` with stable names
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -231,15 +232,20 @@ class ArchSpec:
             out.append(a.ravel())
         return np.concatenate(out) if out else np.zeros(0)
 
-    def unflatten(self, w: Any, ops: ArrayOps = NUMPY) -> dict[str, Any]:
-        """Split a flat vector of the back-end ``ops`` into named parameters (one row-major order)."""
-        params: dict[str, Any] = {}
-        off = 0
+    @functools.cached_property
+    def _layout(self) -> tuple[tuple[str, int, int, tuple[int, ...]], ...]:
+        """(name, start, stop, shape) of each parameter in the flat vector (the spec is frozen, so
+        this is computed once: the Newton path unflattens at every trial point)."""
+        out, off = [], 0
         for name, shape in self.param_shapes().items():
             size = math.prod(shape)
-            params[name] = ops.block(w[off : off + size], shape)
+            out.append((name, off, off + size, shape))
             off += size
-        return params
+        return tuple(out)
+
+    def unflatten(self, w: Any, ops: ArrayOps = NUMPY) -> dict[str, Any]:
+        """Split a flat vector of the back-end ``ops`` into named parameters (one row-major order)."""
+        return {name: ops.block(w[a:b], shape) for name, a, b, shape in self._layout}
 
     def init_params(self, method: str = "random", seed: int = 0, scale: float = 0.1) -> dict[str, np.ndarray]:
         """Initial weights: ``random`` (seeded) or ``zeros``.
