@@ -134,6 +134,9 @@ def test_stage_output_is_network_with_later_branches_switched_off(widths):
                 q[name] = np.zeros_like(p[name])
         xN = arch.trajectory(prob.spec, q, prob.U, NUMPY)[-1]
         np.testing.assert_allclose(outs[k], arch.head(prob.spec, q, xN, NUMPY), atol=1e-13)
+        # one stage's output alone (what a symbolic stage cost builds) is the same, the others None
+        one = arch.stage_outputs(prob.spec, p, arch.trajectory(prob.spec, p, prob.U, NUMPY), NUMPY, only=k)
+        assert np.array_equal(one[k], outs[k]) and all(z is None for j, z in enumerate(one) if j != k)
 
 
 def test_gamma_zero_is_terminal_loss_plus_weight_decay():

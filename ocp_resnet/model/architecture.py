@@ -310,8 +310,10 @@ def trajectory(spec: ArchSpec, p: Mapping[str, Any], u: Any, ops: ArrayOps) -> l
     return xs
 
 
-def stage_outputs(spec: ArchSpec, p: Mapping[str, Any], xs: Sequence[Any], ops: ArrayOps) -> list[Any]:
-    """ŷ_k = H(S_{N-1}(… S_k(x_k))) for k = 0..N: x_k sent through every later skip and the head.
+def stage_outputs(spec: ArchSpec, p: Mapping[str, Any], xs: Sequence[Any], ops: ArrayOps,
+                  only: int | None = None) -> list[Any]:
+    """ŷ_k = H(S_{N-1}(… S_k(x_k))) for k = 0..N: x_k sent through every later skip and the head
+    (``only``: ŷ_only alone, the others None — a symbolic stage cost needs one).
 
     Identity skips drop out, so ŷ_k is the output of the same network with every residual
     branch from block k on switched off. Walking backwards, the chain S_{N-1}∘…∘S_k is applied once per stage by accumulating the
@@ -321,11 +323,13 @@ def stage_outputs(spec: ArchSpec, p: Mapping[str, Any], xs: Sequence[Any], ops: 
     # M_k = S_{N-1} ⋯ S_k as a matrix, or None while it is the identity.
     M = None
     outs: list[Any] = [None] * (N + 1)
-    outs[N] = head(spec, p, xs[N], ops)
-    for k in range(N - 1, -1, -1):
+    if only is None or only == N:
+        outs[N] = head(spec, p, xs[N], ops)
+    for k in range(N - 1, -1 if only is None else only - 1, -1):
         if spec.has_projection(k):
             S = p[f"block{k}.S"]
             M = S if M is None else ops.matmul(M, S)
-        z = xs[k] if M is None else ops.matmul(M, xs[k])
-        outs[k] = head(spec, p, z, ops)
+        if only is None or k == only:
+            z = xs[k] if M is None else ops.matmul(M, xs[k])
+            outs[k] = head(spec, p, z, ops)
     return outs

@@ -383,7 +383,7 @@ class _StageFunctions:
             gam = ca.SX.sym("gamma")
             # ŷ_k through the later skips and the head (the other states are not needed)
             xs = [x if j == k else ca.SX.zeros(widths[j], 1) for j in range(N + 1)]
-            c = gam * objective_mod.loss(obj, arch.stage_outputs(spec, P, xs, CASADI)[k], t, const, CASADI) \
+            c = gam * objective_mod.loss(obj, arch.stage_outputs(spec, P, xs, CASADI, only=k)[k], t, const, CASADI) \
                 if gammas[k] != 0.0 else ca.SX(0)
             f = arch.block(spec, k, P, x, CASADI) if k < N else ca.SX(0, 1)
             lam = ca.SX.sym("lam", f.numel())
