@@ -240,6 +240,9 @@ def cache_dir() -> Path:
 
 
 _CFLAGS = ("-O2", "-shared", "-fPIC")
+#: How :func:`compiled_library` generates the code (part of each library's name: a change here
+#: must change the names)
+_CODEGEN = "CodeGenerator with_header=False; each function, then its reverse(1) when asked"
 
 #: What :func:`compiled` did in this process: ``compiled`` (the C compiler ran), ``loaded`` (a
 #: library from :func:`cache_dir` was reused), ``fallback`` (no compiler, or the compile failed).
@@ -293,13 +296,11 @@ def compiled_library(fns: list[Any], reverse: bool = False, cached_only: bool = 
         COMPILE_COUNTS["fallback"] += 1
         return fns
     fn = fns[0]
-    cg = ca.CodeGenerator(f"{fn.name()}.c", {"with_header": False})
-    for f in fns:
-        cg.add(f)
-        if reverse:
-            cg.add(f.reverse(1))
-    code = cg.dump()
-    key = hashlib.sha256("\0".join([code, cc, *_CFLAGS, ca.CasadiMeta.version()]).encode()).hexdigest()[:20]
+    # The C code is CasADi's (this version's) generation from the functions alone, so the
+    # serialised functions name the library as well as the code would, without generating the
+    # code at every start only to hash it (~4 ms at the canonical problem, ~30 ms at width 6)
+    key = hashlib.sha256("\0".join([*(f.serialize() for f in fns), f"reverse={reverse}", _CODEGEN,
+                                      cc, *_CFLAGS, ca.CasadiMeta.version()]).encode()).hexdigest()[:20]
     target = cache_dir() / f"{fn.name()}_{key}.so"
     if cached_only and not target.exists():
         return fns
@@ -307,10 +308,15 @@ def compiled_library(fns: list[Any], reverse: bool = False, cached_only: bool = 
         if target.exists():
             COMPILE_COUNTS["loaded"] += 1
         else:
+            cg = ca.CodeGenerator(f"{fn.name()}.c", {"with_header": False})
+            for f in fns:
+                cg.add(f)
+                if reverse:
+                    cg.add(f.reverse(1))
             target.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
                 src, lib = Path(tmp) / f"{fn.name()}.c", Path(tmp) / "lib.so"
-                src.write_text(code)
+                src.write_text(cg.dump())
                 subprocess.run([cc, *_CFLAGS, "-o", str(lib), str(src), "-lm"], check=True, capture_output=True)
                 os.replace(lib, target)  # atomic: a concurrent run sees a whole library or none
             COMPILE_COUNTS["compiled"] += 1
