@@ -952,9 +952,10 @@ def _pool() -> Any:
 #: hand-offs (~0.2 ms a call) eat what it gains.
 SPLIT_MIN_SIZE = 20_000
 #: ... and only after this many sweeps of the problem in one process: starting the worker costs
-#: several sweeps (the fork, the child's start, copy-on-write faults in the parent), which a short
-#: solve does not earn back (docs/performance.md, "Cost of a Newton iteration").
-SPLIT_AFTER = 30
+#: about a sweep (the fork, copy-on-write faults in the parent; the child's set-up runs beside a
+#: sweep), which a solve of a few iterations does not earn back. Interleaved over the census, 5
+#: against 30: wall sum 76.7 → 73.1 s, CPU even (docs/performance.md, "Cost of a Newton iteration").
+SPLIT_AFTER = 5
 
 
 def split_size(problem: Problem) -> int:
