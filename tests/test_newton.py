@@ -198,6 +198,29 @@ def test_threads_sweep_chunks_with_the_same_numbers(monkeypatch):
 
 
 @pytest.mark.skipif(not can_fork(), reason="the metric's worker process needs fork (Linux)")
+def test_the_worker_sends_no_factor_where_the_subproblem_takes_no_eigendecomposition(monkeypatch):
+    """Off the eigendecomposition's path (p ≥ CHOLESKY_MIN_PARAMS: Moré–Sorensen) the worker sends M
+    alone: the same numbers, no inverse factor computed for nothing."""
+    prob = problem(**CONFIGS[1])
+    w = random_weights(prob)
+    _, xs = _objective(prob, w)
+    monkeypatch.setattr(newton, "SPLIT_MIN_SIZE", 0)
+    monkeypatch.setattr(newton, "SPLIT_AFTER", 0)
+    monkeypatch.setattr(newton, "CHOLESKY_MIN_PARAMS", 1)
+    split = _Derivatives(prob, threads=2)
+    split._threaded = lambda: True  # type: ignore[method-assign]
+    try:
+        split(w, xs)  # the worker's set-up call
+        got = split(w, xs)
+        assert split._metric_worker is not None and split._metric_worker.out.shape == (w.size, w.size)
+        for a, b in zip(got, _Derivatives(prob, threads=1)(w, xs)):
+            assert np.array_equal(a, b)
+        assert split.inverse_factor(got[2]) is None
+    finally:
+        split.release()
+
+
+@pytest.mark.skipif(not can_fork(), reason="the metric's worker process needs fork (Linux)")
 def test_metric_in_a_worker_process_gives_the_same_numbers(monkeypatch):
     """The metric's part swept in a forked worker gives the one-piece sweep's numbers bit for
     bit; when the worker dies the sweep goes on in one process, the same numbers again."""
@@ -228,8 +251,12 @@ def test_metric_in_a_worker_process_gives_the_same_numbers(monkeypatch):
     duals.step(w, 0.01 * np.ones_like(w), xs)
     targets = duals.targets(w, xs)
     split._threaded = lambda: True  # type: ignore[method-assign]
-    for a, b in zip(split(w, xs, targets=targets), serial(w, xs, targets=targets)):
+    got = split(w, xs, targets=targets)
+    for a, b in zip(got, serial(w, xs, targets=targets)):
         assert np.array_equal(a, b)
+    # the worker also sends M's inverse Cholesky factor, for that M only, the numbers of computing it here
+    assert np.array_equal(split.inverse_factor(got[2]), newton._inverse_factor(got[2]))
+    assert split.inverse_factor(got[2].copy()) is None and serial.inverse_factor(got[2]) is None
     g_only = split(w, xs, metric=False)  # without the metric: nothing to split
     assert np.array_equal(g_only[1], serial(w, xs, metric=False)[1])
     os.kill(split._metric_worker.pid, signal.SIGKILL)
@@ -599,10 +626,10 @@ def test_the_states_metric_is_formed_once_per_metric_period(monkeypatch: pytest.
         formed.append(metric)
         return sweep(fns, prob, w, xs, metric, hessian, targets)
 
-    def recording_subproblem(H: np.ndarray, M: np.ndarray | None, g: np.ndarray, sigma0: float = 0.0
-                             ) -> newton._Subproblem:
+    def recording_subproblem(H: np.ndarray, M: np.ndarray | None, g: np.ndarray, sigma0: float = 0.0,
+                             Linv: np.ndarray | None = None) -> newton._Subproblem:
         used.append(M)
-        return subproblem(H, M, g, sigma0)
+        return subproblem(H, M, g, sigma0, Linv)
 
     monkeypatch.setattr(newton, "_derivatives", counting_sweep)
     monkeypatch.setattr(newton, "_Subproblem", recording_subproblem)

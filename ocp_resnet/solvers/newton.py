@@ -1015,6 +1015,8 @@ class _Derivatives:
         #: it made P1's one process look the faster way, and the solve then kept the slower one)
         self._fresh_worker = False
         self._sweeps = 0  # one-piece sweeps so far (:data:`SPLIT_AFTER`)
+        #: the last M from the worker and its inverse Cholesky factor (:meth:`inverse_factor`)
+        self.factor: tuple[np.ndarray, np.ndarray] | None = None
 
     def _threaded(self) -> bool:
         """Whether this call runs in parallel (the chunks in threads, or one piece's metric in
@@ -1099,6 +1101,10 @@ class _Derivatives:
                 worker.submit(self.fns.jit)
                 g, H, _ = _derivatives(self.fns, self.problem, w, xs, False, True, targets)
                 M = worker.result()
+                if M.ndim == 3:  # M and its inverse Cholesky factor
+                    M, Linv = M
+                    if np.all(np.isfinite(Linv)):
+                        self.factor = (M, Linv)
             except RuntimeError:  # the worker died (killed, out of memory): on in one process
                 self._split = False
                 worker.close()
@@ -1114,6 +1120,12 @@ class _Derivatives:
         recent = self._seconds[parallel]
         recent.append(seconds)
         del recent[:-3]
+
+    def inverse_factor(self, M: np.ndarray | None) -> np.ndarray | None:
+        """L⁻¹ of M = L Lᵀ when the worker computed it with M (this very array), else None."""
+        if M is None or self.factor is None or self.factor[0] is not M:
+            return None
+        return self.factor[1]
 
     def release(self) -> None:
         """End the metric's worker process (a later call starts another)."""
@@ -1138,7 +1150,8 @@ class _Derivatives:
             twin.owner, twin.compile_s = None, math.inf
             try:
                 self._metric_worker = ForkedCall(functools.partial(_metric_sweep, twin, self.problem),
-                                                 (self.fns.p, self.fns.p), name="metric worker",
+                                                 (2,) * _eigen_path(self.fns.p) + (self.fns.p, self.fns.p),
+                                                 name="metric worker",
                                                  inputs=self.fns.p + sum(self.fns.widths) * self.fns.n)
                 self._fresh_worker = True
             except (OSError, RuntimeError, AssertionError):  # no process to be had: one process it is
@@ -1169,10 +1182,11 @@ def _from_shared(fns: _StageFunctions, buf: np.ndarray) -> tuple[np.ndarray, lis
 
 
 def _metric_sweep(fns: _StageFunctions, problem: Problem, shared: np.ndarray, jit: bool) -> np.ndarray:
-    """M at the w and states in ``shared`` (:func:`_to_shared`; :func:`_derivatives`' metric part
-    alone) in the worker process of :meth:`_Derivatives._worker`: with the compiled stage functions
-    once the parent has them (loaded from the compile cache; the same numbers either way), and
-    never compiling itself."""
+    """M (and, on the eigendecomposition's path, :func:`_eigen_path`, its inverse Cholesky factor,
+    stacked) at the w and states in ``shared`` (:func:`_to_shared`;
+    :func:`_derivatives`' metric part alone) in the worker process of :meth:`_Derivatives._worker`:
+    with the compiled stage functions once the parent has them (loaded from the compile cache; the
+    same numbers either way), and never compiling itself."""
     w, xs = _from_shared(fns, shared)
     if jit and not fns.jit:
         for group in fns.groups:
@@ -1180,7 +1194,16 @@ def _metric_sweep(fns: _StageFunctions, problem: Problem, shared: np.ndarray, ji
                 _compile(group, cached_only=True)
         fns.jit = all(m.compiled for m in fns.mapped)
     with np.errstate(all="ignore"):
-        return _derivatives(fns, problem, w, xs, True, False)[2]
+        M = _derivatives(fns, problem, w, xs, True, False)[2]
+    if not _eigen_path(fns.p):
+        return M
+    # and M's inverse Cholesky factor, which the solve needs next (:func:`_eigh_metric`): here,
+    # while the solve's own process still sweeps ∇²J (NaN where M is not positive definite)
+    try:
+        Linv = _inverse_factor(M)
+    except np.linalg.LinAlgError:
+        Linv = np.full_like(M, np.nan)
+    return np.stack([M, Linv])
 
 
 #: The derivative sweeps of each live problem (the solve, its restarts and its certificate).
@@ -1218,12 +1241,18 @@ def _objective(problem: Problem, w: np.ndarray) -> tuple[float, list[np.ndarray]
 
 
 # --------------------------------------------------------------------------- trust-region step
-def _eigh_metric(H: np.ndarray, M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _inverse_factor(M: np.ndarray) -> np.ndarray:
+    """L⁻¹ for the Cholesky factor M = L Lᵀ of a symmetric positive definite M."""
+    return np.linalg.inv(np.linalg.cholesky(M))
+
+
+def _eigh_metric(H: np.ndarray, M: np.ndarray, Linv: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The generalised eigendecomposition H Q = M Q diag(μ), Qᵀ M Q = I, μ ascending (M symmetric
     positive definite): Cholesky M = L Lᵀ, then the ordinary one of L⁻¹ H L⁻ᵀ — what LAPACK's
     sygv does behind ``scipy.linalg.eigh(H, M)``, with numpy alone (importing scipy.linalg costs
-    ~0.2 s of every solve's start-up)."""
-    Linv = np.linalg.inv(np.linalg.cholesky(M))
+    ~0.2 s of every solve's start-up). ``Linv``: L⁻¹ when known (:func:`_inverse_factor`)."""
+    if Linv is None:
+        Linv = _inverse_factor(M)
     C = Linv @ H @ Linv.T
     mu, V = np.linalg.eigh(0.5 * (C + C.T))
     return mu, Linv.T @ V
@@ -1296,6 +1325,11 @@ _MS_MAX_FACTORISATIONS = 30
 _MS_RTOL = 1e-4
 
 
+def _eigen_path(p: int) -> bool:
+    """Whether a subproblem of ``p`` weights is solved by one eigendecomposition (:class:`_Subproblem`)."""
+    return p < CHOLESKY_MIN_PARAMS
+
+
 class _Subproblem:
     """min g·s + ½ sᵀHs subject to ‖s‖_M ≤ radius for one iteration's H, M (None: ‖s‖₂) and g,
     solved for as many radii as the iteration tries.
@@ -1308,8 +1342,10 @@ class _Subproblem:
     has negative curvature (its Cholesky factorisation at σ = 0 failed, or λ_min < 0).
     """
 
-    def __init__(self, H: np.ndarray, M: np.ndarray | None, g: np.ndarray, sigma0: float = 0.0) -> None:
+    def __init__(self, H: np.ndarray, M: np.ndarray | None, g: np.ndarray, sigma0: float = 0.0,
+                 Linv: np.ndarray | None = None) -> None:
         self.H, self.M, self.g = H, M, g
+        self.Linv = Linv  # M's inverse Cholesky factor when known (:func:`_eigh_metric`)
         self.p = g.size
         self.eig: tuple[np.ndarray, np.ndarray] | None = None
         # the shift of the last step (the trust region's multiplier); the first guess is the
@@ -1319,7 +1355,7 @@ class _Subproblem:
         self.fallbacks = 0
         self.newton: np.ndarray | None = None
         self.indefinite: bool = False
-        self.cholesky = self.p >= CHOLESKY_MIN_PARAMS
+        self.cholesky = not _eigen_path(self.p)
         if not self.cholesky:
             self._eigen()
             assert self.eig is not None
@@ -1342,7 +1378,7 @@ class _Subproblem:
 
     def _eigen(self) -> tuple[np.ndarray, np.ndarray]:
         if self.eig is None:
-            self.eig = _eigh_metric(self.H, self.M) if self.M is not None else np.linalg.eigh(self.H)
+            self.eig = _eigh_metric(self.H, self.M, self.Linv) if self.M is not None else np.linalg.eigh(self.H)
         return self.eig
 
     def _factor(self, sigma: float) -> np.ndarray | None:
@@ -1599,7 +1635,8 @@ def newton_solve(
                     status = stop
                     break
                 # the region is ‖s‖_M ≤ radius (states metric) or ‖s‖₂ ≤ radius
-                sub = _Subproblem(H, M if states else None, g, sub.sigma if sub is not None else 0.0)
+                sub = _Subproblem(H, M if states else None, g, sub.sigma if sub is not None else 0.0,
+                                  derivatives.inverse_factor(M) if states else None)
                 # non-monotone acceptance: a trial is measured against the largest of the last
                 # `nonmonotone` accepted objectives (all ≤ the start's, so the result is too)
                 J_ref = max(history[-opts.nonmonotone:])
