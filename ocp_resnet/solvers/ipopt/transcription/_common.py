@@ -275,7 +275,7 @@ def compile_too_large(*fns: Any) -> str | None:
 
 def compiled(fn: Any, reverse: bool = False, cached_only: bool = False) -> Any:
     """``fn`` as machine code: CasADi generates its C code, the C compiler builds a shared library
-    (kept in :func:`cache_dir` under the hash of the code, so a structure is compiled once per
+    (kept in :func:`cache_dir` under a hash of the functions, so a structure is compiled once per
     machine, not once per run) and CasADi loads it. Same inputs, outputs and values as ``fn``;
     ``reverse`` also compiles its reverse derivative (CasADi's ``adj1_`` convention), for a
     function that CasADi must differentiate further (the NLP's objective and constraints).
