@@ -43,6 +43,8 @@ def test_results_come_back_and_an_error_does_not_end_the_worker():
     finally:
         call.close()
     assert not call.alive and not _running(call.pid)
+    with pytest.raises(RuntimeError, match="is gone"):  # its pipes are closed: nothing is written
+        call.submit(a, 1.0)
 
 
 def test_shared_inputs_written_by_the_parent_reach_the_worker_each_call():

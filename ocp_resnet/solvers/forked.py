@@ -24,6 +24,7 @@ import signal
 import struct
 import sys
 import time
+import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -110,7 +111,11 @@ class ForkedCall:
         req_r, req_w = os.pipe()
         ans_r, ans_w = os.pipe()
         try:
-            pid = os.fork()
+            with warnings.catch_warnings():
+                # Python ≥ 3.12 warns about fork in a process with threads; the child only computes
+                # on its own copies and takes no lock another thread might hold
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
         except OSError:
             for fd in (req_r, req_w, ans_r, ans_w):
                 os.close(fd)
@@ -159,6 +164,8 @@ class ForkedCall:
 
     def submit(self, *args: Any) -> None:
         """Start ``fn(*args)`` in the child (after the answer of an earlier call not yet read)."""
+        if not self.alive:  # (after close its pipe's numbers may name other files by now)
+            raise RuntimeError(f"the {self.name} process is gone")
         self.wait()
         try:
             _send(self._requests, args)
@@ -174,6 +181,8 @@ class ForkedCall:
             self._answer()
 
     def _answer(self) -> None:
+        if not self.alive:
+            raise RuntimeError(f"the {self.name} process is gone")
         if not self._pending:
             raise RuntimeError(f"no call of the {self.name} process to wait for: submit one first")
         self._pending = False
