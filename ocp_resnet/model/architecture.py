@@ -209,7 +209,7 @@ class ArchSpec:
     @property
     def n_params(self) -> int:
         """Number of scalar weights (the length of the flat vector)."""
-        return sum(math.prod(s) for s in self.param_shapes().values())
+        return self._layout[-1][2] if self._layout else 0
 
     # ----------------------------------------------------------------- parameters
     def flatten(self, params: Mapping[str, Any]) -> np.ndarray:

@@ -1085,35 +1085,42 @@ class _Derivatives:
             # it starts on this call's inputs, its answer dropped, while this process sweeps the
             # whole itself (neither way timed)
             self._fresh_worker = False
-            _to_shared(worker, w, xs)
             try:
-                worker.submit(self.fns.jit)
-            except RuntimeError:  # gone already: one process it is
-                self._split = False
-                worker.close()
+                self._start(worker, w, xs)
+            except RuntimeError:
+                self._drop(worker)
             return _derivatives(self.fns, self.problem, w, xs, metric, True, targets)
         split = worker is not None and self._threaded()
         t0 = time.perf_counter()
         if worker is not None and split:
             try:
-                worker.wait()  # (the set-up call's answer: the inputs are the child's until then)
-                _to_shared(worker, w, xs)
-                worker.submit(self.fns.jit)
+                self._start(worker, w, xs)
                 g, H, _ = _derivatives(self.fns, self.problem, w, xs, False, True, targets)
                 M = worker.result()
                 if M.ndim == 3:  # M and its inverse Cholesky factor
                     M, Linv = M
                     if np.all(np.isfinite(Linv)):
                         self.factor = (M, Linv)
-            except RuntimeError:  # the worker died (killed, out of memory): on in one process
-                self._split = False
-                worker.close()
+            except RuntimeError:
+                self._drop(worker)
                 return _derivatives(self.fns, self.problem, w, xs, metric, True, targets)
         else:
             g, H, M = _derivatives(self.fns, self.problem, w, xs, metric, True, targets)
         if worker is not None:
             self._timed(split, time.perf_counter() - t0)
         return g, H, M
+
+    def _start(self, worker: ForkedCall, w: np.ndarray, xs: list[np.ndarray]) -> None:
+        """Start the worker's sweep of the metric at w and the states ``xs`` (after its previous
+        answer: the shared inputs are the child's until then)."""
+        worker.wait()
+        _to_shared(worker, w, xs)
+        worker.submit(self.fns.jit)
+
+    def _drop(self, worker: ForkedCall) -> None:
+        """The worker died (killed, out of memory): on in one process."""
+        self._split = False
+        worker.close()
 
     def _timed(self, parallel: bool, seconds: float) -> None:
         """Keep the last three timings of one way (:meth:`_threaded` compares their medians)."""
